@@ -1,0 +1,1 @@
+"""Model providers behind one small interface. Only this package imports provider SDKs."""

@@ -1,0 +1,109 @@
+"""The LLM boundary: a small interface every provider adapter implements.
+
+Messages and tool specs here are provider-neutral. Tool names are our namespaced ``server.tool``
+form; adapters translate them to whatever the provider accepts (OpenAI and Anthropic allow only
+``[a-zA-Z0-9_-]``) and back, so callers never see the wire names.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+TextDeltaHandler = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool the model may call: namespaced name, description, JSON schema of its arguments."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallRequest:
+    """The model asks to call ``name`` (namespaced) with ``arguments``."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One conversation turn.
+
+    ``role="assistant"`` may carry ``tool_calls``; ``role="tool"`` carries the result of one call,
+    with ``tool_call_id`` naming it and ``is_error`` telling whether the tool reported an error.
+    """
+
+    role: Literal["user", "assistant", "tool"]
+    content: str = ""
+    tool_calls: tuple[ToolCallRequest, ...] = ()
+    tool_call_id: str | None = None
+    tool_name: str | None = None
+    is_error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LLMResponse:
+    """One model turn: text (possibly empty) and zero or more tool calls."""
+
+    text: str
+    tool_calls: tuple[ToolCallRequest, ...] = ()
+    usage: Usage = field(default_factory=Usage)
+    stop_reason: str | None = None
+
+
+class LLMClient(abc.ABC):
+    """A chat model with tool calling and structured output.
+
+    Implementations retry 429/5xx/timeouts with backoff and raise only
+    :class:`agent_runtime.errors.LLMError` subclasses.
+    """
+
+    provider: str
+    model: str
+
+    @abc.abstractmethod
+    async def generate_structured(
+        self,
+        *,
+        system: str,
+        messages: list[Message],
+        schema: type[ModelT],
+        tools_hint: list[ToolSpec] | None = None,
+    ) -> tuple[ModelT, Usage]:
+        """Return an instance of ``schema`` produced by the model (JSON-schema structured output).
+
+        ``tools_hint`` lists the tools the answer may refer to. Real providers read them from the
+        prompt; the offline test model uses them to produce a plan that names real tools.
+        """
+
+    @abc.abstractmethod
+    async def generate(
+        self,
+        *,
+        system: str,
+        messages: list[Message],
+        tools: list[ToolSpec],
+        on_text_delta: TextDeltaHandler | None = None,
+    ) -> LLMResponse:
+        """One assistant turn, streamed: text deltas go to ``on_text_delta`` as they arrive."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release HTTP connections."""

@@ -1,0 +1,315 @@
+"""Settings: one class, loaded from ``config.yaml`` and overridden by the environment.
+
+Precedence (highest first): constructor arguments, ``AGENT_RUNTIME_*`` environment variables
+(nested with ``__``, e.g. ``AGENT_RUNTIME_DATABASE__URL``), the YAML file named by
+``AGENT_RUNTIME_CONFIG`` (default ``./config.yaml``), then defaults. The providers' own variables
+(``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``ANTHROPIC_API_KEY``, ``ANTHROPIC_BASE_URL``) fill in
+keys and base URLs that the file leaves unset.
+
+Nothing here is created at import time: call :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from agent_runtime.errors import ConfigError
+
+Provider = Literal["openai", "anthropic", "offline"]
+
+DEFAULT_MODELS: dict[str, str] = {
+    "openai": "gpt-4.1-mini",
+    "anthropic": "claude-sonnet-4-5",
+    "offline": "offline-test",
+}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    environment: Literal["development", "production"] = "development"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_payloads: bool = False
+    """Log prompts and tool arguments. Off by default: they may hold secrets or personal data."""
+    sse_ping_seconds: float = Field(default=15.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    """On SIGTERM: how long in-flight work may run before its leases are released."""
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite+aiosqlite:///./data/agent-runtime.db"
+    auto_migrate: bool | None = None
+    """Apply migrations at start. ``None`` means: yes for SQLite, no for PostgreSQL (run ``migrate``)."""
+    pool_size: int = Field(default=10, ge=1)
+    echo: bool = False
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+
+class LLMSettings(_Section):
+    provider: Provider | None = None
+    """``None``: OpenAI if ``OPENAI_API_KEY`` is set, else Anthropic if ``ANTHROPIC_API_KEY`` is set,
+    else the offline test model."""
+    model: str | None = None
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=3, ge=0, le=10)
+    retry_base_delay_seconds: float = Field(default=0.5, ge=0)
+    max_output_tokens: int = Field(default=4096, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+
+    def resolved(self, env: dict[str, str] | None = None) -> ResolvedLLM:
+        """Fill provider, model, key and base URL from the providers' own environment variables."""
+        env = dict(os.environ) if env is None else env
+        provider: Provider
+        if self.provider is not None:
+            provider = self.provider
+        elif env.get("OPENAI_API_KEY") or (self.api_key and not env.get("ANTHROPIC_API_KEY")):
+            provider = "openai"
+        elif env.get("ANTHROPIC_API_KEY"):
+            provider = "anthropic"
+        else:
+            provider = "offline"
+        key = self.api_key.get_secret_value() if self.api_key else None
+        base_url = self.base_url
+        if provider == "openai":
+            key = key or env.get("OPENAI_API_KEY")
+            base_url = base_url or env.get("OPENAI_BASE_URL")
+        elif provider == "anthropic":
+            key = key or env.get("ANTHROPIC_API_KEY")
+            base_url = base_url or env.get("ANTHROPIC_BASE_URL")
+        return ResolvedLLM(
+            provider=provider,
+            model=self.model or DEFAULT_MODELS[provider],
+            base_url=base_url,
+            api_key=SecretStr(key) if key else None,
+            timeout_seconds=self.timeout_seconds,
+            max_retries=self.max_retries,
+            retry_base_delay_seconds=self.retry_base_delay_seconds,
+            max_output_tokens=self.max_output_tokens,
+            temperature=self.temperature,
+        )
+
+
+class ResolvedLLM(BaseModel):
+    """LLM settings with the provider decided and the key looked up."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: Provider
+    model: str
+    base_url: str | None
+    api_key: SecretStr | None
+    timeout_seconds: float
+    max_retries: int
+    retry_base_delay_seconds: float
+    max_output_tokens: int
+    temperature: float | None
+
+
+class LLMRoles(_Section):
+    planner: LLMSettings = Field(default_factory=LLMSettings)
+    executor: LLMSettings = Field(default_factory=LLMSettings)
+
+
+class LimitSettings(_Section):
+    max_prompt_chars: int = Field(default=20_000, ge=1)
+    max_steps_per_plan: int = Field(default=12, ge=1)
+    max_tool_calls_per_step: int = Field(default=8, ge=1)
+    max_turns_per_step: int = Field(default=10, ge=1)
+    max_metadata_bytes: int = Field(default=16_384, ge=0)
+
+
+class RunnerSettings(_Section):
+    worker_id: str | None = None
+    """Defaults to ``hostname:pid``."""
+    lease_seconds: float = Field(default=10.0, gt=0)
+    heartbeat_seconds: float = Field(default=3.0, gt=0)
+    safety_poll_seconds: float = Field(default=2.0, gt=0)
+    """Work is picked up on notification; this slow poll only catches expired leases and lost wake-ups."""
+    max_concurrent_planning: int = Field(default=8, ge=1)
+    max_concurrent_execution: int = Field(default=8, ge=1)
+    global_max_planning: int | None = Field(default=None, ge=1)
+    global_max_execution: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _heartbeat_below_lease(self) -> RunnerSettings:
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise ValueError(
+                f"heartbeat_seconds ({self.heartbeat_seconds}) must be below lease_seconds "
+                f"({self.lease_seconds}), or leases expire between heartbeats"
+            )
+        return self
+
+
+class ToolSettings(_Section):
+    registry_path: Path = Path("tool_registry.yaml")
+    workspace_root: Path = Path("data/workspaces")
+    keep_workspaces: bool = False
+    connect_timeout_seconds: float = Field(default=15.0, gt=0)
+    call_timeout_seconds: float = Field(default=60.0, gt=0)
+    catalog_refresh_seconds: float = Field(default=300.0, gt=0)
+    max_restarts_per_step: int = Field(default=1, ge=0)
+    max_server_processes: int = Field(default=64, ge=1)
+
+
+class RetentionSettings(_Section):
+    finished_task_max_age_days: float | None = Field(default=None, gt=0)
+    """Prune finished tasks (and their events) older than this; ``None`` keeps them forever."""
+    sweep_interval_seconds: float = Field(default=3600.0, gt=0)
+
+
+class ObservabilitySettings(_Section):
+    metrics_enabled: bool = True
+    otel_enabled: bool = False
+    otel_endpoint: str | None = None
+    otel_service_name: str = "agent-runtime"
+
+
+class Settings(BaseSettings):
+    """Every setting of the service. See ``config.yaml`` for a commented example."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AGENT_RUNTIME_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    llm: LLMRoles = Field(default_factory=LLMRoles)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    runner: RunnerSettings = Field(default_factory=RunnerSettings)
+    tools: ToolSettings = Field(default_factory=ToolSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.server.environment == "production":
+            for role in ("planner", "executor"):
+                llm: LLMSettings = getattr(self.llm, role)
+                if llm.provider == "offline":
+                    raise ValueError(
+                        f"llm.{role}.provider is 'offline' (the offline test model) while "
+                        "server.environment is 'production'; configure openai or anthropic"
+                    )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls), file_secret_settings)
+
+
+_YAML_DATA: ContextVar[dict[str, Any]] = ContextVar("agent_runtime_yaml_data", default={})
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """The YAML file's values, below the environment in precedence."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return _YAML_DATA.get().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_YAML_DATA.get())
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"{source}: {key}: {err['msg']}")
+    return "; ".join(lines)
+
+
+def load_settings(config_path: Path | str | None = None, **overrides: Any) -> Settings:
+    """Load settings from the YAML file and the environment; raise :class:`ConfigError` if unusable.
+
+    ``config_path`` defaults to ``$AGENT_RUNTIME_CONFIG`` or ``./config.yaml``; a missing default file
+    is fine (defaults apply), a missing explicitly named file is an error.
+    """
+    explicit = config_path is not None or "AGENT_RUNTIME_CONFIG" in os.environ
+    path = Path(config_path or os.environ.get("AGENT_RUNTIME_CONFIG", "config.yaml"))
+    file_data: dict[str, Any] = {}
+    if path.exists() or explicit:
+        file_data = _read_yaml(path)
+    try:
+        # Validate the file alone first so an error names the file, not the environment.
+        _FileOnly.model_validate(file_data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, str(path))) from exc
+    token = _YAML_DATA.set(file_data)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, f"{path} + AGENT_RUNTIME_* environment")) from exc
+    finally:
+        _YAML_DATA.reset(token)
+    return _relative_to(settings, path.parent if explicit else Path.cwd())
+
+
+class _FileOnly(BaseModel):
+    """The shape of the YAML file, validated without the environment."""
+
+    model_config = ConfigDict(extra="forbid")
+    server: ServerSettings | None = None
+    database: DatabaseSettings | None = None
+    llm: LLMRoles | None = None
+    limits: LimitSettings | None = None
+    runner: RunnerSettings | None = None
+    tools: ToolSettings | None = None
+    retention: RetentionSettings | None = None
+    observability: ObservabilitySettings | None = None
+
+
+
+def _relative_to(settings: Settings, base: Path) -> Settings:
+    """Resolve relative file paths in the settings against the config file's folder."""
+    tools = settings.tools
+    updates = {
+        "registry_path": tools.registry_path if tools.registry_path.is_absolute() else base / tools.registry_path,
+        "workspace_root": tools.workspace_root if tools.workspace_root.is_absolute() else base / tools.workspace_root,
+    }
+    return settings.model_copy(update={"tools": tools.model_copy(update=updates)})

@@ -1,0 +1,1 @@
+"""MCP tool servers: registry, catalogue, task-scoped sessions. Only this package imports ``mcp``."""

@@ -1,0 +1,51 @@
+"""Provider-neutral records for tools, shared by the catalogue, the pool and the executor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SEPARATOR = "."
+
+
+def qualified_name(server_id: str, tool: str) -> str:
+    """``server.tool``: server ids may not contain dots, so the split is unambiguous."""
+    return f"{server_id}{SEPARATOR}{tool}"
+
+
+def split_name(name: str) -> tuple[str, str]:
+    server, sep, tool = name.partition(SEPARATOR)
+    if not sep or not server or not tool:
+        raise ValueError(f"tool name {name!r} is not of the form server.tool")
+    return server, tool
+
+
+@dataclass(frozen=True, slots=True)
+class ToolInfo:
+    """One tool of one registered server, as listed by ``list_tools``."""
+
+    server_id: str
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    read_only: bool = False
+    idempotent: bool = False
+    destructive: bool | None = None
+
+    @property
+    def qualified_name(self) -> str:
+        return qualified_name(self.server_id, self.name)
+
+    @property
+    def safe_to_repeat(self) -> bool:
+        return self.read_only or self.idempotent
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """What a tool call returned. ``is_error`` is data for the model, not an exception."""
+
+    text: str
+    is_error: bool = False
+    structured: dict[str, Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
