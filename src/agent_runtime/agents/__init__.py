@@ -1,0 +1,1 @@
+"""The planner and executor agents. They talk to an LLMClient and to tools through small protocols."""

@@ -1,0 +1,254 @@
+"""ExecutorAgent: runs an approved plan step by step with an LLM tool-calling loop.
+
+Each step sees only the tools the approved plan version lists for it; a call to anything else is
+refused and recorded. Everything that happens goes to an :class:`ExecutionJournal` *before and
+after* it happens, so a worker that takes over after a crash can rebuild the step's conversation
+from the database and never repeats a completed call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from agent_runtime.agents import prompts
+from agent_runtime.domain.plan import Plan, PlanStep, execution_order
+from agent_runtime.domain.records import ToolCallRecord
+from agent_runtime.domain.states import StepStatus, ToolCallStatus
+from agent_runtime.errors import ServiceError, ToolNotAllowedError, ToolServerError, ToolTimeoutError
+from agent_runtime.llm.base import LLMClient, Message, ToolCallRequest, ToolSpec
+from agent_runtime.tools.base import ToolResult
+
+ProgressHandler = Callable[[float, float | None, str | None], Awaitable[None]]
+
+
+class StepTools(Protocol):
+    """The task's tool servers (see ``tools.pool.TaskTools``)."""
+
+    async def call(
+        self,
+        qualified_name: str,
+        arguments: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        on_progress: ProgressHandler | None = None,
+    ) -> ToolResult: ...
+
+    def failed_servers(self) -> dict[str, str]: ...
+
+
+class ExecutionJournal(Protocol):
+    """Durable record of execution, written under the task's lease."""
+
+    async def step_started(self, step_id: str, *, resumed: bool) -> None: ...
+    async def text_delta(self, step_id: str, text: str) -> None: ...
+    async def call_started(
+        self, step_id: str, turn: int, index: int, tool: str, arguments: dict[str, Any], *, retry_of: str | None
+    ) -> str: ...
+    async def call_completed(self, call_id: str, step_id: str, tool: str, result: ToolResult, seconds: float) -> None: ...
+    async def call_failed(self, call_id: str, step_id: str, tool: str, error: ServiceError, seconds: float) -> None: ...
+    async def call_refused(
+        self, step_id: str, turn: int, index: int, tool: str, arguments: dict[str, Any], reason: str
+    ) -> None: ...
+    async def progress(self, call_id: str, step_id: str, progress: float, total: float | None, message: str | None) -> None: ...
+    async def step_completed(self, step_id: str, output: str) -> None: ...
+    async def step_failed(self, step_id: str, error: ServiceError) -> None: ...
+    async def prior_calls(self, step_id: str) -> list[ToolCallRecord]: ...
+
+
+class InDoubtError(ServiceError):
+    """A call that may have had side effects has no recorded result; an operator must decide."""
+
+    def __init__(self, call: ToolCallRecord) -> None:
+        super().__init__(
+            f"tool call {call.id} to {call.tool_name} was in flight when its worker died and the tool "
+            "is not declared safe to repeat",
+            details={"tool_call_id": call.id, "tool": call.tool_name, "step_id": call.step_id},
+        )
+        self.call = call
+
+
+class StepFailedError(ServiceError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorLimits:
+    max_turns: int
+    max_tool_calls: int
+    call_timeout: float | None = None
+
+
+class ExecutorAgent:
+    def __init__(
+        self,
+        llm: LLMClient,
+        *,
+        specs: Callable[[list[str]], list[ToolSpec]],
+        safe_to_repeat: Callable[[str], bool],
+        limits: ExecutorLimits,
+    ) -> None:
+        self.llm = llm
+        self._specs = specs
+        self._safe = safe_to_repeat
+        self.limits = limits
+
+    async def run(
+        self,
+        *,
+        prompt: str,
+        plan: Plan,
+        step_status: dict[str, StepStatus],
+        outputs: dict[str, str],
+        tools: StepTools,
+        journal: ExecutionJournal,
+    ) -> str:
+        """Run every step not yet completed, in dependency order; return the final summary."""
+        for step in execution_order(plan):
+            if step_status.get(step.id) == StepStatus.COMPLETED:
+                continue
+            resumed = step_status.get(step.id) == StepStatus.RUNNING
+            deps = {d: outputs.get(d, "") for d in step.depends_on}
+            outputs[step.id] = await self.run_step(
+                prompt=prompt, plan=plan, step=step, deps=deps, tools=tools, journal=journal, resumed=resumed
+            )
+        response = await self.llm.generate(
+            system=prompts.SUMMARY_SYSTEM,
+            messages=[Message(role="user", content=prompts.summary_request(prompt, outputs))],
+            tools=[],
+        )
+        return response.text
+
+    async def run_step(
+        self,
+        *,
+        prompt: str,
+        plan: Plan,
+        step: PlanStep,
+        deps: dict[str, str],
+        tools: StepTools,
+        journal: ExecutionJournal,
+        resumed: bool,
+    ) -> str:
+        await journal.step_started(step.id, resumed=resumed)
+        failed = {s: err for s, err in tools.failed_servers().items() if any(t.startswith(s + ".") for t in step.tools)}
+        if failed:
+            error = ToolServerError(
+                "; ".join(f"tool server {s!r} failed to start: {err}" for s, err in failed.items()),
+                details={"servers": sorted(failed)},
+            )
+            await journal.step_failed(step.id, error)
+            raise StepFailedError(error.message, details=error.details)
+        messages = [Message(role="user", content=prompts.step_request(prompt, plan, step, deps))]
+        turn, calls_made = 0, 0
+        if resumed:
+            turn, calls_made = await self._replay(step, messages, tools, journal)
+        specs = self._specs(step.tools)
+        allowed = set(step.tools)
+
+        async def on_delta(text: str) -> None:
+            await journal.text_delta(step.id, text)
+
+        while True:
+            turn += 1
+            if turn > self.limits.max_turns:
+                return await self._fail(step, journal, f"step {step.id} did not finish within {self.limits.max_turns} turns")
+            response = await self.llm.generate(
+                system=prompts.EXECUTOR_SYSTEM, messages=messages, tools=specs, on_text_delta=on_delta
+            )
+            if not response.tool_calls:
+                await journal.step_completed(step.id, response.text)
+                return response.text
+            messages.append(Message(role="assistant", content=response.text, tool_calls=response.tool_calls))
+            for index, request in enumerate(response.tool_calls):
+                if request.name in allowed:
+                    calls_made += 1
+                    if calls_made > self.limits.max_tool_calls:
+                        return await self._fail(
+                            step, journal, f"step {step.id} exceeded {self.limits.max_tool_calls} tool calls"
+                        )
+                messages.append(await self._call(step, turn, index, request, allowed, tools, journal))
+
+    async def _call(
+        self,
+        step: PlanStep,
+        turn: int,
+        index: int,
+        request: ToolCallRequest,
+        allowed: set[str],
+        tools: StepTools,
+        journal: ExecutionJournal,
+        retry_of: str | None = None,
+    ) -> Message:
+        if request.name not in allowed:
+            reason = f"tool {request.name!r} is not allowed in step {step.id}; allowed: {sorted(allowed)}"
+            await journal.call_refused(step.id, turn, index, request.name, request.arguments, reason)
+            return Message(role="tool", content=reason, tool_call_id=request.id, tool_name=request.name, is_error=True)
+        call_id = await journal.call_started(
+            step.id, turn, index, request.name, request.arguments, retry_of=retry_of
+        )
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            await journal.progress(call_id, step.id, progress, total, message)
+
+        started = time.perf_counter()
+        try:
+            result = await tools.call(
+                request.name, request.arguments, timeout=self.limits.call_timeout, on_progress=on_progress
+            )
+        except (ToolServerError, ToolTimeoutError, ToolNotAllowedError) as exc:
+            await journal.call_failed(call_id, step.id, request.name, exc, time.perf_counter() - started)
+            return Message(
+                role="tool", content=f"error: {exc.message}", tool_call_id=request.id, tool_name=request.name, is_error=True
+            )
+        await journal.call_completed(call_id, step.id, request.name, result, time.perf_counter() - started)
+        return Message(
+            role="tool", content=result.text, tool_call_id=request.id, tool_name=request.name, is_error=result.is_error
+        )
+
+    async def _replay(
+        self, step: PlanStep, messages: list[Message], tools: StepTools, journal: ExecutionJournal
+    ) -> tuple[int, int]:
+        """Rebuild a resumed step's conversation from its recorded calls; settle in-doubt calls."""
+        prior = await journal.prior_calls(step.id)
+        by_turn: dict[int, list[ToolCallRecord]] = {}
+        for call in prior:
+            by_turn.setdefault(call.turn, []).append(call)
+        last_turn = 0
+        for turn, calls in sorted(by_turn.items()):
+            last_turn = turn
+            requests = tuple(ToolCallRequest(id=c.id, name=c.tool_name, arguments=c.arguments) for c in calls)
+            messages.append(Message(role="assistant", tool_calls=requests))
+            for call, request in zip(calls, requests, strict=True):
+                if call.status == ToolCallStatus.IN_DOUBT:
+                    retry = bool(call.result and call.result.get("operator_retry"))
+                    if not (retry or self._safe(call.tool_name)):
+                        raise InDoubtError(call)
+                    messages.append(
+                        await self._call(
+                            step, turn, call.call_index, request, set(step.tools), tools, journal, retry_of=call.id
+                        )
+                    )
+                else:
+                    messages.append(_recorded_result(call, request))
+        made = sum(1 for c in prior if c.status != ToolCallStatus.REFUSED)
+        return last_turn, made
+
+    async def _fail(self, step: PlanStep, journal: ExecutionJournal, message: str) -> str:
+        error = StepFailedError(message, details={"step_id": step.id})
+        await journal.step_failed(step.id, error)
+        raise error
+
+
+def _recorded_result(call: ToolCallRecord, request: ToolCallRequest) -> Message:
+    result = call.result or {}
+    if call.status == ToolCallStatus.REFUSED:
+        text = str(result.get("reason", "refused"))
+    elif call.status in (ToolCallStatus.FAILED, ToolCallStatus.CANCELLED):
+        text = "error: " + str(result.get("error", call.status.value))
+    else:
+        text = str(result.get("text", ""))
+    is_error = call.is_error or call.status != ToolCallStatus.COMPLETED and call.status != ToolCallStatus.SKIPPED
+    return Message(role="tool", content=text, tool_call_id=request.id, tool_name=call.tool_name, is_error=is_error)

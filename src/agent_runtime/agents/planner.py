@@ -1,0 +1,66 @@
+"""PlannerAgent: request + tool catalogue → a validated plan, with one repair attempt."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from agent_runtime.agents import prompts
+from agent_runtime.domain.plan import Plan, check_plan
+from agent_runtime.errors import PlanInvalidError
+from agent_runtime.llm.base import LLMClient, Message, ToolSpec, Usage
+
+InvalidHandler = Callable[[list[str]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOutcome:
+    plan: Plan
+    author: str
+    attempts: int
+    usage: Usage
+
+
+class PlannerAgent:
+    def __init__(self, llm: LLMClient, *, max_steps: int) -> None:
+        self.llm = llm
+        self.max_steps = max_steps
+
+    @property
+    def author(self) -> str:
+        return f"planner:{self.llm.provider}/{self.llm.model}"
+
+    async def plan(
+        self,
+        prompt: str,
+        tools: list[ToolSpec],
+        *,
+        feedback: str | None = None,
+        previous: Plan | None = None,
+        on_invalid: InvalidHandler | None = None,
+    ) -> PlanOutcome:
+        """Ask the model for a plan; if it is invalid, show it the problems once; then give up."""
+        system = prompts.PLANNER_SYSTEM.format(max_steps=self.max_steps)
+        messages = [Message(role="user", content=prompts.planner_request(prompt, tools, feedback, previous))]
+        known = {t.name for t in tools}
+        total_in = total_out = 0
+        for attempt in (1, 2):
+            plan, usage = await self.llm.generate_structured(
+                system=system, messages=messages, schema=Plan, tools_hint=tools
+            )
+            total_in += usage.input_tokens
+            total_out += usage.output_tokens
+            problems = check_plan(plan, known_tools=known, max_steps=self.max_steps)
+            if not problems:
+                return PlanOutcome(plan, self.author, attempt, Usage(total_in, total_out))
+            if on_invalid is not None:
+                await on_invalid(problems)
+            if attempt == 2:
+                raise PlanInvalidError(
+                    "the planner produced an invalid plan twice: " + "; ".join(problems), problems=problems
+                )
+            messages += [
+                Message(role="assistant", content=plan.model_dump_json()),
+                Message(role="user", content=prompts.repair_request(problems)),
+            ]
+        raise AssertionError("unreachable")

@@ -1,0 +1,70 @@
+"""Prompt texts. Kept apart so they can be reviewed (and versioned) on their own."""
+
+from __future__ import annotations
+
+import json
+
+from agent_runtime.domain.plan import Plan, PlanStep
+from agent_runtime.llm.base import ToolSpec
+
+PLANNER_SYSTEM = """\
+You are the planner of a task service. Turn the user's request into a short plan of steps that an
+executor will carry out with tools, after a human approves the plan.
+Rules:
+- Each step has a unique short id (s1, s2, ...), a title, a self-contained instruction, the exact names
+  of the tools it may call (only names from the tool catalogue; an empty list if it needs none), and the
+  ids of steps it depends on.
+- Use as few steps as the request needs; at most {max_steps}.
+- Never invent tools. A step can only do what its listed tools allow.
+"""
+
+EXECUTOR_SYSTEM = """\
+You are the executor of one step of an approved plan. Do what the step's instruction says, using only
+the tools you are given. Tool results may be errors: read them and adapt. When the step is done,
+answer with a short plain-text result of the step (no tool call).
+"""
+
+SUMMARY_SYSTEM = """\
+You write the final result of a task from the results of its steps: a short, factual summary for the
+person who asked. Do not call tools.
+"""
+
+
+def catalogue_text(tools: list[ToolSpec]) -> str:
+    if not tools:
+        return "(no tools are available)"
+    return "\n".join(
+        f"- {t.name}: {t.description.strip() or '(no description)'}\n  input schema: "
+        f"{json.dumps(t.input_schema, separators=(',', ':'))}"
+        for t in tools
+    )
+
+
+def planner_request(prompt: str, tools: list[ToolSpec], feedback: str | None, previous: Plan | None) -> str:
+    parts = [f"Request:\n{prompt}", f"Tool catalogue:\n{catalogue_text(tools)}"]
+    if previous is not None and feedback:
+        parts.append(f"The previous plan was:\n{previous.model_dump_json(indent=1)}")
+        parts.append(f"The operator asked for a revision:\n{feedback}")
+    return "\n\n".join(parts)
+
+
+def repair_request(problems: list[str]) -> str:
+    listed = "\n".join(f"- {p}" for p in problems)
+    return f"That plan is invalid:\n{listed}\nProduce a corrected plan."
+
+
+def step_request(prompt: str, plan: Plan, step: PlanStep, dependency_outputs: dict[str, str]) -> str:
+    parts = [
+        f"Task request:\n{prompt}",
+        f"Plan summary: {plan.summary}",
+        f"Your step ({step.id}: {step.title}):\n{step.instruction}",
+    ]
+    for dep, output in dependency_outputs.items():
+        parts.append(f"Result of step {dep}:\n{output}")
+    return "\n\n".join(parts)
+
+
+def summary_request(prompt: str, outputs: dict[str, str]) -> str:
+    lines = [f"Task request:\n{prompt}", "Step results:"]
+    lines += [f"- {sid}: {out}" for sid, out in outputs.items()]
+    return "\n".join(lines)

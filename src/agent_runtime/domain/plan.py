@@ -1,0 +1,114 @@
+"""Plans: the schema the planner model must produce, and the checks a plan must pass.
+
+A plan is stored as an immutable, numbered version with a content hash. Approval names a version;
+the executor may call only the tools that version lists for each step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+STEP_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+
+
+class PlanStep(BaseModel):
+    """One step: what to do, and the namespaced tools (``server.tool``) it may use."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="Short unique id, e.g. 's1'. Letters, digits, '_' or '-'.")
+    title: str = Field(description="A few words naming the step.")
+    instruction: str = Field(description="What the executor should do in this step, self-contained.")
+    tools: list[str] = Field(description="Tool names (exactly as in the catalogue) this step may call.")
+    depends_on: list[str] = Field(description="Ids of steps that must finish before this one.")
+
+
+class Plan(BaseModel):
+    """The planner's structured output, and the body of every stored plan version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    summary: str = Field(description="One or two sentences: what the plan achieves.")
+    steps: list[PlanStep] = Field(description="The steps, in a sensible order.")
+
+    def content_hash(self) -> str:
+        body = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+
+    def step(self, step_id: str) -> PlanStep:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    def servers(self) -> set[str]:
+        """The tool servers the plan needs (the part of each tool name before the dot)."""
+        return {name.partition(".")[0] for step in self.steps for name in step.tools}
+
+    def all_tools(self) -> set[str]:
+        return {name for step in self.steps for name in step.tools}
+
+
+def check_plan(plan: Plan, *, known_tools: Iterable[str], max_steps: int) -> list[str]:
+    """Return the problems with ``plan`` (empty when it is valid). Messages are fit for the model."""
+    known = set(known_tools)
+    problems: list[str] = []
+    if not plan.steps:
+        return ["the plan has no steps; produce at least one step"]
+    if len(plan.steps) > max_steps:
+        problems.append(f"the plan has {len(plan.steps)} steps; at most {max_steps} are allowed")
+    ids = [s.id for s in plan.steps]
+    seen: set[str] = set()
+    for step in plan.steps:
+        if not STEP_ID.match(step.id):
+            problems.append(f"step id {step.id!r} must be 1-40 letters, digits, '_' or '-'")
+        if step.id in seen:
+            problems.append(f"step id {step.id!r} is used twice")
+        seen.add(step.id)
+        if not step.instruction.strip():
+            problems.append(f"step {step.id!r} has an empty instruction")
+        for tool in step.tools:
+            if tool not in known:
+                problems.append(f"step {step.id!r} names unknown tool {tool!r}")
+        for dep in step.depends_on:
+            if dep == step.id:
+                problems.append(f"step {step.id!r} depends on itself")
+            elif dep not in ids:
+                problems.append(f"step {step.id!r} depends on unknown step {dep!r}")
+    if not problems and _has_cycle(plan):
+        problems.append("the steps' depends_on form a cycle")
+    return problems
+
+
+def _has_cycle(plan: Plan) -> bool:
+    try:
+        execution_order(plan)
+    except ValueError:
+        return True
+    return False
+
+
+def execution_order(plan: Plan) -> list[PlanStep]:
+    """Steps in dependency order, keeping the plan's order among independent steps."""
+    done: set[str] = set()
+    ordered: list[PlanStep] = []
+    remaining = list(plan.steps)
+    while remaining:
+        ready = [s for s in remaining if all(d in done for d in s.depends_on)]
+        if not ready:
+            raise ValueError("dependency cycle")
+        step = ready[0]
+        ordered.append(step)
+        done.add(step.id)
+        remaining.remove(step)
+    return ordered
+
+
+def plan_json_schema() -> dict[str, Any]:
+    return Plan.model_json_schema()

@@ -1,0 +1,90 @@
+"""Read models: what the store returns. Plain frozen dataclasses, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from agent_runtime.domain.plan import Plan
+from agent_runtime.domain.states import StepStatus, TaskStatus, ToolCallStatus
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    id: str
+    status: TaskStatus
+    prompt: str
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    current_plan_version: int | None
+    approved_plan_version: int | None
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+    revision_feedback: str | None
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    lease_epoch: int
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlanVersionRecord:
+    task_id: str
+    version: int
+    content_hash: str
+    plan: Plan
+    author: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    task_id: str
+    plan_version: int
+    step_id: str
+    position: int
+    status: StepStatus
+    output: str | None
+    error: dict[str, Any] | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallRecord:
+    id: str
+    task_id: str
+    plan_version: int
+    step_id: str
+    turn: int
+    call_index: int
+    tool_name: str
+    arguments: dict[str, Any]
+    status: ToolCallStatus
+    result: dict[str, Any] | None
+    is_error: bool
+    started_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRecord:
+    task_id: str
+    plan_version: int
+    decision: str
+    actor: str | None
+    reason: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Proof of ownership: every write a worker makes names the epoch it claimed with."""
+
+    task_id: str
+    owner: str
+    epoch: int
+    status: TaskStatus
+    """The status the task had when claimed (before the claim's own transition)."""

@@ -1,0 +1,94 @@
+"""The task and step state machines as tables and pure functions.
+
+Every status change in the service goes through :func:`check_transition`; the store refuses to
+write a change the table does not allow.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from agent_runtime.errors import InvalidStateError
+
+
+class TaskStatus(StrEnum):
+    QUEUED = "queued"
+    """Waiting for a worker to plan it (new, or a revision was asked for)."""
+    PLANNING = "planning"
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"
+    """Approved, waiting for a worker to execute it."""
+    EXECUTING = "executing"
+    NEEDS_ATTENTION = "needs_attention"
+    """Paused: a side-effecting tool call is in doubt; an operator must retry, skip or fail it."""
+    COMPLETED = "completed"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+class ToolCallStatus(StrEnum):
+    STARTED = "started"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    """The call could not be made or the transport failed (a tool's own isError is COMPLETED)."""
+    REFUSED = "refused"
+    """The model asked for a tool the approved plan does not allow for this step."""
+    IN_DOUBT = "in_doubt"
+    """Started, no recorded result, and its worker died."""
+    SKIPPED = "skipped"
+    """An operator chose to skip an in-doubt call with a stated result."""
+    CANCELLED = "cancelled"
+
+
+S = TaskStatus
+
+TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
+    S.QUEUED: frozenset({S.PLANNING, S.CANCELLED}),
+    S.PLANNING: frozenset({S.AWAITING_APPROVAL, S.FAILED, S.CANCELLED}),
+    S.AWAITING_APPROVAL: frozenset({S.AWAITING_APPROVAL, S.APPROVED, S.REJECTED, S.QUEUED, S.CANCELLED}),
+    S.APPROVED: frozenset({S.EXECUTING, S.CANCELLED}),
+    S.EXECUTING: frozenset({S.COMPLETED, S.FAILED, S.NEEDS_ATTENTION, S.CANCELLED}),
+    S.NEEDS_ATTENTION: frozenset({S.APPROVED, S.FAILED, S.CANCELLED}),
+    S.COMPLETED: frozenset(),
+    S.FAILED: frozenset(),
+    S.REJECTED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+"""Allowed ``from → to`` changes. ``awaiting_approval → awaiting_approval`` is an operator edit
+(a new plan version); ``awaiting_approval → queued`` is a revision request."""
+
+TERMINAL: frozenset[TaskStatus] = frozenset({S.COMPLETED, S.FAILED, S.REJECTED, S.CANCELLED})
+
+CLAIMABLE: frozenset[TaskStatus] = frozenset({S.QUEUED, S.PLANNING, S.APPROVED, S.EXECUTING})
+"""States a worker can claim. ``planning``/``executing`` are claimable only once their lease expired."""
+
+LEASED: frozenset[TaskStatus] = frozenset({S.PLANNING, S.EXECUTING})
+"""States in which a worker holds the task's lease."""
+
+
+def can_transition(current: TaskStatus, target: TaskStatus) -> bool:
+    return target in TRANSITIONS[current]
+
+
+def check_transition(current: TaskStatus, target: TaskStatus, *, action: str | None = None) -> None:
+    """Raise :class:`InvalidStateError` (carrying the current state) unless the change is allowed."""
+    if not can_transition(current, target):
+        what = action or f"move to {target.value}"
+        raise InvalidStateError(
+            f"cannot {what}: task is {current.value}",
+            details={"current_status": current.value, "requested": target.value},
+        )
+
+
+def is_terminal(status: TaskStatus) -> bool:
+    return status in TERMINAL

@@ -1,0 +1,1 @@
+"""Services: task commands, the runner (leases, recovery), the event bus."""

@@ -1,0 +1,145 @@
+"""In-process fan-out of committed events, and the "work available" wake-up for workers.
+
+The store hands every committed batch of events to :meth:`EventBus.events_committed`; each local
+subscriber of that task gets them pushed without a database query. On PostgreSQL a single
+``LISTEN`` connection per process (:mod:`agent_runtime.services.pg_listener`) reports commits made
+by other replicas; the bus then reads the new events once per task and fans them out, so database
+load does not grow with the number of connected clients.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+
+import anyio
+
+from agent_runtime.domain.events import Event
+
+Fetcher = Callable[[str, int], Awaitable[list[Event]]]
+
+
+class Subscription:
+    """Events of one task, in order, for one consumer. Use as a context manager via ``EventBus.subscribe``."""
+
+    def __init__(self, task_id: str, max_buffer: int) -> None:
+        self.task_id = task_id
+        self._items: deque[Event] = deque()
+        self._max = max_buffer
+        self._wakeup = anyio.Event()
+        self.overflowed = False
+        """True when events were dropped because the consumer was slow; re-read from the store."""
+        self.closed = False
+
+    def push(self, event: Event) -> None:
+        if len(self._items) >= self._max:
+            self._items.clear()
+            self.overflowed = True
+        else:
+            self._items.append(event)
+        self._wakeup.set()
+
+    def mark_stale(self) -> None:
+        self.overflowed = True
+        self._wakeup.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wakeup.set()
+
+    def drain(self) -> list[Event]:
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait until something was pushed (True) or ``timeout`` passed (False)."""
+        if self._items or self.overflowed or self.closed:
+            return True
+        with anyio.move_on_after(timeout):
+            await self._wakeup.wait()
+        woke = self._wakeup.is_set()
+        self._wakeup = anyio.Event()
+        return woke
+
+
+class EventBus:
+    """Implements the store's listener protocol; hands events to subscribers and wakes workers."""
+
+    def __init__(self, *, max_buffer: int = 10_000) -> None:
+        self._subs: dict[str, set[Subscription]] = {}
+        self._delivered: dict[str, int] = {}
+        self._max_buffer = max_buffer
+        self._work = anyio.Event()
+        self._fetch: Fetcher | None = None
+
+    # -- store listener ---------------------------------------------------------------------------
+
+    def events_committed(self, events: Sequence[Event]) -> None:
+        for event in events:
+            subs = self._subs.get(event.task_id)
+            if not subs:
+                continue
+            if event.seq <= self._delivered.get(event.task_id, 0):
+                continue  # already delivered (our own commit, echoed back by NOTIFY)
+            self._delivered[event.task_id] = event.seq
+            for sub in subs:
+                sub.push(event)
+
+    def work_available(self) -> None:
+        self._work.set()
+
+    # -- remote commits (PostgreSQL NOTIFY) -------------------------------------------------------
+
+    def set_fetcher(self, fetch: Fetcher) -> None:
+        self._fetch = fetch
+
+    async def remote_commit(self, task_id: str, last_seq: int, work: bool) -> None:
+        """Another process committed events up to ``last_seq`` for ``task_id``."""
+        if work:
+            self.work_available()
+        if self._fetch is None or not self._subs.get(task_id):
+            return
+        known = self._delivered.get(task_id, 0)
+        if last_seq <= known:
+            return
+        self.events_committed(await self._fetch(task_id, known))
+
+    def resync_all(self) -> None:
+        """After the listener reconnects, notifications may have been missed: let subscribers re-read."""
+        for subs in self._subs.values():
+            for sub in subs:
+                sub.mark_stale()
+        self.work_available()
+
+    # -- consumers --------------------------------------------------------------------------------
+
+    def subscribe(self, task_id: str, *, after: int = 0) -> Subscription:
+        sub = Subscription(task_id, self._max_buffer)
+        self._subs.setdefault(task_id, set()).add(sub)
+        self._delivered.setdefault(task_id, after)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.task_id)
+        if subs is None:
+            return
+        subs.discard(sub)
+        if not subs:
+            del self._subs[sub.task_id]
+            self._delivered.pop(sub.task_id, None)
+
+    def subscriber_count(self) -> int:
+        return sum(len(s) for s in self._subs.values())
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when work may be available, or after ``timeout`` (the safety poll)."""
+        with anyio.move_on_after(timeout):
+            await self._work.wait()
+        self._work = anyio.Event()
+
+    def close_all(self) -> None:
+        """Shutdown: end every subscription so SSE clients reconnect elsewhere."""
+        for subs in self._subs.values():
+            for sub in subs:
+                sub.close()

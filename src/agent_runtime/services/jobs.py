@@ -1,0 +1,217 @@
+"""What a worker does with a claimed task: plan it, or execute its approved plan.
+
+Both jobs write only through fenced transactions (``store.transaction(task_id, lease)``): a worker
+that lost its lease cannot change the task. Planning is safe to redo after a crash (it has no side
+effects); execution resumes from the database: completed steps are skipped, and calls that were in
+flight are settled as in-doubt (see ``agents.executor``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from agent_runtime.agents.executor import ExecutorAgent, ExecutorLimits, InDoubtError, StepTools
+from agent_runtime.agents.planner import PlannerAgent
+from agent_runtime.domain.events import EventType
+from agent_runtime.domain.plan import Plan
+from agent_runtime.domain.records import Lease
+from agent_runtime.domain.states import StepStatus, TaskStatus, ToolCallStatus, is_terminal
+from agent_runtime.errors import LeaseLostError, ServiceError
+from agent_runtime.llm.base import LLMClient, ToolSpec
+from agent_runtime.observability.metrics import Metrics
+from agent_runtime.services.journal import StoreJournal
+from agent_runtime.settings import Settings
+from agent_runtime.store.store import TaskStore
+from agent_runtime.tools.base import ToolInfo
+
+log = structlog.get_logger(__name__)
+
+
+class Catalog(Protocol):
+    def tools(self) -> list[ToolInfo]: ...
+    def get(self, qualified: str) -> ToolInfo | None: ...
+
+
+class Pool(Protocol):
+    def open_task(
+        self,
+        task_id: str,
+        server_ids: set[str],
+        allowed_tools: set[str],
+        workspace: Path,
+        env: dict[str, str] | None = None,
+    ) -> AbstractAsyncContextManager[StepTools]: ...
+
+
+def tool_spec(info: ToolInfo) -> ToolSpec:
+    return ToolSpec(name=info.qualified_name, description=info.description, input_schema=info.input_schema)
+
+
+@dataclass
+class TaskJobs:
+    store: TaskStore
+    settings: Settings
+    planner_llm: LLMClient
+    executor_llm: LLMClient
+    catalog: Catalog
+    pool: Pool
+    metrics: Metrics | None = None
+
+    # -- planning -------------------------------------------------------------------------------
+
+    async def plan(self, lease: Lease) -> None:
+        started = time.perf_counter()
+        async with self.store.transaction(lease.task_id, lease) as tx:
+            if tx.task.status == TaskStatus.QUEUED:
+                tx.transition(TaskStatus.PLANNING)
+            else:
+                tx.emit(EventType.TASK_RESUMED, {"phase": "planning", "worker": lease.owner})
+            tx.emit(EventType.PLANNING_STARTED, {"revision": tx.task.revision_feedback is not None})
+            task = tx.task
+        previous: Plan | None = None
+        if task.revision_feedback and task.current_plan_version:
+            previous = (await self.store.plan_version(task.id, task.current_plan_version)).plan
+        planner = PlannerAgent(self.planner_llm, max_steps=self.settings.limits.max_steps_per_plan)
+        specs = [tool_spec(t) for t in self.catalog.tools()]
+
+        async def on_invalid(problems: list[str]) -> None:
+            async with self.store.transaction(lease.task_id, lease) as tx:
+                tx.emit(EventType.PLAN_INVALID, {"problems": problems})
+
+        try:
+            outcome = await planner.plan(
+                task.prompt, specs, feedback=task.revision_feedback, previous=previous, on_invalid=on_invalid
+            )
+        except LeaseLostError:
+            raise
+        except ServiceError as exc:
+            await self._fail(lease, exc)
+            return
+        offline = self.planner_llm.provider == "offline"
+        async with self.store.transaction(lease.task_id, lease) as tx:
+            version = await tx.add_plan_version(outcome.plan, outcome.author)
+            tx.transition(TaskStatus.AWAITING_APPROVAL, revision_feedback=None)
+            tx.emit(
+                EventType.PLAN_PROPOSED,
+                {
+                    "plan_version": version,
+                    "content_hash": outcome.plan.content_hash(),
+                    "author": outcome.author,
+                    "offline_test": offline,
+                    "attempts": outcome.attempts,
+                    "plan": outcome.plan.model_dump(mode="json"),
+                },
+            )
+            tx.emit(EventType.APPROVAL_REQUIRED, {"plan_version": version})
+        if self.metrics is not None:
+            self.metrics.observe_planning(time.perf_counter() - started)
+
+    # -- execution ------------------------------------------------------------------------------
+
+    async def execute(self, lease: Lease) -> None:
+        started = time.perf_counter()
+        task = await self.store.get_task(lease.task_id)
+        version = task.approved_plan_version
+        if version is None:
+            await self._fail(lease, ServiceError("approved task has no approved plan version"))
+            return
+        record = await self.store.plan_version(task.id, version)
+        async with self.store.transaction(lease.task_id, lease) as tx:
+            steps = await self.store.steps(task.id, version)
+            resumed = any(s.status != StepStatus.PENDING for s in steps)
+            if tx.task.status == TaskStatus.APPROVED:
+                tx.transition(TaskStatus.EXECUTING)
+            if resumed or lease.status == TaskStatus.EXECUTING:
+                tx.emit(EventType.TASK_RESUMED, {"phase": "executing", "worker": lease.owner})
+            else:
+                tx.emit(EventType.EXECUTION_STARTED, {"plan_version": version, "content_hash": record.content_hash})
+            await self._mark_in_doubt(tx, lease)
+        status = {s.step_id: s.status for s in steps}
+        outputs = {s.step_id: s.output or "" for s in steps if s.status == StepStatus.COMPLETED}
+        plan = record.plan
+        remaining = [s for s in plan.steps if status.get(s.id) != StepStatus.COMPLETED]
+        servers = {name.partition(".")[0] for s in remaining for name in s.tools}
+        workspace = self.settings.tools.workspace_root / task.id
+        workspace.mkdir(parents=True, exist_ok=True)
+        executor = ExecutorAgent(
+            self.executor_llm,
+            specs=self._specs,
+            safe_to_repeat=self._safe_to_repeat,
+            limits=ExecutorLimits(
+                max_turns=self.settings.limits.max_turns_per_step,
+                max_tool_calls=self.settings.limits.max_tool_calls_per_step,
+                call_timeout=self.settings.tools.call_timeout_seconds,
+            ),
+        )
+        journal = StoreJournal(self.store, lease, version, self.metrics)
+        try:
+            async with self.pool.open_task(task.id, servers, plan.all_tools(), workspace) as tools:
+                summary = await executor.run(
+                    prompt=task.prompt, plan=plan, step_status=status, outputs=outputs, tools=tools, journal=journal
+                )
+        except InDoubtError as exc:
+            async with self.store.transaction(lease.task_id, lease) as tx:
+                tx.transition(TaskStatus.NEEDS_ATTENTION)
+                tx.emit(EventType.NEEDS_ATTENTION, {**exc.details, "reason": exc.message})
+            return
+        except LeaseLostError:
+            raise
+        except ServiceError as exc:
+            await self._fail(lease, exc, version=version)
+            return
+        async with self.store.transaction(lease.task_id, lease) as tx:
+            tx.transition(TaskStatus.COMPLETED, result={"summary": summary, "outputs": outputs})
+            tx.emit(EventType.TASK_COMPLETED, {"summary": summary})
+        self._cleanup(workspace)
+        if self.metrics is not None:
+            self.metrics.observe_execution(time.perf_counter() - started, "completed")
+
+    async def _mark_in_doubt(self, tx: Any, lease: Lease) -> None:
+        """Calls left STARTED by an earlier worker have no recorded result: they are in doubt."""
+        for call in await self.store.tool_calls(lease.task_id):
+            if call.status == ToolCallStatus.STARTED:
+                await tx.update_tool_call(call.id, status=ToolCallStatus.IN_DOUBT)
+                info = self.catalog.get(call.tool_name)
+                tx.emit(
+                    EventType.TOOL_CALL_IN_DOUBT,
+                    {
+                        "call_id": call.id,
+                        "step_id": call.step_id,
+                        "tool": call.tool_name,
+                        "safe_to_repeat": bool(info and info.safe_to_repeat),
+                    },
+                )
+
+    def _specs(self, names: list[str]) -> list[ToolSpec]:
+        return [tool_spec(info) for name in names if (info := self.catalog.get(name)) is not None]
+
+    def _safe_to_repeat(self, name: str) -> bool:
+        info = self.catalog.get(name)
+        return bool(info and info.safe_to_repeat)
+
+    async def _fail(self, lease: Lease, exc: ServiceError, *, version: int | None = None) -> None:
+        error = {"code": exc.code.value, "message": exc.message, **({"details": exc.details} if exc.details else {})}
+        log.warning("task_failed", code=exc.code.value)
+        async with self.store.transaction(lease.task_id, lease) as tx:
+            if is_terminal(tx.task.status):
+                return
+            if version is not None:
+                await tx.update_steps_where(version, {StepStatus.PENDING}, status=StepStatus.SKIPPED)
+                await tx.update_steps_where(
+                    version, {StepStatus.RUNNING}, status=StepStatus.FAILED, error=error, finished_at=tx.now
+                )
+            tx.transition(TaskStatus.FAILED, error=error)
+            tx.emit(EventType.TASK_FAILED, {"error": error})
+        if self.metrics is not None and version is not None:
+            self.metrics.observe_execution(0.0, "failed")
+
+    def _cleanup(self, workspace: Path) -> None:
+        if not self.settings.tools.keep_workspaces:
+            shutil.rmtree(workspace, ignore_errors=True)

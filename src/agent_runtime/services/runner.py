@@ -1,0 +1,198 @@
+"""The runner: claims work under leases, keeps them alive, runs the planner and executor.
+
+Work is picked up when the event bus says work is available (a commit in this process, or a
+PostgreSQL NOTIFY from another replica); a slow safety poll catches expired leases. Each claimed
+task runs in its own cancel scope with a heartbeat that renews the lease and a watcher that stops
+it at once when the task is cancelled. On shutdown the runner stops claiming, lets in-flight work
+finish for a grace period, then cancels it and releases the leases so another replica resumes.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+
+from agent_runtime.domain.events import EventType
+from agent_runtime.domain.records import Lease
+from agent_runtime.domain.states import TaskStatus
+from agent_runtime.errors import LeaseLostError
+from agent_runtime.observability.metrics import Metrics
+from agent_runtime.services.bus import EventBus
+from agent_runtime.settings import RunnerSettings
+from agent_runtime.store.store import TaskStore
+
+log = structlog.get_logger(__name__)
+
+PLANNING_STATES = (TaskStatus.QUEUED, TaskStatus.PLANNING)
+EXECUTION_STATES = (TaskStatus.APPROVED, TaskStatus.EXECUTING)
+
+Job = Callable[[Lease], Awaitable[None]]
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclass
+class _Slot:
+    lease: Lease
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    lost: bool = False
+
+
+class Runner:
+    def __init__(
+        self,
+        store: TaskStore,
+        bus: EventBus,
+        settings: RunnerSettings,
+        *,
+        plan_job: Job,
+        execute_job: Job,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.settings = settings
+        self.owner = settings.worker_id or default_worker_id()
+        self._plan_job = plan_job
+        self._execute_job = execute_job
+        self.metrics = metrics
+        self._planning: dict[str, _Slot] = {}
+        self._executing: dict[str, _Slot] = {}
+        self._draining = False
+        self._stopped = anyio.Event()
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def active(self) -> int:
+        return len(self._planning) + len(self._executing)
+
+    async def run(self, tg: TaskGroup) -> None:
+        """Claim loop; workers are started in ``tg``. Returns when :meth:`drain` is called."""
+        log.info("runner_started", owner=self.owner)
+        while not self._draining:
+            await self._claim(tg, PLANNING_STATES, self._planning, self.settings.max_concurrent_planning,
+                              self.settings.global_max_planning)
+            await self._claim(tg, EXECUTION_STATES, self._executing, self.settings.max_concurrent_execution,
+                              self.settings.global_max_execution)
+            await self.bus.wait_for_work(self.settings.safety_poll_seconds)
+        self._stopped.set()
+
+    async def _claim(
+        self, tg: TaskGroup, states: tuple[TaskStatus, ...], slots: dict[str, _Slot], limit: int, global_limit: int | None
+    ) -> None:
+        room = limit - len(slots)
+        if room <= 0:
+            return
+        try:
+            leases = await self.store.claim(
+                self.owner, states, limit=room, lease_seconds=self.settings.lease_seconds, global_limit=global_limit
+            )
+        except Exception:  # noqa: BLE001 - the database may be briefly unreachable; keep the loop alive
+            log.exception("claim_failed")
+            return
+        for lease in leases:
+            if lease.task_id in slots:
+                continue
+            slot = _Slot(lease)
+            slots[lease.task_id] = slot
+            self._idle = anyio.Event() if self._idle.is_set() else self._idle
+            if lease.status in (TaskStatus.PLANNING, TaskStatus.EXECUTING) and self.metrics is not None:
+                self.metrics.lease_takeover()
+            job = self._plan_job if states is PLANNING_STATES else self._execute_job
+            tg.start_soon(self._work, slot, slots, job)
+
+    async def _work(self, slot: _Slot, slots: dict[str, _Slot], job: Job) -> None:
+        lease = slot.lease
+        bound = structlog.contextvars.bound_contextvars(task_id=lease.task_id, epoch=lease.epoch)
+        with bound:
+            try:
+                with slot.scope:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(self._heartbeat, slot)
+                        tg.start_soon(self._watch_cancel, slot)
+                        try:
+                            await job(lease)
+                        finally:
+                            tg.cancel_scope.cancel()
+            except LeaseLostError:
+                log.warning("lease_lost", owner=self.owner)
+            except Exception:  # noqa: BLE001 - top of a worker task: log it, keep the service up
+                log.exception("worker_crashed")
+            finally:
+                slots.pop(lease.task_id, None)
+                if self._draining and not slot.lost:
+                    with anyio.CancelScope(shield=True):
+                        await self._release(lease)
+                if not self._planning and not self._executing:
+                    self._idle.set()
+                self.bus.work_available()
+
+    async def _heartbeat(self, slot: _Slot) -> None:
+        while True:
+            await anyio.sleep(self.settings.heartbeat_seconds)
+            try:
+                ok = await self.store.renew(slot.lease, self.settings.lease_seconds)
+            except Exception:  # noqa: BLE001 - a failed renew is retried next beat; the lease may still expire
+                log.exception("lease_renew_failed")
+                continue
+            if not ok:
+                log.warning("lease_lost_on_renew")
+                slot.lost = True
+                slot.scope.cancel()
+                return
+
+    async def _watch_cancel(self, slot: _Slot) -> None:
+        """Stop the worker the moment the task is cancelled (by any replica)."""
+        task = await self.store.get_task(slot.lease.task_id)
+        sub = self.bus.subscribe(task.id, after=task.last_seq)
+        try:
+            while True:
+                await sub.wait(3600)
+                stale = sub.overflowed
+                sub.overflowed = False
+                events = sub.drain()
+                if stale:
+                    current = await self.store.get_task(task.id)
+                    cancelled = current.status == TaskStatus.CANCELLED
+                else:
+                    cancelled = any(e.type == EventType.TASK_CANCELLED for e in events)
+                if cancelled:
+                    slot.lost = True
+                    slot.scope.cancel()
+                    return
+                if sub.closed:
+                    return
+        finally:
+            self.bus.unsubscribe(sub)
+
+    async def _release(self, lease: Lease) -> None:
+        try:
+            await self.store.release(lease)
+        except Exception:  # noqa: BLE001 - the lease then simply expires
+            log.exception("lease_release_failed")
+
+    async def drain(self, grace_seconds: float) -> None:
+        """Stop claiming; let in-flight work finish for ``grace_seconds``; then hand it back."""
+        self._draining = True
+        self.bus.work_available()
+        started = time.monotonic()
+        with anyio.move_on_after(grace_seconds):
+            await self._idle.wait()
+        leftover = list(self._planning.values()) + list(self._executing.values())
+        for slot in leftover:
+            slot.scope.cancel()
+        log.info("runner_drained", handed_back=len(leftover), seconds=round(time.monotonic() - started, 3))

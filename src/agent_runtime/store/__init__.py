@@ -1,0 +1,1 @@
+"""Durable state: one SQL implementation (SQLite and PostgreSQL), Alembic migrations."""

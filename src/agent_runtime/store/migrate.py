@@ -1,0 +1,51 @@
+"""Apply and inspect Alembic migrations programmatically (used by ``agent-runtime migrate`` and start-up)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from alembic import command
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _config(connection: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(_config()).get_current_head()
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    def read(conn: Connection) -> str | None:
+        return MigrationContext.configure(conn).get_current_revision()
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(read)
+
+
+async def pending(engine: AsyncEngine) -> bool:
+    """True when the database is behind the code's newest migration."""
+    return await current_revision(engine) != head_revision()
+
+
+async def upgrade(engine: AsyncEngine) -> str | None:
+    """Bring the database to the newest revision; return it."""
+
+    def run(conn: Connection) -> None:
+        command.upgrade(_config(conn), "head")
+
+    async with engine.begin() as conn:
+        await conn.run_sync(run)
+    return await current_revision(engine)

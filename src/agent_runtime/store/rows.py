@@ -1,0 +1,123 @@
+"""Row → record conversion. Timestamps come back timezone-aware UTC from every backend."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import RowMapping
+
+from agent_runtime.domain.events import Event
+from agent_runtime.domain.plan import Plan
+from agent_runtime.domain.records import (
+    ApprovalRecord,
+    PlanVersionRecord,
+    StepRecord,
+    TaskRecord,
+    ToolCallRecord,
+)
+from agent_runtime.domain.states import StepStatus, TaskStatus, ToolCallStatus
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    """Time-ordered id: ids sort by creation time, which keeps cursor pagination simple."""
+    return f"{prefix}_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(6)}"
+
+
+def aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _req(value: datetime | None) -> datetime:
+    out = aware(value)
+    assert out is not None
+    return out
+
+
+def task(row: RowMapping) -> TaskRecord:
+    return TaskRecord(
+        id=row["id"],
+        status=TaskStatus(row["status"]),
+        prompt=row["prompt"],
+        metadata=row["metadata"] or {},
+        created_at=_req(row["created_at"]),
+        updated_at=_req(row["updated_at"]),
+        current_plan_version=row["current_plan_version"],
+        approved_plan_version=row["approved_plan_version"],
+        result=row["result"],
+        error=row["error"],
+        revision_feedback=row["revision_feedback"],
+        lease_owner=row["lease_owner"],
+        lease_expires_at=aware(row["lease_expires_at"]),
+        lease_epoch=row["lease_epoch"],
+        last_seq=row["last_seq"],
+    )
+
+
+def plan_version(row: RowMapping) -> PlanVersionRecord:
+    return PlanVersionRecord(
+        task_id=row["task_id"],
+        version=row["version"],
+        content_hash=row["content_hash"],
+        plan=Plan.model_validate(row["plan"]),
+        author=row["author"],
+        created_at=_req(row["created_at"]),
+    )
+
+
+def step(row: RowMapping) -> StepRecord:
+    return StepRecord(
+        task_id=row["task_id"],
+        plan_version=row["plan_version"],
+        step_id=row["step_id"],
+        position=row["position"],
+        status=StepStatus(row["status"]),
+        output=row["output"],
+        error=row["error"],
+        started_at=aware(row["started_at"]),
+        finished_at=aware(row["finished_at"]),
+    )
+
+
+def tool_call(row: RowMapping) -> ToolCallRecord:
+    return ToolCallRecord(
+        id=row["id"],
+        task_id=row["task_id"],
+        plan_version=row["plan_version"],
+        step_id=row["step_id"],
+        turn=row["turn"],
+        call_index=row["call_index"],
+        tool_name=row["tool_name"],
+        arguments=row["arguments"] or {},
+        status=ToolCallStatus(row["status"]),
+        result=row["result"],
+        is_error=bool(row["is_error"]),
+        started_at=_req(row["started_at"]),
+        finished_at=aware(row["finished_at"]),
+    )
+
+
+def approval(row: RowMapping) -> ApprovalRecord:
+    return ApprovalRecord(
+        task_id=row["task_id"],
+        plan_version=row["plan_version"],
+        decision=row["decision"],
+        actor=row["actor"],
+        reason=row["reason"],
+        created_at=_req(row["created_at"]),
+    )
+
+
+def event(row: RowMapping) -> Event:
+    data: dict[str, Any] = row["data"] or {}
+    return Event(
+        task_id=row["task_id"], seq=row["seq"], type=row["type"], data=data, created_at=_req(row["created_at"])
+    )

@@ -1,0 +1,110 @@
+"""Table definitions (SQLAlchemy Core). Migrations in ``migrations/`` create exactly these."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData()
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+TS = sa.DateTime(timezone=True)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("prompt", sa.Text, nullable=False),
+    sa.Column("metadata", JSONType, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.Column("current_plan_version", sa.Integer),
+    sa.Column("approved_plan_version", sa.Integer),
+    sa.Column("result", JSONType),
+    sa.Column("error", JSONType),
+    sa.Column("revision_feedback", sa.Text),
+    sa.Column("lease_owner", sa.String(200)),
+    sa.Column("lease_expires_at", TS),
+    sa.Column("lease_epoch", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_seq", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("finished_at", TS),
+)
+sa.Index("ix_tasks_status_lease", tasks.c.status, tasks.c.lease_expires_at)
+sa.Index("ix_tasks_finished_at", tasks.c.finished_at)
+
+plan_versions = sa.Table(
+    "plan_versions",
+    metadata,
+    sa.Column("task_id", sa.String(40), sa.ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("content_hash", sa.String(80), nullable=False),
+    sa.Column("plan", JSONType, nullable=False),
+    sa.Column("author", sa.String(200), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)
+
+steps = sa.Table(
+    "steps",
+    metadata,
+    sa.Column("task_id", sa.String(40), sa.ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("plan_version", sa.Integer, primary_key=True),
+    sa.Column("step_id", sa.String(40), primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("output", sa.Text),
+    sa.Column("error", JSONType),
+    sa.Column("started_at", TS),
+    sa.Column("finished_at", TS),
+)
+
+tool_calls = sa.Table(
+    "tool_calls",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("task_id", sa.String(40), sa.ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("plan_version", sa.Integer, nullable=False),
+    sa.Column("step_id", sa.String(40), nullable=False),
+    sa.Column("turn", sa.Integer, nullable=False),
+    sa.Column("call_index", sa.Integer, nullable=False),
+    sa.Column("tool_name", sa.String(200), nullable=False),
+    sa.Column("arguments", JSONType, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("result", JSONType),
+    sa.Column("is_error", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("lease_epoch", sa.Integer, nullable=False),
+    sa.Column("started_at", TS, nullable=False),
+    sa.Column("finished_at", TS),
+)
+sa.Index("ix_tool_calls_task_step", tool_calls.c.task_id, tool_calls.c.step_id)
+
+approvals = sa.Table(
+    "approvals",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.String(40), sa.ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("plan_version", sa.Integer, nullable=False),
+    sa.Column("decision", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(200)),
+    sa.Column("reason", sa.Text),
+    sa.Column("created_at", TS, nullable=False),
+)
+sa.Index("ix_approvals_task", approvals.c.task_id)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("task_id", sa.String(40), sa.ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("type", sa.String(48), nullable=False),
+    sa.Column("data", JSONType, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)
+
+housekeeping = sa.Table(
+    "housekeeping_leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(200)),
+    sa.Column("expires_at", TS),
+)

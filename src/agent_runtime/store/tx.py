@@ -1,0 +1,202 @@
+"""A fenced, event-writing transaction on one task.
+
+Everything a state change writes (task fields, plan versions, steps, tool calls, approvals and the
+events that describe them) goes through :class:`TaskTx` and commits at once. The task row is
+locked for the duration; when the transaction was opened under a lease, the final task update is
+conditional on the lease epoch, so a worker that lost its lease has its whole transaction refused
+by the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agent_runtime.domain.events import Event, EventType
+from agent_runtime.domain.plan import Plan
+from agent_runtime.domain.records import TaskRecord
+from agent_runtime.domain.states import LEASED, TERMINAL, StepStatus, TaskStatus, ToolCallStatus, check_transition
+from agent_runtime.store import schema as t
+from agent_runtime.store.rows import new_id, utcnow
+
+
+class TaskTx:
+    """Writes for one task inside one transaction. Obtain it from ``TaskStore.transaction``."""
+
+    def __init__(self, conn: AsyncConnection, task: TaskRecord, now: datetime) -> None:
+        self.conn = conn
+        self.task = task
+        self.now = now
+        self._fields: dict[str, Any] = {}
+        self._events: list[tuple[str, dict[str, Any]]] = []
+        self.wakes_workers = False
+        """Set when the change makes the task claimable, so idle workers are woken."""
+
+    # -- task row ------------------------------------------------------------------------------
+
+    def transition(self, target: TaskStatus, *, action: str | None = None, **fields: Any) -> None:
+        """Change status (checked against the state table) and set other task fields."""
+        check_transition(self.task.status, target, action=action)
+        self.update(status=target, **fields)
+        if target in TERMINAL:
+            self._fields["finished_at"] = self.now
+        if target not in LEASED:
+            # Only planning and executing hold a lease; anything else waits as a row.
+            self._fields.update(lease_owner=None, lease_expires_at=None)
+        if target in (TaskStatus.QUEUED, TaskStatus.APPROVED):
+            self.wakes_workers = True
+
+    def update(self, **fields: Any) -> None:
+        self._fields.update(fields)
+        known = {k: v for k, v in fields.items() if k in TaskRecord.__dataclass_fields__}
+        self.task = replace(self.task, **known)
+
+    def emit(self, type_: EventType | str, data: dict[str, Any] | None = None) -> None:
+        self._events.append((str(type_), data or {}))
+
+    # -- plans and steps ---------------------------------------------------------------------
+
+    async def add_plan_version(self, plan: Plan, author: str) -> int:
+        version = (self.task.current_plan_version or 0) + 1
+        await self.conn.execute(
+            t.plan_versions.insert().values(
+                task_id=self.task.id,
+                version=version,
+                content_hash=plan.content_hash(),
+                plan=plan.model_dump(mode="json"),
+                author=author,
+                created_at=self.now,
+            )
+        )
+        await self.conn.execute(
+            t.steps.insert(),
+            [
+                {
+                    "task_id": self.task.id,
+                    "plan_version": version,
+                    "step_id": step.id,
+                    "position": i,
+                    "status": StepStatus.PENDING,
+                }
+                for i, step in enumerate(plan.steps)
+            ],
+        )
+        self.update(current_plan_version=version)
+        return version
+
+    async def update_step(self, version: int, step_id: str, **fields: Any) -> None:
+        await self.conn.execute(
+            t.steps.update()
+            .where(t.steps.c.task_id == self.task.id)
+            .where(t.steps.c.plan_version == version)
+            .where(t.steps.c.step_id == step_id)
+            .values(**fields)
+        )
+
+    async def update_steps_where(self, version: int, statuses: set[StepStatus], **fields: Any) -> None:
+        await self.conn.execute(
+            t.steps.update()
+            .where(t.steps.c.task_id == self.task.id)
+            .where(t.steps.c.plan_version == version)
+            .where(t.steps.c.status.in_([str(s) for s in statuses]))
+            .values(**fields)
+        )
+
+    # -- tool calls and approvals -------------------------------------------------------------
+
+    async def add_tool_call(
+        self,
+        *,
+        step_id: str,
+        turn: int,
+        call_index: int,
+        tool_name: str,
+        arguments: dict[str, Any],
+        status: ToolCallStatus = ToolCallStatus.STARTED,
+        result: dict[str, Any] | None = None,
+    ) -> str:
+        call_id = new_id("call")
+        await self.conn.execute(
+            t.tool_calls.insert().values(
+                id=call_id,
+                task_id=self.task.id,
+                plan_version=self.task.approved_plan_version or 0,
+                step_id=step_id,
+                turn=turn,
+                call_index=call_index,
+                tool_name=tool_name,
+                arguments=arguments,
+                status=status,
+                result=result,
+                is_error=False,
+                lease_epoch=self.task.lease_epoch,
+                started_at=self.now,
+                finished_at=None if status == ToolCallStatus.STARTED else self.now,
+            )
+        )
+        return call_id
+
+    async def update_tool_call(self, call_id: str, **fields: Any) -> None:
+        await self.conn.execute(
+            t.tool_calls.update()
+            .where(t.tool_calls.c.id == call_id)
+            .where(t.tool_calls.c.task_id == self.task.id)
+            .values(**fields)
+        )
+
+    async def update_tool_calls_where(self, statuses: set[ToolCallStatus], **fields: Any) -> None:
+        await self.conn.execute(
+            t.tool_calls.update()
+            .where(t.tool_calls.c.task_id == self.task.id)
+            .where(t.tool_calls.c.status.in_([str(s) for s in statuses]))
+            .values(**fields)
+        )
+
+    async def add_approval(self, version: int, decision: str, actor: str | None, reason: str | None) -> None:
+        await self.conn.execute(
+            t.approvals.insert().values(
+                task_id=self.task.id,
+                plan_version=version,
+                decision=decision,
+                actor=actor,
+                reason=reason,
+                created_at=self.now,
+            )
+        )
+
+    # -- commit ---------------------------------------------------------------------------------
+
+    async def flush(self, fence_epoch: int | None) -> tuple[list[Event], bool]:
+        """Write events and the task row. Return (events, fenced_ok)."""
+        first = self.task.last_seq + 1
+        stored = [
+            Event(task_id=self.task.id, seq=first + i, type=typ, data=data, created_at=self.now)
+            for i, (typ, data) in enumerate(self._events)
+        ]
+        values = dict(self._fields)
+        values["updated_at"] = self.now
+        values["last_seq"] = self.task.last_seq + len(stored)
+        stmt = t.tasks.update().where(t.tasks.c.id == self.task.id).values(**values)
+        if fence_epoch is not None:
+            stmt = stmt.where(t.tasks.c.lease_epoch == fence_epoch)
+        result = await self.conn.execute(stmt)
+        if result.rowcount != 1:
+            return [], False
+        if stored:
+            await self.conn.execute(
+                t.events.insert(),
+                [
+                    {"task_id": e.task_id, "seq": e.seq, "type": e.type, "data": e.data, "created_at": e.created_at}
+                    for e in stored
+                ],
+            )
+        self.task = replace(self.task, last_seq=values["last_seq"], updated_at=self.now)
+        return stored, True
+
+
+def now() -> datetime:
+    return utcnow()
