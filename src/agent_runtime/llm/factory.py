@@ -1,0 +1,46 @@
+"""Build the :class:`LLMClient` that resolved settings ask for.
+
+Provider SDKs are imported only when their provider is chosen (``import anthropic`` alone costs
+more than a second). A missing key is a :class:`ConfigError` that names the variable to set,
+raised before any SDK is touched.
+"""
+
+from __future__ import annotations
+
+import httpx2
+
+from agent_runtime.errors import ConfigError
+from agent_runtime.llm.base import LLMClient
+from agent_runtime.llm.offline import OfflineTestModel
+from agent_runtime.settings import ResolvedLLM
+
+KEY_ENV_VARS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+
+
+def build_llm_client(
+    resolved: ResolvedLLM, *, http_client: httpx2.AsyncClient | None = None
+) -> LLMClient:
+    """The client for ``resolved.provider``.
+
+    ``http_client`` replaces the SDK's own transport: tests pass one bound to the fake LLM
+    server (in process through ``httpx2.ASGITransport``, or on loopback). It is ignored by the
+    offline test model, which makes no calls at all.
+    """
+    if resolved.provider == "offline":
+        return OfflineTestModel(model=resolved.model)
+    if resolved.api_key is None or not resolved.api_key.get_secret_value():
+        env = KEY_ENV_VARS[resolved.provider]
+        raise ConfigError(
+            f"llm provider {resolved.provider!r} has no API key: set {env} "
+            f"(or llm.<role>.api_key in the config file), or choose provider 'offline' "
+            "to run with the offline test model"
+        )
+    if resolved.provider == "openai":
+        from agent_runtime.llm.openai_client import OpenAIClient
+
+        return OpenAIClient(resolved, http_client=http_client)
+    if resolved.provider == "anthropic":
+        from agent_runtime.llm.anthropic_client import AnthropicClient
+
+        return AnthropicClient(resolved, http_client=http_client)
+    raise ConfigError(f"unknown llm provider {resolved.provider!r}")

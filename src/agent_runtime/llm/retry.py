@@ -1,0 +1,179 @@
+"""Retries with exponential backoff and jitter, and translation of SDK errors into ours.
+
+The provider SDKs are built with ``max_retries=0`` so this module is the only retry layer.
+Retried: 408, 409, 429, 5xx, timeouts and connection errors. Not retried: 400/404/422 (our
+request is wrong) and 401/403 (the key is wrong). A ``Retry-After`` (or ``retry-after-ms``)
+header wins over the computed backoff, capped at :attr:`RetryPolicy.max_delay_seconds`.
+
+The adapters tell this module which SDK exception classes mean what through :class:`SDKErrors`,
+so it imports neither SDK.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+import httpx2
+
+from agent_runtime.errors import LLMAuthError, LLMError, LLMRateLimitError, LLMTimeoutError
+from agent_runtime.settings import ResolvedLLM
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+AUTH_STATUS = frozenset({401, 403})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_retries: int = 3
+    base_delay_seconds: float = 0.5
+    max_delay_seconds: float = 30.0
+
+    @classmethod
+    def from_settings(cls, resolved: ResolvedLLM) -> RetryPolicy:
+        return cls(
+            max_retries=resolved.max_retries,
+            base_delay_seconds=resolved.retry_base_delay_seconds,
+        )
+
+    def backoff(self, attempt: int) -> float:
+        """Delay before retry number ``attempt`` (1-based): exponential with "equal jitter"."""
+        ceiling = min(self.max_delay_seconds, self.base_delay_seconds * 2.0 ** (attempt - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+@dataclass(frozen=True, slots=True)
+class SDKErrors:
+    """One SDK's exception classes; ``status`` errors carry ``status_code`` and ``response``."""
+
+    base: type[BaseException]
+    status: type[BaseException]
+    timeout: type[BaseException]
+    connection: type[BaseException]
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
+    """Parse ``retry-after-ms`` / ``Retry-After`` (seconds or an HTTP date); ``None`` if absent."""
+    if not headers:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def translate_error(exc: BaseException, *, provider: str, errors: SDKErrors) -> LLMError:
+    """Map an SDK (or transport) exception to our error family; ``retryable`` says what to do."""
+    if isinstance(exc, LLMError):
+        return exc
+    if isinstance(exc, (errors.timeout, httpx2.TimeoutException)):
+        return LLMTimeoutError(f"{provider}: request timed out", provider=provider, retryable=True)
+    if isinstance(exc, (errors.connection, httpx2.TransportError)):
+        return LLMError(f"{provider}: connection error", provider=provider, retryable=True)
+    if isinstance(exc, errors.status):
+        status = int(getattr(exc, "status_code", 0))
+        details: dict[str, Any] = {"status": status}
+        request_id = getattr(exc, "request_id", None)
+        if request_id:
+            details["request_id"] = request_id
+        message = _short_message(exc)
+        if status in AUTH_STATUS:
+            return LLMAuthError(
+                f"{provider}: authentication failed ({status}): {message}; check the API key",
+                provider=provider,
+                details=details,
+            )
+        if status == 429:
+            return LLMRateLimitError(
+                f"{provider}: rate limited (429): {message}",
+                provider=provider,
+                retryable=True,
+                details=details,
+            )
+        retryable = status in RETRYABLE_STATUS or status >= 500
+        return LLMError(
+            f"{provider}: HTTP {status}: {message}",
+            provider=provider,
+            retryable=retryable,
+            details=details,
+        )
+    return LLMError(f"{provider}: {type(exc).__name__}: {_short_message(exc)}", provider=provider)
+
+
+def _short_message(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", None) or exc)
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+def _retry_after_of(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    return retry_after_seconds(headers)
+
+
+async def call_with_retries(
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    provider: str,
+    errors: SDKErrors,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+) -> T:
+    """Run ``attempt`` until it succeeds, a non-retryable error occurs, or retries run out.
+
+    ``attempt`` may raise SDK exceptions or :class:`LLMError` (with ``retryable`` set as it
+    sees fit); whatever escapes is always an :class:`LLMError` whose ``details["attempts"]``
+    counts the calls made.
+    """
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            return await attempt()
+        except (errors.base, httpx2.TransportError, LLMError) as exc:
+            error = translate_error(exc, provider=provider, errors=errors)
+            if not error.retryable or tries > policy.max_retries:
+                error.details["attempts"] = tries
+                if error is exc:
+                    raise
+                raise error from exc
+            hinted = _retry_after_of(exc)
+            delay = policy.backoff(tries) if hinted is None else hinted
+            delay = min(delay, policy.max_delay_seconds)
+            logger.warning(
+                "llm call failed, retrying",
+                extra={
+                    "provider": provider,
+                    "error_code": str(error.code),
+                    "status": error.details.get("status"),
+                    "attempt": tries,
+                    "delay_seconds": round(delay, 3),
+                },
+            )
+            await sleep(delay)
