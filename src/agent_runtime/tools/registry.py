@@ -1,0 +1,263 @@
+"""The tool registry (``tool_registry.yaml``): which MCP servers exist and how to start them.
+
+Format::
+
+    servers:
+      - id: example                 # unique, no dots (tool names are ``server.tool``)
+        enabled: true
+        type: local_stdio           # or remote_http
+        description: Example notes server
+        config:                     # local_stdio: command, args, env, cwd
+          command: ${PYTHON}
+          args: ["${REGISTRY_DIR}/examples/mcp_server/server.py"]
+          env: {API_TOKEN: "${MY_TOKEN}"}
+        # remote_http config:  {url: "https://host/mcp", headers: {Authorization: "Bearer ${TOKEN}"}}
+        prewarm: 0                  # idle instances kept ready (cwd-only servers, see pool.py)
+        tools: {write_note: {idempotent: false}}   # per-tool override of "safe to repeat"
+        connect_timeout_seconds: 10 # optional, else the service setting
+        call_timeout_seconds: 30    # optional, else the service setting
+
+``${NAME}`` in command, args, env, cwd, url and headers is replaced when a server starts: from the
+process environment (secrets are referenced by name, never stored in tasks or in this file), except
+the special names ``${PYTHON}`` (the service's interpreter), ``${REGISTRY_DIR}`` (the folder of this
+file) and ``${WORKSPACE}`` (the task's workspace). ``$$`` is a literal ``$``. A relative ``command``
+containing a slash resolves against the registry folder; a relative ``cwd`` against the workspace,
+which is also the default ``cwd``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from agent_runtime.errors import ConfigError
+from agent_runtime.settings import ToolSettings
+
+SPECIAL_VARIABLES = ("PYTHON", "REGISTRY_DIR", "WORKSPACE")
+_VARIABLE = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)\})")
+_SERVER_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StdioConfig(_Model):
+    command: str = Field(min_length=1)
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+
+
+class HttpConfig(_Model):
+    url: str = Field(pattern=r"^(https?://|\$\{)")
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class ToolOverride(_Model):
+    idempotent: bool | None = None
+    """``True``: safe to call again with the same arguments, whatever the server's hints say."""
+
+
+class _ServerBase(_Model):
+    id: str = Field(pattern=_SERVER_ID)
+    enabled: bool = True
+    description: str = ""
+    prewarm: int = Field(default=0, ge=0, le=32)
+    tools: dict[str, ToolOverride] = Field(default_factory=dict)
+    connect_timeout_seconds: float | None = Field(default=None, gt=0)
+    call_timeout_seconds: float | None = Field(default=None, gt=0)
+
+    @field_validator("id")
+    @classmethod
+    def _no_dots(cls, value: str) -> str:
+        if "." in value:  # the pattern already forbids it; this names the reason
+            raise ValueError("server ids may not contain dots (tool names are 'server.tool')")
+        return value
+
+    def idempotent_overrides(self) -> dict[str, bool]:
+        return {name: o.idempotent for name, o in self.tools.items() if o.idempotent is not None}
+
+
+class StdioServer(_ServerBase):
+    type: Literal["local_stdio"]
+    config: StdioConfig
+
+    def uses_workspace_placeholder(self) -> bool:
+        texts = [self.config.command, *self.config.args, *self.config.env.values(), self.config.cwd or ""]
+        return any("${WORKSPACE}" in text for text in texts)
+
+    @model_validator(mode="after")
+    def _prewarm_needs_cwd_only(self) -> StdioServer:
+        if self.prewarm and (self.uses_workspace_placeholder() or self.config.cwd is not None):
+            raise ValueError(
+                "prewarm needs a server that gets the workspace only as its working directory "
+                "(no ${WORKSPACE} in command/args/env and no cwd)"
+            )
+        return self
+
+
+class HttpServer(_ServerBase):
+    type: Literal["remote_http"]
+    config: HttpConfig
+
+    @model_validator(mode="after")
+    def _no_prewarm(self) -> HttpServer:
+        if self.prewarm:
+            raise ValueError("prewarm applies to local_stdio servers only")
+        return self
+
+
+ServerEntry = Annotated[StdioServer | HttpServer, Field(discriminator="type")]
+
+
+class _RegistryFile(_Model):
+    servers: list[ServerEntry] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> _RegistryFile:
+        seen: dict[str, int] = {}
+        for index, server in enumerate(self.servers):
+            if server.id in seen:
+                raise ValueError(f"servers[{index}]: id {server.id!r} is already used by servers[{seen[server.id]}]")
+            seen[server.id] = index
+        return self
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The parsed registry. ``base_dir`` anchors ``${REGISTRY_DIR}`` and relative commands."""
+
+    servers: tuple[StdioServer | HttpServer, ...]
+    base_dir: Path
+    path: Path | None = None
+
+    def get(self, server_id: str) -> StdioServer | HttpServer | None:
+        return next((s for s in self.servers if s.id == server_id), None)
+
+    def enabled(self) -> list[StdioServer | HttpServer]:
+        return [s for s in self.servers if s.enabled]
+
+    @classmethod
+    def from_data(cls, data: Any, *, base_dir: Path, source: str = "<registry>") -> Registry:
+        """Validate already-parsed YAML/JSON data; errors become :class:`ConfigError`."""
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: the top level must be a mapping with a 'servers' list")
+        try:
+            parsed = _RegistryFile.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, data, source)) from exc
+        return cls(servers=tuple(parsed.servers), base_dir=base_dir.resolve())
+
+
+def load_registry(path: Path | str) -> Registry:
+    """Read and validate a registry file; raise :class:`ConfigError` naming file, server, key, problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read tool registry: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    registry = Registry.from_data(data, base_dir=path.parent, source=str(path))
+    return Registry(servers=registry.servers, base_dir=registry.base_dir, path=path.resolve())
+
+
+def _describe(exc: ValidationError, data: dict[str, Any], source: str) -> str:
+    problems = []
+    for err in exc.errors():
+        loc = list(err["loc"])
+        where = source
+        if len(loc) >= 2 and loc[0] == "servers" and isinstance(loc[1], int):
+            index = loc[1]
+            where += f": servers[{index}]"
+            raw = data.get("servers") or []
+            if index < len(raw) and isinstance(raw[index], dict) and "id" in raw[index]:
+                where += f" (id {raw[index]['id']!r})"
+            loc = loc[2:]
+            if loc and loc[0] in ("local_stdio", "remote_http"):
+                loc = loc[1:]  # the discriminator tag pydantic inserts
+        key = ".".join(str(part) for part in loc)
+        message = str(err["msg"]).removeprefix("Value error, ")
+        problems.append(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+    return "; ".join(problems)
+
+
+# --- start-time resolution -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """Everything needed to start one server instance, with every ``${...}`` replaced."""
+
+    server_id: str
+    transport: Literal["local_stdio", "remote_http"]
+    connect_timeout: float
+    call_timeout: float
+    command: str = ""
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    url: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    idempotent_overrides: Mapping[str, bool] = field(default_factory=dict)
+
+
+def expand(text: str, variables: Mapping[str, str], where: str) -> str:
+    """Replace ``${NAME}`` from ``variables`` and ``$$`` by ``$``; a missing name is a ConfigError."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(1):
+            return "$"
+        name = match.group(2)
+        if name not in variables:
+            raise ConfigError(f"{where}: ${{{name}}} is not set in the service's environment")
+        return variables[name]
+
+    return _VARIABLE.sub(replace, text)
+
+
+def resolve_launch(
+    entry: StdioServer | HttpServer,
+    *,
+    registry: Registry,
+    settings: ToolSettings,
+    workspace: Path,
+    extra_env: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> LaunchSpec:
+    """Fill the entry's placeholders for one start in ``workspace``; ``extra_env`` goes to stdio servers."""
+    variables = dict(os.environ if environ is None else environ)
+    variables.update(PYTHON=sys.executable, REGISTRY_DIR=str(registry.base_dir), WORKSPACE=str(workspace))
+    prefix = f"{registry.path or 'registry'}: server {entry.id!r}: config"
+    common: dict[str, Any] = {
+        "server_id": entry.id,
+        "connect_timeout": entry.connect_timeout_seconds or settings.connect_timeout_seconds,
+        "call_timeout": entry.call_timeout_seconds or settings.call_timeout_seconds,
+        "idempotent_overrides": entry.idempotent_overrides(),
+    }
+    if isinstance(entry, HttpServer):
+        headers = {k: expand(v, variables, f"{prefix}.headers.{k}") for k, v in entry.config.headers.items()}
+        url = expand(entry.config.url, variables, f"{prefix}.url")
+        return LaunchSpec(transport="remote_http", url=url, headers=headers, **common)
+    cfg = entry.config
+    command = expand(cfg.command, variables, f"{prefix}.command")
+    if "/" in command and not Path(command).is_absolute():
+        command = str(registry.base_dir / command)
+    args = tuple(expand(a, variables, f"{prefix}.args[{i}]") for i, a in enumerate(cfg.args))
+    env = {k: expand(v, variables, f"{prefix}.env.{k}") for k, v in cfg.env.items()}
+    env.update(extra_env or {})
+    cwd = workspace if cfg.cwd is None else workspace / expand(cfg.cwd, variables, f"{prefix}.cwd")
+    return LaunchSpec(transport="local_stdio", command=command, args=args, env=env, cwd=cwd, **common)

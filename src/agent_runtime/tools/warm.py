@@ -1,0 +1,183 @@
+"""Warm instances (``prewarm: N``): servers started ahead of time, each handed to one task only.
+
+A warm instance must still work in its task's workspace, and an idle server in a shared neutral
+directory would break isolation. So each warm instance is started in a fresh, empty directory of
+its own (``<workspace_root>/.warm/<id>``), and at hand-over that very directory *becomes* the task's
+workspace: it is renamed onto the task's (empty) workspace path. The process's working directory
+follows the rename, so the server now runs in the task's workspace and has never seen any other.
+
+Hence the rules: only servers that take the workspace solely as their cwd may be prewarmed (the
+registry refuses ``prewarm`` with ``${WORKSPACE}`` or ``cwd``); at most one server per task can be
+warm (one directory becomes the workspace); the task's workspace must be empty, on the same
+filesystem, and the task must pass no extra ``env``. Otherwise the task gets a cold start. An
+instance is never returned to the pool; a replacement is started in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from agent_runtime.errors import ConfigError, ToolServerError
+from agent_runtime.tools.connection import ServerConnection
+from agent_runtime.tools.registry import Registry, StdioServer, resolve_launch
+
+if TYPE_CHECKING:
+    from agent_runtime.tools.pool import TaskTools, ToolPool
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Instance:
+    entry: StdioServer
+    conn: ServerConnection
+    directory: Path
+    log: Path
+
+
+class WarmPool:
+    """Keeps ``prewarm`` idle instances per server; owned by a :class:`ToolPool`."""
+
+    def __init__(self, pool: ToolPool) -> None:
+        self._pool = pool
+        self._entries: dict[str, StdioServer] = {}
+        self._ready: dict[str, list[_Instance]] = {}
+        self._starting: dict[str, int] = {}
+        self._errors: dict[str, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._handed_out = 0
+
+    def sync(self, registry: Registry) -> None:
+        """Follow the registry: drop instances of changed or removed entries, start missing ones."""
+        wanted = {e.id: e for e in registry.enabled() if isinstance(e, StdioServer) and e.prewarm > 0}
+        for sid in list(self._ready):
+            if wanted.get(sid) != self._entries.get(sid):
+                for instance in self._ready.pop(sid):
+                    self._spawn(self._discard(instance))
+        self._entries = wanted
+        for entry in wanted.values():
+            self._top_up(entry)
+
+    def claim(self, tools: TaskTools) -> dict[str, ServerConnection]:
+        """Hand one warm instance to ``tools`` if a server of the task allows it; see module doc."""
+        workspace = tools.workspace
+        if workspace.exists() and (not workspace.is_dir() or any(workspace.iterdir())):
+            return {}
+        for sid in tools._servers:
+            entry = self._entries.get(sid)
+            if entry is None or tools._registry.get(sid) != entry:
+                continue
+            while self._ready.get(sid):
+                instance = self._ready[sid].pop(0)
+                if not instance.conn.alive():
+                    self._spawn(self._discard(instance))
+                    continue
+                try:
+                    workspace.parent.mkdir(parents=True, exist_ok=True)
+                    os.rename(instance.directory, workspace)
+                except OSError as exc:
+                    logger.warning("cannot hand warm %r to task %s (%s); cold start", sid, tools.task_id, exc)
+                    self._ready[sid].insert(0, instance)
+                    return {}
+                self._move_log(instance, tools)
+                self._handed_out += 1
+                self._top_up(entry)
+                logger.info("task %s got a warm %r instance", tools.task_id, sid)
+                return {sid: instance.conn}
+            self._top_up(entry)
+        return {}
+
+    def status(self) -> dict[str, Any]:
+        servers = {
+            sid: {
+                "target": entry.prewarm,
+                "ready": len(self._ready.get(sid, [])),
+                "starting": self._starting.get(sid, 0),
+                "last_error": self._errors.get(sid),
+            }
+            for sid, entry in self._entries.items()
+        }
+        return {"servers": servers, "handed_out": self._handed_out}
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._entries = {}
+        instances = [i for group in self._ready.values() for i in group]
+        self._ready.clear()
+        async with anyio.create_task_group() as tg:
+            for instance in instances:
+                tg.start_soon(self._discard, instance)
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _top_up(self, entry: StdioServer) -> None:
+        missing = entry.prewarm - len(self._ready.get(entry.id, [])) - self._starting.get(entry.id, 0)
+        for _ in range(max(0, missing)):
+            self._starting[entry.id] = self._starting.get(entry.id, 0) + 1
+            self._spawn(self._start_one(entry))
+
+    async def _start_one(self, entry: StdioServer) -> None:
+        try:
+            await self._start_instance(entry)
+        except Exception:  # top level of a background task: log, never lose the error
+            logger.exception("warm instance of %r failed", entry.id)
+
+    async def _start_instance(self, entry: StdioServer) -> None:
+        root = self._pool.workspaces.warm_root
+        name = uuid.uuid4().hex
+        directory, log = root / name, root / f"{name}.stderr.log"
+        try:
+            await anyio.to_thread.run_sync(lambda: directory.mkdir(parents=True))
+            pool = self._pool
+            spec = resolve_launch(entry, registry=pool.registry, settings=pool.settings, workspace=directory)
+            conn = await self._pool.launch(spec, stderr_path=log, wait_for_slot=False)
+        except (ToolServerError, ConfigError) as exc:
+            self._errors[entry.id] = exc.message
+            logger.warning("warm instance of %r not started: %s", entry.id, exc.message)
+            await anyio.to_thread.run_sync(_remove, directory, log)
+            return
+        finally:
+            self._starting[entry.id] -= 1
+        instance = _Instance(entry, conn, directory, log)
+        if self._entries.get(entry.id) != entry:  # the registry changed while it started
+            await self._discard(instance)
+            return
+        self._errors.pop(entry.id, None)
+        self._ready.setdefault(entry.id, []).append(instance)
+
+    async def _discard(self, instance: _Instance) -> None:
+        await self._pool.release(instance.conn)
+        await anyio.to_thread.run_sync(_remove, instance.directory, instance.log)
+
+    def _move_log(self, instance: _Instance, tools: TaskTools) -> None:
+        name = f"{instance.entry.id}-warm-{instance.directory.name}.stderr.log"
+        target = self._pool.workspaces.logs_dir(tools.task_id) / name
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(instance.log, target)  # the server keeps writing to the same open file
+        except OSError:
+            logger.exception("could not move a warm instance's stderr log")
+
+
+def _remove(directory: Path, log: Path) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+    log.unlink(missing_ok=True)
