@@ -111,7 +111,7 @@ class TaskJobs:
             )
             tx.emit(EventType.APPROVAL_REQUIRED, {"plan_version": version})
         if self.metrics is not None:
-            self.metrics.observe_planning(time.perf_counter() - started)
+            self.metrics.observe_planning(time.perf_counter() - started, "proposed")
 
     # -- execution ------------------------------------------------------------------------------
 

@@ -1,0 +1,65 @@
+"""Operational routes: liveness, readiness, metrics, tool catalogue, registry reload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from agent_runtime.api.deps import RuntimeDep
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="Liveness: the process serves requests")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: database reachable, migrations applied, not draining")
+async def readyz(runtime: RuntimeDep) -> JSONResponse:
+    checks: dict[str, Any] = {"draining": runtime.runner.draining}
+    ready = not runtime.runner.draining
+    try:
+        await runtime.store.ping()
+        checks["database"] = "ok"
+        pending = await runtime.migrations_pending()
+        checks["migrations"] = "pending" if pending else "ok"
+        ready = ready and not pending
+    except Exception as exc:  # noqa: BLE001 - any database failure means "not ready"
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+        ready = False
+    return JSONResponse({"status": "ready" if ready else "unready", "checks": checks}, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+async def metrics(runtime: RuntimeDep) -> Response:
+    runtime.metrics.set_task_counts(await runtime.store.count_by_status())
+    payload, content_type = runtime.metrics.render()
+    return Response(payload, media_type=content_type)
+
+
+@router.get("/v1/tools", summary="The tool catalogue the planner sees")
+async def tools(runtime: RuntimeDep) -> dict[str, Any]:
+    return {
+        "tools": [
+            {
+                "name": t.qualified_name,
+                "description": t.description,
+                "input_schema": t.input_schema,
+                "read_only": t.read_only,
+                "idempotent": t.idempotent,
+                "safe_to_repeat": t.safe_to_repeat,
+            }
+            for t in runtime.catalog.tools()
+        ],
+        "servers": runtime.catalog.status(),
+        "pool": runtime.pool.status(),
+    }
+
+
+@router.post("/v1/admin/reload-tools", summary="Reload tool_registry.yaml and refresh the catalogue")
+async def reload_tools(runtime: RuntimeDep) -> dict[str, Any]:
+    await runtime.reload_tools()
+    return {"servers": runtime.catalog.status()}

@@ -1,0 +1,40 @@
+"""``create_app(settings)``: the FastAPI application. Everything is built in the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI
+
+from agent_runtime import __version__
+from agent_runtime.api import errors, ops, stream, tasks
+from agent_runtime.runtime import Overrides, build_runtime, serve_background, stop_runtime
+from agent_runtime.settings import Settings
+
+
+def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await build_runtime(settings, overrides)
+        app.state.runtime = runtime
+        async with anyio.create_task_group() as tg:
+            await serve_background(runtime, tg)
+            try:
+                yield
+            finally:
+                await stop_runtime(runtime)
+                tg.cancel_scope.cancel()
+
+    app = FastAPI(
+        title="agent-runtime",
+        version=__version__,
+        description="Plan-and-execute tasks with human approval gates, MCP tools and SSE streaming.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(tasks.router)
+    app.include_router(stream.router)
+    app.include_router(ops.router)
+    return app

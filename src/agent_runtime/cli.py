@@ -1,0 +1,106 @@
+"""The ``agent-runtime`` command: ``serve``, ``migrate``, and a few operator commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from agent_runtime.errors import ConfigError
+from agent_runtime.settings import Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, dict[str, object]] = {}
+    if getattr(args, "host", None):
+        overrides.setdefault("server", {})["host"] = args.host
+    if getattr(args, "port", None):
+        overrides.setdefault("server", {})["port"] = args.port
+    settings = load_settings(args.config)
+    if overrides:
+        server = settings.server.model_copy(update=overrides["server"])
+        settings = settings.model_copy(update={"server": server})
+    return settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from agent_runtime.app import create_app
+    from agent_runtime.logging import configure_logging
+
+    settings = _settings(args)
+    configure_logging(settings.server)
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.server.shutdown_grace_seconds) + 5,
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from agent_runtime.logging import configure_logging
+    from agent_runtime.store import migrate
+    from agent_runtime.store.engine import create_engine
+
+    settings = _settings(args)
+    configure_logging(settings.server)
+
+    async def run() -> str | None:
+        engine = create_engine(settings.database)
+        try:
+            return await migrate.upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    revision = asyncio.run(run())
+    print(f"database at revision {revision}")
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from agent_runtime.tools.registry import load_registry
+
+    settings = _settings(args)
+    registry = load_registry(settings.tools.registry_path)
+    for role in ("planner", "executor"):
+        resolved = getattr(settings.llm, role).resolved()
+        print(f"llm.{role}: provider={resolved.provider} model={resolved.model}")
+    print(f"database: {settings.database.url.split('@')[-1]}")
+    print(f"tool servers enabled: {', '.join(s.id for s in registry.enabled()) or '(none)'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agent-runtime", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP service and its workers")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=_serve)
+    mig = sub.add_parser("migrate", help="apply database migrations and exit")
+    mig.set_defaults(func=_migrate)
+    chk = sub.add_parser("check-config", help="validate config.yaml and tool_registry.yaml and exit")
+    chk.set_defaults(func=_check_config)
+    for p in (serve, mig, chk):
+        p.add_argument("--config", type=Path, help="config file (default: $AGENT_RUNTIME_CONFIG or ./config.yaml)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"agent-runtime: configuration error: {exc.message}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

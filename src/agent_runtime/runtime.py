@@ -1,0 +1,167 @@
+"""The runtime: every long-lived part of the service, built and torn down in one place.
+
+``Runtime.start`` builds store, event bus, LLM clients, tool catalogue and pool, services and the
+runner; ``Runtime.stop`` drains the runner, closes SSE streams and tool servers. ``create_app``
+calls both from the FastAPI lifespan; tests and benchmarks can use them directly.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import anyio
+import httpx2
+import structlog
+from anyio.abc import TaskGroup
+
+from agent_runtime.errors import ConfigError
+from agent_runtime.llm.base import LLMClient
+from agent_runtime.llm.factory import build_llm_client
+from agent_runtime.observability.metrics import Metrics
+from agent_runtime.services.bus import EventBus
+from agent_runtime.services.jobs import TaskJobs
+from agent_runtime.services.runner import Runner
+from agent_runtime.services.tasks import TaskService
+from agent_runtime.settings import Settings
+from agent_runtime.store import migrate
+from agent_runtime.store.engine import create_engine
+from agent_runtime.store.rows import utcnow
+from agent_runtime.store.store import TaskStore
+from agent_runtime.tools.catalog import ToolCatalog
+from agent_runtime.tools.pool import ToolPool
+from agent_runtime.tools.registry import load_registry
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Overrides:
+    """Test and benchmark seams: replace what would otherwise be built from settings."""
+
+    planner_llm: LLMClient | None = None
+    executor_llm: LLMClient | None = None
+    llm_http_client: httpx2.AsyncClient | None = None
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: TaskStore
+    bus: EventBus
+    metrics: Metrics
+    catalog: ToolCatalog
+    pool: ToolPool
+    tasks: TaskService
+    runner: Runner
+    planner_llm: LLMClient
+    executor_llm: LLMClient
+    shutdown_event: anyio.Event = field(default_factory=anyio.Event)
+    _migrated: bool = False
+
+    async def migrations_pending(self) -> bool:
+        """True until the database reaches the code's newest migration (then cached: they never go back)."""
+        if not self._migrated:
+            self._migrated = not await migrate.pending(self.store.engine)
+        return not self._migrated
+
+    async def reload_tools(self) -> None:
+        """Re-read ``tool_registry.yaml`` and refresh the catalogue; running tasks keep their servers."""
+        registry = load_registry(self.settings.tools.registry_path)
+        self.catalog.replace_registry(registry)
+        self.pool.replace_registry(registry)
+        await self.catalog.refresh()
+        log.info("tool_registry_reloaded", servers=len(registry.enabled()))
+
+
+async def build_runtime(settings: Settings, overrides: Overrides | None = None) -> Runtime:
+    overrides = overrides or Overrides()
+    engine = create_engine(settings.database)
+    if settings.database.should_auto_migrate:
+        revision = await migrate.upgrade(engine)
+        log.info("migrations_applied", revision=revision)
+    bus = EventBus()
+    store = TaskStore(engine, bus)
+    bus.set_fetcher(store.events_after)
+    metrics = Metrics()
+    registry = load_registry(settings.tools.registry_path)
+    catalog = ToolCatalog(registry, settings.tools)
+    pool = ToolPool(registry, settings.tools)
+    planner_llm = overrides.planner_llm or _llm(settings, "planner", overrides)
+    executor_llm = overrides.executor_llm or _llm(settings, "executor", overrides)
+    jobs = TaskJobs(store, settings, planner_llm, executor_llm, catalog, pool, metrics)
+    runner = Runner(store, bus, settings.runner, plan_job=jobs.plan, execute_job=jobs.execute, metrics=metrics)
+    tasks = TaskService(store, settings.limits, lambda: [t.qualified_name for t in catalog.tools()])
+    return Runtime(settings, store, bus, metrics, catalog, pool, tasks, runner, planner_llm, executor_llm)
+
+
+def _llm(settings: Settings, role: str, overrides: Overrides) -> LLMClient:
+    resolved = getattr(settings.llm, role).resolved()
+    client = build_llm_client(resolved, http_client=overrides.llm_http_client)
+    if resolved.provider == "offline":
+        log.warning(
+            "offline_test_model",
+            role=role,
+            message="no LLM key configured: using the OFFLINE TEST MODEL (offline-test); plans and results are "
+            "synthetic. Set OPENAI_API_KEY or ANTHROPIC_API_KEY for a real model.",
+        )
+    else:
+        log.info("llm_configured", role=role, provider=resolved.provider, model=resolved.model)
+    return client
+
+
+async def serve_background(runtime: Runtime, tg: TaskGroup) -> None:
+    """Start the background work: tool discovery, the runner, the PG listener, housekeeping."""
+    await runtime.pool.start()
+    await runtime.catalog.refresh()
+    for server_id, status in runtime.catalog.status().items():
+        if not status.ok:
+            log.warning("tool_server_unavailable", server=server_id, error=status.error)
+    tg.start_soon(runtime.catalog.refresh_forever)
+    tg.start_soon(runtime.runner.run, tg)
+    if runtime.store.is_postgres:
+        from agent_runtime.services.pg_listener import listen_forever
+
+        tg.start_soon(listen_forever, runtime.settings.database.url, runtime.bus)
+    tg.start_soon(_housekeeping, runtime)
+    tg.start_soon(_reload_on_sighup, runtime)
+
+
+async def stop_runtime(runtime: Runtime) -> None:
+    """Drain: readiness turns unready, SSE streams close, in-flight work finishes or is handed back."""
+    await runtime.runner.drain(runtime.settings.server.shutdown_grace_seconds)
+    runtime.shutdown_event.set()
+    runtime.bus.close_all()
+    with anyio.CancelScope(shield=True):
+        await runtime.pool.aclose()
+        await runtime.planner_llm.aclose()
+        if runtime.executor_llm is not runtime.planner_llm:
+            await runtime.executor_llm.aclose()
+        await runtime.store.engine.dispose()
+
+
+async def _housekeeping(runtime: Runtime) -> None:
+    retention = runtime.settings.retention
+    if retention.finished_task_max_age_days is None:
+        return
+    while True:
+        if await runtime.store.try_housekeeping_lease("retention", runtime.runner.owner, retention.sweep_interval_seconds):
+            cutoff = utcnow() - timedelta(days=retention.finished_task_max_age_days)
+            pruned = await runtime.store.prune_finished(cutoff)
+            if pruned:
+                log.info("retention_pruned", tasks=pruned)
+        await anyio.sleep(retention.sweep_interval_seconds)
+
+
+async def _reload_on_sighup(runtime: Runtime) -> None:
+    try:
+        signals = anyio.open_signal_receiver(signal.SIGHUP)
+    except (NotImplementedError, ValueError):  # not the main thread (tests) or not supported
+        return
+    with signals as received:
+        async for _ in received:
+            try:
+                await runtime.reload_tools()
+            except ConfigError as exc:
+                log.error("tool_registry_reload_failed", error=exc.message)

@@ -1,0 +1,75 @@
+"""One ``LISTEN`` connection per process on PostgreSQL, feeding the in-process event bus.
+
+Commits by other replicas arrive as ``NOTIFY agent_runtime, '{"task":..,"last":..,"work":..}'``.
+The listener reconnects with backoff; after a reconnect it tells the bus to resync, because
+notifications sent while it was away are lost.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+import asyncpg
+import structlog
+
+from agent_runtime.services.bus import EventBus
+from agent_runtime.store.store import NOTIFY_CHANNEL
+
+log = structlog.get_logger(__name__)
+
+
+def asyncpg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def listen_forever(url: str, bus: EventBus) -> None:
+    delay = 0.2
+    first = True
+    while True:
+        try:
+            conn = await asyncpg.connect(asyncpg_dsn(url))
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("pg_listener_connect_failed", error=str(exc), retry_in=delay)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            continue
+        delay = 0.2
+        send, receive = anyio.create_memory_object_stream[str](10_000)
+
+        def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+            try:
+                send.send_nowait(payload)
+            except anyio.WouldBlock:
+                bus.resync_all()
+
+        try:
+            await conn.add_listener(NOTIFY_CHANNEL, on_notify)
+            if not first:
+                bus.resync_all()
+            first = False
+            log.info("pg_listener_ready")
+            async with receive:
+                while not conn.is_closed():
+                    with anyio.move_on_after(5):
+                        payload = await receive.receive()
+                        await _dispatch(bus, payload)
+                    # is_closed() is checked at least every 5 s so a dead connection is replaced
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("pg_listener_lost", error=str(exc))
+        finally:
+            with anyio.CancelScope(shield=True):
+                if not conn.is_closed():
+                    await conn.close(timeout=2)
+
+
+async def _dispatch(bus: EventBus, payload: str) -> None:
+    try:
+        msg = json.loads(payload)
+        task_id, last, work = str(msg["task"]), int(msg.get("last", 0)), bool(msg.get("work"))
+    except (ValueError, KeyError, TypeError):
+        if payload.startswith("work:"):
+            bus.work_available()
+        return
+    await bus.remote_commit(task_id, last, work)
