@@ -69,7 +69,8 @@ def _recorded(tool: str, arguments: dict[str, Any]) -> Iterator[None]:
 def _note_path(root: Path, name: str) -> Path:
     if not _NOTE_NAME.match(name):
         raise ToolError(
-            f"invalid note name {name!r}: use 1-64 letters, digits, '-' or '_', starting with a letter or digit"
+            f"invalid note name {name!r}: use 1-64 letters, digits, '-' or '_', "
+            "starting with a letter or digit"
         )
     return root / f"{name}{NOTE_SUFFIX}"
 

@@ -250,7 +250,8 @@ class ServerConnection:
                 self._mark_dead(f"closed the connection during a call to {name!r}")
                 raise ToolServerError(self.error or exc.message, details=details) from exc
             raise ToolServerError(
-                f"tool server {self.server_id!r} answered {name!r} with protocol error {exc.code}: {exc.message}",
+                f"tool server {self.server_id!r} answered {name!r} with protocol error "
+                f"{exc.code}: {exc.message}",
                 details=details,
             ) from exc
         except TimeoutError as exc:

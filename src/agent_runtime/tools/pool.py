@@ -13,6 +13,7 @@ timeout for a slot, then fails clearly) and keeps the warm instances of ``warm.p
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -43,12 +44,19 @@ class ToolPool:
         self._live: set[ServerConnection] = set()
         self._open_tasks: set[TaskTools] = set()
         self._warm = WarmPool(self)
+        self._releasing: set[asyncio.Task[None]] = set()
         self._closed = False
 
-    async def start(self) -> None:
-        """Start the warm instances the registry asks for (``prewarm: N``)."""
+    async def start(self, *, wait_for_warm: bool = False) -> None:
+        """Start the warm instances the registry asks for (``prewarm: N``), optionally waiting."""
         self._closed = False
         self._warm.sync(self.registry)
+        if wait_for_warm:
+            await self.wait_warm()
+
+    async def wait_warm(self) -> None:
+        """Wait until no warm instance is starting (each one is then ready or failed)."""
+        await self._warm.settle()
 
     async def aclose(self) -> None:
         """Stop every server this pool started: warm ones and those of still-open tasks."""
@@ -58,6 +66,8 @@ class ToolPool:
             async with anyio.create_task_group() as tg:
                 for conn in list(self._live):
                     tg.start_soon(self.release, conn)
+            if self._releasing:
+                await asyncio.wait(list(self._releasing))
 
     def replace_registry(self, registry: Registry) -> None:
         """Use ``registry`` for tasks opened from now on; warm instances follow the new entries."""
@@ -89,10 +99,19 @@ class ToolPool:
         self._live.add(conn)
         try:
             await conn.start()
+        except ToolServerError:
+            # Report the failure now; a hung server's teardown (up to ~4 s) finishes in the background.
+            self._release_later(conn)
+            raise
         except BaseException:
             await self.release(conn)
             raise
         return conn
+
+    def _release_later(self, conn: ServerConnection) -> None:
+        task = asyncio.get_running_loop().create_task(self.release(conn), name=f"mcp-release:{conn.server_id}")
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
 
     async def release(self, conn: ServerConnection) -> None:
         """Stop an instance and give its process slot back (idempotent)."""
@@ -118,7 +137,8 @@ class ToolPool:
             return
         raise ToolServerError(
             f"cannot start tool server {spec.server_id!r}: all {self.settings.max_server_processes} "
-            f"tool-server process slots (tools.max_server_processes) stayed busy for {spec.connect_timeout:g} s",
+            "tool-server process slots (tools.max_server_processes) stayed busy for "
+            f"{spec.connect_timeout:g} s",
             details={"server_id": spec.server_id},
         )
 
@@ -258,13 +278,19 @@ class TaskTools:
                 )
             server.restarts += 1
             logger.warning(
-                "restarting tool server %r for task %s (%d/%d)", server.server_id, self.task_id, server.restarts, limit
+                "restarting tool server %r for task %s (%d/%d)",
+                server.server_id,
+                self.task_id,
+                server.restarts,
+                limit,
             )
             await self._pool.release(conn)
             server.conn = None
             await self._start(server)
             if server.conn is None:
-                raise ToolServerError(server.error or "restart failed", details={"server_id": server.server_id})
+                raise ToolServerError(
+                    server.error or "restart failed", details={"server_id": server.server_id}
+                )
             return server.conn
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -296,12 +322,19 @@ class TaskTools:
                 workspace=self.workspace,
                 extra_env=self._env,
             )
-            log = self._pool.workspaces.logs_dir(self.task_id) / f"{server.server_id}-{server.starts}.stderr.log"
-            server.conn = await self._pool.launch(spec, stderr_path=log if isinstance(entry, StdioServer) else None)
+            log = (
+                self._pool.workspaces.logs_dir(self.task_id)
+                / f"{server.server_id}-{server.starts}.stderr.log"
+            )
+            server.conn = await self._pool.launch(
+                spec, stderr_path=log if isinstance(entry, StdioServer) else None
+            )
             server.error = None
         except (ToolServerError, ConfigError) as exc:
             server.error = exc.message
-            logger.warning("task %s: tool server %r unavailable: %s", self.task_id, server.server_id, exc.message)
+            logger.warning(
+                "task %s: tool server %r unavailable: %s", self.task_id, server.server_id, exc.message
+            )
 
     async def _close_all(self) -> None:
         async with anyio.create_task_group() as tg:

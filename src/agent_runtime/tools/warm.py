@@ -109,6 +109,11 @@ class WarmPool:
         }
         return {"servers": servers, "handed_out": self._handed_out}
 
+    async def settle(self) -> None:
+        """Wait for the instances being started now (and any replacements they trigger)."""
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+
     async def aclose(self) -> None:
         for task in list(self._tasks):
             task.cancel()

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Install the third-party MCP servers the tool tests use, from the package registries only:
+#   .tools/mcp-time-venv   mcp-server-time (PyPI) in its own virtualenv, as a user would run it
+#   .tools/node            @modelcontextprotocol/server-filesystem (npm, --prefix)
+# Idempotent: a second run only checks that both are there. Tests skip (with the reason) when absent.
+# Override versions with MCP_SERVER_TIME_SPEC / MCP_SERVER_FILESYSTEM_SPEC.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$ROOT/.tools"
+TIME_SPEC="${MCP_SERVER_TIME_SPEC:-mcp-server-time}"
+FS_SPEC="${MCP_SERVER_FILESYSTEM_SPEC:-@modelcontextprotocol/server-filesystem}"
+mkdir -p "$TOOLS"
+
+install_time() {
+  local venv="$TOOLS/mcp-time-venv"
+  if [[ -x "$venv/bin/mcp-server-time" ]]; then
+    echo "mcp-server-time: already installed in $venv"
+    return
+  fi
+  echo "mcp-server-time: installing $TIME_SPEC into $venv"
+  if command -v uv >/dev/null 2>&1; then
+    uv venv --quiet --python "${PYTHON:-python3}" "$venv"
+    uv pip install --quiet --python "$venv/bin/python" "$TIME_SPEC"
+  else
+    "${PYTHON:-python3}" -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "$TIME_SPEC"
+  fi
+  test -x "$venv/bin/mcp-server-time"
+}
+
+install_filesystem() {
+  local prefix="$TOOLS/node"
+  if [[ -x "$prefix/node_modules/.bin/mcp-server-filesystem" ]]; then
+    echo "server-filesystem: already installed in $prefix"
+    return
+  fi
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "server-filesystem: npm not found; skipping (its tests will be skipped)" >&2
+    return
+  fi
+  echo "server-filesystem: installing $FS_SPEC into $prefix"
+  mkdir -p "$prefix"
+  npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error "$FS_SPEC"
+  test -x "$prefix/node_modules/.bin/mcp-server-filesystem"
+}
+
+install_time
+install_filesystem
+echo "test MCP servers ready in $TOOLS"
