@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_files import K8S, ROOT, Dockerfile, load_yaml_documents, manifest_files, parse_dockerfile
+from tests.deploy.deploy_files import (
+    K8S,
+    ROOT,
+    Dockerfile,
+    load_yaml_documents,
+    manifest_files,
+    parse_dockerfile,
+)
 
 
 @pytest.fixture(scope="session")

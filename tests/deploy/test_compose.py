@@ -7,7 +7,7 @@ import subprocess
 from typing import Any
 
 import pytest
-from deploy_files import ROOT
+from tests.deploy.deploy_files import ROOT
 
 from agent_runtime.settings import ServerSettings
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from deploy_files import ROOT, Dockerfile
+from tests.deploy.deploy_files import ROOT, Dockerfile
 
 
 def _hadolint() -> str:

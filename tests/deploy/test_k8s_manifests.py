@@ -8,7 +8,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from deploy_files import K8S, load_yaml_documents, manifest_files, only
+from tests.deploy.deploy_files import K8S, load_yaml_documents, manifest_files, only
 
 from agent_runtime.settings import ServerSettings, load_settings
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from deploy_files import K8S, ROOT
+from tests.deploy.deploy_files import K8S, ROOT
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
