@@ -27,11 +27,29 @@ REPO = Path(__file__).resolve().parents[2]
 REGISTRY = REPO / "tool_registry.yaml"
 
 
-def make_settings(tmp: Path, **sections: Any) -> Settings:
-    """Settings for a test: SQLite in ``tmp``, the repo's tool registry, fast leases."""
+EXAMPLE_SERVER = REPO / "examples" / "mcp_server" / "server.py"
+
+
+def write_registry(tmp: Path, *, call_log: Path | None = None, extra: str = "") -> Path:
+    """A registry with the example server; its call record goes to ``call_log`` (the server's own proof)."""
+    env = f"\n      env: {{EXAMPLE_MCP_CALL_LOG: '{call_log}'}}" if call_log else ""
+    path = tmp / "tool_registry.yaml"
+    path.write_text(
+        "servers:\n"
+        "  - id: example\n"
+        "    type: local_stdio\n"
+        "    config:\n"
+        "      command: ${PYTHON}\n"
+        f"      args: ['{EXAMPLE_SERVER}']{env}\n" + extra
+    )
+    return path
+
+
+def make_settings(tmp: Path, *, registry: Path | None = None, **sections: Any) -> Settings:
+    """Settings for a test: SQLite in ``tmp``, the example tool server, fast leases."""
     base: dict[str, Any] = {
         "database": {"url": f"sqlite+aiosqlite:///{tmp / 'db.sqlite'}"},
-        "tools": {"registry_path": str(REGISTRY), "workspace_root": str(tmp / "workspaces"), "connect_timeout_seconds": 30},
+        "tools": {"registry_path": str(registry or REGISTRY), "workspace_root": str(tmp / "workspaces"), "connect_timeout_seconds": 30},
         "runner": {"lease_seconds": 5, "heartbeat_seconds": 1, "safety_poll_seconds": 1},
         "server": {"shutdown_grace_seconds": 2, "sse_ping_seconds": 5},
         "llm": {"planner": {"provider": "offline"}, "executor": {"provider": "offline"}},

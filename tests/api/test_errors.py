@@ -1,0 +1,81 @@
+"""Bad input gets a clear error naming the field; illegal transitions get 409 with the current state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.support.harness import live_service, make_settings
+
+
+async def test_validation_errors_name_the_field_and_share_one_shape(tmp_path: Path) -> None:
+    async with live_service(make_settings(tmp_path)) as live:
+        missing = await live.client.post("/v1/tasks", json={"metadata": {}})
+        assert missing.status_code == 422
+        body = missing.json()["error"]
+        assert body["code"] == "validation_error"
+        assert body["details"]["fields"][0]["field"] == "prompt"
+        assert "prompt" in body["message"]
+
+        blank = await live.client.post("/v1/tasks", json={"prompt": "   "})
+        assert blank.status_code == 422 and blank.json()["error"]["details"]["field"] == "prompt"
+
+        extra = await live.client.post("/v1/tasks", json={"prompt": "x", "colour": "red"})
+        assert extra.status_code == 422 and extra.json()["error"]["details"]["fields"][0]["field"] == "colour"
+
+        created = await live.submit("Echo a.")
+        bad_version = await live.client.post(f"/v1/tasks/{created['id']}/approve", json={"plan_version": "one"})
+        assert bad_version.status_code == 422
+        assert bad_version.json()["error"]["details"]["fields"][0]["field"] == "plan_version"
+
+        bad_status = await live.client.get("/v1/tasks", params={"status": "sleeping"})
+        assert bad_status.status_code == 422 and bad_status.json()["error"]["details"]["fields"][0]["field"] == "status"
+
+        bad_resume = await live.client.get(f"/v1/tasks/{created['id']}/stream", headers={"Last-Event-ID": "abc"})
+        assert bad_resume.status_code == 422 and bad_resume.json()["error"]["details"]["field"] == "Last-Event-ID"
+
+
+async def test_unknown_task_is_404_and_oversize_prompt_is_413(tmp_path: Path) -> None:
+    async with live_service(make_settings(tmp_path, limits={"max_prompt_chars": 100})) as live:
+        for method, path in [
+            ("GET", "/v1/tasks/task_nope"),
+            ("GET", "/v1/tasks/task_nope/plan/versions"),
+            ("GET", "/v1/tasks/task_nope/stream"),
+            ("POST", "/v1/tasks/task_nope/cancel"),
+        ]:
+            response = await live.client.request(method, path)
+            assert response.status_code == 404, path
+            assert response.json()["error"]["code"] == "not_found"
+        approve = await live.client.post("/v1/tasks/task_nope/approve", json={"plan_version": 1})
+        assert approve.status_code == 404
+
+        big = await live.client.post("/v1/tasks", json={"prompt": "x" * 101})
+        assert big.status_code == 413
+        assert big.json()["error"] == {
+            "code": "payload_too_large",
+            "message": "prompt has 101 characters; the limit is 100",
+            "details": {"field": "prompt", "limit": 100},
+        }
+        assert (await live.client.get("/v1/tasks")).json()["items"] == []  # nothing half-written
+
+
+async def test_illegal_transitions_return_409_with_the_current_state(tmp_path: Path) -> None:
+    async with live_service(make_settings(tmp_path)) as live:
+        created = await live.submit("Echo b.")
+        task_id = created["id"]
+        await live.wait_for(task_id, "approval_required")
+        rejected = await live.client.post(f"/v1/tasks/{task_id}/reject", json={"reason": "not now", "actor": "ops"})
+        assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
+
+        for path, body in [
+            ("approve", {"plan_version": 1}),
+            ("reject", {}),
+            ("revise", {"feedback": "again"}),
+            ("cancel", {}),
+        ]:
+            response = await live.client.post(f"/v1/tasks/{task_id}/{path}", json=body)
+            assert response.status_code == 409, path
+            error = response.json()["error"]
+            assert error["code"] == "invalid_state"
+            assert error["details"]["current_status"] == "rejected"
+        stream = await live.wait_for(task_id, "task_rejected")
+        assert stream[-1]["data"]["reason"] == "not now"
