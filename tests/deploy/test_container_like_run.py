@@ -40,7 +40,9 @@ from tests.deploy.deploy_files import ROOT, Dockerfile, parse_dockerfile
 
 pytestmark = pytest.mark.e2e
 
-VENV_BIN = Path(sys.executable).parent
+# The image's /app/.venv stand-in: this virtualenv (editable install) unless pointed at a
+# non-editable one, e.g. built with the Dockerfile's `uv sync --frozen --no-dev --no-editable`.
+VENV_BIN = Path(os.environ.get("AGENT_RUNTIME_TEST_VENV_BIN") or Path(sys.executable).parent)
 START_TIMEOUT = 60.0
 TASK_TIMEOUT = 90.0
 STOP_TIMEOUT = 40.0
