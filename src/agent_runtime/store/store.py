@@ -27,7 +27,7 @@ from agent_runtime.domain.records import (
     TaskRecord,
     ToolCallRecord,
 )
-from agent_runtime.domain.states import LEASED, TaskStatus
+from agent_runtime.domain.states import CLAIMABLE, LEASED, TaskStatus
 from agent_runtime.errors import LeaseLostError, NotFoundError
 from agent_runtime.store import rows
 from agent_runtime.store import schema as t
@@ -155,7 +155,8 @@ class TaskStore:
         global_limit: int | None = None,
     ) -> list[Lease]:
         """Lease up to ``limit`` claimable tasks in ``statuses``: unleased, or with an expired lease."""
-        if limit <= 0:
+        statuses = [s for s in statuses if s in CLAIMABLE]  # a task awaiting approval is never leased
+        if limit <= 0 or not statuses:
             return []
         now = rows.utcnow()
         async with self._write() as conn:

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from agent_runtime.domain.events import Event
+from agent_runtime.settings import DatabaseSettings
+from agent_runtime.store import migrate
+from agent_runtime.store.engine import create_engine
+from agent_runtime.store.store import TaskStore
+from tests.support.databases import database_url
+
+
+@dataclass
+class RecordingListener:
+    """A store listener that remembers what it was told (the real bus is tested on its own)."""
+
+    events: list[Event] = field(default_factory=list)
+    wakeups: int = 0
+
+    def events_committed(self, events: list[Event]) -> None:
+        self.events.extend(events)
+
+    def work_available(self) -> None:
+        self.wakeups += 1
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TaskStore]:
+    async with database_url(request.param, tmp_path) as url:
+        engine = create_engine(DatabaseSettings(url=url))
+        await migrate.upgrade(engine)
+        try:
+            yield TaskStore(engine, RecordingListener())
+        finally:
+            await engine.dispose()
