@@ -26,9 +26,7 @@ USER = [Message(role="user", content="Read notes.txt and tell me what it says.")
 
 
 def _plan() -> Plan:
-    step = PlanStep(
-        id="s1", title="Read", instruction="Read notes.txt", tools=["files.read_file"], depends_on=[]
-    )
+    step = PlanStep(id="s1", title="Read", instruction="Read notes.txt", tools=["files.read_file"], depends_on=[])
     return Plan(summary="Read the notes.", steps=[step])
 
 
@@ -129,9 +127,7 @@ async def test_tool_errors_reach_the_model_marked_as_errors(
         assert sent[-1]["content"][1] == {"type": "text", "text": "Try harder."}
 
 
-async def test_text_deltas_are_streamed_in_order(
-    make_client: ClientFactory, fake: FakeLLM, provider: Provider
-) -> None:
+async def test_text_deltas_are_streamed_in_order(make_client: ClientFactory, fake: FakeLLM, provider: Provider) -> None:
     fake.script(Reply(text=("Hel", "lo, ", "wor", "ld")))
     seen: list[str] = []
 
@@ -158,9 +154,7 @@ async def test_rate_limit_is_retried_then_succeeds(make_client: ClientFactory, f
     assert len(fake.requests) == 2
 
 
-async def test_rate_limit_that_persists_is_a_rate_limit_error(
-    make_client: ClientFactory, fake: FakeLLM
-) -> None:
+async def test_rate_limit_that_persists_is_a_rate_limit_error(make_client: ClientFactory, fake: FakeLLM) -> None:
     fake.script(*[Reply.error(429, retry_after="0")] * 2)
 
     with pytest.raises(LLMRateLimitError) as caught:
@@ -170,9 +164,7 @@ async def test_rate_limit_that_persists_is_a_rate_limit_error(
     assert len(fake.requests) == 2
 
 
-async def test_server_errors_give_llm_error_after_max_retries(
-    make_client: ClientFactory, fake: FakeLLM
-) -> None:
+async def test_server_errors_give_llm_error_after_max_retries(make_client: ClientFactory, fake: FakeLLM) -> None:
     fake.script(*[Reply.error(500)] * 4)
 
     with pytest.raises(LLMError) as caught:

@@ -317,9 +317,7 @@ def _anthropic_events(reply: Reply, body: dict[str, Any]) -> Iterator[tuple[str,
         yield event("content_block_start", index=i, content_block=block)
         args = json.dumps(call.arguments)
         for part in (args[: len(args) // 2], args[len(args) // 2 :]):
-            yield event(
-                "content_block_delta", index=i, delta={"type": "input_json_delta", "partial_json": part}
-            )
+            yield event("content_block_delta", index=i, delta={"type": "input_json_delta", "partial_json": part})
         yield event("content_block_stop", index=i)
     stop = "tool_use" if reply.tool_calls else "end_turn"
     delta = {"stop_reason": stop, "stop_sequence": None}
@@ -348,9 +346,7 @@ def serve_on_loopback(fake: FakeLLM, *, startup_timeout: float = 10.0) -> Iterat
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        fake.app, lifespan="off", log_config=None, log_level="warning", access_log=False, ws="none"
-    )
+    config = uvicorn.Config(fake.app, lifespan="off", log_config=None, log_level="warning", access_log=False, ws="none")
     server = _ThreadedServer(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="fake-llm", daemon=True)
     thread.start()

@@ -53,9 +53,7 @@ class AnthropicClient(LLMClient):
 
     provider = "anthropic"
 
-    def __init__(
-        self, resolved: ResolvedLLM, *, http_client: httpx2.AsyncClient | None = None
-    ) -> None:
+    def __init__(self, resolved: ResolvedLLM, *, http_client: httpx2.AsyncClient | None = None) -> None:
         if resolved.api_key is None:
             raise ConfigError("llm provider 'anthropic' needs an API key: set ANTHROPIC_API_KEY")
         self.model = resolved.model
@@ -100,15 +98,12 @@ class AnthropicClient(LLMClient):
             parsed = reply.parsed_output
             if parsed is None:
                 raise LLMError(
-                    f"anthropic: no structured output for {schema.__name__} "
-                    f"(stop reason {reply.stop_reason})",
+                    f"anthropic: no structured output for {schema.__name__} (stop reason {reply.stop_reason})",
                     provider=self.provider,
                 )
             return parsed, _usage(reply.usage)
 
-        return await call_with_retries(
-            attempt, policy=self._policy, provider=self.provider, errors=ANTHROPIC_ERRORS
-        )
+        return await call_with_retries(attempt, policy=self._policy, provider=self.provider, errors=ANTHROPIC_ERRORS)
 
     async def generate(
         self,
@@ -164,9 +159,7 @@ class AnthropicClient(LLMClient):
                 stop_reason=final.stop_reason,
             )
 
-        return await call_with_retries(
-            attempt, policy=self._policy, provider=self.provider, errors=ANTHROPIC_ERRORS
-        )
+        return await call_with_retries(attempt, policy=self._policy, provider=self.provider, errors=ANTHROPIC_ERRORS)
 
 
 def to_anthropic_tool(tool: ToolSpec, names: ToolNameMap) -> ToolParam:

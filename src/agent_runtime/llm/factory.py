@@ -17,9 +17,7 @@ from agent_runtime.settings import ResolvedLLM
 KEY_ENV_VARS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 
 
-def build_llm_client(
-    resolved: ResolvedLLM, *, http_client: httpx2.AsyncClient | None = None
-) -> LLMClient:
+def build_llm_client(resolved: ResolvedLLM, *, http_client: httpx2.AsyncClient | None = None) -> LLMClient:
     """The client for ``resolved.provider``.
 
     ``http_client`` replaces the SDK's own transport: tests pass one bound to the fake LLM

@@ -1,18 +1,18 @@
 """The offline test model: a deterministic :class:`LLMClient` that needs no network and no key.
 
-It is the no-key default for demos, frontend work and tests, and labels everything it writes
-with ``[offline-test]``. It is not a language model: it follows simple, documented rules.
+The no-key default for demos, frontend work and tests. It labels what it writes ``[offline-test]``
+and is not a language model: it follows simple, documented rules.
 
 * ``generate_structured`` fills the requested pydantic schema from its JSON schema. If the schema
   looks like a plan (an array field whose items carry a ``tools`` list of strings) and
-  ``tools_hint`` is given, it splits the user's request into sentences (at most ``max_steps``),
-  makes one step per sentence and picks the hinted tool(s) whose name and description share
-  the most words with it (else the first hinted tool). Only hinted tools are ever named.
-* ``generate`` calls every offered tool (at most ``max_tool_calls``) with arguments built from
-  the tool's input schema until results for offered tools are in the conversation, then streams
-  a final summary of those results.
+  ``tools_hint`` is given, it makes one step per sentence of the request (at most ``max_steps``),
+  each naming the hinted tool(s) sharing the most words with it (else the first hinted tool).
+* ``generate`` calls every offered tool (at most ``max_tool_calls``) with arguments built from its
+  input schema until results for offered tools are in the conversation, then streams a summary.
 
-Same input, same output: there is no randomness and no clock.
+Prompts made of ``Header:`` paragraphs (as ``agents/prompts.py`` writes them) are read by section:
+the request (plus any revision feedback) for plans, the step's instruction for tool arguments.
+Same input, same output: no randomness, no clock.
 """
 
 from __future__ import annotations
@@ -26,86 +26,48 @@ from typing import Any
 import pydantic
 
 from agent_runtime.errors import LLMError
-from agent_runtime.llm.base import (
-    LLMClient,
-    LLMResponse,
-    Message,
-    ModelT,
-    TextDeltaHandler,
-    ToolCallRequest,
-    ToolSpec,
-    Usage,
-)
+from agent_runtime.llm import base
+from agent_runtime.llm.base import LLMResponse, Message, ModelT, ToolCallRequest, ToolSpec, Usage
 
 OFFLINE_MARK = "[offline-test]"
-FREE_TEXT_KEYS = frozenset(
-    {
-        "summary",
-        "notes",
-        "note",
-        "rationale",
-        "reasoning",
-        "explanation",
-        "comment",
-        "comments",
-        "remarks",
-    }
-)
-INSTRUCTION_KEYS = (
-    "instruction",
-    "instructions",
-    "prompt",
-    "task",
-    "goal",
-    "details",
-    "description",
-)
-TITLE_KEYS = frozenset({"title", "name", "label", "heading"})
-ID_KEYS = frozenset({"id", "step_id", "key"})
-TEXT_ARG_KEYS = frozenset(
-    {
-        "query",
-        "q",
-        "text",
-        "content",
-        "message",
-        "prompt",
-        "input",
-        "search",
-        "question",
-        "instruction",
-    }
-)
+
+
+def _keys(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
+FREE_TEXT_KEYS = _keys("summary notes note rationale reasoning explanation comment comments remarks")
+INSTRUCTION_KEYS = ("instruction", "instructions", "prompt", "task", "goal", "details", "description")
+TITLE_KEYS = _keys("title name label heading")
+ID_KEYS = _keys("id step_id key")
+DEPENDS_KEYS = _keys("depends_on dependencies after requires needs")
+TEXT_ARG_KEYS = _keys("query q text content message prompt input search question instruction")
 FORMAT_VALUES = {
     "date-time": "2000-01-01T00:00:00Z",
     "date": "2000-01-01",
     "time": "00:00:00",
     "email": "offline-test@example.com",
-    "uri": "https://example.com/",
-    "url": "https://example.com/",
     "uuid": "00000000-0000-4000-8000-000000000000",
     "hostname": "localhost",
     "ipv4": "127.0.0.1",
 }
-_STOPWORDS = frozenset(
-    re.findall(
-        r"\w+",
-        "the and for with from into that this then than them they what when where which while "
-        "your you are was were will would can could should have has had not but all any its our "
-        "out use using please also about after before each every some more most",
-    )
+_STOPWORDS = _keys(
+    "the and for with from into that this then than them they what when where which while your you "
+    "are was were will would can could should have has had not but all any its our out use using please "
+    "also about after before each every some more most"
 )
+_HEADER = re.compile(r"(?:\A|\n[ \t]*\n)[ \t]*([^\n]{1,80}):[ \t]*\n")  # "Header:" opening a paragraph
+_FILE = re.compile(r"(?<![\w/.])((?:[\w.-]+/)*[\w-]{2,}\.[A-Za-z][A-Za-z0-9]{0,4})(?![\w/])")
+_URL = re.compile(r"https?://[^\s\"'<>]+")
 _MAX_DEPTH = 8
 
 
-class OfflineTestModel(LLMClient):
+class OfflineTestModel(base.LLMClient):
     """Rule-based stand-in for a model; see the module docstring for the rules."""
 
     provider = "offline"
 
-    def __init__(
-        self, model: str = "offline-test", *, max_steps: int = 5, max_tool_calls: int = 3
-    ) -> None:
+    def __init__(self, model: str = "offline-test", *, max_steps: int = 5, max_tool_calls: int = 3) -> None:
         self.model = model
         self.max_steps = max_steps
         self.max_tool_calls = max_tool_calls
@@ -118,22 +80,20 @@ class OfflineTestModel(LLMClient):
         schema: type[ModelT],
         tools_hint: list[ToolSpec] | None = None,
     ) -> tuple[ModelT, Usage]:
-        text = last_user_text(messages)
+        # The first user turn holds the request (and any revision feedback); later ones are repair
+        # requests, which this model cannot act on differently anyway.
+        first = next((m.content for m in messages if m.role == "user"), "")
+        text = focus(first, "request", "task", "prompt") + "\n" + focus(first, "revision", fallback=False)
         root = schema.model_json_schema()
         filler = SchemaFiller(root, text=text, all_fields=True)
-        steps_key = find_plan_steps(root, filler) if tools_hint else None
-        if steps_key is not None and tools_hint:
-            data = self._plan(root, steps_key, filler, text, tools_hint)
-        else:
-            data = filler.fill(root)
+        hint = tools_hint or []
+        steps_key = find_plan_steps(root, filler) if hint else None
+        data = self._plan(filler, steps_key, hint) if steps_key else filler.fill(root)
         try:
             value = schema.model_validate(data)
         except pydantic.ValidationError as exc:
-            raise LLMError(
-                f"offline test model could not build a valid {schema.__name__}: "
-                f"{exc.error_count()} validation error(s)",
-                provider=self.provider,
-            ) from exc
+            problem = f"could not build a valid {schema.__name__}: {exc.error_count()} validation error(s)"
+            raise LLMError(f"offline test model {problem}", provider=self.provider) from exc
         return value, _usage(system, messages, json.dumps(data))
 
     async def generate(
@@ -142,94 +102,76 @@ class OfflineTestModel(LLMClient):
         system: str,
         messages: list[Message],
         tools: list[ToolSpec],
-        on_text_delta: TextDeltaHandler | None = None,
+        on_text_delta: base.TextDeltaHandler | None = None,
     ) -> LLMResponse:
         offered = {t.name for t in tools}
         call_names = {c.id: c.name for m in messages for c in m.tool_calls}
-        results = [
-            m
-            for m in messages
-            if m.role == "tool" and (m.tool_name or call_names.get(m.tool_call_id or "")) in offered
-        ]
+        named = [(m, m.tool_name or call_names.get(m.tool_call_id or "")) for m in messages if m.role == "tool"]
+        results = [m for m, name in named if name in offered]
+        last = next((m.content for m in reversed(messages) if m.role == "user" and m.content), "")
+        text = focus(last, "your step", "step", "request", "task")
         if tools and not results:
-            text = last_user_text(messages)
             calls = tuple(
                 ToolCallRequest(
-                    id=_call_id(len(messages), i, tool.name),
-                    name=tool.name,
-                    arguments=SchemaFiller(tool.input_schema, text=text, all_fields=False).fill(
-                        tool.input_schema
-                    ),
+                    id="offline_" + hashlib.sha256(f"{len(messages)}:{i}:{t.name}".encode()).hexdigest()[:16],
+                    name=t.name,
+                    arguments=SchemaFiller(t.input_schema, text=text, all_fields=False).fill(t.input_schema),
                 )
-                for i, tool in enumerate(tools[: self.max_tool_calls])
+                for i, t in enumerate(tools[: self.max_tool_calls])
             )
             usage = _usage(system, messages, json.dumps([c.arguments for c in calls]))
             return LLMResponse(text="", tool_calls=calls, usage=usage, stop_reason="tool_use")
-        final = _summary(results, call_names, last_user_text(messages))
+        final = _summary(results, call_names, text)
         if on_text_delta is not None:
-            for chunk in _chunks(final, parts=4):
-                await on_text_delta(chunk)
-        return LLMResponse(
-            text=final, usage=_usage(system, messages, final), stop_reason="end_turn"
-        )
+            size = max(1, math.ceil(len(final) / 4))
+            for start in range(0, len(final), size):
+                await on_text_delta(final[start : start + size])
+        return LLMResponse(text=final, usage=_usage(system, messages, final), stop_reason="end_turn")
 
-    def _plan(
-        self,
-        root: dict[str, Any],
-        steps_key: str,
-        filler: SchemaFiller,
-        text: str,
-        tools: list[ToolSpec],
-    ) -> dict[str, Any]:
-        top = filler.resolve(root)
-        steps_schema = filler.resolve(top["properties"][steps_key])
-        item_schema = filler.resolve(steps_schema.get("items", {}))
-        sentences = split_sentences(text)[: self.max_steps] or ["Complete the request"]
-        low = int(steps_schema.get("minItems", 1))
-        while len(sentences) < low:
-            sentences.append(sentences[-1])
-        if "maxItems" in steps_schema:
-            sentences = sentences[: int(steps_schema["maxItems"])]
-        data: dict[str, Any] = filler.fill(root, skip=frozenset({steps_key}))
-        data[steps_key] = [
-            self._step(filler, item_schema, i, sentence, pick_tools(sentence, tools))
-            for i, sentence in enumerate(sentences)
-        ]
+    def _plan(self, filler: SchemaFiller, steps_key: str, tools: list[ToolSpec]) -> dict[str, Any]:
+        steps_schema = filler.resolve(filler.resolve(filler.root)["properties"][steps_key])
+        sentences = split_sentences(filler.text)[: self.max_steps] or ["Complete the request"]
+        sentences += sentences[-1:] * (int(steps_schema.get("minItems", 1)) - len(sentences))
+        sentences = sentences[: int(steps_schema.get("maxItems", len(sentences)))]
+        item = filler.resolve(steps_schema.get("items"))
+        data: dict[str, Any] = filler.fill(filler.root, skip=frozenset({steps_key}))
+        data[steps_key] = [self._step(filler, item, i, s, pick_tools(s, tools)) for i, s in enumerate(sentences)]
         return data
 
     @staticmethod
-    def _step(
-        filler: SchemaFiller, item: dict[str, Any], index: int, sentence: str, tools: list[str]
-    ) -> dict[str, Any]:
+    def _step(filler: SchemaFiller, item: dict[str, Any], index: int, sentence: str, tools: list[str]) -> Any:
         props: dict[str, Any] = item.get("properties", {})
-        required = set(item.get("required", ()))
         instruction_key = next((k for k in INSTRUCTION_KEYS for p in props if p.lower() == k), None)
         step_filler = SchemaFiller(filler.root, text=sentence, all_fields=True)
         step: dict[str, Any] = {}
         for key, prop in props.items():
-            lowered = key.lower()
+            lowered, kind = key.lower(), filler.resolve(prop).get("type")
             preferred: Any = None
             if key == "tools":
-                maximum = filler.resolve(prop).get("maxItems")
-                preferred = tools[: int(maximum)] if maximum is not None else tools
+                preferred = tools[: int(filler.resolve(prop).get("maxItems", len(tools)))]
             elif lowered == instruction_key:
                 preferred = sentence
+            elif lowered in DEPENDS_KEYS:
+                preferred = []
             elif lowered in TITLE_KEYS:
                 preferred = make_title(sentence)
             elif lowered in ID_KEYS:
-                preferred = f"step-{index + 1}"
-                if filler.resolve(prop).get("type") == "integer":
-                    preferred = index + 1
-            step[key] = step_filler.fill(prop, key, required=key in required, preferred=preferred)
+                preferred = index + 1 if kind == "integer" else f"step-{index + 1}"
+            step[key] = step_filler.fill(prop, key, required=key in item.get("required", ()), preferred=preferred)
         return step
 
 
 class SchemaFiller:
-    """Builds a JSON value valid against a JSON schema, preferring meaningful text."""
+    """Builds a JSON value valid against a JSON schema, preferring meaningful text.
+
+    ``all_fields`` fills every property (structured output); otherwise only required ones plus
+    those with an obvious value (tool arguments).
+    """
 
     def __init__(self, root: dict[str, Any], *, text: str, all_fields: bool) -> None:
         self.root = root
-        self.text = " ".join(text.split())
+        self.text = text.strip()
+        self.flat = " ".join(text.split())
         self.all_fields = all_fields
 
     def resolve(self, raw: Any) -> dict[str, Any]:
@@ -245,15 +187,14 @@ class SchemaFiller:
             for part in ref[2:].split("/"):
                 target = target.get(part, {}) if isinstance(target, dict) else {}
             schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
-        parts = schema.get("allOf")
-        if isinstance(parts, list) and parts:
-            merged = {k: v for k, v in schema.items() if k != "allOf"}
-            for part in parts:
-                sub = self.resolve(part)
-                merged["properties"] = {**merged.get("properties", {}), **sub.get("properties", {})}
-                merged["required"] = [*merged.get("required", []), *sub.get("required", [])]
-                merged.update({k: v for k, v in sub.items() if k not in ("properties", "required")})
-            schema = merged
+        parts = schema.get("allOf") or ()
+        schema = {k: v for k, v in schema.items() if k != "allOf"} if parts else schema
+        for part in parts:
+            sub = self.resolve(part)
+            props = {**schema.get("properties", {}), **sub.get("properties", {})}
+            needed = [*schema.get("required", []), *sub.get("required", [])]
+            schema = {**schema, **sub}
+            schema.update({"properties": props, "required": needed} if props else {})
         return schema
 
     def fill(
@@ -267,34 +208,43 @@ class SchemaFiller:
         depth: int = 0,
     ) -> Any:
         s = self.resolve(schema)
+        kind = self._kind(s)
+        if not required and "default" in s and ("enum" in s or kind != "string"):
+            return s["default"]
         if "const" in s:
             return s["const"]
-        if isinstance(s.get("enum"), list) and s["enum"]:
+        if s.get("enum"):
             return preferred if preferred in s["enum"] else s["enum"][0]
         variants = s.get("anyOf") or s.get("oneOf")
-        if isinstance(variants, list) and variants:
+        if variants:
             options = [v for v in variants if self.resolve(v).get("type") != "null"]
-            nullable = len(options) < len(variants)
-            if not options or (nullable and not required and self._kind(options[0]) != "string"):
+            optional = len(options) < len(variants) and not required
+            if not options or (optional and self._kind(options[0]) != "string"):  # keep free text
                 return None
-            return self.fill(
-                options[0], name, required=required, preferred=preferred, depth=depth + 1
-            )
-        kind = self._kind(s)
-        if not required and "default" in s and kind != "string":
-            return s["default"]
+            return self.fill(options[0], name, required=required, preferred=preferred, depth=depth + 1)
         if depth > _MAX_DEPTH:
             return {"object": {}, "array": [], "string": "", "null": None}.get(kind, 0)
         if kind == "object":
-            return self._object(s, skip, depth)
+            props: dict[str, Any] = s.get("properties", {})
+            needed = set(s.get("required", ()))
+            return {
+                k: self.fill(p, k, required=k in needed, depth=depth + 1)
+                for k, p in props.items()
+                if k not in skip and (k in needed or self.all_fields or k.lower() in TEXT_ARG_KEYS | {"timezone"})
+            }
         if kind == "array":
-            return self._array(s, name, required, preferred, depth)
+            if isinstance(preferred, list):
+                return preferred
+            if isinstance(s.get("prefixItems"), list):
+                return [self.fill(p, name, depth=depth + 1) for p in s["prefixItems"]]
+            count = min(int(s.get("minItems", 1 if required else 0)), int(s.get("maxItems", 1 << 16)))
+            items = [self.fill(s.get("items"), name, depth=depth + 1) for _ in range(count)]
+            unique = s.get("uniqueItems") and all(isinstance(v, str) for v in items)
+            return [f"{v}-{i + 1}" if i else v for i, v in enumerate(items)] if unique else items
         if kind in ("integer", "number"):
-            return self._number(s, kind == "integer", preferred)
-        if kind == "boolean":
-            return preferred if isinstance(preferred, bool) else False
-        if kind == "null":
-            return None
+            return _number(s, kind == "integer", preferred)
+        if kind in ("boolean", "null"):
+            return preferred if isinstance(preferred, bool) else (False if kind == "boolean" else None)
         return self._string(s, name, preferred)
 
     def _kind(self, schema: Any) -> str:
@@ -306,75 +256,29 @@ class SchemaFiller:
             return kind
         return "object" if "properties" in s else "string"
 
-    def _object(self, s: dict[str, Any], skip: frozenset[str], depth: int) -> dict[str, Any]:
-        props: dict[str, Any] = s.get("properties", {})
-        required = set(s.get("required", ()))
-        out: dict[str, Any] = {}
-        for key, prop in props.items():
-            if key in skip:
-                continue
-            if key in required or self.all_fields or key.lower() in TEXT_ARG_KEYS | {"timezone"}:
-                out[key] = self.fill(prop, key, required=key in required, depth=depth + 1)
-        return out
-
-    def _array(
-        self, s: dict[str, Any], name: str, required: bool, preferred: Any, depth: int
-    ) -> Any:
-        if isinstance(preferred, list):
-            return preferred
-        count = int(s.get("minItems", 1 if required else 0))
-        if "maxItems" in s:
-            count = min(count, int(s["maxItems"]))
-        prefix = s.get("prefixItems")
-        if isinstance(prefix, list):
-            return [self.fill(p, name, depth=depth + 1) for p in prefix]
-        items = [self.fill(s.get("items", {}), name, depth=depth + 1) for _ in range(count)]
-        if s.get("uniqueItems") and all(isinstance(v, str) for v in items):
-            items = [f"{v}-{i + 1}" if i else v for i, v in enumerate(items)]
-        return items
-
-    @staticmethod
-    def _number(s: dict[str, Any], integer: bool, preferred: Any) -> int | float:
-        numeric = isinstance(preferred, int | float) and not isinstance(preferred, bool)
-        value: float = preferred if numeric else 1
-        step = 1 if integer else 0.5
-        if "minimum" in s:
-            value = max(value, float(s["minimum"]))
-        if "exclusiveMinimum" in s:
-            value = max(value, float(s["exclusiveMinimum"]) + step)
-        if "maximum" in s:
-            value = min(value, float(s["maximum"]))
-        if "exclusiveMaximum" in s:
-            value = min(value, float(s["exclusiveMaximum"]) - step)
-        multiple = s.get("multipleOf")
-        if isinstance(multiple, int | float) and multiple > 0:
-            value = math.ceil(value / multiple) * multiple
-        return math.ceil(value) if integer else value
-
     def _string(self, s: dict[str, Any], name: str, preferred: Any) -> str:
-        fmt = s.get("format")
-        if isinstance(fmt, str) and fmt in FORMAT_VALUES:
-            return FORMAT_VALUES[fmt]
+        if s.get("format") in FORMAT_VALUES:
+            return FORMAT_VALUES[s["format"]]
         candidates = [preferred] if isinstance(preferred, str) else []
-        candidates += [self._text_for(name), name or "value", "a", "0", "x"]
+        candidates += [self._text_for(name, s.get("format")), name or "value", "a", "0", "x"]
+        low, high = int(s.get("minLength", 0)), s.get("maxLength")
+        fitted = [c[: int(high) if high is not None else None].ljust(low, ".") for c in candidates]
         pattern = s.get("pattern")
-        fitted = [_fit(c, s) for c in candidates]
-        for candidate in fitted:
-            if not isinstance(pattern, str) or _matches(pattern, candidate):
-                return candidate
-        return fitted[0]
+        return next((c for c in fitted if not isinstance(pattern, str) or _matches(pattern, c)), fitted[0])
 
-    def _text_for(self, name: str) -> str:
+    def _text_for(self, name: str, fmt: Any) -> str:
         key = name.lower()
-        text = self.text or "offline test"
+        text = self.flat or "offline test"
         if key in FREE_TEXT_KEYS:
             return f"{OFFLINE_MARK} {_clip(text, 200)}"
         if key in TEXT_ARG_KEYS or key in INSTRUCTION_KEYS:
             return _clip(text, 500)
+        if "url" in key or "uri" in key or fmt in ("uri", "url"):
+            found = _URL.search(self.text)
+            return found.group(0) if found else "https://example.com/"
         if "path" in key or key.endswith(("dir", "directory", "file", "filename")):
-            return "."
-        if "url" in key or "uri" in key:
-            return "https://example.com/"
+            found = _FILE.search(self.text) if not key.endswith(("dir", "directory")) else None
+            return found.group(1) if found else "."
         if "timezone" in key or key == "tz":
             return "UTC"
         if key in ("language", "lang", "locale"):
@@ -386,30 +290,36 @@ def find_plan_steps(root: dict[str, Any], filler: SchemaFiller) -> str | None:
     """The top-level array field whose items have a ``tools`` list of strings, if any."""
     props: dict[str, Any] = filler.resolve(root).get("properties", {})
     for key in sorted(props, key=lambda k: k != "steps"):
-        field = filler.resolve(props[key])
-        variants = field.get("anyOf")
-        if isinstance(variants, list):
-            arrays = (filler.resolve(v) for v in variants)
-            field = next((v for v in arrays if v.get("type") == "array"), {})
-        if field.get("type") != "array":
-            continue
-        tools = filler.resolve(
-            filler.resolve(field.get("items")).get("properties", {}).get("tools")
-        )
-        if (
-            tools.get("type") == "array"
-            and filler.resolve(tools.get("items")).get("type") == "string"
-        ):
+        options = [filler.resolve(v) for v in filler.resolve(props[key]).get("anyOf", [props[key]])]
+        field = next((o for o in options if o.get("type") == "array"), {})
+        tools = filler.resolve(filler.resolve(field.get("items")).get("properties", {}).get("tools"))
+        if tools.get("type") == "array" and filler.resolve(tools.get("items")).get("type") == "string":
             return key
     return None
 
 
+def focus(text: str, *preferred: str, fallback: bool = True) -> str:
+    """The bodies of the ``Header:`` sections whose header holds the first word of ``preferred``
+    that any header holds; with none, all of ``text`` (or "" without ``fallback``)."""
+    found = list(_HEADER.finditer(text))
+    sections = [
+        (m.group(1).lower(), text[m.end() : found[i + 1].start() if i + 1 < len(found) else len(text)])
+        for i, m in enumerate(found)
+    ]
+    for word in preferred:
+        bodies = [body.strip() for header, body in sections if word in header and body.strip()]
+        if bodies:
+            return "\n".join(bodies)
+    return text.strip() if fallback else ""
+
+
 def split_sentences(text: str) -> list[str]:
-    """Lines and sentences of ``text``, without list bullets or numbering."""
+    """Lines and sentences of ``text``, without list bullets or numbering, skipping JSON."""
     out: list[str] = []
-    for line in text.splitlines():
-        line = re.sub(r"^\s*(?:[-*\u2022]|\d+[.)])\s+", "", line).strip()
-        out.extend(s.strip() for s in re.split(r"(?<=[.!?;])\s+", line) if len(s.strip()) > 1)
+    for raw in text.splitlines():
+        line = re.sub(r"^\s*(?:[-*\u2022]|\d+[.)])\s+", "", raw).strip()
+        if "{" not in line:
+            out.extend(s.strip() for s in re.split(r"(?<=[.!?;])\s+", line) if len(s.strip()) > 1)
     return out
 
 
@@ -424,36 +334,37 @@ def pick_tools(sentence: str, tools: list[ToolSpec], limit: int = 2) -> list[str
 
 
 def make_title(text: str, words: int = 8) -> str:
-    parts = text.split()
-    title = " ".join(parts[:words]).rstrip(".,;:!?")
+    title = " ".join(text.split()[:words]).rstrip(".,;:!?")
     return (title[:1].upper() + title[1:]) if title else "Step"
 
 
-def last_user_text(messages: list[Message]) -> str:
-    return next((m.content for m in reversed(messages) if m.role == "user" and m.content), "")
-
-
 def _words(text: str) -> set[str]:
-    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", text)
-    out = set()
-    for word in re.findall(r"[a-z0-9]+", spaced.lower()):
-        if len(word) < 3 or word in _STOPWORDS:
-            continue
-        out.add(word[:-1] if len(word) > 4 and word.endswith("s") else word)
-    return out
+    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", text).lower()
+    found = (w for w in re.findall(r"[a-z0-9]+", spaced) if len(w) > 2 and w not in _STOPWORDS)
+    return {w[:-1] if len(w) > 4 and w.endswith("s") else w for w in found}
 
 
-def _fit(text: str, s: dict[str, Any]) -> str:
-    if "maxLength" in s:
-        text = text[: int(s["maxLength"])]
-    low = int(s.get("minLength", 0))
-    return text + "." * (low - len(text)) if len(text) < low else text
+def _number(s: dict[str, Any], integer: bool, preferred: Any) -> int | float:
+    value: float = preferred if isinstance(preferred, int | float) and not isinstance(preferred, bool) else 1
+    step = 1 if integer else 0.5
+    if "minimum" in s:
+        value = max(value, float(s["minimum"]))
+    if "exclusiveMinimum" in s:
+        value = max(value, float(s["exclusiveMinimum"]) + step)
+    if "maximum" in s:
+        value = min(value, float(s["maximum"]))
+    if "exclusiveMaximum" in s:
+        value = min(value, float(s["exclusiveMaximum"]) - step)
+    multiple = s.get("multipleOf")
+    if isinstance(multiple, int | float) and multiple > 0:
+        value = math.ceil(value / multiple) * multiple
+    return math.ceil(value) if integer else value
 
 
 def _matches(pattern: str, value: str) -> bool:
     try:
         return re.search(pattern, value) is not None
-    except re.error:
+    except re.error:  # a pattern Python cannot read: do not let it block an answer
         return True
 
 
@@ -461,26 +372,15 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 
-def _call_id(turn: int, index: int, name: str) -> str:
-    return "offline_" + hashlib.sha256(f"{turn}:{index}:{name}".encode()).hexdigest()[:16]
-
-
 def _summary(results: list[Message], call_names: dict[str, str], request: str) -> str:
     if not results:
-        return f"{OFFLINE_MARK} No tools were needed for: {_clip(request, 200) or 'the request'}"
+        return f"{OFFLINE_MARK} Done without tools. {_clip(' '.join(request.split()), 300)}".rstrip()
     lines = [f"{OFFLINE_MARK} Finished after {len(results)} tool result(s)."]
     for result in results:
         name = result.tool_name or call_names.get(result.tool_call_id or "", "tool")
         verb = "reported an error" if result.is_error else "returned"
-        lines.append(
-            f"- {name} {verb}: {_clip(' '.join(result.content.split()), 160) or '(empty)'}"
-        )
+        lines.append(f"- {name} {verb}: {_clip(' '.join(result.content.split()), 160) or '(empty)'}")
     return "\n".join(lines)
-
-
-def _chunks(text: str, parts: int) -> list[str]:
-    size = max(1, math.ceil(len(text) / parts))
-    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 def _usage(system: str, messages: list[Message], output: str) -> Usage:

@@ -61,9 +61,7 @@ class OpenAIClient(LLMClient):
 
     provider = "openai"
 
-    def __init__(
-        self, resolved: ResolvedLLM, *, http_client: httpx2.AsyncClient | None = None
-    ) -> None:
+    def __init__(self, resolved: ResolvedLLM, *, http_client: httpx2.AsyncClient | None = None) -> None:
         if resolved.api_key is None:
             raise ConfigError("llm provider 'openai' needs an API key: set OPENAI_API_KEY")
         self.model = resolved.model
@@ -107,9 +105,7 @@ class OpenAIClient(LLMClient):
                 ) from exc
             message = completion.choices[0].message if completion.choices else None
             if message is None or message.parsed is None:
-                reason = (
-                    message.refusal if message is not None and message.refusal else "no content"
-                )
+                reason = message.refusal if message is not None and message.refusal else "no content"
                 raise LLMError(
                     f"openai: no structured output for {schema.__name__}: {reason}",
                     provider=self.provider,
@@ -120,9 +116,7 @@ class OpenAIClient(LLMClient):
                 output_tokens=usage.completion_tokens if usage else 0,
             )
 
-        return await call_with_retries(
-            attempt, policy=self._policy, provider=self.provider, errors=OPENAI_ERRORS
-        )
+        return await call_with_retries(attempt, policy=self._policy, provider=self.provider, errors=OPENAI_ERRORS)
 
     async def generate(
         self,
@@ -163,9 +157,7 @@ class OpenAIClient(LLMClient):
                 raise error from exc
             return turn.response(names, self.provider)
 
-        return await call_with_retries(
-            attempt, policy=self._policy, provider=self.provider, errors=OPENAI_ERRORS
-        )
+        return await call_with_retries(attempt, policy=self._policy, provider=self.provider, errors=OPENAI_ERRORS)
 
 
 @dataclass(slots=True)
@@ -228,9 +220,7 @@ def parse_arguments(raw: str, provider: str) -> dict[str, Any]:
     try:
         value = json.loads(raw) if raw.strip() else {}
     except json.JSONDecodeError as exc:
-        raise LLMError(
-            f"{provider}: tool call arguments are not valid JSON", provider=provider
-        ) from exc
+        raise LLMError(f"{provider}: tool call arguments are not valid JSON", provider=provider) from exc
     if not isinstance(value, dict):
         raise LLMError(f"{provider}: tool call arguments are not a JSON object", provider=provider)
     return value
@@ -247,9 +237,7 @@ def to_openai_tool(tool: ToolSpec, names: ToolNameMap) -> ChatCompletionFunction
     }
 
 
-def to_openai_messages(
-    system: str, messages: list[Message], names: ToolNameMap
-) -> list[ChatCompletionMessageParam]:
+def to_openai_messages(system: str, messages: list[Message], names: ToolNameMap) -> list[ChatCompletionMessageParam]:
     """Our provider-neutral turns as Chat Completions messages."""
     wire: list[ChatCompletionMessageParam] = []
     if system:
@@ -269,15 +257,11 @@ def to_openai_messages(
             content = message.content
             if message.is_error:
                 content = TOOL_ERROR_PREFIX + content
-            wire.append(
-                {"role": "tool", "tool_call_id": message.tool_call_id or "", "content": content}
-            )
+            wire.append({"role": "tool", "tool_call_id": message.tool_call_id or "", "content": content})
     return wire
 
 
-def _tool_call(
-    call: ToolCallRequest, names: ToolNameMap
-) -> ChatCompletionMessageFunctionToolCallParam:
+def _tool_call(call: ToolCallRequest, names: ToolNameMap) -> ChatCompletionMessageFunctionToolCallParam:
     return {
         "id": call.id,
         "type": "function",
