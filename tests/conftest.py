@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 PROVIDER_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "AGENT_RUNTIME_CONFIG")
 
 
 @pytest.fixture(autouse=True)
-def _no_real_providers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _no_real_providers(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in PROVIDER_ENV:
         monkeypatch.delenv(name, raising=False)
-    yield

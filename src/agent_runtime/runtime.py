@@ -146,7 +146,9 @@ async def _housekeeping(runtime: Runtime) -> None:
     if retention.finished_task_max_age_days is None:
         return
     while True:
-        if await runtime.store.try_housekeeping_lease("retention", runtime.runner.owner, retention.sweep_interval_seconds):
+        if await runtime.store.try_housekeeping_lease(
+            "retention", runtime.runner.owner, retention.sweep_interval_seconds
+        ):
             cutoff = utcnow() - timedelta(days=retention.finished_task_max_age_days)
             pruned = await runtime.store.prune_finished(cutoff)
             if pruned:

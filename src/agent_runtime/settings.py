@@ -227,17 +227,17 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, _YamlSource(settings_cls), file_secret_settings)
 
 
-_YAML_DATA: ContextVar[dict[str, Any]] = ContextVar("agent_runtime_yaml_data", default={})
+_YAML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("agent_runtime_yaml_data", default=None)
 
 
 class _YamlSource(PydanticBaseSettingsSource):
     """The YAML file's values, below the environment in precedence."""
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return _YAML_DATA.get().get(field_name), field_name, False
+        return (_YAML_DATA.get() or {}).get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return dict(_YAML_DATA.get())
+        return dict(_YAML_DATA.get() or {})
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -302,7 +302,6 @@ class _FileOnly(BaseModel):
     tools: ToolSettings | None = None
     retention: RetentionSettings | None = None
     observability: ObservabilitySettings | None = None
-
 
 
 def _relative_to(settings: Settings, base: Path) -> Settings:

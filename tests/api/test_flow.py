@@ -13,7 +13,12 @@ async def test_submit_plan_approve_execute_streams_real_tool_calls_until_complet
         assert created["status"] == "queued"
         assert created["links"]["stream"] == f"/v1/tasks/{created['id']}/stream"
         seen = await live.wait_for(created["id"], "approval_required")
-        assert [e["sse_event"] for e in seen] == ["task_created", "planning_started", "plan_proposed", "approval_required"]
+        assert [e["sse_event"] for e in seen] == [
+            "task_created",
+            "planning_started",
+            "plan_proposed",
+            "approval_required",
+        ]
         proposed = seen[2]["data"]
         assert proposed["offline_test"] is True and proposed["author"] == "planner:offline/offline-test"
 
@@ -71,9 +76,13 @@ async def test_revision_and_operator_edit_create_new_plan_versions_and_approval_
 
         edited = {
             "summary": "operator plan",
-            "steps": [{"id": "a", "title": "echo", "instruction": "Echo hi", "tools": ["example.echo"], "depends_on": []}],
+            "steps": [
+                {"id": "a", "title": "echo", "instruction": "Echo hi", "tools": ["example.echo"], "depends_on": []}
+            ],
         }
-        response = await live.client.put(f"/v1/tasks/{task_id}/plan", json={"base_version": 2, "plan": edited, "actor": "ops"})
+        response = await live.client.put(
+            f"/v1/tasks/{task_id}/plan", json={"base_version": 2, "plan": edited, "actor": "ops"}
+        )
         assert response.status_code == 200, response.text
         assert response.json()["current_plan_version"] == 3
         assert response.json()["plan"]["author"] == "operator:ops"
@@ -100,8 +109,16 @@ async def test_list_filters_by_status_and_paginates_with_a_cursor(tmp_path: Path
         for task_id in ids:
             await live.wait_for(task_id, "approval_required")
         page1 = (await live.client.get("/v1/tasks", params={"status": "awaiting_approval", "limit": 2})).json()
-        page2 = (await live.client.get("/v1/tasks", params={"status": "awaiting_approval", "limit": 2, "cursor": page1["next_cursor"]})).json()
-        page3 = (await live.client.get("/v1/tasks", params={"status": "awaiting_approval", "limit": 2, "cursor": page2["next_cursor"]})).json()
+        page2 = (
+            await live.client.get(
+                "/v1/tasks", params={"status": "awaiting_approval", "limit": 2, "cursor": page1["next_cursor"]}
+            )
+        ).json()
+        page3 = (
+            await live.client.get(
+                "/v1/tasks", params={"status": "awaiting_approval", "limit": 2, "cursor": page2["next_cursor"]}
+            )
+        ).json()
         listed = [t["id"] for t in page1["items"] + page2["items"] + page3["items"]]
         assert listed == list(reversed(ids))
         assert page3["next_cursor"] is None

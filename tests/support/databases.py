@@ -19,8 +19,7 @@ from agent_runtime.services.pg_listener import asyncpg_dsn
 
 PG_ENV = "AGENT_RUNTIME_TEST_POSTGRES_URL"
 PG_SKIP_REASON = (
-    f"PostgreSQL tests need {PG_ENV} (e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/test); "
-    ".ci/run sets it"
+    f"PostgreSQL tests need {PG_ENV} (e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/test); .ci/run sets it"
 )
 
 

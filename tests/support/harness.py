@@ -49,7 +49,11 @@ def make_settings(tmp: Path, *, registry: Path | None = None, **sections: Any) -
     """Settings for a test: SQLite in ``tmp``, the example tool server, fast leases."""
     base: dict[str, Any] = {
         "database": {"url": f"sqlite+aiosqlite:///{tmp / 'db.sqlite'}"},
-        "tools": {"registry_path": str(registry or REGISTRY), "workspace_root": str(tmp / "workspaces"), "connect_timeout_seconds": 30},
+        "tools": {
+            "registry_path": str(registry or REGISTRY),
+            "workspace_root": str(tmp / "workspaces"),
+            "connect_timeout_seconds": 30,
+        },
         "runner": {"lease_seconds": 5, "heartbeat_seconds": 1, "safety_poll_seconds": 1},
         "server": {"shutdown_grace_seconds": 2, "sse_ping_seconds": 5},
         "llm": {"planner": {"provider": "offline"}, "executor": {"provider": "offline"}},
@@ -108,9 +112,7 @@ async def read_stream(
     headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
     params = {"after": after} if after is not None else {}
     with anyio.fail_after(timeout):
-        async with aconnect_sse(
-            client, "GET", f"/v1/tasks/{task_id}/stream", headers=headers, params=params
-        ) as source:
+        async with aconnect_sse(client, "GET", f"/v1/tasks/{task_id}/stream", headers=headers, params=params) as source:
             assert source.response.status_code == 200, await source.response.aread()
             async for sse in source.aiter_sse():
                 payload = json.loads(sse.data)

@@ -47,12 +47,16 @@ class ExecutionJournal(Protocol):
     async def call_started(
         self, step_id: str, turn: int, index: int, tool: str, arguments: dict[str, Any], *, retry_of: str | None
     ) -> str: ...
-    async def call_completed(self, call_id: str, step_id: str, tool: str, result: ToolResult, seconds: float) -> None: ...
+    async def call_completed(
+        self, call_id: str, step_id: str, tool: str, result: ToolResult, seconds: float
+    ) -> None: ...
     async def call_failed(self, call_id: str, step_id: str, tool: str, error: ServiceError, seconds: float) -> None: ...
     async def call_refused(
         self, step_id: str, turn: int, index: int, tool: str, arguments: dict[str, Any], reason: str
     ) -> None: ...
-    async def progress(self, call_id: str, step_id: str, progress: float, total: float | None, message: str | None) -> None: ...
+    async def progress(
+        self, call_id: str, step_id: str, progress: float, total: float | None, message: str | None
+    ) -> None: ...
     async def step_completed(self, step_id: str, output: str) -> None: ...
     async def step_failed(self, step_id: str, error: ServiceError) -> None: ...
     async def prior_calls(self, step_id: str) -> list[ToolCallRecord]: ...
@@ -154,7 +158,9 @@ class ExecutorAgent:
         while True:
             turn += 1
             if turn > self.limits.max_turns:
-                return await self._fail(step, journal, f"step {step.id} did not finish within {self.limits.max_turns} turns")
+                return await self._fail(
+                    step, journal, f"step {step.id} did not finish within {self.limits.max_turns} turns"
+                )
             response = await self.llm.generate(
                 system=prompts.EXECUTOR_SYSTEM, messages=messages, tools=specs, on_text_delta=on_delta
             )
@@ -186,9 +192,7 @@ class ExecutorAgent:
             reason = f"tool {request.name!r} is not allowed in step {step.id}; allowed: {sorted(allowed)}"
             await journal.call_refused(step.id, turn, index, request.name, request.arguments, reason)
             return Message(role="tool", content=reason, tool_call_id=request.id, tool_name=request.name, is_error=True)
-        call_id = await journal.call_started(
-            step.id, turn, index, request.name, request.arguments, retry_of=retry_of
-        )
+        call_id = await journal.call_started(step.id, turn, index, request.name, request.arguments, retry_of=retry_of)
 
         async def on_progress(progress: float, total: float | None, message: str | None) -> None:
             await journal.progress(call_id, step.id, progress, total, message)
@@ -201,7 +205,11 @@ class ExecutorAgent:
         except (ToolServerError, ToolTimeoutError, ToolNotAllowedError) as exc:
             await journal.call_failed(call_id, step.id, request.name, exc, time.perf_counter() - started)
             return Message(
-                role="tool", content=f"error: {exc.message}", tool_call_id=request.id, tool_name=request.name, is_error=True
+                role="tool",
+                content=f"error: {exc.message}",
+                tool_call_id=request.id,
+                tool_name=request.name,
+                is_error=True,
             )
         await journal.call_completed(call_id, step.id, request.name, result, time.perf_counter() - started)
         return Message(

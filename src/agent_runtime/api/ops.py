@@ -27,10 +27,12 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
         pending = await runtime.migrations_pending()
         checks["migrations"] = "pending" if pending else "ok"
         ready = ready and not pending
-    except Exception as exc:  # noqa: BLE001 - any database failure means "not ready"
+    except Exception as exc:
         checks["database"] = f"unreachable: {type(exc).__name__}"
         ready = False
-    return JSONResponse({"status": "ready" if ready else "unready", "checks": checks}, status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "unready", "checks": checks}, status_code=200 if ready else 503
+    )
 
 
 @router.get("/metrics", summary="Prometheus metrics")

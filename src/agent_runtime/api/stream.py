@@ -26,9 +26,7 @@ PAGE = 500
 
 
 def _sse(event: Event) -> ServerSentEvent:
-    return ServerSentEvent(
-        data=json.dumps(event.to_json(), separators=(",", ":")), event=event.type, id=str(event.seq)
-    )
+    return ServerSentEvent(data=json.dumps(event.to_json(), separators=(",", ":")), event=event.type, id=str(event.seq))
 
 
 def _position(last_event_id: str | None, after: int | None) -> int:

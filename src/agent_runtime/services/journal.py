@@ -54,7 +54,13 @@ class StoreJournal:
                 )
             tx.emit(
                 EventType.TOOL_CALL_STARTED,
-                {"call_id": call_id, "step_id": step_id, "tool": tool, "arguments": arguments, "retry": retry_of is not None},
+                {
+                    "call_id": call_id,
+                    "step_id": step_id,
+                    "tool": tool,
+                    "arguments": arguments,
+                    "retry": retry_of is not None,
+                },
             )
         return call_id
 
@@ -91,7 +97,13 @@ class StoreJournal:
             )
             tx.emit(
                 EventType.TOOL_CALL_FAILED,
-                {"call_id": call_id, "step_id": step_id, "tool": tool, "code": error.code.value, "error": error.message},
+                {
+                    "call_id": call_id,
+                    "step_id": step_id,
+                    "tool": tool,
+                    "code": error.code.value,
+                    "error": error.message,
+                },
             )
         self._observe(tool, error.code.value, seconds)
 
@@ -108,10 +120,14 @@ class StoreJournal:
                 status=ToolCallStatus.REFUSED,
                 result={"reason": reason},
             )
-            tx.emit(EventType.TOOL_CALL_REFUSED, {"call_id": call_id, "step_id": step_id, "tool": tool, "reason": reason})
+            tx.emit(
+                EventType.TOOL_CALL_REFUSED, {"call_id": call_id, "step_id": step_id, "tool": tool, "reason": reason}
+            )
         self._observe(tool, "refused", 0.0)
 
-    async def progress(self, call_id: str, step_id: str, progress: float, total: float | None, message: str | None) -> None:
+    async def progress(
+        self, call_id: str, step_id: str, progress: float, total: float | None, message: str | None
+    ) -> None:
         async with self.store.transaction(self.lease.task_id, self.lease) as tx:
             tx.emit(
                 EventType.TOOL_PROGRESS,
@@ -120,7 +136,9 @@ class StoreJournal:
 
     async def step_completed(self, step_id: str, output: str) -> None:
         async with self.store.transaction(self.lease.task_id, self.lease) as tx:
-            await tx.update_step(self.plan_version, step_id, status=StepStatus.COMPLETED, output=output, finished_at=tx.now)
+            await tx.update_step(
+                self.plan_version, step_id, status=StepStatus.COMPLETED, output=output, finished_at=tx.now
+            )
             tx.emit(EventType.STEP_COMPLETED, {"step_id": step_id, "output": output})
 
     async def step_failed(self, step_id: str, error: ServiceError) -> None:

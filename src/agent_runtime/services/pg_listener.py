@@ -8,11 +8,13 @@ notifications sent while it was away are lost.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 import asyncpg
 import structlog
+from anyio.streams.memory import MemoryObjectSendStream
 
 from agent_runtime.services.bus import EventBus
 from agent_runtime.store.store import NOTIFY_CHANNEL
@@ -37,12 +39,7 @@ async def listen_forever(url: str, bus: EventBus) -> None:
             continue
         delay = 0.2
         send, receive = anyio.create_memory_object_stream[str](10_000)
-
-        def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
-            try:
-                send.send_nowait(payload)
-            except anyio.WouldBlock:
-                bus.resync_all()
+        on_notify = _forwarder(send, bus)
 
         try:
             await conn.add_listener(NOTIFY_CHANNEL, on_notify)
@@ -62,6 +59,16 @@ async def listen_forever(url: str, bus: EventBus) -> None:
             with anyio.CancelScope(shield=True):
                 if not conn.is_closed():
                     await conn.close(timeout=2)
+
+
+def _forwarder(send: MemoryObjectSendStream[str], bus: EventBus) -> Callable[[Any, int, str, str], None]:
+    def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            send.send_nowait(payload)
+        except anyio.WouldBlock:
+            bus.resync_all()
+
+    return on_notify
 
 
 async def _dispatch(bus: EventBus, payload: str) -> None:

@@ -84,15 +84,30 @@ class Runner:
         """Claim loop; workers are started in ``tg``. Returns when :meth:`drain` is called."""
         log.info("runner_started", owner=self.owner)
         while not self._draining:
-            await self._claim(tg, PLANNING_STATES, self._planning, self.settings.max_concurrent_planning,
-                              self.settings.global_max_planning)
-            await self._claim(tg, EXECUTION_STATES, self._executing, self.settings.max_concurrent_execution,
-                              self.settings.global_max_execution)
+            await self._claim(
+                tg,
+                PLANNING_STATES,
+                self._planning,
+                self.settings.max_concurrent_planning,
+                self.settings.global_max_planning,
+            )
+            await self._claim(
+                tg,
+                EXECUTION_STATES,
+                self._executing,
+                self.settings.max_concurrent_execution,
+                self.settings.global_max_execution,
+            )
             await self.bus.wait_for_work(self.settings.safety_poll_seconds)
         self._stopped.set()
 
     async def _claim(
-        self, tg: TaskGroup, states: tuple[TaskStatus, ...], slots: dict[str, _Slot], limit: int, global_limit: int | None
+        self,
+        tg: TaskGroup,
+        states: tuple[TaskStatus, ...],
+        slots: dict[str, _Slot],
+        limit: int,
+        global_limit: int | None,
     ) -> None:
         room = limit - len(slots)
         if room <= 0:
@@ -101,7 +116,7 @@ class Runner:
             leases = await self.store.claim(
                 self.owner, states, limit=room, lease_seconds=self.settings.lease_seconds, global_limit=global_limit
             )
-        except Exception:  # noqa: BLE001 - the database may be briefly unreachable; keep the loop alive
+        except Exception:
             log.exception("claim_failed")
             return
         for lease in leases:
@@ -130,7 +145,7 @@ class Runner:
                             tg.cancel_scope.cancel()
             except LeaseLostError:
                 log.warning("lease_lost", owner=self.owner)
-            except Exception:  # noqa: BLE001 - top of a worker task: log it, keep the service up
+            except Exception:
                 log.exception("worker_crashed")
             finally:
                 slots.pop(lease.task_id, None)
@@ -146,7 +161,7 @@ class Runner:
             await anyio.sleep(self.settings.heartbeat_seconds)
             try:
                 ok = await self.store.renew(slot.lease, self.settings.lease_seconds)
-            except Exception:  # noqa: BLE001 - a failed renew is retried next beat; the lease may still expire
+            except Exception:
                 log.exception("lease_renew_failed")
                 continue
             if not ok:
@@ -182,7 +197,7 @@ class Runner:
     async def _release(self, lease: Lease) -> None:
         try:
             await self.store.release(lease)
-        except Exception:  # noqa: BLE001 - the lease then simply expires
+        except Exception:
             log.exception("lease_release_failed")
 
     async def drain(self, grace_seconds: float) -> None:

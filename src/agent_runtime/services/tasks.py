@@ -39,9 +39,7 @@ class TaskView:
 
 
 class TaskService:
-    def __init__(
-        self, store: TaskStore, limits: LimitSettings, known_tools: Callable[[], Iterable[str]]
-    ) -> None:
+    def __init__(self, store: TaskStore, limits: LimitSettings, known_tools: Callable[[], Iterable[str]]) -> None:
         self.store = store
         self.limits = limits
         self._known_tools = known_tools
@@ -131,7 +129,12 @@ class TaskService:
             await tx.add_approval(base_version, "edited", actor, None)
             tx.emit(
                 EventType.PLAN_EDITED,
-                {"plan_version": version, "based_on": base_version, "content_hash": plan.content_hash(), "actor": actor},
+                {
+                    "plan_version": version,
+                    "based_on": base_version,
+                    "content_hash": plan.content_hash(),
+                    "actor": actor,
+                },
             )
             tx.emit(EventType.APPROVAL_REQUIRED, {"plan_version": version})
         return tx.task

@@ -19,7 +19,7 @@ def create_engine(db: DatabaseSettings) -> AsyncEngine:
     """Build the async engine; for SQLite create the file's folder and set WAL + busy timeout."""
     try:
         url = make_url(db.url)
-    except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises several types for a bad URL
+    except Exception as exc:
         raise ConfigError(f"database.url: not a valid database URL: {exc}") from exc
     if url.drivername not in SUPPORTED:
         raise ConfigError(

@@ -252,7 +252,9 @@ class TaskStore:
         return found[:limit], next_cursor
 
     async def plan_versions(self, task_id: str) -> list[PlanVersionRecord]:
-        stmt = sa.select(t.plan_versions).where(t.plan_versions.c.task_id == task_id).order_by(t.plan_versions.c.version)
+        stmt = (
+            sa.select(t.plan_versions).where(t.plan_versions.c.task_id == task_id).order_by(t.plan_versions.c.version)
+        )
         async with self.engine.connect() as conn:
             return [rows.plan_version(r) for r in (await conn.execute(stmt)).mappings()]
 
@@ -320,8 +322,8 @@ class TaskStore:
         expires = now + timedelta(seconds=seconds)
         async with self._write() as conn:
             row = (
-                await conn.execute(sa.select(t.housekeeping).where(t.housekeeping.c.name == name))
-            ).mappings().first()
+                (await conn.execute(sa.select(t.housekeeping).where(t.housekeeping.c.name == name))).mappings().first()
+            )
             if row is None:
                 await conn.execute(t.housekeeping.insert().values(name=name, owner=owner, expires_at=expires))
                 return True
