@@ -150,3 +150,15 @@ async def test_an_llm_error_marked_not_retryable_is_raised_at_once() -> None:
 
     assert caught.value is failure
     assert failure.details["attempts"] == 1
+
+
+async def test_key_fragments_quoted_by_the_provider_are_masked() -> None:
+    failure = _StatusError(401)
+    failure.args = ("Incorrect API key provided: sk-proj-abc1********************xyz9. See docs.",)
+
+    with pytest.raises(LLMAuthError) as caught:
+        await _run([failure])
+
+    assert "abc1" not in caught.value.message
+    assert "xyz9" not in caught.value.message
+    assert "[redacted]" in caught.value.message

@@ -5,8 +5,8 @@ Retried: 408, 409, 429, 5xx, timeouts and connection errors. Not retried: 400/40
 request is wrong) and 401/403 (the key is wrong). A ``Retry-After`` (or ``retry-after-ms``)
 header wins over the computed backoff, capped at :attr:`RetryPolicy.max_delay_seconds`.
 
-The adapters tell this module which SDK exception classes mean what through :class:`SDKErrors`,
-so it imports neither SDK.
+Error messages never carry anything that looks like a key. The adapters say which SDK exception
+classes mean what through :class:`SDKErrors`, so this module imports neither SDK.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
+# Provider 401 messages may quote (part of) the key: "Incorrect API key provided: sk-proj-****abcd".
+_KEY_LIKE = re.compile(r"\b(?:sk|pk|key|api[-_]?key)[-_][A-Za-z0-9*_.-]{4,}", re.IGNORECASE)
 AUTH_STATUS = frozenset({401, 403})
 
 
@@ -125,7 +128,8 @@ def translate_error(exc: BaseException, *, provider: str, errors: SDKErrors) -> 
 
 
 def _short_message(exc: BaseException) -> str:
-    text = str(getattr(exc, "message", None) or exc)
+    """The error's message, shortened, with anything that looks like an API key masked."""
+    text = _KEY_LIKE.sub("[redacted]", str(getattr(exc, "message", None) or exc))
     return text if len(text) <= 300 else text[:300] + "..."
 
 
