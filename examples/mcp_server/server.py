@@ -36,9 +36,7 @@ NOTE_SUFFIX = ".txt"
 _NOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
-WRITE = ToolAnnotations(
-    read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
-)
+WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
 
 
 def _append_call_log(entry: dict[str, Any]) -> None:
@@ -69,8 +67,7 @@ def _recorded(tool: str, arguments: dict[str, Any]) -> Iterator[None]:
 def _note_path(root: Path, name: str) -> Path:
     if not _NOTE_NAME.match(name):
         raise ToolError(
-            f"invalid note name {name!r}: use 1-64 letters, digits, '-' or '_', "
-            "starting with a letter or digit"
+            f"invalid note name {name!r}: use 1-64 letters, digits, '-' or '_', starting with a letter or digit"
         )
     return root / f"{name}{NOTE_SUFFIX}"
 

@@ -45,9 +45,9 @@ async def test_notes_are_written_to_and_read_from_the_notes_directory(tmp_path: 
         result = await client.call_tool("write_note", {"name": "plan", "text": "step one"})
         assert not result.is_error
         assert (tmp_path / "plan.txt").read_text(encoding="utf-8") == "step one"
-        assert tool_result(
-            "example", "read_note", await client.call_tool("read_note", {"name": "plan"})
-        ).text == ("step one")
+        assert tool_result("example", "read_note", await client.call_tool("read_note", {"name": "plan"})).text == (
+            "step one"
+        )
         listed = await client.call_tool("list_notes", {})
         assert listed.structured_content == {"result": ["plan"]}
 
@@ -87,9 +87,7 @@ async def test_wait_reports_progress_after_every_step(tmp_path: Path) -> None:
             events.append((progress, total, message))
 
         with anyio.fail_after(10):
-            result = await client.call_tool(
-                "wait", {"seconds": 0.05, "steps": 5}, progress_callback=on_progress
-            )
+            result = await client.call_tool("wait", {"seconds": 0.05, "steps": 5}, progress_callback=on_progress)
         assert not result.is_error
         assert [p for p, _, _ in events] == [0, 1, 2, 3, 4, 5]
         assert all(total == 5 for _, total, _ in events)

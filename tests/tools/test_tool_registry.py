@@ -68,19 +68,13 @@ def test_a_missing_variable_names_the_server_and_key(tmp_path: Path) -> None:
     registry = make_registry(example_entry(config=config))
     expected = r"server 'example': config\.env\.KEY: \$\{NOT_SET_ANYWHERE\} is not set"
     with pytest.raises(ConfigError, match=expected):
-        resolve_launch(
-            registry.servers[0], registry=registry, settings=ToolSettings(), workspace=tmp_path, environ={}
-        )
+        resolve_launch(registry.servers[0], registry=registry, settings=ToolSettings(), workspace=tmp_path, environ={})
 
 
 def test_timeouts_default_to_the_settings_and_can_be_overridden(tmp_path: Path) -> None:
-    registry = make_registry(
-        example_entry("a"), example_entry("b", connect_timeout_seconds=2, call_timeout_seconds=3)
-    )
+    registry = make_registry(example_entry("a"), example_entry("b", connect_timeout_seconds=2, call_timeout_seconds=3))
     settings = ToolSettings(connect_timeout_seconds=11, call_timeout_seconds=12)
-    a, b = (
-        resolve_launch(s, registry=registry, settings=settings, workspace=tmp_path) for s in registry.servers
-    )
+    a, b = (resolve_launch(s, registry=registry, settings=settings, workspace=tmp_path) for s in registry.servers)
     assert (a.connect_timeout, a.call_timeout) == (11, 12)
     assert (b.connect_timeout, b.call_timeout) == (2, 3)
 

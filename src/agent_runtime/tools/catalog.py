@@ -51,9 +51,7 @@ class ToolCatalog:
 
     def tools(self) -> list[ToolInfo]:
         """Every discovered tool of every enabled server, in registry order."""
-        return [
-            tool for sid in self._enabled_ids() for tool in self._servers.get(sid, ServerStatus(sid)).tools
-        ]
+        return [tool for sid in self._enabled_ids() for tool in self._servers.get(sid, ServerStatus(sid)).tools]
 
     def get(self, qualified: str) -> ToolInfo | None:
         try:
@@ -113,9 +111,7 @@ class ToolCatalog:
         status.discovered_at = status.attempted_at
 
     async def _list(self, entry: StdioServer | HttpServer) -> list[ToolInfo]:
-        tmp = Path(
-            await anyio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix=f"mcp-discover-{entry.id}-"))
-        )
+        tmp = Path(await anyio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix=f"mcp-discover-{entry.id}-")))
         try:
             workspace = tmp / "workspace"
             await anyio.to_thread.run_sync(workspace.mkdir)

@@ -221,7 +221,7 @@ class ServerConnection:
         name: str,
         arguments: dict[str, Any] | None,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 - becomes the MCP read timeout (cancels server-side)
+        timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> ToolResult:
         """Call one tool. ``isError`` and argument errors come back as ``ToolResult(is_error=True)``."""
@@ -250,8 +250,7 @@ class ServerConnection:
                 self._mark_dead(f"closed the connection during a call to {name!r}")
                 raise ToolServerError(self.error or exc.message, details=details) from exc
             raise ToolServerError(
-                f"tool server {self.server_id!r} answered {name!r} with protocol error "
-                f"{exc.code}: {exc.message}",
+                f"tool server {self.server_id!r} answered {name!r} with protocol error {exc.code}: {exc.message}",
                 details=details,
             ) from exc
         except TimeoutError as exc:

@@ -243,7 +243,7 @@ class TaskTools:
         qualified_name: str,
         arguments: dict[str, Any] | None = None,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 - passed on as the MCP read timeout
+        timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> ToolResult:
         """Call ``server.tool``. Refused (ToolNotAllowedError) unless in the task's allow-list."""
@@ -288,9 +288,7 @@ class TaskTools:
             server.conn = None
             await self._start(server)
             if server.conn is None:
-                raise ToolServerError(
-                    server.error or "restart failed", details={"server_id": server.server_id}
-                )
+                raise ToolServerError(server.error or "restart failed", details={"server_id": server.server_id})
             return server.conn
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -322,19 +320,12 @@ class TaskTools:
                 workspace=self.workspace,
                 extra_env=self._env,
             )
-            log = (
-                self._pool.workspaces.logs_dir(self.task_id)
-                / f"{server.server_id}-{server.starts}.stderr.log"
-            )
-            server.conn = await self._pool.launch(
-                spec, stderr_path=log if isinstance(entry, StdioServer) else None
-            )
+            log = self._pool.workspaces.logs_dir(self.task_id) / f"{server.server_id}-{server.starts}.stderr.log"
+            server.conn = await self._pool.launch(spec, stderr_path=log if isinstance(entry, StdioServer) else None)
             server.error = None
         except (ToolServerError, ConfigError) as exc:
             server.error = exc.message
-            logger.warning(
-                "task %s: tool server %r unavailable: %s", self.task_id, server.server_id, exc.message
-            )
+            logger.warning("task %s: tool server %r unavailable: %s", self.task_id, server.server_id, exc.message)
 
     async def _close_all(self) -> None:
         async with anyio.create_task_group() as tg:

@@ -127,9 +127,7 @@ class _RegistryFile(_Model):
         seen: dict[str, int] = {}
         for index, server in enumerate(self.servers):
             if server.id in seen:
-                raise ValueError(
-                    f"servers[{index}]: id {server.id!r} is already used by servers[{seen[server.id]}]"
-                )
+                raise ValueError(f"servers[{index}]: id {server.id!r} is already used by servers[{seen[server.id]}]")
             seen[server.id] = index
         return self
 

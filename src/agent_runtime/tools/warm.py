@@ -160,6 +160,10 @@ class WarmPool:
             logger.warning("warm instance of %r not started: %s", entry.id, exc.message)
             await anyio.to_thread.run_sync(_remove, directory, log)
             return
+        except BaseException:  # cancelled by aclose(): leave no directory behind
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(_remove, directory, log)
+            raise
         finally:
             self._starting[entry.id] -= 1
         instance = _Instance(entry, conn, directory, log)

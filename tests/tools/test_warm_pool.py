@@ -1,0 +1,66 @@
+"""Warm instances: pre-started in a private empty directory that becomes the task's workspace."""
+
+from __future__ import annotations
+
+import anyio
+import psutil
+from tests.tools.tool_helpers import example_entry, make_registry, marked_children, running_pool
+
+from agent_runtime.settings import ToolSettings
+from agent_runtime.tools.workspace import Workspaces
+
+NOTES = {"example.write_note", "example.list_notes", "example.read_note"}
+
+
+def warm_pids() -> set[int]:
+    return {p.pid for p in marked_children()}
+
+
+async def test_a_warm_instance_is_handed_to_one_task_in_that_tasks_workspace(
+    tool_settings: ToolSettings,
+) -> None:
+    spaces = Workspaces(tool_settings)
+    registry = make_registry(example_entry(prewarm=1))
+    with anyio.fail_after(60):
+        async with running_pool(registry, tool_settings, wait_for_warm=True) as pool:
+            assert pool.status()["warm"]["servers"]["example"]["ready"] == 1
+            (warm_pid,) = warm_pids()
+            first_ws = spaces.create("first")
+            async with pool.open_task("first", ["example"], NOTES, first_ws) as first:
+                assert first.server_pid("example") == warm_pid
+                assert pool.status()["warm"]["handed_out"] == 1
+                await first.call("example.write_note", {"name": "a", "text": "first's"})
+                assert (first_ws / "a.txt").read_text(encoding="utf-8") == "first's"
+                assert psutil.Process(warm_pid).cwd() == str(first_ws)
+
+                await pool.wait_warm()  # a replacement was started in the background
+                assert pool.status()["warm"]["servers"]["example"]["ready"] == 1
+                (replacement,) = warm_pids() - {warm_pid}
+
+                # A workspace that already holds files gets a cold start; the warm one stays idle.
+                second_ws = spaces.create("second")
+                (second_ws / "input.txt").write_text("given", encoding="utf-8")
+                async with pool.open_task("second", ["example"], NOTES, second_ws) as second:
+                    assert second.server_pid("example") not in (warm_pid, replacement)
+                    assert (await second.call("example.list_notes", {})).structured == {"result": ["input"]}
+                assert pool.status()["warm"]["handed_out"] == 1
+
+            # The handed-out instance is never returned to the pool: it stopped with its task.
+            assert not psutil.pid_exists(warm_pid) or psutil.Process(warm_pid).status() == psutil.STATUS_ZOMBIE
+            third_ws = spaces.create("third")
+            async with pool.open_task("third", ["example"], NOTES, third_ws) as third:
+                assert third.server_pid("example") == replacement
+                assert (await third.call("example.list_notes", {})).structured == {"result": []}
+    assert list(spaces.warm_root.iterdir()) == []  # idle instances' directories and logs are removed
+
+
+async def test_replacing_the_registry_stops_warm_instances_no_longer_wanted(
+    tool_settings: ToolSettings,
+) -> None:
+    with anyio.fail_after(60):
+        async with running_pool(make_registry(example_entry(prewarm=2)), tool_settings, wait_for_warm=True) as pool:
+            assert len(warm_pids()) == 2
+            pool.replace_registry(make_registry(example_entry(prewarm=0)))
+            await pool.wait_warm()
+            assert warm_pids() == set()
+            assert pool.status()["warm"]["servers"] == {}
