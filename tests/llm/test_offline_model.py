@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Annotated, Any, Literal
 
 import jsonschema
@@ -143,6 +144,80 @@ async def test_other_schemas_are_filled_validly_and_deterministically() -> None:
     assert len(first.colours) == 2
     assert first.mode == "b"
     assert first.summary.startswith(OFFLINE_MARK)
+
+
+NOTES = [
+    ToolSpec(
+        name="example.write_note",
+        description="Write (or overwrite) the note ``name`` with ``text`` in the workspace.",
+        input_schema={
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "text": {"type": "string"}},
+            "required": ["name", "text"],
+        },
+    ),
+    ToolSpec(
+        name="example.read_note",
+        description="Return the text of the note ``name``.",
+        input_schema={"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+    ),
+]
+
+
+async def test_a_plan_and_its_steps_carry_names_from_the_request_into_tool_arguments() -> None:
+    request = "Write a note named hello saying hi, then read it back."
+    model = OfflineTestModel()
+    plan = (await PlannerAgent(model, max_steps=12).plan(request, NOTES)).plan
+    calls = []
+    for step in plan.steps:
+        message = Message(role="user", content=prompts.step_request(request, plan, step, {}))
+        specs = [t for t in NOTES if t.name in step.tools]
+        calls += (await model.generate(system="", messages=[message], tools=specs)).tool_calls
+
+    assert [s.instruction for s in plan.steps] == ["Write a note named hello saying hi", "Read it back."]
+    assert [(c.name, c.arguments["name"]) for c in calls] == [
+        ("example.write_note", "hello"),
+        ("example.read_note", "hello"),
+    ]
+
+
+async def test_file_paths_and_urls_in_the_step_become_arguments() -> None:
+    tool = ToolSpec(
+        name="web.save",
+        description="Save a page",
+        input_schema={
+            "type": "object",
+            "properties": {"url": {"type": "string"}, "file_path": {"type": "string"}, "dir": {"type": "string"}},
+            "required": ["url", "file_path", "dir"],
+        },
+    )
+    text = "Fetch https://example.org/a?b=1 and store it in out/page.html please."
+
+    response = await OfflineTestModel().generate(system="", messages=[Message(role="user", content=text)], tools=[tool])
+
+    assert response.tool_calls[0].arguments == {
+        "url": "https://example.org/a?b=1",
+        "file_path": "out/page.html",
+        "dir": ".",
+    }
+
+
+async def test_input_schemas_are_not_modified_and_refs_and_all_of_are_followed() -> None:
+    schema = {
+        "type": "object",
+        "$defs": {
+            "Point": {"type": "object", "properties": {"x": {"type": "integer", "minimum": 3}}, "required": ["x"]}
+        },
+        "properties": {"where": {"allOf": [{"$ref": "#/$defs/Point"}], "description": "a point"}},
+        "required": ["where"],
+    }
+    before = json.dumps(schema, sort_keys=True)
+    tool = ToolSpec(name="geo.mark", description="", input_schema=schema)
+
+    response = await OfflineTestModel().generate(system="", messages=[Message(role="user", content="go")], tools=[tool])
+
+    assert response.tool_calls[0].arguments == {"where": {"x": 3}}
+    assert json.dumps(schema, sort_keys=True) == before
 
 
 STEP_PROMPT = "Task request:\nDo it.\n\nPlan summary: x\n\nYour step (s1: Read):\nRead notes.txt please"

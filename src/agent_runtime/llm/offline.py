@@ -59,6 +59,8 @@ _STOPWORDS = _keys(
 _HEADER = re.compile(r"(?:\A|\n[ \t]*\n)[ \t]*([^\n]{1,80}):[ \t]*\n")  # "Header:" opening a paragraph
 _FILE = re.compile(r"(?<![\w/.])((?:[\w.-]+/)*[\w-]{2,}\.[A-Za-z][A-Za-z0-9]{0,4})(?![\w/])")
 _URL = re.compile(r"https?://[^\s\"'<>]+")
+_NAMED = re.compile(r"\b(?:named|called|titled)\s+[\"'`]?([A-Za-z0-9][\w-]{0,63})", re.IGNORECASE)
+_IDENTIFIER_KEYS = _keys("name id key slug identifier")
 _MAX_DEPTH = 8
 
 
@@ -115,7 +117,9 @@ class OfflineTestModel(base.LLMClient):
                 ToolCallRequest(
                     id="offline_" + hashlib.sha256(f"{len(messages)}:{i}:{t.name}".encode()).hexdigest()[:16],
                     name=t.name,
-                    arguments=SchemaFiller(t.input_schema, text=text, all_fields=False).fill(t.input_schema),
+                    arguments=SchemaFiller(t.input_schema, text=text, all_fields=False, context=last).fill(
+                        t.input_schema
+                    ),
                 )
                 for i, t in enumerate(tools[: self.max_tool_calls])
             )
@@ -168,9 +172,10 @@ class SchemaFiller:
     those with an obvious value (tool arguments).
     """
 
-    def __init__(self, root: dict[str, Any], *, text: str, all_fields: bool) -> None:
+    def __init__(self, root: dict[str, Any], *, text: str, all_fields: bool, context: str = "") -> None:
         self.root = root
         self.text = text.strip()
+        self.context = context  # the whole message, searched for names and paths the text lacks
         self.flat = " ".join(text.split())
         self.all_fields = all_fields
 
@@ -274,16 +279,21 @@ class SchemaFiller:
         if key in TEXT_ARG_KEYS or key in INSTRUCTION_KEYS:
             return _clip(text, 500)
         if "url" in key or "uri" in key or fmt in ("uri", "url"):
-            found = _URL.search(self.text)
-            return found.group(0) if found else "https://example.com/"
+            return self._find(_URL, 0) or "https://example.com/"
         if "path" in key or key.endswith(("dir", "directory", "file", "filename")):
-            found = _FILE.search(self.text) if not key.endswith(("dir", "directory")) else None
-            return found.group(1) if found else "."
+            return (self._find(_FILE, 1) if not key.endswith(("dir", "directory")) else None) or "."
+        if not self.all_fields and (key in _IDENTIFIER_KEYS or key.endswith(("_name", "_id"))):
+            first = next((w.lower() for w in re.findall(r"[A-Za-z]\w{2,}", text) if w.lower() not in _STOPWORDS), "")
+            return self._find(_NAMED, 1) or first or "item"
         if "timezone" in key or key == "tz":
             return "UTC"
         if key in ("language", "lang", "locale"):
             return "en"
         return make_title(text)
+
+    def _find(self, pattern: re.Pattern[str], group: int) -> str | None:
+        found = pattern.search(self.text) or pattern.search(self.context)
+        return found.group(group) if found else None
 
 
 def find_plan_steps(root: dict[str, Any], filler: SchemaFiller) -> str | None:
@@ -319,7 +329,8 @@ def split_sentences(text: str) -> list[str]:
     for raw in text.splitlines():
         line = re.sub(r"^\s*(?:[-*\u2022]|\d+[.)])\s+", "", raw).strip()
         if "{" not in line:
-            out.extend(s.strip() for s in re.split(r"(?<=[.!?;])\s+", line) if len(s.strip()) > 1)
+            parts = re.split(r"(?<=[.!?;])\s+|,?\s+(?:and\s+)?then\s+", line, flags=re.IGNORECASE)
+            out.extend(s.strip()[:1].upper() + s.strip()[1:] for s in parts if len(s.strip()) > 1)
     return out
 
 
