@@ -10,6 +10,7 @@ import psutil
 import pytest
 from tests.tools.tool_helpers import (
     example_entry,
+    free_port,
     make_registry,
     marked_children,
     read_call_log,
@@ -288,3 +289,38 @@ def _logging_config() -> dict[str, object]:
         "args": ["${REGISTRY_DIR}/examples/mcp_server/server.py"],
         "env": {"EXAMPLE_MCP_CALL_LOG": "${EXAMPLE_MCP_CALL_LOG}"},
     }
+
+
+async def test_a_broken_progress_listener_does_not_break_the_call(tool_settings: ToolSettings, tmp_path: Path) -> None:
+    async def broken(progress: float, total: float | None, message: str | None) -> None:
+        raise RuntimeError("listener bug")
+
+    async with (
+        running_pool(make_registry(example_entry()), tool_settings) as pool,
+        pool.open_task("t", ["example"], ALL_EXAMPLE, tmp_path) as tools,
+    ):
+        with anyio.fail_after(15):
+            result = await tools.call("example.wait", {"seconds": 0.05, "steps": 2}, on_progress=broken)
+        assert not result.is_error
+
+
+async def test_an_unreachable_remote_server_is_reported_without_its_secrets(
+    tool_settings: ToolSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REMOTE_TOKEN", "s3cret-token")
+    url = f"http://127.0.0.1:{free_port()}/mcp?token=${{REMOTE_TOKEN}}"
+    registry = make_registry(
+        {
+            "id": "down",
+            "type": "remote_http",
+            "config": {"url": url, "headers": {"Authorization": "Bearer ${REMOTE_TOKEN}"}},
+            "connect_timeout_seconds": 5,
+        }
+    )
+    async with (
+        running_pool(registry, tool_settings) as pool,
+        pool.open_task("t", ["down"], {"down.echo"}, tmp_path) as tools,
+    ):
+        error = tools.failed_servers()["down"]
+    assert "tool server 'down' failed to connect" in error
+    assert "s3cret" not in error

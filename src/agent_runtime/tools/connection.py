@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, Any, Literal, TextIO, cast
+from urllib.parse import urlsplit
 
 import anyio
 import httpx2
@@ -98,6 +99,8 @@ class ServerConnection:
 
     def failure_text(self, what: str) -> str:
         text = f"tool server {self.server_id!r} {what}"
+        if self.spec.transport == "remote_http":
+            return f"{text} ({_public_url(self.spec.url)})"
         tail = self.stderr_tail()
         return f"{text}; stderr tail:\n{tail}" if tail else f"{text} (no stderr output)"
 
@@ -261,6 +264,12 @@ class ServerConnection:
             self._mark_dead(f"lost its connection during a call to {name!r}")
             raise ToolServerError(self.error or "connection lost", details=details) from exc
         return tool_result(self.server_id, name, result)
+
+
+def _public_url(url: str) -> str:
+    """The URL without credentials or query (either may hold a secret), for error messages."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
 
 
 def _open_stderr(path: Path | None) -> IO[str]:
