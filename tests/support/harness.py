@@ -115,6 +115,8 @@ async def read_stream(
         async with aconnect_sse(client, "GET", f"/v1/tasks/{task_id}/stream", headers=headers, params=params) as source:
             assert source.response.status_code == 200, await source.response.aread()
             async for sse in source.aiter_sse():
+                if not sse.data:
+                    continue  # keep-alive ping (an SSE comment)
                 payload = json.loads(sse.data)
                 payload["sse_id"] = int(sse.id)
                 payload["sse_event"] = sse.event
