@@ -6,7 +6,7 @@ import datetime as dt
 import json
 from typing import Annotated, Any, Literal
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]  # installed with mcp
 import pytest
 from pydantic import BaseModel, Field, SecretStr
 from tests.support.fake_llm import resolved_for
@@ -168,7 +168,7 @@ async def test_a_plan_and_its_steps_carry_names_from_the_request_into_tool_argum
     request = "Write a note named hello saying hi, then read it back."
     model = OfflineTestModel()
     plan = (await PlannerAgent(model, max_steps=12).plan(request, NOTES)).plan
-    calls = []
+    calls: list[ToolCallRequest] = []
     for step in plan.steps:
         message = Message(role="user", content=prompts.step_request(request, plan, step, {}))
         specs = [t for t in NOTES if t.name in step.tools]

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import anyio
 import pytest
 from pydantic import BaseModel
-from tests.support.fake_llm import FakeLLM, Reply, ScriptedCall, resolved_for, serve_on_loopback
+from tests.support.fake_llm import FakeLLM, RecordedRequest, Reply, ScriptedCall, resolved_for, serve_on_loopback
 
 from agent_runtime.domain.plan import Plan, PlanStep
 from agent_runtime.errors import LLMAuthError, LLMError, LLMRateLimitError, LLMTimeoutError
@@ -252,3 +252,16 @@ async def test_a_slow_provider_times_out_with_llm_timeout_error(fake: FakeLLM, p
         finally:
             await client.aclose()
     assert len(fake.requests) == 1
+
+
+async def test_a_failing_responder_is_reported_not_retried(make_client: ClientFactory, fake: FakeLLM) -> None:
+    def broken(request: RecordedRequest) -> Reply:
+        raise KeyError("missing")
+
+    fake.responder = broken
+
+    with pytest.raises(LLMError, match="responder raised KeyError"):
+        await make_client().generate(system="", messages=USER, tools=[])
+
+    assert len(fake.requests) == 1
+    assert isinstance(fake.responder_errors[0], KeyError)

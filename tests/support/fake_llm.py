@@ -99,10 +99,8 @@ class Reply:
             return (body[: len(body) // 2], body[len(body) // 2 :])
         if isinstance(self.text, tuple):
             return self.text
-        words = self.text.split(" ")
-        third = max(1, len(words) // 3)
-        parts = [" ".join(words[i : i + third]) for i in range(0, len(words), third)]
-        return tuple(p + (" " if i < len(parts) - 1 else "") for i, p in enumerate(parts) if p or i == 0)
+        size = max(1, -(-len(self.text) // 3))  # about three deltas
+        return tuple(self.text[i : i + size] for i in range(0, len(self.text), size)) or ("",)
 
     @property
     def content(self) -> str:
@@ -130,6 +128,7 @@ class FakeLLM:
         self.replies: deque[Reply] = deque(replies)
         self.responder = responder
         self.requests: list[RecordedRequest] = []
+        self.responder_errors: list[Exception] = []
         self._lock = threading.Lock()
         self._release = threading.Event()  # cuts scripted delays short when a loopback server stops
         self.app = self._build_app()
@@ -147,9 +146,13 @@ class FakeLLM:
             self.requests.append(request)
             if self.replies:
                 return self.replies.popleft()
-        if self.responder is not None:
+        if self.responder is None:
+            return Reply.error(400, message="FakeLLM: no scripted reply left and no responder")
+        try:
             return self.responder(request)
-        return Reply.error(400, message="FakeLLM: no scripted reply left and no responder")
+        except Exception as exc:  # a bug in a test's responder: report it, do not look like a network error
+            self.responder_errors.append(exc)
+            return Reply.error(400, message=f"FakeLLM responder raised {type(exc).__name__}: {exc}")
 
     def _build_app(self) -> FastAPI:
         app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
@@ -222,12 +225,8 @@ def _call_id(api: Api, index: int, call: ScriptedCall) -> str:
 
 
 def _openai_usage(reply: Reply) -> dict[str, int]:
-    total = reply.input_tokens + reply.output_tokens
-    return {
-        "prompt_tokens": reply.input_tokens,
-        "completion_tokens": reply.output_tokens,
-        "total_tokens": total,
-    }
+    used = {"prompt_tokens": reply.input_tokens, "completion_tokens": reply.output_tokens}
+    return {**used, "total_tokens": reply.input_tokens + reply.output_tokens}
 
 
 def _openai_completion(reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
