@@ -89,11 +89,11 @@ class ServerConnection:
         return processes.read_tail(self._stderr) or self._final_tail
 
     def alive(self) -> bool:
-        """Ready and, for stdio, its process still running."""
+        """Ready and, for stdio, its process still running (a dead one is marked failed and stopped)."""
         if self.state != "ready":
             return False
-        if self.spec.transport == "local_stdio" and not processes.is_running(self._process):
-            self._mark_dead("the server process exited")
+        if self._process is not None and not processes.is_running(self._process):
+            self._mark_dead("exited (its process is gone)")
             return False
         return True
 
@@ -121,6 +121,8 @@ class ServerConnection:
 
     async def aclose(self) -> None:
         """Stop the server and wait for it (bounded, shielded); kill leftover processes."""
+        if self._process is None and self._task is not None and self.spec.transport == "local_stdio":
+            self._process = processes.find_leader(self._marker)  # never connected: find it to be sure
         self._request_stop()
         with anyio.CancelScope(shield=True):
             if self._task is not None:
@@ -176,8 +178,10 @@ class ServerConnection:
             logger.exception("tool server %r failed", self.server_id)
         finally:
             self._client = None
-            if self.state in ("starting", "ready"):
-                self.state = "closed" if self.state == "ready" else "failed"
+            if self.state == "starting":
+                self._fail("was stopped before it finished connecting")
+            elif self.state == "ready":
+                self.state = "closed"
             self._final_tail = processes.read_tail(self._stderr)
             if self._stderr is not None:
                 self._stderr.close()
@@ -250,7 +254,8 @@ class ServerConnection:
             if exc.code in _MODEL_ERRORS:
                 return protocol_error_result(self.server_id, name, exc.code, exc.message)
             if exc.code == mcp_types.CONNECTION_CLOSED:
-                self._mark_dead(f"closed the connection during a call to {name!r}")
+                gone = self._process is not None and not processes.is_running(self._process)
+                self._mark_dead(f"{'exited' if gone else 'closed the connection'} during a call to {name!r}")
                 raise ToolServerError(self.error or exc.message, details=details) from exc
             raise ToolServerError(
                 f"tool server {self.server_id!r} answered {name!r} with protocol error {exc.code}: {exc.message}",
