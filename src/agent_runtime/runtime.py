@@ -19,6 +19,7 @@ from anyio.abc import TaskGroup
 from agent_runtime.errors import ConfigError
 from agent_runtime.llm.base import LLMClient
 from agent_runtime.llm.factory import build_llm_client
+from agent_runtime.llm.metered import MeteredLLM
 from agent_runtime.observability.metrics import Metrics
 from agent_runtime.services.bus import EventBus
 from agent_runtime.services.jobs import TaskJobs
@@ -88,8 +89,8 @@ async def build_runtime(settings: Settings, overrides: Overrides | None = None) 
     registry = load_registry(settings.tools.registry_path)
     catalog = ToolCatalog(registry, settings.tools)
     pool = ToolPool(registry, settings.tools)
-    planner_llm = overrides.planner_llm or _llm(settings, "planner", overrides)
-    executor_llm = overrides.executor_llm or _llm(settings, "executor", overrides)
+    planner_llm = MeteredLLM(overrides.planner_llm or _llm(settings, "planner", overrides), metrics)
+    executor_llm = MeteredLLM(overrides.executor_llm or _llm(settings, "executor", overrides), metrics)
     jobs = TaskJobs(store, settings, planner_llm, executor_llm, catalog, pool, metrics)
     runner = Runner(store, bus, settings.runner, plan_job=jobs.plan, execute_job=jobs.execute, metrics=metrics)
     tasks = TaskService(store, settings.limits, lambda: [t.qualified_name for t in catalog.tools()])
@@ -136,8 +137,7 @@ async def stop_runtime(runtime: Runtime) -> None:
     with anyio.CancelScope(shield=True):
         await runtime.pool.aclose()
         await runtime.planner_llm.aclose()
-        if runtime.executor_llm is not runtime.planner_llm:
-            await runtime.executor_llm.aclose()
+        await runtime.executor_llm.aclose()
         await runtime.store.engine.dispose()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from agent_runtime.api.deps import RuntimeDep
@@ -36,9 +36,11 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics")
-async def metrics(runtime: RuntimeDep) -> Response:
+async def metrics(runtime: RuntimeDep, request: Request) -> Response:
     runtime.metrics.set_task_counts(await runtime.store.count_by_status())
-    payload, content_type = runtime.metrics.render()
+    live = {server.id: 0 for server in runtime.pool.registry.enabled()} | runtime.pool.live_by_server()
+    runtime.metrics.set_mcp_processes(live)
+    payload, content_type = runtime.metrics.render(request.headers.get("accept"))
     return Response(payload, media_type=content_type)
 
 

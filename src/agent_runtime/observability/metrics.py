@@ -156,6 +156,12 @@ class Metrics:
 
     # --- tasks -----------------------------------------------------------------------------------
 
+    def set_mcp_processes(self, by_server: Mapping[str, int]) -> None:
+        """Replace the live MCP server process counts (from the tool pool, just before :meth:`render`)."""
+        self._mcp_processes.clear()
+        for server, count in by_server.items():
+            self._mcp_processes.labels(server=server).set(count)
+
     def set_task_counts(self, counts: Mapping[str, int]) -> None:
         """Replace the task counts by state (from the store, just before :meth:`render`)."""
         for state, count in counts.items():

@@ -5,6 +5,7 @@ All writes are fenced by the worker's lease, so a worker that lost the task cann
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from agent_runtime.domain.events import EventType
@@ -26,8 +27,10 @@ class StoreJournal:
         self.lease = lease
         self.plan_version = plan_version
         self.metrics = metrics
+        self._step_started: dict[str, float] = {}
 
     async def step_started(self, step_id: str, *, resumed: bool) -> None:
+        self._step_started[step_id] = time.perf_counter()
         async with self.store.transaction(self.lease.task_id, self.lease) as tx:
             fields: dict[str, Any] = {"status": StepStatus.RUNNING}
             if not resumed:
@@ -140,16 +143,23 @@ class StoreJournal:
                 self.plan_version, step_id, status=StepStatus.COMPLETED, output=output, finished_at=tx.now
             )
             tx.emit(EventType.STEP_COMPLETED, {"step_id": step_id, "output": output})
+        self._observe_step(step_id, "completed")
 
     async def step_failed(self, step_id: str, error: ServiceError) -> None:
         async with self.store.transaction(self.lease.task_id, self.lease) as tx:
             body = {"code": error.code.value, "message": error.message}
             await tx.update_step(self.plan_version, step_id, status=StepStatus.FAILED, error=body, finished_at=tx.now)
             tx.emit(EventType.STEP_FAILED, {"step_id": step_id, "error": body})
+        self._observe_step(step_id, "failed")
 
     async def prior_calls(self, step_id: str) -> list[ToolCallRecord]:
         calls = await self.store.tool_calls(self.lease.task_id, step_id)
         return [c for c in calls if c.plan_version == self.plan_version]
+
+    def _observe_step(self, step_id: str, outcome: str) -> None:
+        started = self._step_started.pop(step_id, None)
+        if self.metrics is not None and started is not None:
+            self.metrics.observe_step(time.perf_counter() - started, outcome)
 
     def _observe(self, tool: str, outcome: str, seconds: float) -> None:
         if self.metrics is None:

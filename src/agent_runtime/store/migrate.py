@@ -35,8 +35,19 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 
 async def pending(engine: AsyncEngine) -> bool:
-    """True when the database is behind the code's newest migration."""
-    return await current_revision(engine) != head_revision()
+    """True when the database lacks this code's newest migration.
+
+    A database *ahead* of this code (a newer version migrated it during a rolling upgrade) is not
+    pending: migrations are additive, so older replicas keep serving until they are replaced.
+    """
+    current = await current_revision(engine)
+    head = head_revision()
+    if current == head:
+        return False
+    if current is None:
+        return True
+    known = {rev.revision for rev in ScriptDirectory.from_config(_config()).walk_revisions()}
+    return current in known
 
 
 async def upgrade(engine: AsyncEngine) -> str | None:
