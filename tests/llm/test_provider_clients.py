@@ -265,3 +265,29 @@ async def test_a_failing_responder_is_reported_not_retried(make_client: ClientFa
 
     assert len(fake.requests) == 1
     assert isinstance(fake.responder_errors[0], KeyError)
+
+
+async def test_an_error_event_before_any_text_is_retried(make_client: ClientFactory, fake: FakeLLM) -> None:
+    fake.script(Reply(stream_error="overloaded_error"), Reply(text="ok"))
+
+    response = await make_client().generate(system="", messages=USER, tools=[])
+
+    assert response.text == "ok"
+    assert len(fake.requests) == 2
+
+
+async def test_an_error_event_after_text_fails_without_repeating_the_text(
+    make_client: ClientFactory, fake: FakeLLM
+) -> None:
+    fake.script(Reply(text=("partial ", "answer"), stream_error="overloaded_error"), Reply(text="again"))
+    seen: list[str] = []
+
+    async def on_delta(text: str) -> None:
+        seen.append(text)
+
+    with pytest.raises(LLMError) as caught:
+        await make_client().generate(system="", messages=USER, tools=[], on_text_delta=on_delta)
+
+    assert not caught.value.retryable
+    assert seen == ["partial ", "answer"]
+    assert len(fake.requests) == 1

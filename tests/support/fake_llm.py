@@ -83,6 +83,8 @@ class Reply:
     delay_seconds: float = 0.0
     input_tokens: int = 11
     output_tokens: int = 7
+    stream_error: str | None = None
+    """Streaming only: an in-stream error event of this type (e.g. ``overloaded_error``) after the text."""
 
     @classmethod
     def error(cls, status: int, *, retry_after: str | None = None, message: str = "scripted error") -> Reply:
@@ -261,6 +263,9 @@ def _openai_chunks(reply: Reply, body: dict[str, Any], include_usage: bool) -> I
     for piece in reply.chunks:
         if piece:
             yield chunk({"content": piece})
+    if reply.stream_error:
+        yield None, json.dumps({"error": {"type": reply.stream_error, "message": reply.error_message}})
+        return
     for i, call in enumerate(reply.tool_calls):
         head = {"index": i, "id": _call_id("openai", i, call), "type": "function"}
         yield chunk({"tool_calls": [{**head, "function": {"name": call.name, "arguments": ""}}]})
@@ -311,6 +316,9 @@ def _anthropic_events(reply: Reply, body: dict[str, Any]) -> Iterator[tuple[str,
                 yield event("content_block_delta", index=0, delta={"type": "text_delta", "text": piece})
         yield event("content_block_stop", index=0)
         index = 1
+    if reply.stream_error:
+        yield event("error", error={"type": reply.stream_error, "message": reply.error_message})
+        return
     for i, call in enumerate(reply.tool_calls, start=index):
         block = {"type": "tool_use", "id": _call_id("anthropic", i, call), "name": call.name, "input": {}}
         yield event("content_block_start", index=i, content_block=block)

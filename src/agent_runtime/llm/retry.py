@@ -1,7 +1,8 @@
 """Retries with exponential backoff and jitter, and translation of SDK errors into ours.
 
 The provider SDKs are built with ``max_retries=0`` so this module is the only retry layer.
-Retried: 408, 409, 429, 5xx, timeouts and connection errors. Not retried: 400/404/422 (our
+Retried: 408, 409, 429, 5xx, timeouts, connection errors and overload/server error events inside a
+stream. Not retried: 400/404/422 (our
 request is wrong) and 401/403 (the key is wrong). A ``Retry-After`` (or ``retry-after-ms``)
 header wins over the computed backoff, capped at :attr:`RetryPolicy.max_delay_seconds`.
 
@@ -34,6 +35,7 @@ RETRYABLE_STATUS = frozenset({408, 409, 429})
 # Provider 401 messages may quote (part of) the key: "Incorrect API key provided: sk-proj-****abcd".
 _KEY_LIKE = re.compile(r"\b(?:sk|pk|key|api[-_]?key)[-_][A-Za-z0-9*_.-]{4,}", re.IGNORECASE)
 AUTH_STATUS = frozenset({401, 403})
+STREAM_RETRYABLE_TYPES = frozenset({"overloaded_error", "api_error", "server_error", "timeout_error"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,34 +99,32 @@ def translate_error(exc: BaseException, *, provider: str, errors: SDKErrors) -> 
         return LLMTimeoutError(f"{provider}: request timed out", provider=provider, retryable=True)
     if isinstance(exc, (errors.connection, httpx2.TransportError)):
         return LLMError(f"{provider}: connection error", provider=provider, retryable=True)
-    if isinstance(exc, errors.status):
-        status = int(getattr(exc, "status_code", 0))
-        details: dict[str, Any] = {"status": status}
-        request_id = getattr(exc, "request_id", None)
-        if request_id:
-            details["request_id"] = request_id
-        message = _short_message(exc)
-        if status in AUTH_STATUS:
-            return LLMAuthError(
-                f"{provider}: authentication failed ({status}): {message}; check the API key",
-                provider=provider,
-                details=details,
-            )
-        if status == 429:
-            return LLMRateLimitError(
-                f"{provider}: rate limited (429): {message}",
-                provider=provider,
-                retryable=True,
-                details=details,
-            )
+    message = _short_message(exc)
+    status = int(getattr(exc, "status_code", 0) or 0) if isinstance(exc, errors.status) else 0
+    kind = getattr(exc, "type", None)
+    details: dict[str, Any] = {"status": status} if status else {}
+    if isinstance(kind, str) and kind:
+        details["error_type"] = kind
+    request_id = getattr(exc, "request_id", None)
+    if request_id:
+        details["request_id"] = request_id
+    if status in AUTH_STATUS:
+        text = f"{provider}: authentication failed ({status}): {message}; check the API key"
+        return LLMAuthError(text, provider=provider, details=details)
+    if status == 429 or (status < 400 and isinstance(kind, str) and "rate_limit" in kind):
+        return LLMRateLimitError(
+            f"{provider}: rate limited: {message}", provider=provider, retryable=True, details=details
+        )
+    if status >= 400:
         retryable = status in RETRYABLE_STATUS or status >= 500
         return LLMError(
-            f"{provider}: HTTP {status}: {message}",
-            provider=provider,
-            retryable=retryable,
-            details=details,
+            f"{provider}: HTTP {status}: {message}", provider=provider, retryable=retryable, details=details
         )
-    return LLMError(f"{provider}: {type(exc).__name__}: {_short_message(exc)}", provider=provider)
+    # An error event inside a streamed 200 response carries only its type.
+    retryable = kind in STREAM_RETRYABLE_TYPES
+    return LLMError(
+        f"{provider}: {type(exc).__name__}: {message}", provider=provider, retryable=retryable, details=details
+    )
 
 
 def _short_message(exc: BaseException) -> str:
