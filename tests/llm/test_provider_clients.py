@@ -291,3 +291,26 @@ async def test_an_error_event_after_text_fails_without_repeating_the_text(
     assert not caught.value.retryable
     assert seen == ["partial ", "answer"]
     assert len(fake.requests) == 1
+
+
+def test_anthropic_turns_alternate_even_around_empty_turns() -> None:
+    from agent_runtime.llm.anthropic_client import to_anthropic_messages
+    from agent_runtime.llm.naming import ToolNameMap
+
+    call = ToolCallRequest(id="t1", name="files.read_file", arguments={})
+    wire = to_anthropic_messages(
+        [
+            Message(role="user", content="one"),
+            Message(role="assistant"),
+            Message(role="user", content="two"),
+            Message(role="assistant", content="let me look", tool_calls=(call,)),
+            Message(role="tool", content="data", tool_call_id="t1"),
+            Message(role="user", content="thanks"),
+        ],
+        ToolNameMap(),
+    )
+
+    assert [m["role"] for m in wire] == ["user", "assistant", "user"]
+    assert [b["type"] for b in wire[0]["content"]] == ["text", "text"]  # type: ignore[index]
+    assert [b["type"] for b in wire[1]["content"]] == ["text", "tool_use"]  # type: ignore[index]
+    assert [b["type"] for b in wire[2]["content"]] == ["tool_result", "text"]  # type: ignore[index]

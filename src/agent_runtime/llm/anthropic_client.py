@@ -172,26 +172,13 @@ def to_anthropic_tool(tool: ToolSpec, names: ToolNameMap) -> ToolParam:
 
 
 def to_anthropic_messages(messages: list[Message], names: ToolNameMap) -> list[MessageParam]:
-    """Our turns as Messages API turns; user text and tool results of one turn share a message."""
-    wire: list[MessageParam] = []
-    pending: list[ContentBlockParam] = []
-    pending_role: str | None = None
-
-    def flush() -> None:
-        nonlocal pending, pending_role
-        if pending_role == "user" and pending:
-            wire.append({"role": "user", "content": pending})
-        elif pending_role == "assistant" and pending:
-            wire.append({"role": "assistant", "content": pending})
-        pending, pending_role = [], None
-
+    """Our turns as Messages API turns. Roles must alternate, so consecutive user-side turns (tool
+    results, then user text) share one message; empty turns are dropped."""
+    groups: list[tuple[bool, list[ContentBlockParam]]] = []  # (is_assistant, blocks)
     for message in messages:
-        role = "assistant" if message.role == "assistant" else "user"
-        if role != pending_role:
-            flush()
-            pending_role = role
+        blocks: list[ContentBlockParam] = []
         if message.role == "tool":
-            pending.append(
+            blocks.append(
                 {
                     "type": "tool_result",
                     "tool_use_id": message.tool_call_id or "",
@@ -199,20 +186,21 @@ def to_anthropic_messages(messages: list[Message], names: ToolNameMap) -> list[M
                     "is_error": message.is_error,
                 }
             )
-            continue
-        if message.content:
-            pending.append({"type": "text", "text": message.content})
+        elif message.content:
+            blocks.append({"type": "text", "text": message.content})
         for call in message.tool_calls:
-            pending.append(
-                {
-                    "type": "tool_use",
-                    "id": call.id,
-                    "name": names.to_wire(call.name),
-                    "input": call.arguments,
-                }
+            blocks.append(
+                {"type": "tool_use", "id": call.id, "name": names.to_wire(call.name), "input": call.arguments}
             )
-    flush()
-    return wire
+        assistant = message.role == "assistant"
+        if groups and groups[-1][0] == assistant:
+            groups[-1][1].extend(blocks)
+        elif blocks:
+            groups.append((assistant, blocks))
+    return [
+        {"role": "assistant", "content": blocks} if assistant else {"role": "user", "content": blocks}
+        for assistant, blocks in groups
+    ]
 
 
 def _usage(usage: AnthropicUsage) -> Usage:
