@@ -2,7 +2,8 @@
 # Install the third-party MCP servers the tool tests use, from the package registries only:
 #   .tools/mcp-time-venv   mcp-server-time (PyPI) in its own virtualenv, as a user would run it
 #   .tools/node            @modelcontextprotocol/server-filesystem (npm, --prefix)
-# Idempotent: a second run only checks that both are there. Tests skip (with the reason) when absent.
+# Idempotent: a second run only checks that both are there. A failed install is reported loudly but
+# does not fail the script: the tests that need the server then skip, naming the reason.
 # Override versions with MCP_SERVER_TIME_SPEC / MCP_SERVER_FILESYSTEM_SPEC.
 set -euo pipefail
 
@@ -19,13 +20,9 @@ install_time() {
     return
   fi
   echo "mcp-server-time: installing $TIME_SPEC into $venv"
-  if command -v uv >/dev/null 2>&1; then
-    uv venv --quiet --python "${PYTHON:-python3}" "$venv"
-    uv pip install --quiet --python "$venv/bin/python" "$TIME_SPEC"
-  else
-    "${PYTHON:-python3}" -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "$TIME_SPEC"
-  fi
+  rm -rf "$venv"
+  bash "$ROOT/scripts/uv.sh" venv --quiet --python "${PYTHON:-python3}" "$venv"
+  bash "$ROOT/scripts/uv.sh" pip install --quiet --python "$venv/bin/python" "$TIME_SPEC"
   test -x "$venv/bin/mcp-server-time"
 }
 
@@ -45,6 +42,9 @@ install_filesystem() {
   test -x "$prefix/node_modules/.bin/mcp-server-filesystem"
 }
 
-install_time
-install_filesystem
-echo "test MCP servers ready in $TOOLS"
+status=0
+install_time || { echo "WARNING: mcp-server-time could not be installed; its tests will skip" >&2; status=1; }
+install_filesystem || { echo "WARNING: server-filesystem could not be installed; its tests will skip" >&2; status=1; }
+if [[ $status -eq 0 ]]; then
+  echo "test MCP servers ready in $TOOLS"
+fi
