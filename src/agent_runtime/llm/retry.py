@@ -13,7 +13,6 @@ classes mean what through :class:`SDKErrors`, so this module imports neither SDK
 from __future__ import annotations
 
 import email.utils
-import logging
 import random
 import re
 import time
@@ -23,11 +22,12 @@ from typing import Any, TypeVar
 
 import anyio
 import httpx2
+import structlog
 
 from agent_runtime.errors import LLMAuthError, LLMError, LLMRateLimitError, LLMTimeoutError
 from agent_runtime.settings import ResolvedLLM
 
-logger = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
@@ -152,8 +152,8 @@ async def call_with_retries(
     """Run ``attempt`` until it succeeds, a non-retryable error occurs, or retries run out.
 
     ``attempt`` may raise SDK exceptions or :class:`LLMError` (with ``retryable`` set as it
-    sees fit); whatever escapes is always an :class:`LLMError` whose ``details["attempts"]``
-    counts the calls made.
+    sees fit). SDK and transport errors leave as an :class:`LLMError` whose ``details["attempts"]``
+    counts the calls made; anything else (say, from a text-delta callback) passes through as is.
     """
     tries = 0
     while True:
@@ -170,14 +170,12 @@ async def call_with_retries(
             hinted = _retry_after_of(exc)
             delay = policy.backoff(tries) if hinted is None else hinted
             delay = min(delay, policy.max_delay_seconds)
-            logger.warning(
-                "llm call failed, retrying",
-                extra={
-                    "provider": provider,
-                    "error_code": str(error.code),
-                    "status": error.details.get("status"),
-                    "attempt": tries,
-                    "delay_seconds": round(delay, 3),
-                },
+            log.warning(
+                "llm_retry",
+                provider=provider,
+                error_code=error.code.value,
+                status=error.details.get("status"),
+                attempt=tries,
+                delay_seconds=round(delay, 3),
             )
             await sleep(delay)
