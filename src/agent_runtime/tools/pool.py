@@ -75,6 +75,14 @@ class ToolPool:
         if not self._closed:
             self._warm.sync(registry)
 
+    def live_by_server(self) -> dict[str, int]:
+        """Live stdio server processes per registry entry (for the metrics gauge)."""
+        counts: dict[str, int] = {}
+        for conn in self._live:
+            if conn.spec.transport == "local_stdio":
+                counts[conn.spec.server_id] = counts.get(conn.spec.server_id, 0) + 1
+        return counts
+
     def status(self) -> dict[str, Any]:
         return {
             "live_processes": sum(1 for c in self._live if c.spec.transport == "local_stdio"),
@@ -201,6 +209,16 @@ class TaskTools:
         self._servers = {sid: _Server(sid) for sid in server_ids}
 
     # --- queries ---------------------------------------------------------------------------
+
+    @property
+    def server_ids(self) -> list[str]:
+        """The servers opened for this task, in the order asked for."""
+        return list(self._servers)
+
+    @property
+    def registry(self) -> Registry:
+        """The registry snapshot this task was opened with (restarts use it too)."""
+        return self._registry
 
     def failed_servers(self) -> dict[str, str]:
         """Servers without a usable connection (start failed, or crashed past the restart budget)."""

@@ -73,9 +73,9 @@ class WarmPool:
         workspace = tools.workspace
         if workspace.exists() and (not workspace.is_dir() or any(workspace.iterdir())):
             return {}
-        for sid in tools._servers:
+        for sid in tools.server_ids:
             entry = self._entries.get(sid)
-            if entry is None or tools._registry.get(sid) != entry:
+            if entry is None or tools.registry.get(sid) != entry:
                 continue
             while self._ready.get(sid):
                 instance = self._ready[sid].pop(0)
