@@ -324,3 +324,14 @@ async def test_an_unreachable_remote_server_is_reported_without_its_secrets(
         error = tools.failed_servers()["down"]
     assert "tool server 'down' failed to connect" in error
     assert "s3cret" not in error
+
+
+async def test_a_servers_own_child_processes_are_stopped_with_it(tool_settings: ToolSettings, tmp_path: Path) -> None:
+    registry = make_registry(script_entry("forking", "forking_server.py"))
+    async with running_pool(registry, tool_settings) as pool:
+        async with pool.open_task("t", ["forking"], {"forking.echo"}, tmp_path) as tools:
+            assert (await tools.call("forking.echo", {"text": "hi"})).text == "hi"
+            tree = marked_children()
+            assert len(tree) == 2  # the server and the helper it started
+        for proc in tree:
+            assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE, proc
