@@ -29,17 +29,19 @@ def _serve(args: argparse.Namespace) -> int:
 
     from agent_runtime.app import create_app
     from agent_runtime.logging import configure_logging
+    from agent_runtime.server import DrainingServer
 
     settings = _settings(args)
     configure_logging(settings.server)
     app = create_app(settings)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.server.host,
         port=settings.server.port,
         log_config=None,
         timeout_graceful_shutdown=int(settings.server.shutdown_grace_seconds) + 5,
     )
+    DrainingServer(config).run()
     return 0
 
 

@@ -129,11 +129,21 @@ async def serve_background(runtime: Runtime, tg: TaskGroup) -> None:
     tg.start_soon(_reload_on_sighup, runtime)
 
 
-async def stop_runtime(runtime: Runtime) -> None:
-    """Drain: readiness turns unready, SSE streams close, in-flight work finishes or is handed back."""
-    await runtime.runner.drain(runtime.settings.server.shutdown_grace_seconds)
+async def drain_runtime(runtime: Runtime) -> None:
+    """Drain: readiness turns unready and SSE streams close (clients reconnect to another replica),
+    claiming stops, in-flight work gets ``server.shutdown_grace_seconds`` to finish, then is cancelled
+    and its leases released so another replica resumes it at once."""
+    if runtime.runner.draining:
+        return
+    runtime.runner.begin_drain()
     runtime.shutdown_event.set()
     runtime.bus.close_all()
+    await runtime.runner.drain(runtime.settings.server.shutdown_grace_seconds)
+
+
+async def stop_runtime(runtime: Runtime) -> None:
+    """Drain (if not done yet), then stop tool servers and close connections."""
+    await drain_runtime(runtime)
     with anyio.CancelScope(shield=True):
         await runtime.pool.aclose()
         await runtime.planner_llm.aclose()

@@ -26,7 +26,7 @@ Provider = Literal["openai", "anthropic", "offline"]
 
 DEFAULT_MODELS: dict[str, str] = {
     "openai": "gpt-4.1-mini",
-    "anthropic": "claude-sonnet-4-5",
+    "anthropic": "claude-sonnet-4-6",
     "offline": "offline-test",
 }
 

@@ -58,8 +58,8 @@ async def _follow(runtime: Runtime, task_id: str, start: int) -> AsyncIterator[S
                         return
                 if len(batch) < PAGE:
                     break
-            if is_terminal((await runtime.store.get_task(task_id)).status):
-                return
+            if is_terminal((await runtime.store.get_task(task_id)).status) or runtime.runner.draining:
+                return  # finished, or this replica is draining: the client reconnects elsewhere
             while True:
                 await sub.wait(3600)
                 if sub.closed:

@@ -200,10 +200,14 @@ class Runner:
         except Exception:
             log.exception("lease_release_failed")
 
-    async def drain(self, grace_seconds: float) -> None:
-        """Stop claiming; let in-flight work finish for ``grace_seconds``; then hand it back."""
+    def begin_drain(self) -> None:
+        """Stop claiming new work (readiness reports this at once)."""
         self._draining = True
         self.bus.work_available()
+
+    async def drain(self, grace_seconds: float) -> None:
+        """Stop claiming; let in-flight work finish for ``grace_seconds``; then hand it back."""
+        self.begin_drain()
         started = time.monotonic()
         with anyio.move_on_after(grace_seconds):
             await self._idle.wait()
