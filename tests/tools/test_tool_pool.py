@@ -226,8 +226,10 @@ async def test_many_open_close_cycles_leave_no_process(tool_settings: ToolSettin
             workspace.mkdir()
             async with pool.open_task(f"t{cycle}", ["example", "second", "crashy"], ALL_EXAMPLE, workspace) as t:
                 assert len(marked_children()) == 2
+                assert pool.live_by_server() == {"example": 1, "second": 1}
                 await t.call("example.echo", {"text": str(cycle)})
             assert marked_children() == []
+            assert pool.live_by_server() == {}
             assert pool.status()["live_processes"] == 0
     assert marked_children() == []
 

@@ -84,6 +84,7 @@ class ToolPool:
         return counts
 
     def status(self) -> dict[str, Any]:
+        """Counts for operators: live processes, open tasks, warm instances per server."""
         return {
             "live_processes": sum(1 for c in self._live if c.spec.transport == "local_stdio"),
             "live_connections": len(self._live),
