@@ -201,6 +201,7 @@ async def test_a_paused_replica_past_its_lease_cannot_overwrite_the_new_owner(
         pid = await lease_owner_pid(pg_url, task_id)
         assert pid is not None
         paused = cluster.by_pid(pid)
+        lease_lost = paused.expect("lease_lost")
         paused.signal(signal.SIGSTOP)
         try:
             events, _ = await follow(
@@ -210,9 +211,7 @@ async def test_a_paused_replica_past_its_lease_cannot_overwrite_the_new_owner(
             paused.signal(signal.SIGCONT)
         assert events[-1]["sse_event"] == "task_completed"
         # Let the woken replica try to write: its heartbeat and its in-flight call finish now.
-        with anyio.fail_after(30):
-            while "lease_lost" not in paused.log_path.read_text():
-                await anyio.sleep(0.2)  # polling another process's log file: there is no event to wait on
+        assert await anyio.to_thread.run_sync(lease_lost.wait, 30), "the woken replica never noticed"
         full, _ = await follow(cluster, task_id)
         assert full[-1]["sse_event"] == "task_completed"
         assert [e["sse_id"] for e in full] == list(range(1, len(full) + 1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -12,10 +13,17 @@ from agent_runtime.settings import DatabaseSettings
 from agent_runtime.store import migrate
 from agent_runtime.store.engine import create_engine
 from agent_runtime.store.schema import metadata
+from tests.support.databases import database_url
 
 
-async def test_migrated_database_matches_the_schema_the_code_uses(tmp_path: Path) -> None:
-    engine = create_engine(DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'm.sqlite'}"))
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_migrated_database_matches_the_schema_the_code_uses(backend: str, tmp_path: Path) -> None:
+    async with database_url(backend, tmp_path) as url:
+        await _check(url)
+
+
+async def _check(url: str) -> None:
+    engine = create_engine(DatabaseSettings(url=url))
     try:
         assert await migrate.pending(engine) is True
         assert await migrate.upgrade(engine) == migrate.head_revision()

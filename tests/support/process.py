@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import yaml
-
 from tests.support.harness import REPO, free_port
 
 AGENT_RUNTIME = Path(sys.executable).parent / "agent-runtime"
@@ -46,13 +45,14 @@ class ServiceProcess:
         self.proc: subprocess.Popen[str] | None = None
         self._ready = threading.Event()
         self._exited = threading.Event()
+        self._expected: dict[str, threading.Event] = {}
 
     def start(self, timeout: float = 60) -> ServiceProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_", "AGENT_RUNTIME_"))}
         if self.llm_root is not None:
             env.update(OPENAI_API_KEY="sk-test-not-a-real-key", OPENAI_BASE_URL=f"{self.llm_root}/v1")
-        self._ready.clear()
-        self._exited.clear()
+        self._ready = threading.Event()  # fresh per start: the previous run's reader may still be finishing
+        self._exited = threading.Event()
         self.proc = subprocess.Popen(
             [str(AGENT_RUNTIME), "serve", "--config", str(self.config), "--port", str(self.port)],
             cwd=REPO,
@@ -63,21 +63,30 @@ class ServiceProcess:
             start_new_session=True,  # its own process group, like a container: kill -9 takes its children too
         )
         assert self.proc.stderr is not None
-        threading.Thread(target=self._pump, args=(self.proc.stderr,), daemon=True).start()
+        threading.Thread(
+            target=self._pump, args=(self.proc.stderr, self._ready, self._exited), daemon=True
+        ).start()
         if not self._ready.wait(timeout) or self._exited.is_set():
             self.stop()
             raise AssertionError(f"service did not start; log: {self.log_path.read_text()[-3000:]}")
         return self
 
-    def _pump(self, stream: IO[str]) -> None:
+    def _pump(self, stream: IO[str], ready: threading.Event, exited: threading.Event) -> None:
         with self.log_path.open("a") as out, stream:
             for line in stream:
                 out.write(line)
                 out.flush()
                 if "running on http" in line.lower():
-                    self._ready.set()
-        self._exited.set()
-        self._ready.set()
+                    ready.set()
+                for text, seen in list(self._expected.items()):
+                    if text in line:
+                        seen.set()
+        exited.set()
+        ready.set()
+
+    def expect(self, text: str) -> threading.Event:
+        """An event set when a log line containing ``text`` appears from now on."""
+        return self._expected.setdefault(text, threading.Event())
 
     @property
     def pid(self) -> int:

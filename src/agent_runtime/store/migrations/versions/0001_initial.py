@@ -106,7 +106,7 @@ def upgrade() -> None:
         sa.Column("arguments", JSON_TYPE, nullable=False),
         sa.Column("status", sa.String(length=32), nullable=False),
         sa.Column("result", JSON_TYPE, nullable=True),
-        sa.Column("is_error", sa.Boolean(), server_default=sa.text("0"), nullable=False),
+        sa.Column("is_error", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("lease_epoch", sa.Integer(), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
