@@ -52,6 +52,7 @@ async def test_cancel_during_a_tool_call_stops_it_and_records_the_cancellation(t
         with anyio.fail_after(20):  # the worker lets go of the task and its servers
             while live.runtime.runner.active():
                 await live.runtime.bus.wait_for_work(1)
+        assert not live.runtime.pool.workspaces.path(task_id).exists()
         calls = await live.runtime.store.tool_calls(task_id)
         assert [c.status.value for c in calls] == ["cancelled"]
         task = await live.task(task_id)

@@ -48,6 +48,8 @@ async def test_submit_plan_approve_execute_streams_real_tool_calls_until_complet
         assert done["status"] == "completed"
         assert all(step["status"] == "completed" for step in done["plan"]["steps"])
         assert done["result"]["summary"]
+        workspaces = live.runtime.pool.workspaces
+        assert not workspaces.path(created["id"]).exists() and not workspaces.logs_dir(created["id"]).exists()
 
 
 async def test_stream_resumes_after_last_event_id_and_closes_after_terminal_event(tmp_path: Path) -> None:

@@ -38,6 +38,9 @@ class StepTools(Protocol):
 
     def failed_servers(self) -> dict[str, str]: ...
 
+    def new_step(self) -> None:
+        """Reset per-step budgets (crashed-server restarts)."""
+
 
 class ExecutionJournal(Protocol):
     """Durable record of execution, written under the task's lease."""
@@ -137,6 +140,7 @@ class ExecutorAgent:
         resumed: bool,
     ) -> str:
         await journal.step_started(step.id, resumed=resumed)
+        tools.new_step()
         failed = {s: err for s, err in tools.failed_servers().items() if any(t.startswith(s + ".") for t in step.tools)}
         if failed:
             error = ToolServerError(

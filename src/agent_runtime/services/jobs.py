@@ -8,13 +8,13 @@ flight are settled as in-doubt (see ``agents.executor``).
 
 from __future__ import annotations
 
-import shutil
 import time
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import anyio
 import structlog
 
 from agent_runtime.agents.executor import ExecutorAgent, ExecutorLimits, InDoubtError, StepTools
@@ -30,6 +30,7 @@ from agent_runtime.services.journal import StoreJournal
 from agent_runtime.settings import Settings
 from agent_runtime.store.store import TaskStore
 from agent_runtime.tools.base import ToolInfo
+from agent_runtime.tools.workspace import Workspaces
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +41,8 @@ class Catalog(Protocol):
 
 
 class Pool(Protocol):
+    workspaces: Workspaces
+
     def open_task(
         self,
         task_id: str,
@@ -136,10 +139,6 @@ class TaskJobs:
         status = {s.step_id: s.status for s in steps}
         outputs = {s.step_id: s.output or "" for s in steps if s.status == StepStatus.COMPLETED}
         plan = record.plan
-        remaining = [s for s in plan.steps if status.get(s.id) != StepStatus.COMPLETED]
-        servers = {name.partition(".")[0] for s in remaining for name in s.tools}
-        workspace = self.settings.tools.workspace_root / task.id
-        workspace.mkdir(parents=True, exist_ok=True)
         executor = ExecutorAgent(
             self.executor_llm,
             specs=self._specs,
@@ -152,10 +151,7 @@ class TaskJobs:
         )
         journal = StoreJournal(self.store, lease, version, self.metrics)
         try:
-            async with self.pool.open_task(task.id, servers, plan.all_tools(), workspace) as tools:
-                summary = await executor.run(
-                    prompt=task.prompt, plan=plan, step_status=status, outputs=outputs, tools=tools, journal=journal
-                )
+            summary = await self._run_in_workspace(executor, task.id, task.prompt, plan, status, outputs, journal)
         except InDoubtError as exc:
             async with self.store.transaction(lease.task_id, lease) as tx:
                 tx.transition(TaskStatus.NEEDS_ATTENTION)
@@ -169,7 +165,7 @@ class TaskJobs:
         async with self.store.transaction(lease.task_id, lease) as tx:
             tx.transition(TaskStatus.COMPLETED, result={"summary": summary, "outputs": outputs})
             tx.emit(EventType.TASK_COMPLETED, {"summary": summary})
-        self._cleanup(workspace)
+        await self.pool.workspaces.remove(task.id)
         if self.metrics is not None:
             self.metrics.observe_execution(time.perf_counter() - started, "completed")
 
@@ -209,9 +205,31 @@ class TaskJobs:
                 )
             tx.transition(TaskStatus.FAILED, error=error)
             tx.emit(EventType.TASK_FAILED, {"error": error})
-        if self.metrics is not None and version is not None:
-            self.metrics.observe_execution(0.0, "failed")
+        if version is not None:
+            await self.pool.workspaces.remove(lease.task_id)
+            if self.metrics is not None:
+                self.metrics.observe_execution(0.0, "failed")
 
-    def _cleanup(self, workspace: Path) -> None:
-        if not self.settings.tools.keep_workspaces:
-            shutil.rmtree(workspace, ignore_errors=True)
+    async def _run_in_workspace(
+        self,
+        executor: ExecutorAgent,
+        task_id: str,
+        prompt: str,
+        plan: Plan,
+        status: dict[str, StepStatus],
+        outputs: dict[str, str],
+        journal: StoreJournal,
+    ) -> str:
+        remaining = [s for s in plan.steps if status.get(s.id) != StepStatus.COMPLETED]
+        servers = {name.partition(".")[0] for s in remaining for name in s.tools}
+        workspace = self.pool.workspaces.create(task_id)
+        try:
+            async with self.pool.open_task(task_id, servers, plan.all_tools(), workspace) as tools:
+                return await executor.run(
+                    prompt=prompt, plan=plan, step_status=status, outputs=outputs, tools=tools, journal=journal
+                )
+        finally:
+            with anyio.CancelScope(shield=True):
+                # Cancelled or failed for good: the workspace (and server logs) go, unless kept by policy.
+                if is_terminal((await self.store.get_task(task_id)).status):
+                    await self.pool.workspaces.remove(task_id)
