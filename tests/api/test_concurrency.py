@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import anyio
+
 from tests.support.harness import live_service, make_settings, read_stream, write_registry
 from tests.support.scripted import ScriptedModel, one_step_plan, openai_overrides
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from tests.deploy.deploy_files import (
     K8S,
     ROOT,

@@ -7,9 +7,9 @@ import subprocess
 from typing import Any
 
 import pytest
-from tests.deploy.deploy_files import ROOT
 
 from agent_runtime.settings import ServerSettings
+from tests.deploy.deploy_files import ROOT
 
 APP_SERVICES = ("app", "app-2")
 

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
 from tests.deploy.deploy_files import ROOT, Dockerfile, parse_dockerfile
 
 pytestmark = pytest.mark.e2e

@@ -8,9 +8,9 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from tests.deploy.deploy_files import K8S, load_yaml_documents, manifest_files, only
 
 from agent_runtime.settings import ServerSettings, load_settings
+from tests.deploy.deploy_files import K8S, load_yaml_documents, manifest_files, only
 
 Resources = dict[tuple[str, str], dict[str, Any]]
 

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import pytest
+
 from tests.deploy.deploy_files import Dockerfile, cli_port, only
 
 Resources = dict[tuple[str, str], dict[str, Any]]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.deploy.deploy_files import K8S, ROOT
 from yamllint import linter
 from yamllint.config import YamlLintConfig
+
+from tests.deploy.deploy_files import K8S, ROOT
 
 FILES = [*sorted(K8S.glob("*.yaml")), ROOT / "docker-compose.yml", ROOT / ".yamllint"]
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from tests.support.fake_llm import serve_on_loopback
 from tests.support.harness import read_stream, write_registry
 from tests.support.process import ServiceProcess, write_config

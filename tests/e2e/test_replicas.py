@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+
 from tests.support.databases import fresh_postgres_database, require_postgres
 from tests.support.fake_llm import RecordedRequest, Reply, ScriptedCall, serve_on_loopback
 from tests.support.harness import write_registry

@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from tests.support.fake_llm import FakeLLM, resolved_for
 
 from agent_runtime.llm.base import LLMClient
 from agent_runtime.llm.factory import build_llm_client
 from agent_runtime.settings import Provider
+from tests.support.fake_llm import FakeLLM, resolved_for
 
 ClientFactory = Callable[..., LLMClient]  # what the make_client fixture yields
 

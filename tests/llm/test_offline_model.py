@@ -9,7 +9,6 @@ from typing import Annotated, Any, Literal
 import jsonschema  # type: ignore[import-untyped]  # installed with mcp
 import pytest
 from pydantic import BaseModel, Field, SecretStr
-from tests.support.fake_llm import resolved_for
 
 from agent_runtime.agents import prompts
 from agent_runtime.agents.planner import PlannerAgent
@@ -18,6 +17,7 @@ from agent_runtime.errors import ConfigError
 from agent_runtime.llm.base import Message, ToolCallRequest, ToolSpec
 from agent_runtime.llm.factory import build_llm_client
 from agent_runtime.llm.offline import OFFLINE_MARK, OfflineTestModel
+from tests.support.fake_llm import resolved_for
 
 TOOLS = [
     ToolSpec(

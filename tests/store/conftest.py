@@ -5,13 +5,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tests.support.databases import database_url
 
 from agent_runtime.domain.events import Event
 from agent_runtime.settings import DatabaseSettings
 from agent_runtime.store import migrate
 from agent_runtime.store.engine import create_engine
 from agent_runtime.store.store import TaskStore
+from tests.support.databases import database_url
 
 
 @dataclass

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import yaml
+
 from tests.support.harness import REPO, free_port
 
 AGENT_RUNTIME = Path(sys.executable).parent / "agent-runtime"

@@ -12,9 +12,9 @@ import anyio
 import asyncpg
 import httpx
 from httpx_sse import aconnect_sse
-from tests.support.process import ServiceProcess
 
 from agent_runtime.services.pg_listener import asyncpg_dsn
+from tests.support.process import ServiceProcess
 
 TERMINAL = {"task_completed", "task_failed", "task_cancelled", "task_rejected"}
 

@@ -11,11 +11,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.support.fake_llm import FakeLLM, RecordedRequest, Reply, ScriptedCall, resolved_for
-
 from agent_runtime.llm.base import LLMClient
 from agent_runtime.llm.factory import build_llm_client
 from agent_runtime.runtime import Overrides
+from tests.support.fake_llm import FakeLLM, RecordedRequest, Reply, ScriptedCall, resolved_for
 
 
 def wire(name: str) -> str:

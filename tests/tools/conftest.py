@@ -16,9 +16,9 @@ import anyio
 import pytest
 from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
-from tests.tools.tool_helpers import EXAMPLE_SERVER, free_port, marked_children
 
 from agent_runtime.settings import ToolSettings
+from tests.tools.tool_helpers import EXAMPLE_SERVER, free_port, marked_children
 
 
 @pytest.fixture(autouse=True)

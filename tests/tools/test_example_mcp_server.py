@@ -6,9 +6,9 @@ from pathlib import Path
 
 import anyio
 from mcp import Client
-from tests.tools.tool_helpers import load_example_module, read_call_log
 
 from agent_runtime.tools.convert import tool_info, tool_result
+from tests.tools.tool_helpers import load_example_module, read_call_log
 
 example = load_example_module()
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import anyio
 import pytest
-from tests.tools.tool_helpers import FS_SERVER, INSTALL_HINT, TIME_SERVER, make_registry, running_pool
 
 from agent_runtime.settings import ToolSettings
 from agent_runtime.tools.workspace import Workspaces
+from tests.tools.tool_helpers import FS_SERVER, INSTALL_HINT, TIME_SERVER, make_registry, running_pool
 
 needs_time = pytest.mark.skipif(not TIME_SERVER.exists(), reason=f"mcp-server-time not installed; {INSTALL_HINT}")
 needs_fs = pytest.mark.skipif(

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
-from tests.tools.tool_helpers import example_entry, make_registry, script_entry
 
 from agent_runtime.settings import ToolSettings
 from agent_runtime.tools.catalog import ToolCatalog
+from tests.tools.tool_helpers import example_entry, make_registry, script_entry
 
 
 async def test_discovery_lists_every_tool_with_annotations_and_overrides(tool_settings: ToolSettings) -> None:

@@ -8,6 +8,11 @@ from pathlib import Path
 import anyio
 import psutil
 import pytest
+
+from agent_runtime.errors import ToolNotAllowedError, ToolServerError, ToolTimeoutError
+from agent_runtime.settings import ToolSettings
+from agent_runtime.tools.processes import kill_process
+from agent_runtime.tools.workspace import Workspaces
 from tests.tools.tool_helpers import (
     example_entry,
     free_port,
@@ -17,11 +22,6 @@ from tests.tools.tool_helpers import (
     running_pool,
     script_entry,
 )
-
-from agent_runtime.errors import ToolNotAllowedError, ToolServerError, ToolTimeoutError
-from agent_runtime.settings import ToolSettings
-from agent_runtime.tools.processes import kill_process
-from agent_runtime.tools.workspace import Workspaces
 
 ALL_EXAMPLE = {f"example.{t}" for t in ("write_note", "read_note", "list_notes", "add", "echo", "wait", "fail")}
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.tools.tool_helpers import EXAMPLE_SERVER, REPO, example_entry, make_registry
 
 from agent_runtime.errors import ConfigError
 from agent_runtime.settings import ToolSettings
 from agent_runtime.tools.registry import HttpServer, Registry, StdioServer, load_registry, resolve_launch
+from tests.tools.tool_helpers import EXAMPLE_SERVER, REPO, example_entry, make_registry
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import anyio
 import psutil
-from tests.tools.tool_helpers import example_entry, make_registry, marked_children, running_pool
 
 from agent_runtime.settings import ToolSettings
 from agent_runtime.tools.workspace import Workspaces
+from tests.tools.tool_helpers import example_entry, make_registry, marked_children, running_pool
 
 NOTES = {"example.write_note", "example.list_notes", "example.read_note"}
 
