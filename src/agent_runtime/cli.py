@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -29,9 +30,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     from agent_runtime.app import create_app
     from agent_runtime.logging import configure_logging
+    from agent_runtime.runtime import preflight
     from agent_runtime.server import DrainingServer
 
     settings = _settings(args)
+    asyncio.run(preflight(settings))
     configure_logging(settings.server)
     app = create_app(settings)
     config = uvicorn.Config(
@@ -94,12 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _config_path(args: argparse.Namespace) -> str:
+    return str(args.config or os.environ.get("AGENT_RUNTIME_CONFIG", "config.yaml"))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
     except ConfigError as exc:
-        print(f"agent-runtime: configuration error: {exc.message}", file=sys.stderr)
+        source = _config_path(args)
+        where = "" if exc.message.startswith(source) or ".yaml" in exc.message.split(":")[0] else f"{source}: "
+        print(f"agent-runtime: configuration error: {where}{exc.message}", file=sys.stderr)
         return 2
     return code
 

@@ -97,6 +97,16 @@ async def build_runtime(settings: Settings, overrides: Overrides | None = None) 
     return Runtime(settings, store, bus, metrics, catalog, pool, tasks, runner, planner_llm, executor_llm)
 
 
+async def preflight(settings: Settings) -> None:
+    """Check what settings validation cannot (database URL, tool registry, LLM keys) before serving,
+    so a bad configuration stops the process with one clear :class:`ConfigError`."""
+    engine = create_engine(settings.database)
+    await engine.dispose()
+    load_registry(settings.tools.registry_path)
+    for role in ("planner", "executor"):
+        await build_llm_client(getattr(settings.llm, role).resolved()).aclose()
+
+
 def _llm(settings: Settings, role: str, overrides: Overrides) -> LLMClient:
     resolved = getattr(settings.llm, role).resolved()
     client = build_llm_client(resolved, http_client=overrides.llm_http_client)
