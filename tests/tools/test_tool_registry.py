@@ -153,3 +153,28 @@ def test_an_empty_file_is_an_empty_registry(tmp_path: Path) -> None:
     registry = load_registry(write(tmp_path, ""))
     assert registry.servers == ()
     assert isinstance(Registry.from_data(None, base_dir=tmp_path), Registry)
+
+
+def test_secrets_come_from_mounted_files_and_remote_servers_get_per_task_headers(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("from-a-file\n")
+    registry = make_registry(
+        {
+            "id": "srv",
+            "type": "local_stdio",
+            "config": {"command": "bin/server", "env": {"TOKEN": f"${{file:{secret}}}", "TASK": "${TASK_ID}"}},
+        },
+        {
+            "id": "remote",
+            "type": "remote_http",
+            "config": {"url": "http://127.0.0.1:9/mcp", "headers": {"Authorization": f"Bearer ${{file:{secret}}}"}},
+        },
+    )
+    srv, remote = registry.servers
+    spec = resolve_launch(srv, registry=registry, settings=ToolSettings(), workspace=tmp_path, task_id="task_1")
+    assert spec.env == {"TOKEN": "from-a-file", "TASK": "task_1"}
+    http = resolve_launch(remote, registry=registry, settings=ToolSettings(), workspace=tmp_path, task_id="task_1")
+    assert http.headers == {"Authorization": "Bearer from-a-file", "X-Agent-Runtime-Task-Id": "task_1"}
+    secret.unlink()
+    with pytest.raises(ConfigError, match=r"server 'srv': config.env.TOKEN: cannot read secret file"):
+        resolve_launch(srv, registry=registry, settings=ToolSettings(), workspace=tmp_path, task_id="task_1")

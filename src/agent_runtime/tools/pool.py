@@ -338,6 +338,7 @@ class TaskTools:
                 settings=self._pool.settings,
                 workspace=self.workspace,
                 extra_env=self._env,
+                task_id=self.task_id,
             )
             log = self._pool.workspaces.logs_dir(self.task_id) / f"{server.server_id}-{server.starts}.stderr.log"
             server.conn = await self._pool.launch(spec, stderr_path=log if isinstance(entry, StdioServer) else None)

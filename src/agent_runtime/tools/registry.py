@@ -42,7 +42,8 @@ from agent_runtime.errors import ConfigError
 from agent_runtime.settings import ToolSettings
 
 SPECIAL_VARIABLES = ("PYTHON", "REGISTRY_DIR", "WORKSPACE")
-_VARIABLE = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)\})")
+_VARIABLE = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*|file:[^}]+)\})")
+TASK_HEADER = "X-Agent-Runtime-Task-Id"
 _SERVER_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
 
@@ -93,7 +94,7 @@ class StdioServer(_ServerBase):
 
     def uses_workspace_placeholder(self) -> bool:
         texts = [self.config.command, *self.config.args, *self.config.env.values(), self.config.cwd or ""]
-        return any("${WORKSPACE}" in text for text in texts)
+        return any("${WORKSPACE}" in text or "${TASK_ID}" in text for text in texts)
 
     @model_validator(mode="after")
     def _prewarm_needs_cwd_only(self) -> StdioServer:
@@ -222,11 +223,21 @@ def expand(text: str, variables: Mapping[str, str], where: str) -> str:
         if match.group(1):
             return "$"
         name = match.group(2)
+        if name.startswith("file:"):
+            return _read_secret_file(name[len("file:") :], where)
         if name not in variables:
             raise ConfigError(f"{where}: ${{{name}}} is not set in the service's environment")
         return variables[name]
 
     return _VARIABLE.sub(replace, text)
+
+
+def _read_secret_file(path: str, where: str) -> str:
+    """``${file:/run/secrets/token}``: a secret mounted as a file, read at start time, never stored."""
+    try:
+        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read secret file {path!r}: {exc.strerror}") from exc
 
 
 def resolve_launch(
@@ -237,10 +248,17 @@ def resolve_launch(
     workspace: Path,
     extra_env: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
+    task_id: str | None = None,
 ) -> LaunchSpec:
-    """Fill the entry's placeholders for one start in ``workspace``; ``extra_env`` goes to stdio servers."""
+    """Fill the entry's placeholders for one start in ``workspace``; ``extra_env`` goes to stdio servers.
+
+    With ``task_id``, ``${TASK_ID}`` is available and remote servers get a ``X-Agent-Runtime-Task-Id``
+    header, so a remote server can scope its state to the task.
+    """
     variables = dict(os.environ if environ is None else environ)
     variables.update(PYTHON=sys.executable, REGISTRY_DIR=str(registry.base_dir), WORKSPACE=str(workspace))
+    if task_id is not None:
+        variables["TASK_ID"] = task_id
     prefix = f"{registry.path or 'registry'}: server {entry.id!r}: config"
     common: dict[str, Any] = {
         "server_id": entry.id,
@@ -250,6 +268,8 @@ def resolve_launch(
     }
     if isinstance(entry, HttpServer):
         headers = {k: expand(v, variables, f"{prefix}.headers.{k}") for k, v in entry.config.headers.items()}
+        if task_id is not None:
+            headers.setdefault(TASK_HEADER, task_id)
         url = expand(entry.config.url, variables, f"{prefix}.url")
         return LaunchSpec(transport="remote_http", url=url, headers=headers, **common)
     cfg = entry.config
