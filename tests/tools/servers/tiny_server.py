@@ -1,0 +1,42 @@
+"""A minimal MCP server over stdio without the SDK (newline-delimited JSON-RPC), so it starts in
+tens of milliseconds: for tests that need many server lifecycles. Tools: ``echo{text}``."""
+
+import json
+import sys
+
+
+def reply(msg_id: object, result: dict[str, object]) -> None:
+    sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": msg_id, "result": result}) + "\n")
+    sys.stdout.flush()
+
+
+ECHO = {
+    "name": "echo",
+    "description": "Echo the text back",
+    "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+    "annotations": {"readOnlyHint": True},
+}
+
+for line in sys.stdin:
+    message = json.loads(line)
+    method, msg_id = message.get("method"), message.get("id")
+    if msg_id is None:
+        continue  # notifications
+    if method == "initialize":
+        version = message["params"]["protocolVersion"]
+        reply(
+            msg_id,
+            {"protocolVersion": version, "capabilities": {"tools": {}}, "serverInfo": {"name": "tiny", "version": "1"}},
+        )
+    elif method == "tools/list":
+        reply(msg_id, {"tools": [ECHO]})
+    elif method == "tools/call":
+        text = message["params"]["arguments"]["text"]
+        reply(msg_id, {"content": [{"type": "text", "text": text}], "isError": False})
+    elif method == "ping":
+        reply(msg_id, {})
+    else:
+        sys.stdout.write(
+            json.dumps({"jsonrpc": "2.0", "id": msg_id, "error": {"code": -32601, "message": method}}) + "\n"
+        )
+        sys.stdout.flush()
