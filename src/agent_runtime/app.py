@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from agent_runtime import __version__
 from agent_runtime.api import errors, ops, stream, tasks
+from agent_runtime.api.middleware import RequestContext
 from agent_runtime.runtime import Overrides, build_runtime, serve_background, stop_runtime
 from agent_runtime.settings import Settings
 
@@ -34,6 +35,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(RequestContext, tracing=lambda: getattr(getattr(app.state, "runtime", None), "tracing", None))
     app.include_router(tasks.router)
     app.include_router(stream.router)
     app.include_router(ops.router)

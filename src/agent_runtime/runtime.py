@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import anyio
 import httpx2
@@ -21,6 +22,7 @@ from agent_runtime.llm.base import LLMClient
 from agent_runtime.llm.factory import build_llm_client
 from agent_runtime.llm.metered import MeteredLLM
 from agent_runtime.observability.metrics import Metrics
+from agent_runtime.observability.tracing import Tracing, setup_tracing
 from agent_runtime.services.bus import EventBus
 from agent_runtime.services.jobs import TaskJobs
 from agent_runtime.services.runner import Runner
@@ -44,6 +46,8 @@ class Overrides:
     planner_llm: LLMClient | None = None
     executor_llm: LLMClient | None = None
     llm_http_client: httpx2.AsyncClient | None = None
+    span_exporter: Any = None
+    """An OpenTelemetry span exporter replacing OTLP (tests pass an in-memory one)."""
 
 
 @dataclass
@@ -58,6 +62,7 @@ class Runtime:
     runner: Runner
     planner_llm: LLMClient
     executor_llm: LLMClient
+    tracing: Tracing
     shutdown_event: anyio.Event = field(default_factory=anyio.Event)
     _migrated: bool = False
 
@@ -86,15 +91,16 @@ async def build_runtime(settings: Settings, overrides: Overrides | None = None) 
     store = TaskStore(engine, bus)
     bus.set_fetcher(store.events_after)
     metrics = Metrics()
+    tracing = setup_tracing(settings, span_exporter=overrides.span_exporter)
     registry = load_registry(settings.tools.registry_path)
     catalog = ToolCatalog(registry, settings.tools)
     pool = ToolPool(registry, settings.tools)
     planner_llm = MeteredLLM(overrides.planner_llm or _llm(settings, "planner", overrides), metrics)
     executor_llm = MeteredLLM(overrides.executor_llm or _llm(settings, "executor", overrides), metrics)
-    jobs = TaskJobs(store, settings, planner_llm, executor_llm, catalog, pool, metrics)
+    jobs = TaskJobs(store, settings, planner_llm, executor_llm, catalog, pool, metrics, tracing)
     runner = Runner(store, bus, settings.runner, plan_job=jobs.plan, execute_job=jobs.execute, metrics=metrics)
     tasks = TaskService(store, settings.limits, lambda: [t.qualified_name for t in catalog.tools()])
-    return Runtime(settings, store, bus, metrics, catalog, pool, tasks, runner, planner_llm, executor_llm)
+    return Runtime(settings, store, bus, metrics, catalog, pool, tasks, runner, planner_llm, executor_llm, tracing)
 
 
 async def preflight(settings: Settings) -> None:
@@ -159,6 +165,7 @@ async def stop_runtime(runtime: Runtime) -> None:
         await runtime.planner_llm.aclose()
         await runtime.executor_llm.aclose()
         await runtime.store.engine.dispose()
+        await anyio.to_thread.run_sync(runtime.tracing.shutdown)
 
 
 async def _housekeeping(runtime: Runtime) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,6 +23,8 @@ from agent_runtime.llm.base import LLMClient, Message, ToolCallRequest, ToolSpec
 from agent_runtime.tools.base import ToolResult
 
 ProgressHandler = Callable[[float, float | None, str | None], Awaitable[None]]
+SpanFactory = Callable[..., AbstractContextManager[object]]
+"""``span(name, **attributes)``: tracing hook (a no-op context manager when tracing is off)."""
 
 
 class StepTools(Protocol):
@@ -96,11 +99,13 @@ class ExecutorAgent:
         specs: Callable[[list[str]], list[ToolSpec]],
         safe_to_repeat: Callable[[str], bool],
         limits: ExecutorLimits,
+        span: SpanFactory | None = None,
     ) -> None:
         self.llm = llm
         self._specs = specs
         self._safe = safe_to_repeat
         self.limits = limits
+        self._span: SpanFactory = span or (lambda _name, **_attrs: nullcontext())
 
     async def run(
         self,
@@ -118,9 +123,10 @@ class ExecutorAgent:
                 continue
             resumed = step_status.get(step.id) == StepStatus.RUNNING
             deps = {d: outputs.get(d, "") for d in step.depends_on}
-            outputs[step.id] = await self.run_step(
-                prompt=prompt, plan=plan, step=step, deps=deps, tools=tools, journal=journal, resumed=resumed
-            )
+            with self._span("agent_runtime.step", step_id=step.id, resumed=resumed):
+                outputs[step.id] = await self.run_step(
+                    prompt=prompt, plan=plan, step=step, deps=deps, tools=tools, journal=journal, resumed=resumed
+                )
         response = await self.llm.generate(
             system=prompts.SUMMARY_SYSTEM,
             messages=[Message(role="user", content=prompts.summary_request(prompt, outputs))],
@@ -203,9 +209,10 @@ class ExecutorAgent:
 
         started = time.perf_counter()
         try:
-            result = await tools.call(
-                request.name, request.arguments, timeout=self.limits.call_timeout, on_progress=on_progress
-            )
+            with self._span("agent_runtime.tool_call", tool=request.name, step_id=step.id, call_id=call_id):
+                result = await tools.call(
+                    request.name, request.arguments, timeout=self.limits.call_timeout, on_progress=on_progress
+                )
         except (ToolServerError, ToolTimeoutError, ToolNotAllowedError) as exc:
             await journal.call_failed(call_id, step.id, request.name, exc, time.perf_counter() - started)
             return Message(

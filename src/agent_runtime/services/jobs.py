@@ -9,7 +9,7 @@ flight are settled as in-doubt (see ``agents.executor``).
 from __future__ import annotations
 
 import time
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +26,7 @@ from agent_runtime.domain.states import StepStatus, TaskStatus, ToolCallStatus, 
 from agent_runtime.errors import LeaseLostError, ServiceError
 from agent_runtime.llm.base import LLMClient, ToolSpec
 from agent_runtime.observability.metrics import Metrics
+from agent_runtime.observability.tracing import Tracing
 from agent_runtime.services.journal import StoreJournal
 from agent_runtime.settings import Settings
 from agent_runtime.store.store import TaskStore
@@ -66,10 +67,18 @@ class TaskJobs:
     catalog: Catalog
     pool: Pool
     metrics: Metrics | None = None
+    tracing: Tracing | None = None
+
+    def _span(self, name: str, **attributes: str | int | None) -> AbstractContextManager[object]:
+        return self.tracing.span(name, **attributes) if self.tracing is not None else nullcontext()
 
     # -- planning -------------------------------------------------------------------------------
 
     async def plan(self, lease: Lease) -> None:
+        with self._span("agent_runtime.plan", task_id=lease.task_id, epoch=lease.epoch):
+            await self._plan(lease)
+
+    async def _plan(self, lease: Lease) -> None:
         started = time.perf_counter()
         async with self.store.transaction(lease.task_id, lease) as tx:
             if tx.task.status == TaskStatus.QUEUED:
@@ -119,6 +128,10 @@ class TaskJobs:
     # -- execution ------------------------------------------------------------------------------
 
     async def execute(self, lease: Lease) -> None:
+        with self._span("agent_runtime.execute", task_id=lease.task_id, epoch=lease.epoch):
+            await self._execute(lease)
+
+    async def _execute(self, lease: Lease) -> None:
         started = time.perf_counter()
         task = await self.store.get_task(lease.task_id)
         version = task.approved_plan_version
@@ -143,6 +156,7 @@ class TaskJobs:
             self.executor_llm,
             specs=self._specs,
             safe_to_repeat=self._safe_to_repeat,
+            span=self._span,
             limits=ExecutorLimits(
                 max_turns=self.settings.limits.max_turns_per_step,
                 max_tool_calls=self.settings.limits.max_tool_calls_per_step,
