@@ -21,6 +21,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.STALE_PLAN_VERSION: 409,
     ErrorCode.LEASE_LOST: 409,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.CONFIG_ERROR: 422,  # only reachable through the API by reloading a bad registry file
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.LLM_ERROR: 502,
     ErrorCode.LLM_RATE_LIMITED: 502,
