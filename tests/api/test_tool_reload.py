@@ -16,10 +16,8 @@ async def test_reload_picks_up_a_new_server_and_refuses_a_broken_file(tmp_path: 
         echo = next(t for t in before["tools"] if t["name"] == "example.echo")
         assert echo["safe_to_repeat"] is True and echo["input_schema"]["required"] == ["text"]
 
-        registry.write_text(
-            registry.read_text()
-            + f"  - id: second\n    type: local_stdio\n    config:\n      command: ${{PYTHON}}\n      args: ['{EXAMPLE_SERVER}']\n"
-        )
+        second = "  - id: second\n    type: local_stdio\n    config:\n      command: ${PYTHON}\n"
+        registry.write_text(registry.read_text() + second + f"      args: ['{EXAMPLE_SERVER}']\n")
         reloaded = await live.client.post("/v1/admin/reload-tools")
         assert reloaded.status_code == 200 and set(reloaded.json()["servers"]) == {"example", "second"}
         names = {t["name"] for t in (await live.client.get("/v1/tools")).json()["tools"]}
