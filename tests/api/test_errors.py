@@ -79,3 +79,12 @@ async def test_illegal_transitions_return_409_with_the_current_state(tmp_path: P
             assert error["details"]["current_status"] == "rejected"
         stream = await live.wait_for(task_id, "task_rejected")
         assert stream[-1]["data"]["reason"] == "not now"
+
+
+async def test_readiness_fails_while_migrations_are_pending(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, database={"auto_migrate": False})
+    async with live_service(settings) as live:
+        ready = await live.client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"] == {"draining": False, "database": "ok", "migrations": "pending"}
+        assert (await live.client.get("/healthz")).status_code == 200

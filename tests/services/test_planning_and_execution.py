@@ -124,3 +124,36 @@ async def test_the_whole_flow_calls_a_third_party_mcp_server_from_pypi(tmp_path:
         assert time_result["is_error"] is False
         assert json.loads(time_result["result"])["timezone"] == "UTC"
         assert events[-1]["sse_event"] == "task_completed"
+
+
+async def test_a_tool_server_that_cannot_start_fails_its_step_naming_the_server_and_its_stderr(
+    tmp_path: Path,
+) -> None:
+    switch = tmp_path / "fail-now"
+    script = REPO / "tests" / "tools" / "servers" / "fail_when_file_exists.py"
+    extra = (
+        "  - id: flaky\n    type: local_stdio\n    config:\n      command: ${PYTHON}\n"
+        f"      args: ['{script}', '{switch}']\n"
+    )
+    plan = {
+        "summary": "two servers",
+        "steps": [
+            {"id": "ok", "title": "echo", "instruction": "echo", "tools": ["example.echo"], "depends_on": []},
+            {"id": "bad", "title": "flaky", "instruction": "use it", "tools": ["flaky.echo"], "depends_on": ["ok"]},
+        ],
+    }
+    model = ScriptedModel(plan, {"ok": [("example.echo", {"text": "fine"})], "bad": [("flaky.echo", {"text": "x"})]})
+    settings = make_settings(tmp_path, registry=write_registry(tmp_path, extra=extra))
+    async with live_service(settings, openai_overrides(model.fake())) as live:
+        created = await live.submit("two servers")
+        await live.wait_for(created["id"], "approval_required")  # discovery worked: flaky.echo is known
+        switch.write_text("on")  # from now on the server dies at start
+        await live.approve(created["id"], 1)
+        events = await read_stream(live.client, created["id"])
+        failed = next(e for e in events if e["sse_event"] == "step_failed")
+        assert failed["data"]["step_id"] == "bad"
+        message = failed["data"]["error"]["message"]
+        assert "'flaky'" in message and "flaky server: refusing to start (exit 4)" in message
+        assert events[-1]["sse_event"] == "task_failed"
+        task = await live.task(created["id"])
+        assert [s["status"] for s in task["plan"]["steps"]] == ["completed", "failed"]
