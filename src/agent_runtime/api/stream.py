@@ -43,8 +43,10 @@ def _position(last_event_id: str | None, after: int | None) -> int:
     return after or 0
 
 
-async def _follow(runtime: Runtime, task_id: str, start: int) -> AsyncIterator[ServerSentEvent]:
-    sub = runtime.bus.subscribe(task_id, after=start)
+async def _follow(runtime: Runtime, task_id: str, start: int, known: int) -> AsyncIterator[ServerSentEvent]:
+    # Subscribe before reading the store: nothing committed in between can be missed. ``known`` (the
+    # task's last sequence number) tells the bus where live delivery starts; the replay covers the rest.
+    sub = runtime.bus.subscribe(task_id, after=known)
     runtime.metrics.sse_client_connected()
     last = start
     try:
@@ -88,10 +90,10 @@ async def stream(
     after: Annotated[int | None, Query(ge=0, description="Replay events after this sequence number")] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
-    await runtime.store.get_task(task_id)  # 404 before the stream starts
+    task = await runtime.store.get_task(task_id)  # 404 before the stream starts
     start = _position(last_event_id, after)
     return EventSourceResponse(
-        _follow(runtime, task_id, start),
+        _follow(runtime, task_id, start, task.last_seq),
         ping=runtime.settings.server.sse_ping_seconds,
         send_timeout=30,
         shutdown_event=runtime.shutdown_event,
