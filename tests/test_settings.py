@@ -62,6 +62,10 @@ def test_production_refuses_the_offline_test_model(tmp_path: Path) -> None:
     config.write_text("server: {environment: production}\nllm: {planner: {provider: offline}}\n")
     with pytest.raises(ConfigError, match=r"llm.planner.provider is 'offline'"):
         load_settings(config)
+    implied = tmp_path / "implied.yaml"
+    implied.write_text("server: {environment: production}\n")
+    with pytest.raises(ConfigError, match=r"llm.planner.provider is unset and no API key is set"):
+        load_settings(implied)
 
 
 def test_the_cli_stops_with_one_clear_message_on_a_bad_config(tmp_path: Path) -> None:

@@ -69,9 +69,11 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from agent_runtime.runtime import preflight
     from agent_runtime.tools.registry import load_registry
 
     settings = _settings(args)
+    asyncio.run(preflight(settings))
     registry = load_registry(settings.tools.registry_path)
     for role in ("planner", "executor"):
         resolved = getattr(settings.llm, role).resolved()

@@ -27,6 +27,7 @@ class ErrorCode(StrEnum):
     TOOL_ERROR = "tool_error"
     TOOL_TIMEOUT = "tool_timeout"
     TOOL_SERVER_UNAVAILABLE = "tool_server_unavailable"
+    STEP_LIMIT_EXCEEDED = "step_limit_exceeded"
     LEASE_LOST = "lease_lost"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal_error"

@@ -98,7 +98,15 @@ async def build_runtime(settings: Settings, overrides: Overrides | None = None) 
     planner_llm = MeteredLLM(overrides.planner_llm or _llm(settings, "planner", overrides), metrics)
     executor_llm = MeteredLLM(overrides.executor_llm or _llm(settings, "executor", overrides), metrics)
     jobs = TaskJobs(store, settings, planner_llm, executor_llm, catalog, pool, metrics, tracing)
-    runner = Runner(store, bus, settings.runner, plan_job=jobs.plan, execute_job=jobs.execute, metrics=metrics)
+    runner = Runner(
+        store,
+        bus,
+        settings.runner,
+        plan_job=jobs.plan,
+        execute_job=jobs.execute,
+        on_crash=jobs.fail_unexpected,
+        metrics=metrics,
+    )
     tasks = TaskService(store, settings.limits, lambda: [t.qualified_name for t in catalog.tools()])
     return Runtime(settings, store, bus, metrics, catalog, pool, tasks, runner, planner_llm, executor_llm, tracing)
 

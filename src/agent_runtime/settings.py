@@ -208,10 +208,11 @@ class Settings(BaseSettings):
         if self.server.environment == "production":
             for role in ("planner", "executor"):
                 llm: LLMSettings = getattr(self.llm, role)
-                if llm.provider == "offline":
+                if llm.resolved().provider == "offline":
+                    how = "is 'offline'" if llm.provider == "offline" else "is unset and no API key is set"
                     raise ValueError(
-                        f"llm.{role}.provider is 'offline' (the offline test model) while "
-                        "server.environment is 'production'; configure openai or anthropic"
+                        f"llm.{role}.provider {how}, which means the offline test model, while "
+                        "server.environment is 'production'; configure openai or anthropic and its key"
                     )
         return self
 

@@ -27,6 +27,11 @@ async def test_validation_errors_name_the_field_and_share_one_shape(tmp_path: Pa
         assert bad_version.status_code == 422
         assert bad_version.json()["error"]["details"]["fields"][0]["field"] == "plan_version"
 
+        not_json = await live.client.post(
+            "/v1/tasks", content=b'{"prompt": ', headers={"content-type": "application/json"}
+        )
+        assert not_json.status_code == 422 and not_json.json()["error"]["details"]["fields"][0]["field"] == "body"
+
         bad_status = await live.client.get("/v1/tasks", params={"status": "sleeping"})
         assert bad_status.status_code == 422 and bad_status.json()["error"]["details"]["fields"][0]["field"] == "status"
 

@@ -154,6 +154,37 @@ async def test_a_tool_server_that_cannot_start_fails_its_step_naming_the_server_
         assert failed["data"]["step_id"] == "bad"
         message = failed["data"]["error"]["message"]
         assert "'flaky'" in message and "flaky server: refusing to start (exit 4)" in message
+        assert failed["data"]["error"]["code"] == "tool_server_unavailable"
         assert events[-1]["sse_event"] == "task_failed"
         task = await live.task(created["id"])
         assert [s["status"] for s in task["plan"]["steps"]] == ["completed", "failed"]
+
+
+async def test_a_step_that_keeps_calling_tools_fails_with_a_limit_error(tmp_path: Path) -> None:
+    model = ScriptedModel(one_step_plan("example.echo"), {"s1": [("example.echo", {"text": "again"})] * 3})
+    settings = make_settings(tmp_path, limits={"max_tool_calls_per_step": 2})
+    async with live_service(settings, openai_overrides(model.fake())) as live:
+        created = await live.submit("loop")
+        await live.wait_for(created["id"], "approval_required")
+        await live.approve(created["id"], 1)
+        events = await read_stream(live.client, created["id"])
+        error = events[-1]["data"]["error"]
+        assert events[-1]["sse_event"] == "task_failed"
+        assert error == {
+            "code": "step_limit_exceeded",
+            "message": "step s1 exceeded 2 tool calls",
+            "details": {"step_id": "s1"},
+        }
+
+
+async def test_an_unexpected_crash_in_a_worker_fails_the_task_clearly(tmp_path: Path) -> None:
+    async with live_service(make_settings(tmp_path)) as live:
+
+        async def broken_plan_job(lease: object) -> None:
+            raise RuntimeError("a bug")
+
+        live.runtime.runner._plan_job = broken_plan_job  # a stand-in for a bug in our own code
+        created = await live.submit("anything")
+        events = await read_stream(live.client, created["id"])
+        assert events[-1]["sse_event"] == "task_failed"
+        assert events[-1]["data"]["error"]["message"] == "internal error: ExceptionGroup"

@@ -18,7 +18,7 @@ from agent_runtime.agents import prompts
 from agent_runtime.domain.plan import Plan, PlanStep, execution_order
 from agent_runtime.domain.records import ToolCallRecord
 from agent_runtime.domain.states import StepStatus, ToolCallStatus
-from agent_runtime.errors import ServiceError, ToolNotAllowedError, ToolServerError, ToolTimeoutError
+from agent_runtime.errors import ErrorCode, ServiceError, ToolNotAllowedError, ToolServerError, ToolTimeoutError
 from agent_runtime.llm.base import LLMClient, Message, ToolCallRequest, ToolSpec
 from agent_runtime.tools.base import ToolResult
 
@@ -81,7 +81,9 @@ class InDoubtError(ServiceError):
 
 
 class StepFailedError(ServiceError):
-    pass
+    """A step ran out of turns or tool calls."""
+
+    code = ErrorCode.STEP_LIMIT_EXCEEDED
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +153,10 @@ class ExecutorAgent:
         if failed:
             error = ToolServerError(
                 "; ".join(f"tool server {s!r} failed to start: {err}" for s, err in failed.items()),
-                details={"servers": sorted(failed)},
+                details={"servers": sorted(failed), "step_id": step.id},
             )
             await journal.step_failed(step.id, error)
-            raise StepFailedError(error.message, details=error.details)
+            raise error
         messages = [Message(role="user", content=prompts.step_request(prompt, plan, step, deps))]
         turn, calls_made = 0, 0
         if resumed:

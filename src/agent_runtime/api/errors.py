@@ -52,7 +52,14 @@ async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    fields = [{"field": _field(tuple(e["loc"])), "message": e["msg"], "type": e["type"]} for e in exc.errors()]
+    fields = [
+        {
+            "field": "body" if e["type"] == "json_invalid" else _field(tuple(e["loc"])),
+            "message": e["msg"],
+            "type": e["type"],
+        }
+        for e in exc.errors()
+    ]
     message = "; ".join(f"{f['field']}: {f['message']}" for f in fields) or "invalid request"
     return JSONResponse(error_body(ErrorCode.VALIDATION_ERROR.value, message, {"fields": fields}), status_code=422)
 

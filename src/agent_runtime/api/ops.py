@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from agent_runtime.api.deps import RuntimeDep
+from agent_runtime.errors import NotFoundError
 
 router = APIRouter(tags=["operations"])
 
@@ -37,6 +38,8 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus metrics")
 async def metrics(runtime: RuntimeDep, request: Request) -> Response:
+    if not runtime.settings.observability.metrics_enabled:
+        raise NotFoundError("metrics are disabled (observability.metrics_enabled: false)")
     runtime.metrics.set_task_counts(await runtime.store.count_by_status())
     live = {server.id: 0 for server in runtime.pool.registry.enabled()} | runtime.pool.live_by_server()
     runtime.metrics.set_mcp_processes(live)

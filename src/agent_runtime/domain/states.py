@@ -53,10 +53,10 @@ class ToolCallStatus(StrEnum):
 S = TaskStatus
 
 TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
-    S.QUEUED: frozenset({S.PLANNING, S.CANCELLED}),
+    S.QUEUED: frozenset({S.PLANNING, S.FAILED, S.CANCELLED}),
     S.PLANNING: frozenset({S.AWAITING_APPROVAL, S.FAILED, S.CANCELLED}),
     S.AWAITING_APPROVAL: frozenset({S.AWAITING_APPROVAL, S.APPROVED, S.REJECTED, S.QUEUED, S.CANCELLED}),
-    S.APPROVED: frozenset({S.EXECUTING, S.CANCELLED}),
+    S.APPROVED: frozenset({S.EXECUTING, S.FAILED, S.CANCELLED}),
     S.EXECUTING: frozenset({S.COMPLETED, S.FAILED, S.NEEDS_ATTENTION, S.CANCELLED}),
     S.NEEDS_ATTENTION: frozenset({S.APPROVED, S.FAILED, S.CANCELLED}),
     S.COMPLETED: frozenset(),
@@ -65,7 +65,8 @@ TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     S.CANCELLED: frozenset(),
 }
 """Allowed ``from → to`` changes. ``awaiting_approval → awaiting_approval`` is an operator edit
-(a new plan version); ``awaiting_approval → queued`` is a revision request."""
+(a new plan version); ``awaiting_approval → queued`` is a revision request. ``queued`` and
+``approved`` may fail directly when a worker cannot even start on them."""
 
 TERMINAL: frozenset[TaskStatus] = frozenset({S.COMPLETED, S.FAILED, S.REJECTED, S.CANCELLED})
 

@@ -160,7 +160,7 @@ class TaskJobs:
             limits=ExecutorLimits(
                 max_turns=self.settings.limits.max_turns_per_step,
                 max_tool_calls=self.settings.limits.max_tool_calls_per_step,
-                call_timeout=self.settings.tools.call_timeout_seconds,
+                call_timeout=None,  # each server's own call timeout (registry entry, else tools settings)
             ),
         )
         journal = StoreJournal(self.store, lease, version, self.metrics)
@@ -182,6 +182,15 @@ class TaskJobs:
         await self.pool.workspaces.remove(task.id)
         if self.metrics is not None:
             self.metrics.observe_execution(time.perf_counter() - started, "completed")
+
+    async def fail_unexpected(self, lease: Lease, exc: BaseException) -> None:
+        """A bug, not a modelled failure: fail the task clearly rather than retry it forever.
+        If even that cannot be written (database down), the lease expires and the task is retried."""
+        try:
+            version = (await self.store.get_task(lease.task_id)).approved_plan_version
+            await self._fail(lease, ServiceError(f"internal error: {type(exc).__name__}"), version=version)
+        except Exception as inner:
+            log.warning("fail_unexpected_failed", error=f"{type(inner).__name__}: {inner}")
 
     async def _mark_in_doubt(self, tx: Any, lease: Lease) -> None:
         """Calls left STARTED by an earlier worker have no recorded result: they are in doubt."""

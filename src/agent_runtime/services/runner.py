@@ -35,6 +35,7 @@ PLANNING_STATES = (TaskStatus.QUEUED, TaskStatus.PLANNING)
 EXECUTION_STATES = (TaskStatus.APPROVED, TaskStatus.EXECUTING)
 
 Job = Callable[[Lease], Awaitable[None]]
+CrashHandler = Callable[[Lease, BaseException], Awaitable[None]]
 
 
 def default_worker_id() -> str:
@@ -57,6 +58,7 @@ class Runner:
         *,
         plan_job: Job,
         execute_job: Job,
+        on_crash: CrashHandler | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.store = store
@@ -65,6 +67,7 @@ class Runner:
         self.owner = settings.worker_id or default_worker_id()
         self._plan_job = plan_job
         self._execute_job = execute_job
+        self._on_crash = on_crash
         self.metrics = metrics
         self._planning: dict[str, _Slot] = {}
         self._executing: dict[str, _Slot] = {}
@@ -116,8 +119,8 @@ class Runner:
             leases = await self.store.claim(
                 self.owner, states, limit=room, lease_seconds=self.settings.lease_seconds, global_limit=global_limit
             )
-        except Exception:
-            log.exception("claim_failed")
+        except Exception as exc:  # the database may be briefly unreachable (or not migrated yet)
+            log.warning("claim_failed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
             return
         for lease in leases:
             if lease.task_id in slots:
@@ -143,10 +146,13 @@ class Runner:
                             await job(lease)
                         finally:
                             tg.cancel_scope.cancel()
-            except LeaseLostError:
+            except* LeaseLostError:
                 log.warning("lease_lost", owner=self.owner)
-            except Exception:
-                log.exception("worker_crashed")
+            except* Exception as group:  # top of a worker task: record it, keep the service up
+                log.error("worker_crashed", exc_info=group)
+                if self._on_crash is not None:
+                    with anyio.CancelScope(shield=True):
+                        await self._on_crash(lease, group)
             finally:
                 slots.pop(lease.task_id, None)
                 if self._draining and not slot.lost:
