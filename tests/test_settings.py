@@ -95,7 +95,7 @@ def test_the_cli_stops_with_one_clear_message_on_a_bad_config(tmp_path: Path) ->
 async def test_startup_says_loudly_that_the_offline_test_model_is_in_use(tmp_path: Path) -> None:
     with structlog.testing.capture_logs() as logs:
         runtime = await build_runtime(make_settings(tmp_path))
-        await runtime.store.engine.dispose()
+        await runtime.store.aclose()
     warnings = [entry for entry in logs if entry["event"] == "offline_test_model"]
     assert {w["role"] for w in warnings} == {"planner", "executor"}
     assert all(w["log_level"] == "warning" and "OFFLINE TEST MODEL" in w["message"] for w in warnings)

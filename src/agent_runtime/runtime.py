@@ -114,8 +114,7 @@ async def build_runtime(settings: Settings, overrides: Overrides | None = None) 
 async def preflight(settings: Settings) -> None:
     """Check what settings validation cannot (database URL, tool registry, LLM keys) before serving,
     so a bad configuration stops the process with one clear :class:`ConfigError`."""
-    engine = create_engine(settings.database)
-    await engine.dispose()
+    await create_engine(settings.database).dispose()
     load_registry(settings.tools.registry_path)
     for role in ("planner", "executor"):
         await build_llm_client(getattr(settings.llm, role).resolved()).aclose()
@@ -172,7 +171,7 @@ async def stop_runtime(runtime: Runtime) -> None:
         await runtime.pool.aclose()
         await runtime.planner_llm.aclose()
         await runtime.executor_llm.aclose()
-        await runtime.store.engine.dispose()
+        await runtime.store.aclose()
         await anyio.to_thread.run_sync(runtime.tracing.shutdown)
 
 

@@ -33,7 +33,8 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     async with database_url(request.param, tmp_path) as url:
         engine = create_engine(DatabaseSettings(url=url))
         await migrate.upgrade(engine)
+        store = TaskStore(engine, RecordingListener())
         try:
-            yield TaskStore(engine, RecordingListener())
+            yield store
         finally:
-            await engine.dispose()
+            await store.aclose()

@@ -1,4 +1,6 @@
-"""Dependency aliases: handlers receive the runtime's parts, built in the app's lifespan."""
+"""Dependency aliases: handlers receive the runtime's parts, built in the app's lifespan.
+
+They are ``async def`` so FastAPI does not send each one through its thread pool."""
 
 from __future__ import annotations
 
@@ -10,13 +12,14 @@ from agent_runtime.runtime import Runtime
 from agent_runtime.services.tasks import TaskService
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_tasks(request: Request) -> TaskService:
-    return get_runtime(request).tasks
+async def get_tasks(request: Request) -> TaskService:
+    runtime: Runtime = request.app.state.runtime
+    return runtime.tasks
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -60,8 +60,13 @@ async def _follow(runtime: Runtime, task_id: str, start: int, known: int) -> Asy
                         return
                 if len(batch) < PAGE:
                     break
-            if is_terminal((await runtime.store.get_task(task_id)).status) or runtime.runner.draining:
-                return  # finished, or this replica is draining: the client reconnects elsewhere
+            task = await runtime.store.get_task(task_id)
+            if is_terminal(task.status):
+                if last >= task.last_seq:
+                    return  # the client already has everything, terminal event included
+                continue  # finished after our read: its terminal event is stored, replay it
+            if runtime.runner.draining:
+                return  # this replica is going away: the client reconnects elsewhere
             while True:
                 await sub.wait(3600)
                 if sub.closed:

@@ -88,3 +88,5 @@ class Lease:
     epoch: int
     status: TaskStatus
     """The status the task had when claimed (before the claim's own transition)."""
+    last_seq: int = 0
+    """The task's last event sequence number when claimed."""

@@ -17,6 +17,8 @@ from agent_runtime.store.store import TaskStore
 from agent_runtime.tools.base import ToolResult, split_name
 
 PREVIEW_CHARS = 2000
+DELTA_CHARS = 256
+DELTA_SECONDS = 0.05
 
 
 class StoreJournal:
@@ -28,6 +30,10 @@ class StoreJournal:
         self.plan_version = plan_version
         self.metrics = metrics
         self._step_started: dict[str, float] = {}
+        self._delta: list[str] = []
+        self._delta_chars = 0
+        self._delta_since = 0.0
+        self._delta_step: str | None = None
 
     async def step_started(self, step_id: str, *, resumed: bool) -> None:
         self._step_started[step_id] = time.perf_counter()
@@ -39,12 +45,30 @@ class StoreJournal:
             tx.emit(EventType.STEP_STARTED, {"step_id": step_id, "resumed": resumed})
 
     async def text_delta(self, step_id: str, text: str) -> None:
+        """Buffer streamed text; write it as one event per ~256 characters or 50 ms, and always
+        before any other record, so the stream stays live without a transaction per token."""
+        if self._delta_step not in (None, step_id):
+            await self.flush_text()
+        if not self._delta:
+            self._delta_since = time.monotonic()
+        self._delta_step = step_id
+        self._delta.append(text)
+        self._delta_chars += len(text)
+        if self._delta_chars >= DELTA_CHARS or time.monotonic() - self._delta_since >= DELTA_SECONDS:
+            await self.flush_text()
+
+    async def flush_text(self) -> None:
+        if not self._delta or self._delta_step is None:
+            return
+        text, step_id = "".join(self._delta), self._delta_step
+        self._delta, self._delta_chars, self._delta_step = [], 0, None
         async with self.store.transaction(self.lease.task_id, self.lease) as tx:
             tx.emit(EventType.TEXT_DELTA, {"step_id": step_id, "text": text})
 
     async def call_started(
         self, step_id: str, turn: int, index: int, tool: str, arguments: dict[str, Any], *, retry_of: str | None
     ) -> str:
+        await self.flush_text()
         async with self.store.transaction(self.lease.task_id, self.lease) as tx:
             if retry_of is not None:
                 call_id = retry_of
@@ -113,6 +137,7 @@ class StoreJournal:
     async def call_refused(
         self, step_id: str, turn: int, index: int, tool: str, arguments: dict[str, Any], reason: str
     ) -> None:
+        await self.flush_text()
         async with self.store.transaction(self.lease.task_id, self.lease) as tx:
             call_id = await tx.add_tool_call(
                 step_id=step_id,
@@ -138,6 +163,7 @@ class StoreJournal:
             )
 
     async def step_completed(self, step_id: str, output: str) -> None:
+        await self.flush_text()
         async with self.store.transaction(self.lease.task_id, self.lease) as tx:
             await tx.update_step(
                 self.plan_version, step_id, status=StepStatus.COMPLETED, output=output, finished_at=tx.now
@@ -146,6 +172,7 @@ class StoreJournal:
         self._observe_step(step_id, "completed")
 
     async def step_failed(self, step_id: str, error: ServiceError) -> None:
+        await self.flush_text()
         async with self.store.transaction(self.lease.task_id, self.lease) as tx:
             body = {"code": error.code.value, "message": error.message}
             await tx.update_step(self.plan_version, step_id, status=StepStatus.FAILED, error=body, finished_at=tx.now)

@@ -27,7 +27,7 @@ from agent_runtime.errors import LeaseLostError
 from agent_runtime.observability.metrics import Metrics
 from agent_runtime.services.bus import EventBus
 from agent_runtime.settings import RunnerSettings
-from agent_runtime.store.store import TaskStore
+from agent_runtime.store.store import ClaimRequest, TaskStore
 
 log = structlog.get_logger(__name__)
 
@@ -72,6 +72,7 @@ class Runner:
         self._planning: dict[str, _Slot] = {}
         self._executing: dict[str, _Slot] = {}
         self._draining = False
+        self._saturated = False
         self._stopped = anyio.Event()
         self._idle = anyio.Event()
         self._idle.set()
@@ -87,51 +88,36 @@ class Runner:
         """Claim loop; workers are started in ``tg``. Returns when :meth:`drain` is called."""
         log.info("runner_started", owner=self.owner)
         while not self._draining:
-            await self._claim(
-                tg,
-                PLANNING_STATES,
-                self._planning,
-                self.settings.max_concurrent_planning,
-                self.settings.global_max_planning,
-            )
-            await self._claim(
-                tg,
-                EXECUTION_STATES,
-                self._executing,
-                self.settings.max_concurrent_execution,
-                self.settings.global_max_execution,
-            )
+            await self._claim(tg)
             await self.bus.wait_for_work(self.settings.safety_poll_seconds)
         self._stopped.set()
 
-    async def _claim(
-        self,
-        tg: TaskGroup,
-        states: tuple[TaskStatus, ...],
-        slots: dict[str, _Slot],
-        limit: int,
-        global_limit: int | None,
-    ) -> None:
-        room = limit - len(slots)
-        if room <= 0:
-            return
+    async def _claim(self, tg: TaskGroup) -> None:
+        """Claim planning and execution work in one transaction, up to the free slots of each."""
+        kinds = (
+            (PLANNING_STATES, self._planning, self.settings.max_concurrent_planning,
+             self.settings.global_max_planning, self._plan_job),
+            (EXECUTION_STATES, self._executing, self.settings.max_concurrent_execution,
+             self.settings.global_max_execution, self._execute_job),
+        )  # fmt: skip
+        requests = [ClaimRequest(states, limit - len(slots), glob) for states, slots, limit, glob, _ in kinds]
         try:
-            leases = await self.store.claim(
-                self.owner, states, limit=room, lease_seconds=self.settings.lease_seconds, global_limit=global_limit
-            )
+            claimed = await self.store.claim_batch(self.owner, requests, self.settings.lease_seconds)
         except Exception as exc:  # the database may be briefly unreachable (or not migrated yet)
             log.warning("claim_failed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
             return
-        for lease in leases:
-            if lease.task_id in slots:
-                continue
-            slot = _Slot(lease)
-            slots[lease.task_id] = slot
-            self._idle = anyio.Event() if self._idle.is_set() else self._idle
-            if lease.status in (TaskStatus.PLANNING, TaskStatus.EXECUTING) and self.metrics is not None:
-                self.metrics.lease_takeover()
-            job = self._plan_job if states is PLANNING_STATES else self._execute_job
-            tg.start_soon(self._work, slot, slots, job)
+        # Saturated: every free slot was filled, so more work may be waiting when a slot frees up.
+        self._saturated = any(r.limit > 0 and len(got) == r.limit for r, got in zip(requests, claimed, strict=True))
+        for (_, slots, _, _, job), leases in zip(kinds, claimed, strict=True):
+            for lease in leases:
+                if lease.task_id in slots:
+                    continue
+                slot = _Slot(lease)
+                slots[lease.task_id] = slot
+                self._idle = anyio.Event() if self._idle.is_set() else self._idle
+                if lease.status in (TaskStatus.PLANNING, TaskStatus.EXECUTING) and self.metrics is not None:
+                    self.metrics.lease_takeover()
+                tg.start_soon(self._work, slot, slots, job)
 
     async def _work(self, slot: _Slot, slots: dict[str, _Slot], job: Job) -> None:
         lease = slot.lease
@@ -160,7 +146,8 @@ class Runner:
                         await self._release(lease)
                 if not self._planning and not self._executing:
                     self._idle.set()
-                self.bus.work_available()
+                if self._saturated:
+                    self.bus.work_available()  # a slot freed up and work may be waiting for it
 
     async def _heartbeat(self, slot: _Slot) -> None:
         while True:
@@ -178,8 +165,8 @@ class Runner:
 
     async def _watch_cancel(self, slot: _Slot) -> None:
         """Stop the worker the moment the task is cancelled (by any replica)."""
-        task = await self.store.get_task(slot.lease.task_id)
-        sub = self.bus.subscribe(task.id, after=task.last_seq)
+        task_id = slot.lease.task_id
+        sub = self.bus.subscribe(task_id, after=slot.lease.last_seq)
         try:
             while True:
                 await sub.wait(3600)
@@ -187,7 +174,7 @@ class Runner:
                 sub.overflowed = False
                 events = sub.drain()
                 if stale:
-                    current = await self.store.get_task(task.id)
+                    current = await self.store.get_task(task_id)
                     cancelled = current.status == TaskStatus.CANCELLED
                 else:
                     cancelled = any(e.type == EventType.TASK_CANCELLED for e in events)

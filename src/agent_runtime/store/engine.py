@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, event
+from sqlalchemy import create_engine as sa_create_engine
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from agent_runtime.errors import ConfigError
@@ -33,11 +34,29 @@ def create_engine(db: DatabaseSettings) -> AsyncEngine:
 
 
 def _sqlite_engine(db: DatabaseSettings, database: str | None) -> AsyncEngine:
+    """The async SQLite engine: used for migrations and administration; the store's own reads and
+    writes go through :func:`sync_sqlite_engine` on a worker thread (far fewer thread hops)."""
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(db.url, echo=db.echo, connect_args={"timeout": 30})
+    _sqlite_hooks(engine.sync_engine)
+    return engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def sync_sqlite_engine(url: URL) -> Engine:
+    """A synchronous pysqlite engine on the same file, with the same pragmas and BEGIN control."""
+    engine = sa_create_engine(
+        url.set(drivername="sqlite+pysqlite"),
+        connect_args={"timeout": 30, "check_same_thread": False},
+        pool_size=8,
+        max_overflow=8,
+    )
+    _sqlite_hooks(engine)
+    return engine
+
+
+def _sqlite_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" hook below emit BEGIN itself, so writers can ask for IMMEDIATE.
         dbapi_connection.isolation_level = None
@@ -48,9 +67,8 @@ def _sqlite_engine(db: DatabaseSettings, database: str | None) -> AsyncEngine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
-
-    return engine
+        if mode is not None:  # None: a read outside any transaction (SQLite autocommit)
+            conn.exec_driver_sql(f"BEGIN {mode}")

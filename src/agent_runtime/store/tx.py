@@ -1,10 +1,11 @@
 """A fenced, event-writing transaction on one task.
 
 Everything a state change writes (task fields, plan versions, steps, tool calls, approvals and the
-events that describe them) goes through :class:`TaskTx` and commits at once. The task row is
-locked for the duration; when the transaction was opened under a lease, the final task update is
-conditional on the lease epoch, so a worker that lost its lease has its whole transaction refused
-by the database.
+events that describe them) goes through :class:`TaskTx`. The methods only *buffer* statements;
+:meth:`TaskTx.flush` writes them all, in one synchronous burst, inside the store's transaction.
+The first statement of the burst is the task row update, conditional on the lease epoch (and the
+sequence number the transaction started from), so a worker that lost its lease has its whole
+transaction refused by the database before anything else is written.
 """
 
 from __future__ import annotations
@@ -13,23 +14,24 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, Executable
 
 from agent_runtime.domain.events import Event, EventType
 from agent_runtime.domain.plan import Plan
 from agent_runtime.domain.records import TaskRecord
 from agent_runtime.domain.states import LEASED, TERMINAL, StepStatus, TaskStatus, ToolCallStatus, check_transition
 from agent_runtime.store import schema as t
-from agent_runtime.store.rows import new_id, utcnow
+from agent_runtime.store.rows import new_id
 
 
 class TaskTx:
     """Writes for one task inside one transaction. Obtain it from ``TaskStore.transaction``."""
 
-    def __init__(self, conn: AsyncConnection, task: TaskRecord, now: datetime) -> None:
-        self.conn = conn
+    def __init__(self, task: TaskRecord, now: datetime) -> None:
         self.task = task
+        self.started_from = task
         self.now = now
+        self._ops: list[tuple[Executable, list[dict[str, Any]] | None]] = []
         self._fields: dict[str, Any] = {}
         self._events: list[tuple[str, dict[str, Any]]] = []
         self.wakes_workers = False
@@ -61,7 +63,7 @@ class TaskTx:
 
     async def add_plan_version(self, plan: Plan, author: str) -> int:
         version = (self.task.current_plan_version or 0) + 1
-        await self.conn.execute(
+        self._op(
             t.plan_versions.insert().values(
                 task_id=self.task.id,
                 version=version,
@@ -71,7 +73,7 @@ class TaskTx:
                 created_at=self.now,
             )
         )
-        await self.conn.execute(
+        self._op(
             t.steps.insert(),
             [
                 {
@@ -88,7 +90,7 @@ class TaskTx:
         return version
 
     async def update_step(self, version: int, step_id: str, **fields: Any) -> None:
-        await self.conn.execute(
+        self._op(
             t.steps.update()
             .where(t.steps.c.task_id == self.task.id)
             .where(t.steps.c.plan_version == version)
@@ -97,7 +99,7 @@ class TaskTx:
         )
 
     async def update_steps_where(self, version: int, statuses: set[StepStatus], **fields: Any) -> None:
-        await self.conn.execute(
+        self._op(
             t.steps.update()
             .where(t.steps.c.task_id == self.task.id)
             .where(t.steps.c.plan_version == version)
@@ -119,7 +121,7 @@ class TaskTx:
         result: dict[str, Any] | None = None,
     ) -> str:
         call_id = new_id("call")
-        await self.conn.execute(
+        self._op(
             t.tool_calls.insert().values(
                 id=call_id,
                 task_id=self.task.id,
@@ -140,7 +142,7 @@ class TaskTx:
         return call_id
 
     async def update_tool_call(self, call_id: str, **fields: Any) -> None:
-        await self.conn.execute(
+        self._op(
             t.tool_calls.update()
             .where(t.tool_calls.c.id == call_id)
             .where(t.tool_calls.c.task_id == self.task.id)
@@ -148,7 +150,7 @@ class TaskTx:
         )
 
     async def update_tool_calls_where(self, statuses: set[ToolCallStatus], **fields: Any) -> None:
-        await self.conn.execute(
+        self._op(
             t.tool_calls.update()
             .where(t.tool_calls.c.task_id == self.task.id)
             .where(t.tool_calls.c.status.in_([str(s) for s in statuses]))
@@ -156,7 +158,7 @@ class TaskTx:
         )
 
     async def add_approval(self, version: int, decision: str, actor: str | None, reason: str | None) -> None:
-        await self.conn.execute(
+        self._op(
             t.approvals.insert().values(
                 task_id=self.task.id,
                 plan_version=version,
@@ -167,10 +169,16 @@ class TaskTx:
             )
         )
 
+    def _op(self, statement: Executable, rows: list[dict[str, Any]] | None = None) -> None:
+        self._ops.append((statement, rows))
+
     # -- commit ---------------------------------------------------------------------------------
 
-    async def flush(self, fence_epoch: int | None) -> tuple[list[Event], bool]:
-        """Write events and the task row. Return (events, fenced_ok)."""
+    def flush(self, conn: Connection, fence_epoch: int | None) -> tuple[list[Event], bool]:
+        """Write the task row (fenced), then every buffered statement, then the events.
+
+        Returns (events, ok); ``ok`` is False when the fence refused the write (nothing was written).
+        """
         first = self.task.last_seq + 1
         stored = [
             Event(task_id=self.task.id, seq=first + i, type=typ, data=data, created_at=self.now)
@@ -179,14 +187,23 @@ class TaskTx:
         values = dict(self._fields)
         values["updated_at"] = self.now
         values["last_seq"] = self.task.last_seq + len(stored)
-        stmt = t.tasks.update().where(t.tasks.c.id == self.task.id).values(**values)
+        stmt = (
+            t.tasks.update()
+            .where(t.tasks.c.id == self.task.id)
+            .where(t.tasks.c.last_seq == self.started_from.last_seq)
+            .values(**values)
+        )
         if fence_epoch is not None:
             stmt = stmt.where(t.tasks.c.lease_epoch == fence_epoch)
-        result = await self.conn.execute(stmt)
-        if result.rowcount != 1:
+        if conn.execute(stmt).rowcount != 1:
             return [], False
+        for statement, rows in self._ops:
+            if rows is None:
+                conn.execute(statement)
+            elif rows:
+                conn.execute(statement, rows)
         if stored:
-            await self.conn.execute(
+            conn.execute(
                 t.events.insert(),
                 [
                     {"task_id": e.task_id, "seq": e.seq, "type": e.type, "data": e.data, "created_at": e.created_at}
@@ -195,7 +212,3 @@ class TaskTx:
             )
         self.task = replace(self.task, last_seq=values["last_seq"], updated_at=self.now)
         return stored, True
-
-
-def now() -> datetime:
-    return utcnow()
