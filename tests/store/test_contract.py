@@ -205,3 +205,22 @@ async def test_the_housekeeping_lease_has_one_holder_at_a_time(store: TaskStore)
 async def test_migrations_are_at_head_and_idempotent(store: TaskStore) -> None:
     assert await migrate.pending(store.engine) is False
     assert await migrate.upgrade(store.engine) == migrate.head_revision()
+
+
+async def test_a_lease_holder_never_overwrites_a_change_it_did_not_see(store: TaskStore) -> None:
+    task = await store.create_task("p", {})
+    lease = await _claim_one(store)
+    async with store.transaction(task.id, lease) as tx:
+        tx.transition(TaskStatus.PLANNING)
+        tx.emit(EventType.PLANNING_STARTED, {})
+    async with store.transaction(task.id) as tx:  # someone else writes without bumping the epoch
+        tx.emit(EventType.TEXT_DELTA, {"from": "elsewhere"})
+    if not store.is_postgres:  # SQLite starts the holder from its last view: the fence must notice
+        with pytest.raises(LeaseLostError):
+            async with store.transaction(task.id, lease) as tx:
+                tx.emit(EventType.TEXT_DELTA, {"from": "holder"})
+    async with store.transaction(task.id, lease) as tx:  # a fresh read sees the change and goes on
+        tx.emit(EventType.TEXT_DELTA, {"from": "holder"})
+    events = await store.events_after(task.id, 0)
+    assert [e.seq for e in events] == [1, 2, 3, 4]
+    assert [e.data.get("from") for e in events[2:]] == ["elsewhere", "holder"]

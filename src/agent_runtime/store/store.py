@@ -83,6 +83,8 @@ class TaskStore:
         self.is_postgres = engine.dialect.name == "postgresql"
         self._sync: Engine | None = None if self.is_postgres else sync_sqlite_engine(engine.url)
         self._write_lock = anyio.Lock()  # used for SQLite only: one writer at a time, queued here
+        self._snapshots: dict[tuple[str, int | None], TaskRecord] = {}
+        """SQLite: each lease holder's last committed view of its task (see ``transaction``)."""
 
     async def aclose(self) -> None:
         if self._sync is not None:
@@ -138,8 +140,14 @@ class TaskStore:
         def write(conn: Connection) -> list[Event]:
             conn.execute(
                 t.tasks.insert().values(
-                    id=task_id, status=TaskStatus.QUEUED, prompt=prompt, metadata=metadata,
-                    created_at=now, updated_at=now, lease_epoch=0, last_seq=0,
+                    id=task_id,
+                    status=TaskStatus.QUEUED,
+                    prompt=prompt,
+                    metadata=metadata,
+                    created_at=now,
+                    updated_at=now,
+                    lease_epoch=0,
+                    last_seq=0,
                 )  # fmt: skip
             )
             events, _ = tx.flush(conn, None)
@@ -169,15 +177,29 @@ class TaskStore:
                     await conn.run_sync(self._notify, _payload(tx, events))
         else:
             async with self._write_lock:
-                record = await anyio.to_thread.run_sync(self._sqlite_read, lambda c: _load_task(c, task_id, False))
-                tx = TaskTx(_check_lease(record, lease), rows.utcnow())
+                # Under a lease only its holder writes the task (cancel also bumps the epoch), so the
+                # holder's last committed view is current; the fenced update checks it anyway.
+                snapshot = self._snapshots.get((task_id, fence)) if lease is not None else None
+                if snapshot is None:
+                    snapshot = await anyio.to_thread.run_sync(
+                        self._sqlite_read, lambda c: _load_task(c, task_id, False)
+                    )
+                tx = TaskTx(_check_lease(snapshot, lease), rows.utcnow())
                 yield tx
                 try:
                     events = await anyio.to_thread.run_sync(self._sqlite_write, lambda c: _flush_or_raise(tx, c, fence))
                 except _Fenced:
+                    self._snapshots.pop((task_id, fence), None)
                     raise LeaseLostError(
                         f"task {task_id}: lease lost before commit", details={"task_id": task_id}
                     ) from None
+                if lease is not None:
+                    if tx.task.status in LEASED:
+                        if len(self._snapshots) > 10_000:  # abandoned leases (cancelled workers): start over
+                            self._snapshots.clear()
+                        self._snapshots[(task_id, fence)] = tx.task
+                    else:
+                        self._snapshots.pop((task_id, fence), None)
         self._after_commit(tx, events)
 
     def _after_commit(self, tx: TaskTx, events: list[Event]) -> None:
@@ -266,7 +288,10 @@ class TaskStore:
             expires = rows.utcnow() + timedelta(seconds=lease_seconds)
             return conn.execute(_owned(lease).values(lease_expires_at=expires)).rowcount == 1
 
-        return await self._write(renew)
+        renewed = await self._write(renew)
+        if not renewed:
+            self._snapshots.pop((lease.task_id, lease.epoch), None)
+        return renewed
 
     async def release(self, lease: Lease) -> None:
         """Give the task back (e.g. at shutdown) so another worker may claim it at once."""
@@ -277,6 +302,7 @@ class TaskStore:
                 self._notify(conn, json.dumps({"task": lease.task_id, "last": 0, "work": True}))
             return released
 
+        self._snapshots.pop((lease.task_id, lease.epoch), None)
         if await self._write(release):
             self.listener.work_available()
 
@@ -300,9 +326,7 @@ class TaskStore:
 
     async def plan_versions(self, task_id: str) -> list[PlanVersionRecord]:
         stmt = (
-            sa.select(t.plan_versions)
-            .where(t.plan_versions.c.task_id == task_id)
-            .order_by(t.plan_versions.c.version)
+            sa.select(t.plan_versions).where(t.plan_versions.c.task_id == task_id).order_by(t.plan_versions.c.version)
         )
         return await self._read(lambda conn: [rows.plan_version(r) for r in conn.execute(stmt).mappings()])
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import Connection, Executable
 
 from agent_runtime.domain.events import Event, EventType
@@ -22,6 +24,27 @@ from agent_runtime.domain.records import TaskRecord
 from agent_runtime.domain.states import LEASED, TERMINAL, StepStatus, TaskStatus, ToolCallStatus, check_transition
 from agent_runtime.store import schema as t
 from agent_runtime.store.rows import new_id
+
+
+@lru_cache(maxsize=64)
+def _step_update(fields: tuple[str, ...]) -> sa.Update:
+    return (
+        t.steps.update()
+        .where(t.steps.c.task_id == sa.bindparam("k_task"))
+        .where(t.steps.c.plan_version == sa.bindparam("k_version"))
+        .where(t.steps.c.step_id == sa.bindparam("k_step"))
+        .values({name: sa.bindparam(name) for name in fields})
+    )
+
+
+@lru_cache(maxsize=64)
+def _call_update(fields: tuple[str, ...]) -> sa.Update:
+    return (
+        t.tool_calls.update()
+        .where(t.tool_calls.c.id == sa.bindparam("k_id"))
+        .where(t.tool_calls.c.task_id == sa.bindparam("k_task"))
+        .values({name: sa.bindparam(name) for name in fields})
+    )
 
 
 class TaskTx:
@@ -90,13 +113,8 @@ class TaskTx:
         return version
 
     async def update_step(self, version: int, step_id: str, **fields: Any) -> None:
-        self._op(
-            t.steps.update()
-            .where(t.steps.c.task_id == self.task.id)
-            .where(t.steps.c.plan_version == version)
-            .where(t.steps.c.step_id == step_id)
-            .values(**fields)
-        )
+        params = {"k_task": self.task.id, "k_version": version, "k_step": step_id, **fields}
+        self._op(_step_update(tuple(sorted(fields))), [params])
 
     async def update_steps_where(self, version: int, statuses: set[StepStatus], **fields: Any) -> None:
         self._op(
@@ -121,33 +139,28 @@ class TaskTx:
         result: dict[str, Any] | None = None,
     ) -> str:
         call_id = new_id("call")
-        self._op(
-            t.tool_calls.insert().values(
-                id=call_id,
-                task_id=self.task.id,
-                plan_version=self.task.approved_plan_version or 0,
-                step_id=step_id,
-                turn=turn,
-                call_index=call_index,
-                tool_name=tool_name,
-                arguments=arguments,
-                status=status,
-                result=result,
-                is_error=False,
-                lease_epoch=self.task.lease_epoch,
-                started_at=self.now,
-                finished_at=None if status == ToolCallStatus.STARTED else self.now,
-            )
-        )
+        row = {
+            "id": call_id,
+            "task_id": self.task.id,
+            "plan_version": self.task.approved_plan_version or 0,
+            "step_id": step_id,
+            "turn": turn,
+            "call_index": call_index,
+            "tool_name": tool_name,
+            "arguments": arguments,
+            "status": status,
+            "result": result,
+            "is_error": False,
+            "lease_epoch": self.task.lease_epoch,
+            "started_at": self.now,
+            "finished_at": None if status == ToolCallStatus.STARTED else self.now,
+        }
+        self._op(t.tool_calls.insert(), [row])
         return call_id
 
     async def update_tool_call(self, call_id: str, **fields: Any) -> None:
-        self._op(
-            t.tool_calls.update()
-            .where(t.tool_calls.c.id == call_id)
-            .where(t.tool_calls.c.task_id == self.task.id)
-            .values(**fields)
-        )
+        params = {"k_id": call_id, "k_task": self.task.id, **fields}
+        self._op(_call_update(tuple(sorted(fields))), [params])
 
     async def update_tool_calls_where(self, statuses: set[ToolCallStatus], **fields: Any) -> None:
         self._op(
