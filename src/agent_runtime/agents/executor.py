@@ -14,6 +14,8 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import structlog
+
 from agent_runtime.agents import prompts
 from agent_runtime.domain.plan import Plan, PlanStep, execution_order
 from agent_runtime.domain.records import ToolCallRecord
@@ -125,7 +127,10 @@ class ExecutorAgent:
                 continue
             resumed = step_status.get(step.id) == StepStatus.RUNNING
             deps = {d: outputs.get(d, "") for d in step.depends_on}
-            with self._span("agent_runtime.step", step_id=step.id, resumed=resumed):
+            with (
+                self._span("agent_runtime.step", step_id=step.id, resumed=resumed),
+                structlog.contextvars.bound_contextvars(step_id=step.id),
+            ):
                 outputs[step.id] = await self.run_step(
                     prompt=prompt, plan=plan, step=step, deps=deps, tools=tools, journal=journal, resumed=resumed
                 )
