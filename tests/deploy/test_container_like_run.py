@@ -88,9 +88,7 @@ def _image_layout(dockerfile: Dockerfile, app_dir: Path) -> None:
         *sources, dest = copy.args.split()
         for source in sources:
             src = ROOT / source
-            target = (
-                app_dir / (dest if dest not in ("./", ".") else "") / (src.name if dest.endswith("/") else "")
-            )
+            target = app_dir / (dest if dest not in ("./", ".") else "") / (src.name if dest.endswith("/") else "")
             if src.is_dir():
                 shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__"))
             else:
@@ -153,9 +151,7 @@ def _wait_for(service: Service, what: str, timeout: float, probe: Callable[[], T
         if result is not None:
             return result
         if service.process.poll() is not None:
-            pytest.fail(
-                f"service exited ({service.process.returncode}) waiting for {what}:\n{service.logs()}"
-            )
+            pytest.fail(f"service exited ({service.process.returncode}) waiting for {what}:\n{service.logs()}")
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}:\n{service.logs()}")
         time.sleep(POLL_INTERVAL)  # polling a separate process: there is nothing to await
@@ -241,15 +237,11 @@ def test_service_started_like_the_image_runs_a_task_through_approval(service: Se
         # SQLite migrates itself at start; the replica reports ready before taking traffic.
         _wait_for(service, "/readyz", START_TIMEOUT, lambda: _get_json(client, "/readyz"))
 
-        submitted = client.post(
-            "/v1/tasks", json={"prompt": "Write a note named hello saying hi, then read it back."}
-        )
+        submitted = client.post("/v1/tasks", json={"prompt": "Write a note named hello saying hi, then read it back."})
         assert submitted.status_code == 202, submitted.text
         task_id = submitted.json()["id"]
 
-        proposed = _wait_for(
-            service, "awaiting_approval", TASK_TIMEOUT, _task_in(client, task_id, "awaiting_approval")
-        )
+        proposed = _wait_for(service, "awaiting_approval", TASK_TIMEOUT, _task_in(client, task_id, "awaiting_approval"))
         plan = proposed["plan"]
         assert plan["steps"], proposed
 
@@ -278,13 +270,11 @@ def test_service_started_like_the_image_runs_a_task_through_approval(service: Se
         "tasks{state=completed} == 1": total("agent_runtime_tasks", state="completed") == 1,
         "planning_duration_seconds_count >= 1": total("agent_runtime_planning_duration_seconds_count") >= 1,
         "execution_duration_seconds_count == 1": total("agent_runtime_execution_duration_seconds_count") == 1,
-        f"step_duration_seconds_count == {steps}": total("agent_runtime_step_duration_seconds_count")
-        == steps,
+        f"step_duration_seconds_count == {steps}": total("agent_runtime_step_duration_seconds_count") == steps,
         "llm_calls_total{provider=offline} >= 2 (plan + execute)": (
             total("agent_runtime_llm_calls_total", provider="offline") >= 2
         ),
-        "tool_calls_total{server=example} >= 1": total("agent_runtime_tool_calls_total", server="example")
-        >= 1,
+        "tool_calls_total{server=example} >= 1": total("agent_runtime_tool_calls_total", server="example") >= 1,
         "mcp_server_processes series exists": "agent_runtime_mcp_server_processes" in metrics,
     }
     missing = [name for name, ok in expectations.items() if not ok]

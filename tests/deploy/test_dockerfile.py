@@ -118,9 +118,7 @@ def test_copied_paths_exist_and_are_not_excluded_by_dockerignore(dockerfile: Doc
 
 
 def test_base_images_are_python_311_slim(dockerfile: Dockerfile) -> None:
-    default = next(
-        i.args for i in dockerfile.instructions if i.keyword == "ARG" and "PYTHON_IMAGE=" in i.args
-    )
+    default = next(i.args for i in dockerfile.instructions if i.keyword == "ARG" and "PYTHON_IMAGE=" in i.args)
     image = default.split("=", 1)[1]
     assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-\w+)?", image), image
     for stage in dockerfile.all("FROM"):

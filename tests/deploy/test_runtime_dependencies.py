@@ -87,9 +87,7 @@ def test_every_module_the_service_imports_is_installed_without_the_dev_group() -
                 continue
             owners = {_normalize(d) for d in distributions.get(module, [])}
             if not owners:
-                problems.append(
-                    f"{path.relative_to(ROOT)}: imports {module}, which no installed package provides"
-                )
+                problems.append(f"{path.relative_to(ROOT)}: imports {module}, which no installed package provides")
             elif not owners & runtime:
                 problems.append(
                     f"{path.relative_to(ROOT)}: imports {module} ({', '.join(sorted(owners))}), "

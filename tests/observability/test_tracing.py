@@ -68,9 +68,7 @@ class FakeOtel:
                 return None
 
         class Tracer:
-            def start_as_current_span(
-                self, name: str, attributes: dict[str, Any], **options: Any
-            ) -> SpanContext:
+            def start_as_current_span(self, name: str, attributes: dict[str, Any], **options: Any) -> SpanContext:
                 return SpanContext(name, attributes, **options)
 
         class TracerProvider:
@@ -102,18 +100,14 @@ class FakeOtel:
                 setattr(mod, key, value)
             return mod
 
-        monkeypatch.setitem(
-            sys.modules, OTEL_MODULES[0], module(OTEL_MODULES[0], TracerProvider=TracerProvider)
-        )
+        monkeypatch.setitem(sys.modules, OTEL_MODULES[0], module(OTEL_MODULES[0], TracerProvider=TracerProvider))
         monkeypatch.setitem(
             sys.modules,
             OTEL_MODULES[1],
             module(OTEL_MODULES[1], BatchSpanProcessor=lambda exporter: exporter),
         )
         monkeypatch.setitem(sys.modules, OTEL_MODULES[2], module(OTEL_MODULES[2], Resource=Resource))
-        monkeypatch.setitem(
-            sys.modules, OTEL_MODULES[3], module(OTEL_MODULES[3], OTLPSpanExporter=OTLPSpanExporter)
-        )
+        monkeypatch.setitem(sys.modules, OTEL_MODULES[3], module(OTEL_MODULES[3], OTLPSpanExporter=OTLPSpanExporter))
 
 
 def _hide_otel(monkeypatch: pytest.MonkeyPatch) -> None:

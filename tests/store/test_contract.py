@@ -86,7 +86,7 @@ async def test_a_failed_transaction_rolls_back_its_rows_and_events(store: TaskSt
     with pytest.raises(RuntimeError):
         async with store.transaction(task.id, lease) as tx:
             tx.transition(TaskStatus.PLANNING)
-            await tx.add_plan_version(_plan(), "test")
+            tx.add_plan_version(_plan(), "test")
             tx.emit(EventType.PLAN_PROPOSED, {})
             raise RuntimeError("boom")
     assert (await store.get_task(task.id)).status == TaskStatus.QUEUED
@@ -153,7 +153,7 @@ async def test_waiting_for_approval_holds_no_lease(store: TaskStore) -> None:
     lease = await _claim_one(store)
     async with store.transaction(task.id, lease) as tx:
         tx.transition(TaskStatus.PLANNING)
-        version = await tx.add_plan_version(_plan(), "planner:test")
+        version = tx.add_plan_version(_plan(), "planner:test")
         tx.transition(TaskStatus.AWAITING_APPROVAL)
     waiting = await store.get_task(task.id)
     assert version == 1 and waiting.current_plan_version == 1

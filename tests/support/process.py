@@ -64,9 +64,7 @@ class ServiceProcess:
             start_new_session=True,  # its own process group, like a container: kill -9 takes its children too
         )
         assert self.proc.stderr is not None
-        threading.Thread(
-            target=self._pump, args=(self.proc.stderr, self._ready, self._exited), daemon=True
-        ).start()
+        threading.Thread(target=self._pump, args=(self.proc.stderr, self._ready, self._exited), daemon=True).start()
         if not self._ready.wait(timeout) or self._exited.is_set():
             self.stop()
             raise AssertionError(f"service did not start; log: {self.log_path.read_text()[-3000:]}")

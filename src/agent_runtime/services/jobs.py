@@ -12,7 +12,7 @@ import time
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import anyio
 import structlog
@@ -21,7 +21,7 @@ from agent_runtime.agents.executor import ExecutorAgent, ExecutorLimits, InDoubt
 from agent_runtime.agents.planner import PlannerAgent
 from agent_runtime.domain.events import EventType
 from agent_runtime.domain.plan import Plan
-from agent_runtime.domain.records import Lease
+from agent_runtime.domain.records import Lease, ToolCallRecord
 from agent_runtime.domain.states import StepStatus, TaskStatus, ToolCallStatus, is_terminal
 from agent_runtime.errors import LeaseLostError, ServiceError
 from agent_runtime.llm.base import LLMClient, ToolSpec
@@ -30,6 +30,7 @@ from agent_runtime.observability.tracing import Tracing
 from agent_runtime.services.journal import StoreJournal
 from agent_runtime.settings import Settings
 from agent_runtime.store.store import TaskStore
+from agent_runtime.store.tx import TaskTx
 from agent_runtime.tools.base import ToolInfo
 from agent_runtime.tools.workspace import Workspaces
 
@@ -108,7 +109,7 @@ class TaskJobs:
             return
         offline = self.planner_llm.provider == "offline"
         async with self.store.transaction(lease.task_id, lease) as tx:
-            version = await tx.add_plan_version(outcome.plan, outcome.author)
+            version = tx.add_plan_version(outcome.plan, outcome.author)
             tx.transition(TaskStatus.AWAITING_APPROVAL, revision_feedback=None)
             tx.emit(
                 EventType.PLAN_PROPOSED,
@@ -133,14 +134,12 @@ class TaskJobs:
 
     async def _execute(self, lease: Lease) -> None:
         started = time.perf_counter()
-        task = await self.store.get_task(lease.task_id)
+        task, record, steps, calls = await self.store.execution_state(lease.task_id)
         version = task.approved_plan_version
-        if version is None:
+        if version is None or record is None:
             await self._fail(lease, ServiceError("approved task has no approved plan version"))
             return
-        record = await self.store.plan_version(task.id, version)
         async with self.store.transaction(lease.task_id, lease) as tx:
-            steps = await self.store.steps(task.id, version)
             resumed = any(s.status != StepStatus.PENDING for s in steps)
             if tx.task.status == TaskStatus.APPROVED:
                 tx.transition(TaskStatus.EXECUTING)
@@ -148,7 +147,7 @@ class TaskJobs:
                 tx.emit(EventType.TASK_RESUMED, {"phase": "executing", "worker": lease.owner})
             else:
                 tx.emit(EventType.EXECUTION_STARTED, {"plan_version": version, "content_hash": record.content_hash})
-            await self._mark_in_doubt(tx, lease)
+            self._mark_in_doubt(tx, calls)
         status = {s.step_id: s.status for s in steps}
         outputs = {s.step_id: s.output or "" for s in steps if s.status == StepStatus.COMPLETED}
         plan = record.plan
@@ -192,11 +191,12 @@ class TaskJobs:
         except Exception as inner:
             log.warning("fail_unexpected_failed", error=f"{type(inner).__name__}: {inner}")
 
-    async def _mark_in_doubt(self, tx: Any, lease: Lease) -> None:
-        """Calls left STARTED by an earlier worker have no recorded result: they are in doubt."""
-        for call in await self.store.tool_calls(lease.task_id):
+    def _mark_in_doubt(self, tx: TaskTx, calls: list[ToolCallRecord]) -> None:
+        """Calls left STARTED by an earlier worker have no recorded result: they are in doubt.
+        (Our claim bumped the epoch, so that worker can no longer add or finish any call.)"""
+        for call in calls:
             if call.status == ToolCallStatus.STARTED:
-                await tx.update_tool_call(call.id, status=ToolCallStatus.IN_DOUBT)
+                tx.update_tool_call(call.id, status=ToolCallStatus.IN_DOUBT)
                 info = self.catalog.get(call.tool_name)
                 tx.emit(
                     EventType.TOOL_CALL_IN_DOUBT,
@@ -222,8 +222,8 @@ class TaskJobs:
             if is_terminal(tx.task.status):
                 return
             if version is not None:
-                await tx.update_steps_where(version, {StepStatus.PENDING}, status=StepStatus.SKIPPED)
-                await tx.update_steps_where(
+                tx.update_steps_where(version, {StepStatus.PENDING}, status=StepStatus.SKIPPED)
+                tx.update_steps_where(
                     version, {StepStatus.RUNNING}, status=StepStatus.FAILED, error=error, finished_at=tx.now
                 )
             tx.transition(TaskStatus.FAILED, error=error)

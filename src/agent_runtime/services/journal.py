@@ -41,7 +41,7 @@ class StoreJournal:
             fields: dict[str, Any] = {"status": StepStatus.RUNNING}
             if not resumed:
                 fields["started_at"] = tx.now
-            await tx.update_step(self.plan_version, step_id, **fields)
+            tx.update_step(self.plan_version, step_id, **fields)
             tx.emit(EventType.STEP_STARTED, {"step_id": step_id, "resumed": resumed})
 
     async def text_delta(self, step_id: str, text: str) -> None:
@@ -72,11 +72,11 @@ class StoreJournal:
         async with self.store.transaction(self.lease.task_id, self.lease) as tx:
             if retry_of is not None:
                 call_id = retry_of
-                await tx.update_tool_call(
+                tx.update_tool_call(
                     call_id, status=ToolCallStatus.STARTED, result=None, lease_epoch=self.lease.epoch, started_at=tx.now
                 )
             else:
-                call_id = await tx.add_tool_call(
+                call_id = tx.add_tool_call(
                     step_id=step_id, turn=turn, call_index=index, tool_name=tool, arguments=arguments
                 )
             tx.emit(
@@ -93,7 +93,7 @@ class StoreJournal:
 
     async def call_completed(self, call_id: str, step_id: str, tool: str, result: ToolResult, seconds: float) -> None:
         async with self.store.transaction(self.lease.task_id, self.lease) as tx:
-            await tx.update_tool_call(
+            tx.update_tool_call(
                 call_id,
                 status=ToolCallStatus.COMPLETED,
                 result={"text": result.text, "structured": result.structured},
@@ -116,7 +116,7 @@ class StoreJournal:
 
     async def call_failed(self, call_id: str, step_id: str, tool: str, error: ServiceError, seconds: float) -> None:
         async with self.store.transaction(self.lease.task_id, self.lease) as tx:
-            await tx.update_tool_call(
+            tx.update_tool_call(
                 call_id,
                 status=ToolCallStatus.FAILED,
                 result={"error": error.message, "code": error.code.value},
@@ -139,7 +139,7 @@ class StoreJournal:
     ) -> None:
         await self.flush_text()
         async with self.store.transaction(self.lease.task_id, self.lease) as tx:
-            call_id = await tx.add_tool_call(
+            call_id = tx.add_tool_call(
                 step_id=step_id,
                 turn=turn,
                 call_index=index,
@@ -165,9 +165,7 @@ class StoreJournal:
     async def step_completed(self, step_id: str, output: str) -> None:
         await self.flush_text()
         async with self.store.transaction(self.lease.task_id, self.lease) as tx:
-            await tx.update_step(
-                self.plan_version, step_id, status=StepStatus.COMPLETED, output=output, finished_at=tx.now
-            )
+            tx.update_step(self.plan_version, step_id, status=StepStatus.COMPLETED, output=output, finished_at=tx.now)
             tx.emit(EventType.STEP_COMPLETED, {"step_id": step_id, "output": output})
         self._observe_step(step_id, "completed")
 
@@ -175,7 +173,7 @@ class StoreJournal:
         await self.flush_text()
         async with self.store.transaction(self.lease.task_id, self.lease) as tx:
             body = {"code": error.code.value, "message": error.message}
-            await tx.update_step(self.plan_version, step_id, status=StepStatus.FAILED, error=body, finished_at=tx.now)
+            tx.update_step(self.plan_version, step_id, status=StepStatus.FAILED, error=body, finished_at=tx.now)
             tx.emit(EventType.STEP_FAILED, {"step_id": step_id, "error": body})
         self._observe_step(step_id, "failed")
 

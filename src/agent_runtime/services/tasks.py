@@ -91,7 +91,7 @@ class TaskService:
             self._require(task, TaskStatus.AWAITING_APPROVAL, "approve")
             self._require_current(task, plan_version)
             tx.transition(TaskStatus.APPROVED, approved_plan_version=plan_version)
-            await tx.add_approval(plan_version, "approved", actor, None)
+            tx.add_approval(plan_version, "approved", actor, None)
             tx.emit(EventType.TASK_APPROVED, {"plan_version": plan_version, "actor": actor})
         return tx.task, True
 
@@ -100,7 +100,7 @@ class TaskService:
             self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "reject")
             version = tx.task.current_plan_version or 0
             tx.transition(TaskStatus.REJECTED, error={"code": "rejected", "message": reason or "rejected"})
-            await tx.add_approval(version, "rejected", actor, reason)
+            tx.add_approval(version, "rejected", actor, reason)
             tx.emit(EventType.TASK_REJECTED, {"plan_version": version, "reason": reason, "actor": actor})
         return tx.task
 
@@ -111,7 +111,7 @@ class TaskService:
             self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "request a revision")
             version = tx.task.current_plan_version or 0
             tx.transition(TaskStatus.QUEUED, revision_feedback=feedback)
-            await tx.add_approval(version, "revision_requested", actor, feedback)
+            tx.add_approval(version, "revision_requested", actor, feedback)
             tx.emit(EventType.REVISION_REQUESTED, {"plan_version": version, "feedback": feedback, "actor": actor})
         return tx.task
 
@@ -124,9 +124,9 @@ class TaskService:
         async with self.store.transaction(task_id) as tx:
             self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "edit the plan")
             self._require_current(tx.task, base_version)
-            version = await tx.add_plan_version(plan, f"operator:{actor or 'unknown'}")
+            version = tx.add_plan_version(plan, f"operator:{actor or 'unknown'}")
             tx.transition(TaskStatus.AWAITING_APPROVAL)
-            await tx.add_approval(base_version, "edited", actor, None)
+            tx.add_approval(base_version, "edited", actor, None)
             tx.emit(
                 EventType.PLAN_EDITED,
                 {
@@ -155,11 +155,9 @@ class TaskService:
             )
             version = task.approved_plan_version
             if version is not None:
-                await tx.update_steps_where(
-                    version, {StepStatus.RUNNING}, status=StepStatus.CANCELLED, finished_at=tx.now
-                )
-                await tx.update_steps_where(version, {StepStatus.PENDING}, status=StepStatus.SKIPPED)
-            await tx.update_tool_calls_where(
+                tx.update_steps_where(version, {StepStatus.RUNNING}, status=StepStatus.CANCELLED, finished_at=tx.now)
+                tx.update_steps_where(version, {StepStatus.PENDING}, status=StepStatus.SKIPPED)
+            tx.update_tool_calls_where(
                 {ToolCallStatus.STARTED, ToolCallStatus.IN_DOUBT}, status=ToolCallStatus.CANCELLED, finished_at=tx.now
             )
             tx.emit(EventType.TASK_CANCELLED, {"reason": reason, "previous_status": task.status.value})
@@ -184,21 +182,21 @@ class TaskService:
                 )
             payload = {"tool_call_id": tool_call_id, "action": action, "actor": actor}
             if action == "fail":
-                await tx.update_tool_call(tool_call_id, status=ToolCallStatus.FAILED, finished_at=tx.now)
+                tx.update_tool_call(tool_call_id, status=ToolCallStatus.FAILED, finished_at=tx.now)
                 error = {"code": "in_doubt_failed", "message": f"operator failed in-doubt call to {call.tool_name}"}
                 tx.transition(TaskStatus.FAILED, error=error)
                 tx.emit(EventType.ATTENTION_RESOLVED, payload)
                 tx.emit(EventType.TASK_FAILED, {"error": error})
             else:
                 if action == "skip":
-                    await tx.update_tool_call(
+                    tx.update_tool_call(
                         tool_call_id,
                         status=ToolCallStatus.SKIPPED,
                         result={"text": result, "stated_by_operator": True},
                         finished_at=tx.now,
                     )
                 else:
-                    await tx.update_tool_call(tool_call_id, result={"operator_retry": True})
+                    tx.update_tool_call(tool_call_id, result={"operator_retry": True})
                 tx.transition(TaskStatus.APPROVED)
                 tx.emit(EventType.ATTENTION_RESOLVED, payload)
         return tx.task

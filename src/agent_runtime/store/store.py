@@ -354,6 +354,46 @@ class TaskStore:
         stmt = stmt.order_by(t.tool_calls.c.turn, t.tool_calls.c.call_index, t.tool_calls.c.started_at)
         return await self._read(lambda conn: [rows.tool_call(r) for r in conn.execute(stmt).mappings()])
 
+    async def execution_state(
+        self, task_id: str
+    ) -> tuple[TaskRecord, PlanVersionRecord | None, list[StepRecord], list[ToolCallRecord]]:
+        """Everything a worker needs to start or resume execution, in one read."""
+
+        def load(
+            conn: Connection,
+        ) -> tuple[TaskRecord, PlanVersionRecord | None, list[StepRecord], list[ToolCallRecord]]:
+            task = _load_task(conn, task_id, False)
+            version = task.approved_plan_version
+            if version is None:
+                return task, None, [], []
+            plan_row = (
+                conn.execute(
+                    sa.select(t.plan_versions).where(
+                        t.plan_versions.c.task_id == task_id, t.plan_versions.c.version == version
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            steps = conn.execute(
+                sa.select(t.steps)
+                .where(t.steps.c.task_id == task_id, t.steps.c.plan_version == version)
+                .order_by(t.steps.c.position)
+            ).mappings()
+            calls = conn.execute(
+                sa.select(t.tool_calls)
+                .where(t.tool_calls.c.task_id == task_id)
+                .order_by(t.tool_calls.c.turn, t.tool_calls.c.call_index, t.tool_calls.c.started_at)
+            ).mappings()
+            return (
+                task,
+                rows.plan_version(plan_row) if plan_row is not None else None,
+                [rows.step(r) for r in steps],
+                [rows.tool_call(r) for r in calls],
+            )
+
+        return await self._read(load)
+
     async def approvals(self, task_id: str) -> list[ApprovalRecord]:
         stmt = sa.select(t.approvals).where(t.approvals.c.task_id == task_id).order_by(t.approvals.c.id)
         return await self._read(lambda conn: [rows.approval(r) for r in conn.execute(stmt).mappings()])

@@ -84,7 +84,7 @@ class TaskTx:
 
     # -- plans and steps ---------------------------------------------------------------------
 
-    async def add_plan_version(self, plan: Plan, author: str) -> int:
+    def add_plan_version(self, plan: Plan, author: str) -> int:
         version = (self.task.current_plan_version or 0) + 1
         self._op(
             t.plan_versions.insert().values(
@@ -112,11 +112,11 @@ class TaskTx:
         self.update(current_plan_version=version)
         return version
 
-    async def update_step(self, version: int, step_id: str, **fields: Any) -> None:
+    def update_step(self, version: int, step_id: str, **fields: Any) -> None:
         params = {"k_task": self.task.id, "k_version": version, "k_step": step_id, **fields}
         self._op(_step_update(tuple(sorted(fields))), [params])
 
-    async def update_steps_where(self, version: int, statuses: set[StepStatus], **fields: Any) -> None:
+    def update_steps_where(self, version: int, statuses: set[StepStatus], **fields: Any) -> None:
         self._op(
             t.steps.update()
             .where(t.steps.c.task_id == self.task.id)
@@ -127,7 +127,7 @@ class TaskTx:
 
     # -- tool calls and approvals -------------------------------------------------------------
 
-    async def add_tool_call(
+    def add_tool_call(
         self,
         *,
         step_id: str,
@@ -158,11 +158,11 @@ class TaskTx:
         self._op(t.tool_calls.insert(), [row])
         return call_id
 
-    async def update_tool_call(self, call_id: str, **fields: Any) -> None:
+    def update_tool_call(self, call_id: str, **fields: Any) -> None:
         params = {"k_id": call_id, "k_task": self.task.id, **fields}
         self._op(_call_update(tuple(sorted(fields))), [params])
 
-    async def update_tool_calls_where(self, statuses: set[ToolCallStatus], **fields: Any) -> None:
+    def update_tool_calls_where(self, statuses: set[ToolCallStatus], **fields: Any) -> None:
         self._op(
             t.tool_calls.update()
             .where(t.tool_calls.c.task_id == self.task.id)
@@ -170,7 +170,7 @@ class TaskTx:
             .values(**fields)
         )
 
-    async def add_approval(self, version: int, decision: str, actor: str | None, reason: str | None) -> None:
+    def add_approval(self, version: int, decision: str, actor: str | None, reason: str | None) -> None:
         self._op(
             t.approvals.insert().values(
                 task_id=self.task.id,
