@@ -147,7 +147,7 @@ async def serve_background(runtime: Runtime, tg: TaskGroup) -> None:
     if runtime.store.is_postgres:
         from agent_runtime.services.pg_listener import listen_forever
 
-        tg.start_soon(listen_forever, runtime.settings.database.url, runtime.bus)
+        tg.start_soon(listen_forever, runtime.settings.database.url, runtime.bus, runtime.store.origin)
     tg.start_soon(_housekeeping, runtime)
     tg.start_soon(_reload_on_sighup, runtime)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
+
 from tests.support.harness import live_service, make_settings, read_stream
 
 
@@ -48,6 +50,9 @@ async def test_submit_plan_approve_execute_streams_real_tool_calls_until_complet
         assert done["status"] == "completed"
         assert all(step["status"] == "completed" for step in done["plan"]["steps"])
         assert done["result"]["summary"]
+        with anyio.fail_after(20):  # completion is committed before the servers stop; cleanup follows
+            while live.runtime.runner.active():
+                await live.runtime.bus.wait_for_work(1)
         workspaces = live.runtime.pool.workspaces
         assert not workspaces.path(created["id"]).exists() and not workspaces.logs_dir(created["id"]).exists()
 

@@ -9,6 +9,7 @@ flight are settled as in-doubt (see ``agents.executor``).
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,8 +164,17 @@ class TaskJobs:
             ),
         )
         journal = StoreJournal(self.store, lease, version, self.metrics)
+
+        async def complete(summary: str) -> None:
+            # Committed while the task's servers are still up: stopping them takes a while.
+            async with self.store.transaction(lease.task_id, lease) as tx:
+                tx.transition(TaskStatus.COMPLETED, result={"summary": summary, "outputs": outputs})
+                tx.emit(EventType.TASK_COMPLETED, {"summary": summary})
+            if self.metrics is not None:
+                self.metrics.observe_execution(time.perf_counter() - started, "completed")
+
         try:
-            summary = await self._run_in_workspace(executor, task.id, task.prompt, plan, status, outputs, journal)
+            await self._run_in_workspace(executor, task.id, task.prompt, plan, status, outputs, journal, complete)
         except InDoubtError as exc:
             async with self.store.transaction(lease.task_id, lease) as tx:
                 tx.transition(TaskStatus.NEEDS_ATTENTION)
@@ -174,13 +184,6 @@ class TaskJobs:
             raise
         except ServiceError as exc:
             await self._fail(lease, exc, version=version)
-            return
-        async with self.store.transaction(lease.task_id, lease) as tx:
-            tx.transition(TaskStatus.COMPLETED, result={"summary": summary, "outputs": outputs})
-            tx.emit(EventType.TASK_COMPLETED, {"summary": summary})
-        await self.pool.workspaces.remove(task.id)
-        if self.metrics is not None:
-            self.metrics.observe_execution(time.perf_counter() - started, "completed")
 
     async def fail_unexpected(self, lease: Lease, exc: BaseException) -> None:
         """A bug, not a modelled failure: fail the task clearly rather than retry it forever.
@@ -242,17 +245,20 @@ class TaskJobs:
         status: dict[str, StepStatus],
         outputs: dict[str, str],
         journal: StoreJournal,
-    ) -> str:
+        complete: Callable[[str], Awaitable[None]],
+    ) -> None:
         remaining = [s for s in plan.steps if status.get(s.id) != StepStatus.COMPLETED]
         servers = {name.partition(".")[0] for s in remaining for name in s.tools}
         workspace = self.pool.workspaces.create(task_id)
         try:
             async with self.pool.open_task(task_id, servers, plan.all_tools(), workspace) as tools:
-                return await executor.run(
+                summary = await executor.run(
                     prompt=prompt, plan=plan, step_status=status, outputs=outputs, tools=tools, journal=journal
                 )
+                await complete(summary)
         finally:
             with anyio.CancelScope(shield=True):
-                # Cancelled or failed for good: the workspace (and server logs) go, unless kept by policy.
+                # Finished for good (completed, cancelled, failed): the workspace and server logs go,
+                # unless kept by policy. Needs-attention and handed-back tasks keep theirs.
                 if is_terminal((await self.store.get_task(task_id)).status):
                     await self.pool.workspaces.remove(task_id)

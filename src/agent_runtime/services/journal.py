@@ -8,6 +8,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import anyio
+
 from agent_runtime.domain.events import EventType
 from agent_runtime.domain.records import Lease, ToolCallRecord
 from agent_runtime.domain.states import StepStatus, ToolCallStatus
@@ -30,6 +32,10 @@ class StoreJournal:
         self.plan_version = plan_version
         self.metrics = metrics
         self._step_started: dict[str, float] = {}
+        # The MCP client runs each progress callback as its own task: order them against the call's
+        # completion, and drop any that arrive after it.
+        self._call_lock = anyio.Lock()
+        self._finished_calls: set[str] = set()
         self._delta: list[str] = []
         self._delta_chars = 0
         self._delta_since = 0.0
@@ -92,7 +98,8 @@ class StoreJournal:
         return call_id
 
     async def call_completed(self, call_id: str, step_id: str, tool: str, result: ToolResult, seconds: float) -> None:
-        async with self.store.transaction(self.lease.task_id, self.lease) as tx:
+        async with self._call_lock, self.store.transaction(self.lease.task_id, self.lease) as tx:
+            self._finished_calls.add(call_id)
             tx.update_tool_call(
                 call_id,
                 status=ToolCallStatus.COMPLETED,
@@ -115,7 +122,8 @@ class StoreJournal:
         self._observe(tool, "tool_error" if result.is_error else "ok", seconds)
 
     async def call_failed(self, call_id: str, step_id: str, tool: str, error: ServiceError, seconds: float) -> None:
-        async with self.store.transaction(self.lease.task_id, self.lease) as tx:
+        async with self._call_lock, self.store.transaction(self.lease.task_id, self.lease) as tx:
+            self._finished_calls.add(call_id)
             tx.update_tool_call(
                 call_id,
                 status=ToolCallStatus.FAILED,
@@ -154,6 +162,14 @@ class StoreJournal:
         self._observe(tool, "refused", 0.0)
 
     async def progress(
+        self, call_id: str, step_id: str, progress: float, total: float | None, message: str | None
+    ) -> None:
+        async with self._call_lock:
+            if call_id in self._finished_calls:
+                return  # arrived after the call's result: no longer news
+            await self._write_progress(call_id, step_id, progress, total, message)
+
+    async def _write_progress(
         self, call_id: str, step_id: str, progress: float, total: float | None, message: str | None
     ) -> None:
         async with self.store.transaction(self.lease.task_id, self.lease) as tx:

@@ -26,7 +26,8 @@ def asyncpg_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-async def listen_forever(url: str, bus: EventBus) -> None:
+async def listen_forever(url: str, bus: EventBus, origin: str) -> None:
+    """Listen until cancelled; notifications this process sent itself (``origin``) are ignored."""
     delay = 0.2
     first = True
     while True:
@@ -48,11 +49,12 @@ async def listen_forever(url: str, bus: EventBus) -> None:
             first = False
             log.info("pg_listener_ready")
             async with receive:
-                while not conn.is_closed():
+                while not conn.is_closed():  # checked at least every 5 s so a dead connection is replaced
+                    payload: str | None = None
                     with anyio.move_on_after(5):
                         payload = await receive.receive()
-                        await _dispatch(bus, payload)
-                    # is_closed() is checked at least every 5 s so a dead connection is replaced
+                    if payload is not None:  # dispatch outside the timeout: it must never be cut short
+                        await _dispatch(bus, payload, origin)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("pg_listener_lost", error=str(exc))
         finally:
@@ -71,9 +73,11 @@ def _forwarder(send: MemoryObjectSendStream[str], bus: EventBus) -> Callable[[An
     return on_notify
 
 
-async def _dispatch(bus: EventBus, payload: str) -> None:
+async def _dispatch(bus: EventBus, payload: str, origin: str) -> None:
     try:
         msg = json.loads(payload)
+        if msg.get("o") == origin:
+            return  # our own commit: the bus already delivered it in process
         task_id, last, work = str(msg["task"]), int(msg.get("last", 0)), bool(msg.get("work"))
     except (ValueError, KeyError, TypeError):
         if payload.startswith("work:"):

@@ -28,8 +28,10 @@ def create_engine(db: DatabaseSettings) -> AsyncEngine:
         )
     if url.drivername.startswith("sqlite"):
         return _sqlite_engine(db, url.database)
+    # No pre-ping: it costs a round trip per checkout. A dead connection fails one operation (the
+    # runner and clients retry) and is replaced; recycling bounds how stale a pooled one can get.
     return create_async_engine(
-        db.url, echo=db.echo, pool_size=db.pool_size, max_overflow=db.pool_size, pool_pre_ping=True
+        db.url, echo=db.echo, pool_size=db.pool_size, max_overflow=db.pool_size, pool_recycle=1800
     )
 
 

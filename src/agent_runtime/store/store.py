@@ -18,6 +18,7 @@ transaction tells the other replicas.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -82,6 +83,8 @@ class TaskStore:
         self.listener: StoreListener = listener or _NoListener()
         self.is_postgres = engine.dialect.name == "postgresql"
         self._sync: Engine | None = None if self.is_postgres else sync_sqlite_engine(engine.url)
+        self.origin = secrets.token_hex(6)
+        """Tags this process's NOTIFY payloads, so its own listener can skip them."""
         self._write_lock = anyio.Lock()  # used for SQLite only: one writer at a time, queued here
         self._snapshots: dict[tuple[str, int | None], TaskRecord] = {}
         """SQLite: each lease holder's last committed view of its task (see ``transaction``)."""
@@ -151,7 +154,7 @@ class TaskStore:
                 )  # fmt: skip
             )
             events, _ = tx.flush(conn, None)
-            self._notify(conn, _payload(tx, events))
+            self._notify(conn, _payload(tx, events, self.origin))
             return events
 
         events = await self._write(write)
@@ -174,7 +177,7 @@ class TaskStore:
                 if not ok:
                     raise LeaseLostError(f"task {task_id}: lease lost before commit", details={"task_id": task_id})
                 if events or tx.wakes_workers:
-                    await conn.run_sync(self._notify, _payload(tx, events))
+                    await conn.run_sync(self._notify, _payload(tx, events, self.origin))
         else:
             async with self._write_lock:
                 # Under a lease only its holder writes the task (cancel also bumps the epoch), so the
@@ -493,9 +496,9 @@ def _owned(lease: Lease) -> sa.Update:
     )
 
 
-def _payload(tx: TaskTx, events: list[Event]) -> str:
-    """NOTIFY payload: which task, its last sequence number, whether workers should wake."""
+def _payload(tx: TaskTx, events: list[Event], origin: str) -> str:
+    """NOTIFY payload: which task, its last sequence number, whether workers should wake, and who sent it."""
     return json.dumps(
-        {"task": tx.task.id, "last": tx.task.last_seq, "n": len(events), "work": tx.wakes_workers},
+        {"task": tx.task.id, "last": tx.task.last_seq, "n": len(events), "work": tx.wakes_workers, "o": origin},
         separators=(",", ":"),
     )
