@@ -49,13 +49,11 @@ import httpx  # noqa: E402
 import psutil  # noqa: E402
 from httpx_sse import aconnect_sse  # noqa: E402
 
-from agent_runtime.logging import configure_logging  # noqa: E402
-from agent_runtime.settings import ToolSettings, load_settings  # noqa: E402
+from agent_runtime.settings import ToolSettings  # noqa: E402
 from agent_runtime.tools.pool import ToolPool  # noqa: E402
 from agent_runtime.tools.registry import load_registry  # noqa: E402
-from agent_runtime.tools.warm import WarmPool  # noqa: E402
 from tests.support.fake_llm import FakeLLM, RecordedRequest, Reply, ScriptedCall, serve_on_loopback  # noqa: E402
-from tests.support.harness import EXAMPLE_SERVER, live_service  # noqa: E402
+from tests.support.harness import EXAMPLE_SERVER  # noqa: E402
 from tests.support.process import ServiceProcess, write_config  # noqa: E402
 from tests.support.scripted import wire  # noqa: E402
 
@@ -356,69 +354,6 @@ async def bench_service(tmp: Path, root: str, samples: int) -> dict[str, Any]:
     return results
 
 
-# -- 3. what-if: the warm pool's replacement start deferred -----------------------------------------
-
-
-async def bench_warm_what_if(tmp: Path, root: str, samples: int, delay: float = 1.5) -> dict[str, Any]:
-    """The service in this process (``tests.support.harness.live_service``), warm 1-server plans,
-    twice: as shipped, where handing out a warm instance starts its replacement at once, and with
-    ``WarmPool.claim`` patched (in this process only, src/ untouched) to start it ``delay`` s later."""
-    work = tmp / "what-if"
-    work.mkdir()
-    registry = work / "tool_registry.yaml"
-    registry.write_text(registry_text(prewarm=1))
-    config = write_config(
-        work,
-        database_url=f"sqlite+aiosqlite:///{work / 'bench.sqlite'}",
-        registry=registry,
-        runner={"lease_seconds": 10, "heartbeat_seconds": 3, "safety_poll_seconds": 2},
-        server={"log_level": "warning"},
-        tools={"connect_timeout_seconds": 60},
-    )
-    llm = {"provider": "openai", "base_url": f"{root}/v1", "api_key": "sk-test-not-a-real-key"}
-    settings = load_settings(config, llm={"planner": llm, "executor": llm})
-    configure_logging(settings.server)
-    original = WarmPool.claim
-
-    def deferred(self: WarmPool, tools: Any) -> Any:
-        later: list[Any] = []
-        top_up = self._top_up
-        self._top_up = later.append  # type: ignore[method-assign]
-        try:
-            return original(self, tools)
-        finally:
-            del self._top_up
-            for entry in later:
-                asyncio.get_running_loop().call_later(delay, top_up, entry)
-
-    out: dict[str, Any] = {"replacement_delay_s": delay}
-    async with live_service(settings) as live:
-        client = httpx.AsyncClient(base_url=live.url, timeout=60)
-        stream_client = httpx.AsyncClient(base_url=live.url, timeout=httpx.Timeout(60, read=120))
-        try:
-            for variant in ("as_shipped", "replacement_deferred"):
-                WarmPool.claim = deferred if variant == "replacement_deferred" else original  # type: ignore[method-assign]
-                rows = []
-                for i in range(samples + 1):
-                    await wait_settled(client, 1)
-                    row = await one_task(client, stream_client, 1, f"whatif-{variant}-{i}")
-                    if i > 0:
-                        rows.append(row)
-                case = {k: summary([r[k] for r in rows]) for k in rows[0]}
-                out[variant] = case
-                log(
-                    f"[what-if] warm, 1 server, in process, {variant}: approve -> first tool_call_started "
-                    f"{fmt(case['server_approved_to_first_tool_call_ms'])}; step start -> call p50 "
-                    f"{case['step_started_to_tool_call_started_ms']['p50']:.1f} ms"
-                )
-        finally:
-            WarmPool.claim = original  # type: ignore[method-assign]
-            await client.aclose()
-            await stream_client.aclose()
-    return out
-
-
-# -- main ----------------------------------------------------------------------------------------------
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -442,8 +377,6 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         results["pool"] = await bench_pool_direct(tmp, samples)
         with serve_on_loopback(FakeLLM(responder=responder)) as root:
             results["service"] = await bench_service(tmp, root, samples)
-            if not args.no_what_if:
-                results["warm_what_if"] = await bench_warm_what_if(tmp, root, max(5, samples // 2))
         cpu1 = psutil.cpu_times()
     wall = time.perf_counter() - began
     busy = (sum(cpu1) - cpu1.idle) - (sum(cpu0) - cpu0.idle)
@@ -467,7 +400,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 samples per case instead of 10")
     parser.add_argument("--output", type=Path, default=RESULTS)
-    parser.add_argument("--no-what-if", action="store_true", help="skip the in-process warm-pool what-if")
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
     args.output.parent.mkdir(parents=True, exist_ok=True)
