@@ -74,6 +74,7 @@ class Runner:
         self._draining = False
         self._saturated = False
         self._stopped = anyio.Event()
+        self._stopped.set()  # not running until run() starts
         self._idle = anyio.Event()
         self._idle.set()
 
@@ -87,6 +88,7 @@ class Runner:
     async def run(self, tg: TaskGroup) -> None:
         """Claim loop; workers are started in ``tg``. Returns when :meth:`drain` is called."""
         log.info("runner_started", owner=self.owner)
+        self._stopped = anyio.Event()
         while not self._draining:
             await self._claim(tg)
             await self.bus.wait_for_work(self.settings.safety_poll_seconds)
@@ -207,4 +209,7 @@ class Runner:
         leftover = list(self._planning.values()) + list(self._executing.values())
         for slot in leftover:
             slot.scope.cancel()
+        with anyio.move_on_after(5):  # the claim loop and the cancelled workers (releasing leases)
+            await self._stopped.wait()
+            await self._idle.wait()
         log.info("runner_drained", handed_back=len(leftover), seconds=round(time.monotonic() - started, 3))
