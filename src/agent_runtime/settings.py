@@ -170,6 +170,8 @@ class ToolSettings(_Section):
     catalog_refresh_seconds: float = Field(default=300.0, gt=0)
     max_restarts_per_step: int = Field(default=1, ge=0)
     max_server_processes: int = Field(default=64, ge=1)
+    warm_max_idle_seconds: float | None = Field(default=None, gt=0)
+    """Replace a warm (pre-started, unused) instance after this long idle; ``None`` keeps it."""
 
 
 class RetentionSettings(_Section):

@@ -7,7 +7,7 @@ import psutil
 
 from agent_runtime.settings import ToolSettings
 from agent_runtime.tools.workspace import Workspaces
-from tests.tools.tool_helpers import example_entry, make_registry, marked_children, running_pool
+from tests.tools.tool_helpers import example_entry, make_registry, marked_children, running_pool, script_entry
 
 NOTES = {"example.write_note", "example.list_notes", "example.read_note"}
 
@@ -64,3 +64,19 @@ async def test_replacing_the_registry_stops_warm_instances_no_longer_wanted(
             await pool.wait_warm()
             assert warm_pids() == set()
             assert pool.status()["warm"]["servers"] == {}
+
+
+async def test_an_instance_idle_past_the_limit_is_replaced_by_a_fresh_one(tool_settings: ToolSettings) -> None:
+    settings = tool_settings.model_copy(update={"warm_max_idle_seconds": 3600.0})
+    registry = make_registry(script_entry("tiny", "tiny_server.py", prewarm=1))
+    with anyio.fail_after(60):
+        async with running_pool(registry, settings, wait_for_warm=True) as pool:
+            (old_pid,) = warm_pids()
+            assert pool.recycle_idle_warm(3600.0) == 0  # not idle long enough
+            assert pool.recycle_idle_warm(0.0) == 1  # the idle limit passed: replace it
+            await pool.wait_warm()
+            status = pool.status()["warm"]
+            assert status["recycled_idle"] == 1 and status["servers"]["tiny"]["ready"] == 1
+            (new_pid,) = warm_pids()
+            assert new_pid != old_pid  # the old instance was stopped (marked_children skips zombies)
+    assert marked_children() == []

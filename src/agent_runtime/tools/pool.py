@@ -54,6 +54,11 @@ class ToolPool:
         if wait_for_warm:
             await self.wait_warm()
 
+    def recycle_idle_warm(self, max_idle: float) -> int:
+        """Replace warm instances idle for longer than ``max_idle`` seconds (done periodically when
+        ``tools.warm_max_idle_seconds`` is set); return how many were replaced."""
+        return self._warm.recycle_idle(max_idle)
+
     async def wait_warm(self) -> None:
         """Wait until no warm instance is starting (each one is then ready or failed)."""
         await self._warm.settle()

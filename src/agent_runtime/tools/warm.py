@@ -20,8 +20,9 @@ import contextlib
 import logging
 import os
 import shutil
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,7 @@ class _Instance:
     conn: ServerConnection
     directory: Path
     log: Path
+    ready_at: float = field(default_factory=time.monotonic)
 
 
 class WarmPool:
@@ -59,6 +61,9 @@ class WarmPool:
         self._errors: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._handed_out = 0
+        self._recycled = 0
+        self._sweeper: asyncio.Task[None] | None = None
+        """Replaces idle instances; kept apart from ``_tasks`` so :meth:`settle` does not wait on it."""
 
     def sync(self, registry: Registry) -> None:
         """Follow the registry: drop instances of changed or removed entries, start missing ones."""
@@ -70,6 +75,29 @@ class WarmPool:
         self._entries = wanted
         for entry in wanted.values():
             self._top_up(entry)
+        max_idle = self._pool.settings.warm_max_idle_seconds
+        if max_idle is not None and wanted and self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(max_idle))
+
+    def recycle_idle(self, max_idle: float) -> int:
+        """Replace instances idle for longer than ``max_idle`` seconds (the idle limit); return how many."""
+        now = time.monotonic()
+        recycled = 0
+        for sid, group in self._ready.items():
+            stale = [i for i in group if now - i.ready_at > max_idle]
+            for instance in stale:
+                group.remove(instance)
+                self._spawn(self._discard(instance))
+                recycled += 1
+            if stale and sid in self._entries:
+                self._top_up(self._entries[sid])
+        self._recycled += recycled
+        return recycled
+
+    async def _sweep_forever(self, max_idle: float) -> None:
+        while True:
+            await anyio.sleep(max_idle / 2)
+            self.recycle_idle(max_idle)
 
     def claim(self, tools: TaskTools) -> dict[str, ServerConnection]:
         """Hand one warm instance to ``tools`` if a server of the task allows it; see module doc."""
@@ -110,7 +138,7 @@ class WarmPool:
             }
             for sid, entry in self._entries.items()
         }
-        return {"servers": servers, "handed_out": self._handed_out}
+        return {"servers": servers, "handed_out": self._handed_out, "recycled_idle": self._recycled}
 
     async def settle(self) -> None:
         """Wait for the instances being started now (and any replacements they trigger)."""
@@ -124,6 +152,11 @@ class WarmPool:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._entries = {}
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         instances = [i for group in self._ready.values() for i in group]
         self._ready.clear()
         async with anyio.create_task_group() as tg:
