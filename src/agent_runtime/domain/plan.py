@@ -10,7 +10,6 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,12 +39,6 @@ class Plan(BaseModel):
     def content_hash(self) -> str:
         body = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
-
-    def step(self, step_id: str) -> PlanStep:
-        for step in self.steps:
-            if step.id == step_id:
-                return step
-        raise KeyError(step_id)
 
     def servers(self) -> set[str]:
         """The tool servers the plan needs (the part of each tool name before the dot)."""
@@ -109,6 +102,3 @@ def execution_order(plan: Plan) -> list[PlanStep]:
         remaining.remove(step)
     return ordered
 
-
-def plan_json_schema() -> dict[str, Any]:
-    return Plan.model_json_schema()

@@ -414,14 +414,6 @@ class TaskStore:
         stmt = sa.select(t.tasks.c.status, sa.func.count()).group_by(t.tasks.c.status)
         return await self._read(lambda conn: {status: int(n) for status, n in conn.execute(stmt).all()})
 
-    async def count_live_leases(self) -> int:
-        stmt = (
-            sa.select(sa.func.count())
-            .select_from(t.tasks)
-            .where(t.tasks.c.status.in_([str(s) for s in LEASED]), t.tasks.c.lease_owner.is_not(None))
-        )
-        return await self._read(lambda conn: int(conn.scalar(stmt) or 0))
-
     # -- housekeeping ---------------------------------------------------------------------------
 
     async def try_housekeeping_lease(self, name: str, owner: str, seconds: float) -> bool:
