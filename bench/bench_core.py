@@ -46,6 +46,7 @@ import sqlalchemy as sa
 from core_rig import REPO, ToolKind, ZeroLLM, bench_settings, build_bench_runtime, in_process_tools, until
 from httpx_sse import ServerSentEvent, aconnect_sse
 from sqlalchemy.ext.asyncio import AsyncEngine
+from stats import summary
 
 from agent_runtime.domain.events import Event, EventType
 from agent_runtime.domain.states import TaskStatus
@@ -101,31 +102,6 @@ QUICK = Budget(
 
 
 # -- small helpers -------------------------------------------------------------------------------------
-
-
-def pct(values: list[float], q: float) -> float:
-    """Percentile ``q`` (0-100) with linear interpolation; NaN for no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
-def summary(values_ms: list[float]) -> dict[str, float]:
-    return {
-        "n": len(values_ms),
-        "min": min(values_ms, default=float("nan")),
-        "p50": pct(values_ms, 50),
-        "p95": pct(values_ms, 95),
-        "mean": _mean(values_ms),
-    }
-
-
-def _mean(values: list[float]) -> float:
-    return statistics.fmean(values) if values else float("nan")
 
 
 class RoundTrips:

@@ -55,6 +55,7 @@ import anyio  # noqa: E402
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 import psutil  # noqa: E402
+from bench.stats import code_version, log, pct, summary
 from httpx_sse import aconnect_sse  # noqa: E402
 from sqlalchemy import event as sa_event  # noqa: E402
 
@@ -108,42 +109,6 @@ QUICK = Budget(30, 6.0, 4.0, 12, 20, 2, 1000, 1.0)
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-
-
-def code_version() -> dict[str, Any]:
-    """The commit measured, and whether src/ differed from it (the tree may be shared)."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
-        return done.stdout.strip()
-
-    return {"commit": git("rev-parse", "--short", "HEAD"), "src_modified": bool(git("status", "--porcelain", "src"))}
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {
-        "n": len(values),
-        "min": min(values, default=float("nan")),
-        "p50": pct(values, 50),
-        "p95": pct(values, 95),
-        "p99": pct(values, 99),
-        "max": max(values, default=float("nan")),
-        "mean": statistics.fmean(values) if values else float("nan"),
-    }
 
 
 def fmt(s: dict[str, float], unit: str = "ms") -> str:

@@ -31,8 +31,6 @@ import json
 import os
 import platform
 import re
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +45,7 @@ if str(REPO) not in sys.path:  # also runnable as ``python bench/bench_tools.py`
 import anyio  # noqa: E402
 import httpx  # noqa: E402
 import psutil  # noqa: E402
+from bench.stats import code_version, log, pct, summary
 from httpx_sse import aconnect_sse  # noqa: E402
 
 from agent_runtime.settings import ToolSettings  # noqa: E402
@@ -64,41 +63,6 @@ TARGETS = {
     "warm_approve_to_first_tool_call_p50_ms": ("<=", 50.0),
     "three_cold_over_slowest_single_cold": ("<=", 1.1),
 }
-
-
-def code_version() -> dict[str, Any]:
-    """The commit measured, and whether src/ differed from it (the tree may be shared)."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
-        return done.stdout.strip()
-
-    return {"commit": git("rev-parse", "--short", "HEAD"), "src_modified": bool(git("status", "--porcelain", "src"))}
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {
-        "n": len(values),
-        "min": min(values, default=float("nan")),
-        "p50": pct(values, 50),
-        "p95": pct(values, 95),
-        "max": max(values, default=float("nan")),
-        "mean": statistics.fmean(values) if values else float("nan"),
-    }
 
 
 def fmt(s: dict[str, float]) -> str:
@@ -352,8 +316,6 @@ async def bench_service(tmp: Path, root: str, samples: int) -> dict[str, Any]:
         await stream_client.aclose()
         service.stop()
     return results
-
-
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
