@@ -55,7 +55,7 @@ import anyio  # noqa: E402
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 import psutil  # noqa: E402
-from bench.stats import code_version, log, pct, summary
+from bench.stats import code_version, log, pct, summary  # noqa: E402
 from httpx_sse import aconnect_sse  # noqa: E402
 from sqlalchemy import event as sa_event  # noqa: E402
 

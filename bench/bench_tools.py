@@ -45,7 +45,7 @@ if str(REPO) not in sys.path:  # also runnable as ``python bench/bench_tools.py`
 import anyio  # noqa: E402
 import httpx  # noqa: E402
 import psutil  # noqa: E402
-from bench.stats import code_version, log, pct, summary
+from bench.stats import code_version, log, pct, summary  # noqa: E402
 from httpx_sse import aconnect_sse  # noqa: E402
 
 from agent_runtime.settings import ToolSettings  # noqa: E402
