@@ -187,4 +187,4 @@ async def test_an_unexpected_crash_in_a_worker_fails_the_task_clearly(tmp_path: 
         created = await live.submit("anything")
         events = await read_stream(live.client, created["id"])
         assert events[-1]["sse_event"] == "task_failed"
-        assert events[-1]["data"]["error"]["message"] == "internal error: ExceptionGroup"
+        assert events[-1]["data"]["error"]["message"] == "internal error: RuntimeError"

@@ -188,6 +188,8 @@ class TaskJobs:
     async def fail_unexpected(self, lease: Lease, exc: BaseException) -> None:
         """A bug, not a modelled failure: fail the task clearly rather than retry it forever.
         If even that cannot be written (database down), the lease expires and the task is retried."""
+        while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+            exc = exc.exceptions[0]  # name the error itself, not the task group that carried it
         try:
             version = (await self.store.get_task(lease.task_id)).approved_plan_version
             await self._fail(lease, ServiceError(f"internal error: {type(exc).__name__}"), version=version)
