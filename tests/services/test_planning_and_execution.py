@@ -188,3 +188,27 @@ async def test_an_unexpected_crash_in_a_worker_fails_the_task_clearly(tmp_path: 
         events = await read_stream(live.client, created["id"])
         assert events[-1]["sse_event"] == "task_failed"
         assert events[-1]["data"]["error"]["message"] == "internal error: RuntimeError"
+
+
+async def test_a_server_that_keeps_crashing_fails_the_step_once_its_restart_budget_is_spent(tmp_path: Path) -> None:
+    tiny = REPO / "tests" / "tools" / "servers" / "tiny_server.py"
+    extra = (
+        "  - id: crashy\n    type: local_stdio\n    config:\n      command: ${PYTHON}\n"
+        f"      args: ['{tiny}', '--die-on-call']\n"
+    )
+    calls = [("crashy.echo", {"text": f"try {n}"}) for n in range(3)]
+    model = ScriptedModel(one_step_plan("crashy.echo"), {"s1": calls})
+    settings = make_settings(
+        tmp_path, registry=write_registry(tmp_path, extra=extra), tools={"max_restarts_per_step": 1}
+    )
+    async with live_service(settings, openai_overrides(model.fake())) as live:
+        created = await live.submit("crash")
+        await live.wait_for(created["id"], "approval_required")
+        await live.approve(created["id"], 1)
+        events = await read_stream(live.client, created["id"])
+        failed_calls = [e for e in events if e["sse_event"] == "tool_call_failed"]
+        assert len(failed_calls) == 3  # crash, crash after one restart, then no restart left
+        assert "restart budget of 1 per step used up" in failed_calls[-1]["data"]["error"]
+        step_failed = next(e for e in events if e["sse_event"] == "step_failed")
+        assert step_failed["data"]["error"]["code"] == "tool_server_unavailable"
+        assert events[-1]["sse_event"] == "task_failed"

@@ -222,6 +222,10 @@ class ExecutorAgent:
                 )
         except (ToolServerError, ToolTimeoutError, ToolNotAllowedError) as exc:
             await journal.call_failed(call_id, step.id, request.name, exc, time.perf_counter() - started)
+            if exc.details.get("restart_budget_exhausted"):
+                # The server keeps crashing: the step fails rather than letting the model work around it.
+                await journal.step_failed(step.id, exc)
+                raise
             return Message(
                 role="tool",
                 content=f"error: {exc.message}",

@@ -298,7 +298,7 @@ class TaskTools:
             if server.restarts >= limit:
                 raise ToolServerError(
                     f"{conn.error or 'tool server stopped'}\n(restart budget of {limit} per step used up)",
-                    details={"server_id": server.server_id},
+                    details={"server_id": server.server_id, "restart_budget_exhausted": True},
                 )
             server.restarts += 1
             logger.warning(

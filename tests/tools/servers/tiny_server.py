@@ -2,7 +2,10 @@
 tens of milliseconds: for tests that need many server lifecycles. Tools: ``echo{text}``."""
 
 import json
+import os
 import sys
+
+DIE_ON_CALL = "--die-on-call" in sys.argv  # crash mid-call, for restart-budget tests
 
 
 def reply(msg_id: object, result: dict[str, object]) -> None:
@@ -31,6 +34,8 @@ for line in sys.stdin:
     elif method == "tools/list":
         reply(msg_id, {"tools": [ECHO]})
     elif method == "tools/call":
+        if DIE_ON_CALL:
+            os._exit(3)
         text = message["params"]["arguments"]["text"]
         reply(msg_id, {"content": [{"type": "text", "text": text}], "isError": False})
     elif method == "ping":
