@@ -150,6 +150,9 @@ class RunnerSettings(_Section):
     max_concurrent_execution: int = Field(default=8, ge=1)
     global_max_planning: int | None = Field(default=None, ge=1)
     global_max_execution: int | None = Field(default=None, ge=1)
+    journal_linger_ms: float = Field(default=2.0, ge=0, le=1000)
+    """Group commit: an execution record that need not be durable before the worker goes on (step
+    started, call result, text) waits at most this long to share a transaction with later ones."""
 
     @model_validator(mode="after")
     def _heartbeat_below_lease(self) -> RunnerSettings:

@@ -101,4 +101,3 @@ def execution_order(plan: Plan) -> list[PlanStep]:
         done.add(step.id)
         remaining.remove(step)
     return ordered
-

@@ -140,8 +140,12 @@ class TaskJobs:
         if version is None or record is None:
             await self._fail(lease, ServiceError("approved task has no approved plan version"))
             return
-        async with self.store.transaction(lease.task_id, lease) as tx:
-            resumed = any(s.status != StepStatus.PENDING for s in steps)
+        journal = StoreJournal(
+            self.store, lease, version, self.metrics, linger=self.settings.runner.journal_linger_ms / 1000
+        )
+        resumed = any(s.status != StepStatus.PENDING for s in steps)
+
+        def start(tx: TaskTx) -> None:
             if tx.task.status == TaskStatus.APPROVED:
                 tx.transition(TaskStatus.EXECUTING)
             if resumed or lease.status == TaskStatus.EXECUTING:
@@ -149,6 +153,9 @@ class TaskJobs:
             else:
                 tx.emit(EventType.EXECUTION_STARTED, {"plan_version": version, "content_hash": record.content_hash})
             self._mark_in_doubt(tx, calls)
+
+        # Group-committed with the first step's records (see ``services.journal``).
+        journal.stage(start)
         status = {s.step_id: s.status for s in steps}
         outputs = {s.step_id: s.output or "" for s in steps if s.status == StepStatus.COMPLETED}
         plan = record.plan
@@ -163,27 +170,28 @@ class TaskJobs:
                 call_timeout=None,  # each server's own call timeout (registry entry, else tools settings)
             ),
         )
-        journal = StoreJournal(self.store, lease, version, self.metrics)
 
         async def complete(summary: str) -> None:
-            # Committed while the task's servers are still up: stopping them takes a while.
-            async with self.store.transaction(lease.task_id, lease) as tx:
+            # Committed while the task's servers are still up (stopping them takes a while), in the
+            # same transaction as the last step's records.
+            def finish(tx: TaskTx) -> None:
                 tx.transition(TaskStatus.COMPLETED, result={"summary": summary, "outputs": outputs})
                 tx.emit(EventType.TASK_COMPLETED, {"summary": summary})
+
+            await journal.commit(finish)
             if self.metrics is not None:
                 self.metrics.observe_execution(time.perf_counter() - started, "completed")
 
-        try:
-            await self._run_in_workspace(executor, task.id, task.prompt, plan, status, outputs, journal, complete)
-        except InDoubtError as exc:
-            async with self.store.transaction(lease.task_id, lease) as tx:
-                tx.transition(TaskStatus.NEEDS_ATTENTION)
-                tx.emit(EventType.NEEDS_ATTENTION, {**exc.details, "reason": exc.message})
-            return
-        except LeaseLostError:
-            raise
-        except ServiceError as exc:
-            await self._fail(lease, exc, version=version)
+        async with journal.running():
+            try:
+                await self._run_in_workspace(executor, task.id, task.prompt, plan, status, outputs, journal, complete)
+            except InDoubtError as exc:
+                await journal.commit(_needs_attention({**exc.details, "reason": exc.message}))
+            except LeaseLostError:
+                raise
+            except ServiceError as exc:
+                await journal.flush()
+                await self._fail(lease, exc, version=version)
 
     async def fail_unexpected(self, lease: Lease, exc: BaseException) -> None:
         """A bug, not a modelled failure: fail the task clearly rather than retry it forever.
@@ -264,3 +272,11 @@ class TaskJobs:
                 # unless kept by policy. Needs-attention and handed-back tasks keep theirs.
                 if is_terminal((await self.store.get_task(task_id)).status):
                     await self.pool.workspaces.remove(task_id)
+
+
+def _needs_attention(data: dict[str, object]) -> Callable[[TaskTx], None]:
+    def pause(tx: TaskTx) -> None:
+        tx.transition(TaskStatus.NEEDS_ATTENTION)
+        tx.emit(EventType.NEEDS_ATTENTION, data)
+
+    return pause

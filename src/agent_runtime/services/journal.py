@@ -1,11 +1,27 @@
 """The executor's durable journal: every step and tool call recorded before and after it runs.
 
-All writes are fenced by the worker's lease, so a worker that lost the task cannot record anything.
+Records are **group-committed**: each one is a small function applied to a fenced
+:class:`~agent_runtime.store.tx.TaskTx`, and the records that accumulate are written together in
+one transaction. Only a write-ahead record waits for its commit:
+
+* ``call_started`` is a *barrier*: the call is durable (with everything recorded before it) before
+  the tool runs, so a worker that takes over sees it as in flight (in doubt), never as unknown.
+* ``step_failed`` and :meth:`StoreJournal.commit` (the task's final transition) are barriers too.
+* Everything else (step started, call results, refused calls, progress, text, step completed) is
+  committed at the next barrier or after ``linger`` seconds, whichever comes first. A crash inside
+  that window loses at most those records: a call whose result was not yet written is in doubt on
+  takeover (re-run only if safe to repeat, else the task needs attention), and a step whose
+  completion was not written is resumed from its recorded calls, so no tool call runs twice.
+
+Records are committed in the order they were made, so events keep their order. All writes are
+fenced by the worker's lease: a worker that lost the task cannot record anything.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -15,75 +31,160 @@ from agent_runtime.domain.records import Lease, ToolCallRecord
 from agent_runtime.domain.states import StepStatus, ToolCallStatus
 from agent_runtime.errors import ServiceError
 from agent_runtime.observability.metrics import Metrics
+from agent_runtime.store.rows import new_id
 from agent_runtime.store.store import TaskStore
+from agent_runtime.store.tx import TaskTx
 from agent_runtime.tools.base import ToolResult, split_name
 
 PREVIEW_CHARS = 2000
 DELTA_CHARS = 256
 DELTA_SECONDS = 0.05
 
+Record = Callable[[TaskTx], None]
+
 
 class StoreJournal:
-    """Implements ``agents.executor.ExecutionJournal`` over the task store."""
+    """Implements ``agents.executor.ExecutionJournal`` over the task store.
 
-    def __init__(self, store: TaskStore, lease: Lease, plan_version: int, metrics: Metrics | None = None) -> None:
+    Use :meth:`running` around the work: it runs the background committer for lingering records
+    and commits whatever is left when the work ends normally.
+    """
+
+    def __init__(
+        self,
+        store: TaskStore,
+        lease: Lease,
+        plan_version: int,
+        metrics: Metrics | None = None,
+        *,
+        linger: float = 0.002,
+    ) -> None:
         self.store = store
         self.lease = lease
         self.plan_version = plan_version
         self.metrics = metrics
+        self.linger = linger
+        self.commits = 0
+        """Transactions written so far (for diagnostics and benchmarks)."""
         self._step_started: dict[str, float] = {}
-        # The MCP client runs each progress callback as its own task: order them against the call's
-        # completion, and drop any that arrive after it.
-        self._call_lock = anyio.Lock()
+        self._pending: list[Record] = []
+        self._has_pending = anyio.Event()
+        self._commit_lock = anyio.Lock()
+        self._failure: BaseException | None = None
+        # Progress notifications arrive as their own tasks: drop any that come after the call's result.
         self._finished_calls: set[str] = set()
         self._delta: list[str] = []
         self._delta_chars = 0
         self._delta_since = 0.0
         self._delta_step: str | None = None
 
+    # -- group commit -----------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[StoreJournal]:
+        """Run the background committer; on a normal exit, commit what is still pending.
+
+        An error in the body is raised as itself, not wrapped in an exception group."""
+        failure: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._committer)
+            try:
+                yield self
+                await self.flush()
+            except Exception as exc:
+                failure = exc
+            finally:
+                tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+
+    async def _committer(self) -> None:
+        while True:
+            await self._has_pending.wait()
+            if self.linger > 0:
+                await anyio.sleep(self.linger)
+            try:
+                await self.flush()
+            except Exception as exc:  # raised again at the worker's next barrier
+                self._failure = exc
+                return
+
+    def stage(self, record: Record) -> None:
+        """Add a record to the next commit (made at the next barrier, or after ``linger``)."""
+        self._take_text()
+        self._append(record)
+
+    def _append(self, record: Record) -> None:
+        self._pending.append(record)
+        self._has_pending.set()
+
+    async def flush(self) -> None:
+        """Commit every pending record in one transaction (in order); return when it is durable."""
+        async with self._commit_lock:
+            if self._failure is not None:
+                raise self._failure
+            self._take_text()
+            if not self._pending:
+                return
+            records, self._pending = self._pending, []
+            self._has_pending = anyio.Event()
+            async with self.store.transaction(self.lease.task_id, self.lease) as tx:
+                for record in records:
+                    record(tx)
+            self.commits += 1
+
+    async def commit(self, record: Record) -> None:
+        """Commit ``record`` together with everything pending (e.g. the task's final transition)."""
+        self.stage(record)
+        await self.flush()
+
+    # -- the journal ------------------------------------------------------------------------------
+
     async def step_started(self, step_id: str, *, resumed: bool) -> None:
         self._step_started[step_id] = time.perf_counter()
-        async with self.store.transaction(self.lease.task_id, self.lease) as tx:
+
+        def record(tx: TaskTx) -> None:
             fields: dict[str, Any] = {"status": StepStatus.RUNNING}
             if not resumed:
                 fields["started_at"] = tx.now
             tx.update_step(self.plan_version, step_id, **fields)
             tx.emit(EventType.STEP_STARTED, {"step_id": step_id, "resumed": resumed})
 
+        self.stage(record)
+
     async def text_delta(self, step_id: str, text: str) -> None:
-        """Buffer streamed text; write it as one event per ~256 characters or 50 ms, and always
-        before any other record, so the stream stays live without a transaction per token."""
+        """Buffer streamed text; it becomes one event per ~256 characters or 50 ms, and always
+        before any other record, so the stream stays live without an event per token."""
         if self._delta_step not in (None, step_id):
-            await self.flush_text()
+            self._take_text()
         if not self._delta:
             self._delta_since = time.monotonic()
         self._delta_step = step_id
         self._delta.append(text)
         self._delta_chars += len(text)
         if self._delta_chars >= DELTA_CHARS or time.monotonic() - self._delta_since >= DELTA_SECONDS:
-            await self.flush_text()
+            self._take_text()
 
-    async def flush_text(self) -> None:
+    def _take_text(self) -> None:
         if not self._delta or self._delta_step is None:
             return
-        text, step_id = "".join(self._delta), self._delta_step
+        data = {"step_id": self._delta_step, "text": "".join(self._delta)}
         self._delta, self._delta_chars, self._delta_step = [], 0, None
-        async with self.store.transaction(self.lease.task_id, self.lease) as tx:
-            tx.emit(EventType.TEXT_DELTA, {"step_id": step_id, "text": text})
+        self._append(lambda tx: tx.emit(EventType.TEXT_DELTA, data))
 
     async def call_started(
         self, step_id: str, turn: int, index: int, tool: str, arguments: dict[str, Any], *, retry_of: str | None
     ) -> str:
-        await self.flush_text()
-        async with self.store.transaction(self.lease.task_id, self.lease) as tx:
+        call_id = retry_of if retry_of is not None else new_id("call")
+
+        def record(tx: TaskTx) -> None:
             if retry_of is not None:
-                call_id = retry_of
                 tx.update_tool_call(
                     call_id, status=ToolCallStatus.STARTED, result=None, lease_epoch=self.lease.epoch, started_at=tx.now
                 )
             else:
-                call_id = tx.add_tool_call(
-                    step_id=step_id, turn=turn, call_index=index, tool_name=tool, arguments=arguments
+                tx.add_tool_call(
+                    call_id=call_id, step_id=step_id, turn=turn, call_index=index, tool_name=tool, arguments=arguments
                 )
             tx.emit(
                 EventType.TOOL_CALL_STARTED,
@@ -95,11 +196,14 @@ class StoreJournal:
                     "retry": retry_of is not None,
                 },
             )
+
+        await self.commit(record)  # write-ahead: durable before the tool runs
         return call_id
 
     async def call_completed(self, call_id: str, step_id: str, tool: str, result: ToolResult, seconds: float) -> None:
-        async with self._call_lock, self.store.transaction(self.lease.task_id, self.lease) as tx:
-            self._finished_calls.add(call_id)
+        self._finished_calls.add(call_id)
+
+        def record(tx: TaskTx) -> None:
             tx.update_tool_call(
                 call_id,
                 status=ToolCallStatus.COMPLETED,
@@ -119,11 +223,14 @@ class StoreJournal:
                     "duration_ms": round(seconds * 1000, 3),
                 },
             )
+
+        self.stage(record)
         self._observe(tool, "tool_error" if result.is_error else "ok", seconds)
 
     async def call_failed(self, call_id: str, step_id: str, tool: str, error: ServiceError, seconds: float) -> None:
-        async with self._call_lock, self.store.transaction(self.lease.task_id, self.lease) as tx:
-            self._finished_calls.add(call_id)
+        self._finished_calls.add(call_id)
+
+        def record(tx: TaskTx) -> None:
             tx.update_tool_call(
                 call_id,
                 status=ToolCallStatus.FAILED,
@@ -140,14 +247,18 @@ class StoreJournal:
                     "error": error.message,
                 },
             )
+
+        self.stage(record)
         self._observe(tool, error.code.value, seconds)
 
     async def call_refused(
         self, step_id: str, turn: int, index: int, tool: str, arguments: dict[str, Any], reason: str
     ) -> None:
-        await self.flush_text()
-        async with self.store.transaction(self.lease.task_id, self.lease) as tx:
-            call_id = tx.add_tool_call(
+        call_id = new_id("call")
+
+        def record(tx: TaskTx) -> None:
+            tx.add_tool_call(
+                call_id=call_id,
                 step_id=step_id,
                 turn=turn,
                 call_index=index,
@@ -159,38 +270,34 @@ class StoreJournal:
             tx.emit(
                 EventType.TOOL_CALL_REFUSED, {"call_id": call_id, "step_id": step_id, "tool": tool, "reason": reason}
             )
+
+        self.stage(record)
         self._observe(tool, "refused", 0.0)
 
     async def progress(
         self, call_id: str, step_id: str, progress: float, total: float | None, message: str | None
     ) -> None:
-        async with self._call_lock:
-            if call_id in self._finished_calls:
-                return  # arrived after the call's result: no longer news
-            await self._write_progress(call_id, step_id, progress, total, message)
-
-    async def _write_progress(
-        self, call_id: str, step_id: str, progress: float, total: float | None, message: str | None
-    ) -> None:
-        async with self.store.transaction(self.lease.task_id, self.lease) as tx:
-            tx.emit(
-                EventType.TOOL_PROGRESS,
-                {"call_id": call_id, "step_id": step_id, "progress": progress, "total": total, "message": message},
-            )
+        if call_id in self._finished_calls:
+            return  # arrived after the call's result: no longer news
+        data = {"call_id": call_id, "step_id": step_id, "progress": progress, "total": total, "message": message}
+        self.stage(lambda tx: tx.emit(EventType.TOOL_PROGRESS, data))
 
     async def step_completed(self, step_id: str, output: str) -> None:
-        await self.flush_text()
-        async with self.store.transaction(self.lease.task_id, self.lease) as tx:
+        def record(tx: TaskTx) -> None:
             tx.update_step(self.plan_version, step_id, status=StepStatus.COMPLETED, output=output, finished_at=tx.now)
             tx.emit(EventType.STEP_COMPLETED, {"step_id": step_id, "output": output})
+
+        self.stage(record)
         self._observe_step(step_id, "completed")
 
     async def step_failed(self, step_id: str, error: ServiceError) -> None:
-        await self.flush_text()
-        async with self.store.transaction(self.lease.task_id, self.lease) as tx:
-            body = {"code": error.code.value, "message": error.message}
+        body = {"code": error.code.value, "message": error.message}
+
+        def record(tx: TaskTx) -> None:
             tx.update_step(self.plan_version, step_id, status=StepStatus.FAILED, error=body, finished_at=tx.now)
             tx.emit(EventType.STEP_FAILED, {"step_id": step_id, "error": body})
+
+        await self.commit(record)
         self._observe_step(step_id, "failed")
 
     async def prior_calls(self, step_id: str) -> list[ToolCallRecord]:

@@ -173,7 +173,7 @@ class TaskStore:
                 record = await conn.run_sync(_load_task, task_id, True)
                 tx = TaskTx(_check_lease(record, lease), rows.utcnow())
                 yield tx
-                events, ok = await conn.run_sync(tx.flush, fence)
+                events, ok = await conn.run_sync(tx.flush, lease)
                 if not ok:
                     raise LeaseLostError(f"task {task_id}: lease lost before commit", details={"task_id": task_id})
                 if events or tx.wakes_workers:
@@ -190,7 +190,7 @@ class TaskStore:
                 tx = TaskTx(_check_lease(snapshot, lease), rows.utcnow())
                 yield tx
                 try:
-                    events = await anyio.to_thread.run_sync(self._sqlite_write, lambda c: _flush_or_raise(tx, c, fence))
+                    events = await anyio.to_thread.run_sync(self._sqlite_write, lambda c: _flush_or_raise(tx, c, lease))
                 except _Fenced:
                     self._snapshots.pop((task_id, fence), None)
                     raise LeaseLostError(
@@ -472,8 +472,8 @@ def _check_lease(record: TaskRecord, lease: Lease | None) -> TaskRecord:
     return record
 
 
-def _flush_or_raise(tx: TaskTx, conn: Connection, fence: int | None) -> list[Event]:
-    events, ok = tx.flush(conn, fence)
+def _flush_or_raise(tx: TaskTx, conn: Connection, lease: Lease | None) -> list[Event]:
+    events, ok = tx.flush(conn, lease)
     if not ok:
         raise _Fenced
     return events

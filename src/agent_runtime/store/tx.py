@@ -3,8 +3,8 @@
 Everything a state change writes (task fields, plan versions, steps, tool calls, approvals and the
 events that describe them) goes through :class:`TaskTx`. The methods only *buffer* statements;
 :meth:`TaskTx.flush` writes them all, in one synchronous burst, inside the store's transaction.
-The first statement of the burst is the task row update, conditional on the lease epoch (and the
-sequence number the transaction started from), so a worker that lost its lease has its whole
+The first statement of the burst is the task row update, conditional on the lease (epoch and owner) and the
+sequence number the transaction started from, so a worker that lost its lease has its whole
 transaction refused by the database before anything else is written.
 """
 
@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Executable
 
 from agent_runtime.domain.events import Event, EventType
 from agent_runtime.domain.plan import Plan
-from agent_runtime.domain.records import TaskRecord
+from agent_runtime.domain.records import Lease, TaskRecord
 from agent_runtime.domain.states import LEASED, TERMINAL, StepStatus, TaskStatus, ToolCallStatus, check_transition
 from agent_runtime.store import schema as t
 from agent_runtime.store.rows import new_id
@@ -35,6 +35,21 @@ def _step_update(fields: tuple[str, ...]) -> sa.Update:
         .where(t.steps.c.step_id == sa.bindparam("k_step"))
         .values({name: sa.bindparam(name) for name in fields})
     )
+
+
+@lru_cache(maxsize=128)
+def _task_update(fields: tuple[str, ...], fenced: bool) -> sa.Update:
+    """The task row update: conditional on the sequence number it started from (and the lease epoch)."""
+    stmt = (
+        t.tasks.update()
+        .where(t.tasks.c.id == sa.bindparam("k_id"))
+        .where(t.tasks.c.last_seq == sa.bindparam("k_seq"))
+        .values({name: sa.bindparam(name) for name in fields})
+    )
+    if fenced:
+        stmt = stmt.where(t.tasks.c.lease_epoch == sa.bindparam("k_epoch"))
+        stmt = stmt.where(t.tasks.c.lease_owner == sa.bindparam("k_owner"))
+    return stmt
 
 
 @lru_cache(maxsize=64)
@@ -137,8 +152,9 @@ class TaskTx:
         arguments: dict[str, Any],
         status: ToolCallStatus = ToolCallStatus.STARTED,
         result: dict[str, Any] | None = None,
+        call_id: str | None = None,
     ) -> str:
-        call_id = new_id("call")
+        call_id = call_id or new_id("call")
         row = {
             "id": call_id,
             "task_id": self.task.id,
@@ -187,7 +203,7 @@ class TaskTx:
 
     # -- commit ---------------------------------------------------------------------------------
 
-    def flush(self, conn: Connection, fence_epoch: int | None) -> tuple[list[Event], bool]:
+    def flush(self, conn: Connection, fence: Lease | None) -> tuple[list[Event], bool]:
         """Write the task row (fenced), then every buffered statement, then the events.
 
         Returns (events, ok); ``ok`` is False when the fence refused the write (nothing was written).
@@ -200,15 +216,11 @@ class TaskTx:
         values = dict(self._fields)
         values["updated_at"] = self.now
         values["last_seq"] = self.task.last_seq + len(stored)
-        stmt = (
-            t.tasks.update()
-            .where(t.tasks.c.id == self.task.id)
-            .where(t.tasks.c.last_seq == self.started_from.last_seq)
-            .values(**values)
-        )
-        if fence_epoch is not None:
-            stmt = stmt.where(t.tasks.c.lease_epoch == fence_epoch)
-        if conn.execute(stmt).rowcount != 1:
+        stmt = _task_update(tuple(sorted(values)), fence is not None)
+        params = {"k_id": self.task.id, "k_seq": self.started_from.last_seq, **values}
+        if fence is not None:
+            params.update(k_epoch=fence.epoch, k_owner=fence.owner)
+        if conn.execute(stmt, params).rowcount != 1:
             return [], False
         for statement, rows in self._ops:
             if rows is None:
