@@ -45,7 +45,6 @@ import psutil
 import sqlalchemy as sa
 from core_rig import REPO, ToolKind, ZeroLLM, bench_settings, build_bench_runtime, in_process_tools, until
 from httpx_sse import ServerSentEvent, aconnect_sse
-from sqlalchemy.ext.asyncio import AsyncEngine
 from stats import summary
 
 from agent_runtime.domain.events import Event, EventType
@@ -54,6 +53,7 @@ from agent_runtime.logging import configure_logging
 from agent_runtime.runtime import Overrides, Runtime, build_runtime, serve_background, stop_runtime
 from agent_runtime.settings import ServerSettings
 from agent_runtime.store import schema
+from agent_runtime.store.store import TaskStore
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results" / "core.json"
@@ -127,14 +127,22 @@ class Transactions:
     writes: int = 0
     reads: int = 0
 
-    def watch(self, engine: AsyncEngine) -> None:
+    def watch(self, store: TaskStore) -> None:
+        """Both engines: the async one (migrations) and the synchronous one the store's I/O runs on.
+        A store read runs outside any transaction (no BEGIN), so reads are checkouts minus writes."""
+
         def on_begin(conn: Any) -> None:
             if conn.get_execution_options().get("sqlite_begin") == "IMMEDIATE":
                 self.writes += 1
-            else:
-                self.reads += 1
+                self.reads -= 1  # its checkout was counted below
 
-        sa.event.listen(engine.sync_engine, "begin", on_begin)
+        def on_checkout(*_: Any) -> None:
+            self.reads += 1
+
+        for engine in (store.engine.sync_engine, store._sync):
+            if engine is not None:
+                sa.event.listen(engine, "begin", on_begin)
+                sa.event.listen(engine.pool, "checkout", on_checkout)
 
 
 @dataclass(frozen=True)
@@ -313,7 +321,7 @@ async def bench_steps(
     execute_seconds: dict[str, tuple[float, float]] = {}
     runtime = await build_bench_runtime(settings, llm, catalog, pool, execute_seconds=execute_seconds)
     txs = Transactions()
-    txs.watch(runtime.store.engine)
+    txs.watch(runtime.store)
     rows: list[dict[str, float]] = []
     whole: list[dict[str, float]] = []
     async with anyio.create_task_group() as tg:

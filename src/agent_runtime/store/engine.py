@@ -46,18 +46,19 @@ def _sqlite_engine(db: DatabaseSettings, database: str | None) -> AsyncEngine:
 
 
 def sync_sqlite_engine(url: URL) -> Engine:
-    """A synchronous pysqlite engine on the same file, with the same pragmas and BEGIN control."""
+    """A synchronous pysqlite engine on the same file, with the same pragmas and BEGIN control
+    (except automatic WAL checkpoints: the store runs those on a worker thread)."""
     engine = sa_create_engine(
         url.set(drivername="sqlite+pysqlite"),
         connect_args={"timeout": 30, "check_same_thread": False},
         pool_size=8,
         max_overflow=8,
     )
-    _sqlite_hooks(engine)
+    _sqlite_hooks(engine, autocheckpoint=False)
     return engine
 
 
-def _sqlite_hooks(engine: Engine) -> None:
+def _sqlite_hooks(engine: Engine, *, autocheckpoint: bool = True) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" hook below emit BEGIN itself, so writers can ask for IMMEDIATE.
@@ -67,6 +68,8 @@ def _sqlite_hooks(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
+        if not autocheckpoint:  # the store checkpoints off the event loop (see ``store.store``)
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     @event.listens_for(engine, "begin")

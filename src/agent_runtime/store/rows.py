@@ -25,9 +25,24 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_last_id_ms = 0
+_id_counter = 0
+
+
 def new_id(prefix: str) -> str:
-    """Time-ordered id: ids sort by creation time, which keeps cursor pagination simple."""
-    return f"{prefix}_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(6)}"
+    """Time-ordered id: ids sort by creation time, which keeps cursor pagination simple.
+
+    Milliseconds, then a counter for ids made within the same millisecond in this process, then
+    randomness (ids made by different processes in the same millisecond sort arbitrarily)."""
+    global _last_id_ms, _id_counter
+    now = time.time_ns() // 1_000_000
+    if now > _last_id_ms:
+        _last_id_ms, _id_counter = now, 0
+    else:
+        _id_counter += 1
+        if _id_counter > 0xFFFF:  # 65,536 ids in one millisecond: borrow the next one
+            _last_id_ms, _id_counter = _last_id_ms + 1, 0
+    return f"{prefix}_{_last_id_ms:012x}{_id_counter:04x}{secrets.token_hex(4)}"
 
 
 def aware(value: datetime | None) -> datetime | None:

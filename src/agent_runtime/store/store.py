@@ -5,9 +5,13 @@ it is run differs by backend:
 
 * **PostgreSQL**: on the async engine (asyncpg) through ``AsyncConnection.run_sync``, so a
   transaction costs network round trips, not thread hops.
-* **SQLite**: on a synchronous pysqlite engine in a worker thread, one hop per operation. (Through
-  aiosqlite every statement costs several thread hops; a task's life is ~20 transactions.) Writers
-  are serialised in process by a lock, which is what SQLite does anyway.
+* **SQLite**: on a synchronous pysqlite engine, run **inline on the event loop**: an operation is
+  one task's rows, a fraction of a millisecond, and a hop to a worker thread costs about as much
+  again (through aiosqlite every statement costs several hops). Writers are serialised in process
+  by a lock (which is what SQLite does anyway), so an inline write never waits for SQLite's own
+  lock; the embedded database belongs to one process. What could stall the loop is moved off it:
+  WAL checkpoints (automatic checkpointing is off; the store checkpoints on a worker thread every
+  ``CHECKPOINT_EVERY`` commits) and bulk deletes (retention).
 
 Writes happen in :meth:`TaskStore.transaction` (one task; events in the same commit; fenced by
 lease epoch) or in the lease operations. After a commit the stored events go to the
@@ -47,6 +51,8 @@ from agent_runtime.store.engine import sync_sqlite_engine
 from agent_runtime.store.tx import TaskTx
 
 NOTIFY_CHANNEL = "agent_runtime"
+CHECKPOINT_EVERY = 1000
+CHECKPOINT = "PRAGMA wal_checkpoint(PASSIVE)"
 T = TypeVar("T")
 
 
@@ -86,6 +92,8 @@ class TaskStore:
         self.origin = secrets.token_hex(6)
         """Tags this process's NOTIFY payloads, so its own listener can skip them."""
         self._write_lock = anyio.Lock()  # used for SQLite only: one writer at a time, queued here
+        self._commits = self._checkpointed = 0
+        self._checkpointing = False
         self._snapshots: dict[tuple[str, int | None], TaskRecord] = {}
         """SQLite: each lease holder's last committed view of its task (see ``transaction``)."""
 
@@ -100,24 +108,42 @@ class TaskStore:
         if self._sync is None:
             async with self.engine.connect() as conn:
                 return await conn.run_sync(fn)
-        return await anyio.to_thread.run_sync(self._sqlite_read, fn)
+        return self._sqlite_read(fn)
 
     def _sqlite_read(self, fn: Callable[[Connection], T]) -> T:
         assert self._sync is not None
         with self._sync.connect() as conn:
             return fn(conn.execution_options(sqlite_begin=None))
 
-    async def _write(self, fn: Callable[[Connection], T]) -> T:
+    async def _write(self, fn: Callable[[Connection], T], *, offload: bool = False) -> T:
+        """One write transaction. ``offload``: on SQLite, run it on a worker thread (bulk work)."""
         if self._sync is None:
             async with self.engine.begin() as conn:
                 return await conn.run_sync(fn)
         async with self._write_lock:
-            return await anyio.to_thread.run_sync(self._sqlite_write, fn)
+            if offload:
+                result = await anyio.to_thread.run_sync(self._sqlite_write, fn)
+            else:
+                result = self._sqlite_write(fn)
+        await self._maybe_checkpoint()
+        return result
 
     def _sqlite_write(self, fn: Callable[[Connection], T]) -> T:
         assert self._sync is not None
         with self._sync.connect() as conn, conn.execution_options(sqlite_begin="IMMEDIATE").begin():
-            return fn(conn)
+            result = fn(conn)
+        self._commits += 1
+        return result
+
+    async def _maybe_checkpoint(self) -> None:
+        """SQLite: copy the WAL into the database on a worker thread (it may fsync), now and then."""
+        if self._commits - self._checkpointed < CHECKPOINT_EVERY or self._checkpointing:
+            return
+        self._checkpointing, self._checkpointed = True, self._commits
+        try:
+            await anyio.to_thread.run_sync(self._sqlite_read, lambda c: c.exec_driver_sql(CHECKPOINT).all())
+        finally:
+            self._checkpointing = False
 
     def _notify(self, conn: Connection, payload: str) -> None:
         if self.is_postgres:
@@ -184,13 +210,11 @@ class TaskStore:
                 # holder's last committed view is current; the fenced update checks it anyway.
                 snapshot = self._snapshots.get((task_id, fence)) if lease is not None else None
                 if snapshot is None:
-                    snapshot = await anyio.to_thread.run_sync(
-                        self._sqlite_read, lambda c: _load_task(c, task_id, False)
-                    )
+                    snapshot = self._sqlite_read(lambda c: _load_task(c, task_id, False))
                 tx = TaskTx(_check_lease(snapshot, lease), rows.utcnow())
                 yield tx
                 try:
-                    events = await anyio.to_thread.run_sync(self._sqlite_write, lambda c: _flush_or_raise(tx, c, lease))
+                    events = self._sqlite_write(lambda c: _flush_or_raise(tx, c, lease))
                 except _Fenced:
                     self._snapshots.pop((task_id, fence), None)
                     raise LeaseLostError(
@@ -204,6 +228,8 @@ class TaskStore:
                     else:
                         self._snapshots.pop((task_id, fence), None)
         self._after_commit(tx, events)
+        if self._sync is not None:
+            await self._maybe_checkpoint()
 
     def _after_commit(self, tx: TaskTx, events: list[Event]) -> None:
         if events:
@@ -450,7 +476,7 @@ class TaskStore:
                 conn.execute(t.tasks.delete().where(t.tasks.c.id.in_(ids)))
             return len(ids)
 
-        return await self._write(prune)
+        return await self._write(prune, offload=True)
 
 
 def _load_task(conn: Connection, task_id: str, for_update: bool) -> TaskRecord:
