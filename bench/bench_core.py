@@ -64,6 +64,7 @@ TARGETS = {
     "approve_to_step_started_p50_ms": ("<=", 10.0),
     "overhead_per_step_ms": ("<=", 1.0),
     "tasks_per_second": (">=", 150.0),
+    "tasks_per_second_in_process": (">=", 150.0),
     "rss_growth_mb_10k_awaiting": ("<=", 20.0),
 }
 
@@ -412,6 +413,65 @@ async def _runner_idle(runtime: Runtime) -> None:
         raise RuntimeError("the runner is still busy 50 ms after the task completed")
 
 
+async def bench_inproc_throughput(tmp: Path, clients: tuple[int, ...], seconds: float) -> list[dict[str, float]]:
+    """Tasks/s of the service itself: ``k`` concurrent drivers, each looping submit -> wait for
+    ``approval_required`` -> approve -> wait for ``task_completed`` through ``TaskService`` and the
+    event bus (what the HTTP handlers call), one-step plans calling the in-process MCP tool.
+    No HTTP: this is the orchestration's own capacity (runner, store, journal, tools, bus)."""
+    out: list[dict[str, float]] = []
+    for k in clients:
+        (tmp / f"k{k}").mkdir()
+        row = await _inproc_run(tmp / f"k{k}", k, seconds)
+        _log(f"  in process, {k} drivers: {row['tasks_per_second']:.1f} tasks/s, {row['cpu_ms_per_task']:.2f} ms CPU")
+        out.append(row)
+    return out
+
+
+async def _inproc_run(tmp: Path, k: int, seconds: float) -> dict[str, float]:
+    settings = bench_settings(tmp)
+    catalog, pool = await in_process_tools("mcp", settings, tmp / "notes")
+    runtime = await build_bench_runtime(settings, ZeroLLM(1), catalog, pool)
+    done: list[float] = []
+    stop = anyio.Event()
+
+    async def driver() -> None:
+        while not stop.is_set():
+            started = time.perf_counter()
+            task = await runtime.tasks.submit(PROMPT, None)
+            sub = runtime.bus.subscribe(task.id, after=task.last_seq)
+            try:
+                required = await until(sub, EventType.APPROVAL_REQUIRED)
+                await runtime.tasks.approve(task.id, int(required.data["plan_version"]), "bench")
+                await until(sub, EventType.TASK_COMPLETED)
+            finally:
+                runtime.bus.unsubscribe(sub)
+            done.append(time.perf_counter() - started)
+
+    async with anyio.create_task_group() as tg:
+        await serve_background(runtime, tg)
+        try:
+            async with anyio.create_task_group() as drivers:
+                for _ in range(k):
+                    drivers.start_soon(driver)
+                await anyio.sleep(1.0)  # warm-up
+                first, cpu0, wall0 = len(done), time.process_time(), time.perf_counter()
+                await anyio.sleep(seconds)
+                count, cpu, wall = len(done) - first, time.process_time() - cpu0, time.perf_counter() - wall0
+                latencies = [x * 1000 for x in done[first:]]
+                stop.set()
+        finally:
+            await stop_runtime(runtime)
+            tg.cancel_scope.cancel()
+    return {
+        "clients": float(k),
+        "tasks": float(count),
+        "tasks_per_second": count / wall,
+        "cpu_ms_per_task": cpu * 1000 / max(count, 1),
+        "cpu_use": cpu / wall,
+        "end_to_end_p50_ms": statistics.median(latencies) if latencies else float("nan"),
+    }
+
+
 # -- 1, 2, 4. HTTP: latency and throughput -----------------------------------------------------------
 
 
@@ -643,6 +703,8 @@ def headline(results: dict[str, Any]) -> dict[str, float]:
         out["submit_to_awaiting_approval_p50_ms"] = lat["submit_to_awaiting_approval_client_ms"]["p50"]
         out["approve_to_step_started_p50_ms"] = lat["approve_to_step_started_client_ms"]["p50"]
         out["tasks_per_second"] = max(t["tasks_per_second"] for t in results["http"]["throughput"])
+    if "inproc" in results:
+        out["tasks_per_second_in_process"] = max(t["tasks_per_second"] for t in results["inproc"])
     if "steps" in results:
         out["overhead_per_step_ms"] = results["steps"]["mcp_20"]["median"]["overhead_per_step_ms"]
     if "memory" in results:
@@ -718,6 +780,15 @@ def render(results: dict[str, Any]) -> str:
                 "  where the time goes (medians between event timestamps, ms): "
                 + ", ".join(f"{a} -> {b} {t[f'{a}->{b}_ms']:.1f}" for a, b in EVENT_GAPS)
             )
+    if "inproc" in results:
+        add("")
+        add("| tasks/s in process (no HTTP), drivers | tasks | tasks/s | end-to-end p50 ms | CPU ms/task | CPU use |")
+        add("|---|---|---|---|---|---|")
+        for t in results["inproc"]:
+            add(
+                f"| {t['clients']:.0f} | {t['tasks']:.0f} | {t['tasks_per_second']:.1f} | "
+                f"{t['end_to_end_p50_ms']:.1f} | {t['cpu_ms_per_task']:.2f} | {t['cpu_use']:.0%} |"
+            )
     if "http" in results:
         add("")
         add("| latency over HTTP + SSE (uvicorn child, 1 client, sequential) | p50 ms | p95 ms | n |")
@@ -776,7 +847,7 @@ def print_profile(path: Path, title: str, limit: int = 25) -> None:
 
 # -- main ----------------------------------------------------------------------------------------------
 
-SECTIONS = ("store", "steps", "http", "memory")
+SECTIONS = ("store", "steps", "inproc", "http", "memory")
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -819,6 +890,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             one, twenty = steps["mcp_1"]["median"], steps["mcp_20"]["median"]
             steps["marginal_overhead_per_step_ms"] = (twenty["overhead_ms"] - one["overhead_ms"]) / 19
             results["steps"] = steps
+        if "inproc" in only:
+            _log("tasks/s in process (no HTTP) ...")
+            (base / "inproc").mkdir()
+            results["inproc"] = await bench_inproc_throughput(base / "inproc", plan.clients, plan.window_seconds)
         if "http" in only:
             _log("HTTP latency and throughput (uvicorn child process) ...")
             (base / "http").mkdir()

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from tests.support.fake_llm import serve_on_loopback
 from tests.support.harness import read_stream, write_registry
@@ -53,6 +54,14 @@ def _call_record(log: Path) -> dict[str, list[str]]:
     return seen
 
 
+def _with_runner(config: Path, **runner: Any) -> Path:
+    data = yaml.safe_load(config.read_text())
+    data["runner"] = {**data.get("runner", {}), **runner}
+    path = config.with_name("config-2.yaml")
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
 async def _run_until_wait_starts(service: ServiceProcess) -> tuple[str, list[dict[str, Any]]]:
     async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
         created = (await client.post("/v1/tasks", json={"prompt": "four steps"})).json()
@@ -77,7 +86,10 @@ async def test_kill_9_mid_tool_call_then_restart_completes_without_rerunning_com
     finally:
         first.kill9()
 
-    second = ServiceProcess(config, llm_root=llm_root, log_path=tmp_path / "service-2.log").start()
+    # The worker that takes over lets its records linger as long as allowed: what it reads back
+    # (the calls it marked in doubt) must not depend on when its lingering records are committed.
+    lingering = _with_runner(config, journal_linger_ms=1000)
+    second = ServiceProcess(lingering, llm_root=llm_root, log_path=tmp_path / "service-2.log").start()
     try:
         async with httpx.AsyncClient(base_url=second.url, timeout=30) as client:
             events = await read_stream(client, task_id, timeout=90)

@@ -301,6 +301,7 @@ class StoreJournal:
         self._observe_step(step_id, "failed")
 
     async def prior_calls(self, step_id: str) -> list[ToolCallRecord]:
+        await self.flush()  # read our own writes: calls marked in doubt at the start of this run
         calls = await self.store.tool_calls(self.lease.task_id, step_id)
         return [c for c in calls if c.plan_version == self.plan_version]
 
