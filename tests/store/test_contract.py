@@ -129,8 +129,14 @@ async def test_an_expired_lease_is_taken_over_and_the_old_owner_is_fenced_off(st
 async def test_a_lease_superseded_mid_transaction_cannot_commit(store: TaskStore) -> None:
     task = await store.create_task("p", {})
     lease = await _claim_one(store)
-    if store.is_postgres:
-        pytest.skip("on PostgreSQL the row lock makes the bump wait for this transaction; covered by SIGSTOP e2e")
+    if store.is_postgres:  # a holder holds no row lock while its body runs: supersede it right there
+        with pytest.raises(LeaseLostError):
+            async with store.transaction(task.id, lease) as tx:
+                tx.emit(EventType.TEXT_DELTA, {})
+                async with store.transaction(task.id) as other:
+                    other.update(lease_epoch=lease.epoch + 1)
+        assert (await store.get_task(task.id)).last_seq == 1
+        return
     # SQLite: one writer at a time, so supersede between two of this worker's transactions instead
     async with store.transaction(task.id) as tx:
         tx.update(lease_epoch=lease.epoch + 1)
@@ -215,10 +221,9 @@ async def test_a_lease_holder_never_overwrites_a_change_it_did_not_see(store: Ta
         tx.emit(EventType.PLANNING_STARTED, {})
     async with store.transaction(task.id) as tx:  # someone else writes without bumping the epoch
         tx.emit(EventType.TEXT_DELTA, {"from": "elsewhere"})
-    if not store.is_postgres:  # SQLite starts the holder from its last view: the fence must notice
-        with pytest.raises(LeaseLostError):
-            async with store.transaction(task.id, lease) as tx:
-                tx.emit(EventType.TEXT_DELTA, {"from": "holder"})
+    with pytest.raises(LeaseLostError):  # the holder starts from its last view: the fence must notice
+        async with store.transaction(task.id, lease) as tx:
+            tx.emit(EventType.TEXT_DELTA, {"from": "holder"})
     async with store.transaction(task.id, lease) as tx:  # a fresh read sees the change and goes on
         tx.emit(EventType.TEXT_DELTA, {"from": "holder"})
     events = await store.events_after(task.id, 0)

@@ -4,12 +4,20 @@ Everything a state change writes (task fields, plan versions, steps, tool calls,
 events that describe them) goes through :class:`TaskTx`. The methods only *buffer* statements;
 :meth:`TaskTx.flush` writes them all, in one synchronous burst, inside the store's transaction.
 The first statement of the burst is the task row update, conditional on the lease (epoch and owner) and the
-sequence number the transaction started from, so a worker that lost its lease has its whole
-transaction refused by the database before anything else is written.
+sequence number (and, for a lease holder, ``updated_at``) the transaction started from, so a worker
+that lost its lease, or started from a view that is no longer current, has its whole transaction
+refused by the database before anything else is written.
+
+On PostgreSQL a lease holder's transaction that only updates steps and tool calls, inserts tool
+calls and emits events (the execution journal's records) can instead be written as one JSON
+document by the ``agent_runtime_apply`` function (migration 0002): :meth:`TaskTx.apply_document`.
+Every buffered write therefore also keeps a typed description; writes without one (plan versions,
+approvals, bulk updates) keep the statement path.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
@@ -24,6 +32,65 @@ from agent_runtime.domain.records import Lease, TaskRecord
 from agent_runtime.domain.states import LEASED, TERMINAL, StepStatus, TaskStatus, ToolCallStatus, check_transition
 from agent_runtime.store import schema as t
 from agent_runtime.store.rows import new_id
+
+
+def _kinds(table: sa.Table, keys: frozenset[str]) -> dict[str, str]:
+    """Column name -> how ``agent_runtime_apply`` reads it from JSON (``keys`` are not settable)."""
+    out: dict[str, str] = {}
+    for col in table.columns:
+        if col.name in keys:
+            continue
+        typ = col.type
+        if isinstance(typ, sa.JSON):
+            out[col.name] = "json"
+        elif isinstance(typ, sa.DateTime):
+            out[col.name] = "ts"
+        elif isinstance(typ, sa.Boolean):
+            out[col.name] = "bool"
+        elif isinstance(typ, sa.Integer):
+            out[col.name] = "int"
+        elif isinstance(typ, sa.String):
+            out[col.name] = "text"
+        else:  # pragma: no cover - a new column type needs a new kind in the function too
+            raise TypeError(f"{table.name}.{col.name}: no JSON kind for {typ!r}")
+    return out
+
+
+# What agent_runtime_apply (migration 0002) can write; a test checks these against the function.
+TASK_KINDS = _kinds(t.tasks, frozenset({"id", "updated_at", "last_seq"}))
+STEP_KINDS = _kinds(t.steps, frozenset({"task_id", "plan_version", "step_id"}))
+CALL_KINDS = _kinds(t.tool_calls, frozenset({"id", "task_id"}))
+NEW_CALL_KINDS = _kinds(t.tool_calls, frozenset())
+
+
+class _Untyped(Exception):
+    """A value the one-statement path cannot carry exactly; the statement path writes it instead."""
+
+
+def _encode(kinds: dict[str, str], fields: dict[str, Any]) -> dict[str, Any]:
+    """Column values as JSON values the function casts back to the column's type.
+
+    Only values the statement path would accept as they are: anything else raises ``_Untyped`` so
+    that path handles it (and fails the same way it always did). ``None`` is JSON null: SQL NULL,
+    or JSON null in a JSONB column, as SQLAlchemy writes it."""
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        kind = kinds.get(name)
+        if kind is None:
+            raise _Untyped(name)
+        if value is None or kind == "json":
+            out[name] = value
+        elif kind == "text" and isinstance(value, str):
+            out[name] = str(value)
+        elif kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+            out[name] = int(value)
+        elif kind == "bool" and isinstance(value, bool):
+            out[name] = value
+        elif kind == "ts" and isinstance(value, datetime) and value.utcoffset() is not None:
+            out[name] = value.isoformat()
+        else:
+            raise _Untyped(name)
+    return out
 
 
 @lru_cache(maxsize=64)
@@ -49,6 +116,7 @@ def _task_update(fields: tuple[str, ...], fenced: bool) -> sa.Update:
     if fenced:
         stmt = stmt.where(t.tasks.c.lease_epoch == sa.bindparam("k_epoch"))
         stmt = stmt.where(t.tasks.c.lease_owner == sa.bindparam("k_owner"))
+        stmt = stmt.where(t.tasks.c.updated_at == sa.bindparam("k_updated", type_=t.tasks.c.updated_at.type))
     return stmt
 
 
@@ -69,7 +137,8 @@ class TaskTx:
         self.task = task
         self.started_from = task
         self.now = now
-        self._ops: list[tuple[Executable, list[dict[str, Any]] | None]] = []
+        self._ops: list[tuple[Executable, list[dict[str, Any]] | None, tuple[Any, ...] | None]] = []
+        """(statement, parameter rows, typed description for ``apply_document`` or None)."""
         self._fields: dict[str, Any] = {}
         self._events: list[tuple[str, dict[str, Any]]] = []
         self.wakes_workers = False
@@ -129,7 +198,7 @@ class TaskTx:
 
     def update_step(self, version: int, step_id: str, **fields: Any) -> None:
         params = {"k_task": self.task.id, "k_version": version, "k_step": step_id, **fields}
-        self._op(_step_update(tuple(sorted(fields))), [params])
+        self._op(_step_update(tuple(sorted(fields))), [params], ("step", version, step_id, fields))
 
     def update_steps_where(self, version: int, statuses: set[StepStatus], **fields: Any) -> None:
         self._op(
@@ -171,12 +240,12 @@ class TaskTx:
             "started_at": self.now,
             "finished_at": None if status == ToolCallStatus.STARTED else self.now,
         }
-        self._op(t.tool_calls.insert(), [row])
+        self._op(t.tool_calls.insert(), [row], ("new_call", row))
         return call_id
 
     def update_tool_call(self, call_id: str, **fields: Any) -> None:
         params = {"k_id": call_id, "k_task": self.task.id, **fields}
-        self._op(_call_update(tuple(sorted(fields))), [params])
+        self._op(_call_update(tuple(sorted(fields))), [params], ("call", call_id, fields))
 
     def update_tool_calls_where(self, statuses: set[ToolCallStatus], **fields: Any) -> None:
         self._op(
@@ -198,16 +267,15 @@ class TaskTx:
             )
         )
 
-    def _op(self, statement: Executable, rows: list[dict[str, Any]] | None = None) -> None:
-        self._ops.append((statement, rows))
+    def _op(
+        self, statement: Executable, rows: list[dict[str, Any]] | None = None, typed: tuple[Any, ...] | None = None
+    ) -> None:
+        self._ops.append((statement, rows, typed))
 
     # -- commit ---------------------------------------------------------------------------------
 
-    def flush(self, conn: Connection, fence: Lease | None) -> tuple[list[Event], bool]:
-        """Write the task row (fenced), then every buffered statement, then the events.
-
-        Returns (events, ok); ``ok`` is False when the fence refused the write (nothing was written).
-        """
+    def prepare(self) -> tuple[list[Event], dict[str, Any]]:
+        """The events this transaction stores (numbered) and the values its task row update sets."""
         first = self.task.last_seq + 1
         stored = [
             Event(task_id=self.task.id, seq=first + i, type=typ, data=data, created_at=self.now)
@@ -216,13 +284,21 @@ class TaskTx:
         values = dict(self._fields)
         values["updated_at"] = self.now
         values["last_seq"] = self.task.last_seq + len(stored)
+        return stored, values
+
+    def flush(self, conn: Connection, fence: Lease | None) -> tuple[list[Event], bool]:
+        """Write the task row (fenced), then every buffered statement, then the events.
+
+        Returns (events, ok); ``ok`` is False when the fence refused the write (nothing was written).
+        """
+        stored, values = self.prepare()
         stmt = _task_update(tuple(sorted(values)), fence is not None)
         params = {"k_id": self.task.id, "k_seq": self.started_from.last_seq, **values}
         if fence is not None:
-            params.update(k_epoch=fence.epoch, k_owner=fence.owner)
+            params.update(k_epoch=fence.epoch, k_owner=fence.owner, k_updated=self.started_from.updated_at)
         if conn.execute(stmt, params).rowcount != 1:
             return [], False
-        for statement, rows in self._ops:
+        for statement, rows, _ in self._ops:
             if rows is None:
                 conn.execute(statement)
             elif rows:
@@ -235,5 +311,47 @@ class TaskTx:
                     for e in stored
                 ],
             )
-        self.task = replace(self.task, last_seq=values["last_seq"], updated_at=self.now)
+        self.committed(values)
         return stored, True
+
+    def committed(self, values: dict[str, Any]) -> None:
+        """Record that ``values`` (from :meth:`prepare`) were written."""
+        self.task = replace(self.task, last_seq=values["last_seq"], updated_at=self.now)
+
+    def apply_document(
+        self, fence: Lease, stored: list[Event], values: dict[str, Any], notify: tuple[str, str] | None
+    ) -> str | None:
+        """The JSON argument of ``agent_runtime_apply`` (PostgreSQL, migration 0002) for this
+        transaction, fenced by ``fence``; ``notify`` is a (channel, payload) to NOTIFY in it.
+
+        None when some buffered write has no typed form or some value could not be carried exactly:
+        :meth:`flush` writes those."""
+        ops: list[dict[str, Any]] = []
+        try:
+            for _, _, typed in self._ops:
+                if typed is None:
+                    return None
+                if typed[0] == "step":
+                    ops.append({"k": "step", "v": typed[1], "s": typed[2], "f": _encode(STEP_KINDS, typed[3])})
+                elif typed[0] == "call":
+                    ops.append({"k": "call", "id": typed[1], "f": _encode(CALL_KINDS, typed[2])})
+                else:
+                    ops.append({"k": "new_call", "f": _encode(NEW_CALL_KINDS, typed[1])})
+            fields = {k: v for k, v in values.items() if k not in ("updated_at", "last_seq")}
+            doc: dict[str, Any] = {
+                "id": self.task.id,
+                "seq": self.started_from.last_seq,
+                "epoch": fence.epoch,
+                "owner": fence.owner,
+                "updated_at": _encode({"t": "ts"}, {"t": self.started_from.updated_at})["t"],
+                "now": _encode({"t": "ts"}, {"t": self.now})["t"],
+                "last_seq": values["last_seq"],
+                "set": _encode(TASK_KINDS, fields),
+                "ops": ops,
+                "events": [{"seq": e.seq, "type": e.type, "data": e.data} for e in stored],
+            }
+            if notify is not None:
+                doc["channel"], doc["notify"] = notify
+            return json.dumps(doc, separators=(",", ":"), allow_nan=False)
+        except (_Untyped, TypeError, ValueError):  # not JSON-serialisable: the statement path says why
+            return None

@@ -1,0 +1,347 @@
+"""Lease holders' writes: optimistic (from the holder's last view, fenced), and on PostgreSQL the
+journal's transactions in one statement (``agent_runtime_apply``, migration 0002).
+
+The contract parts run on every backend; the one-statement parts on PostgreSQL only.
+"""
+
+from __future__ import annotations
+
+import importlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import pytest
+import sqlalchemy as sa
+
+from agent_runtime.domain.events import EventType
+from agent_runtime.domain.plan import Plan, PlanStep
+from agent_runtime.domain.records import Lease, TaskRecord
+from agent_runtime.domain.states import StepStatus, TaskStatus, ToolCallStatus
+from agent_runtime.errors import LeaseLostError
+from agent_runtime.store import rows
+from agent_runtime.store import schema as t
+from agent_runtime.store import tx as tx_module
+from agent_runtime.store.store import TaskStore
+from agent_runtime.store.tx import TaskTx
+
+EXECUTION = (TaskStatus.APPROVED, TaskStatus.EXECUTING)
+
+
+def _plan() -> Plan:
+    return Plan(
+        summary="s",
+        steps=[
+            PlanStep(id=f"s{i}", title=f"S{i}", instruction="do", tools=["x.y"], depends_on=[]) for i in range(1, 3)
+        ],
+    )
+
+
+async def _executing(store: TaskStore, owner: str = "w1") -> Lease:
+    """A task with an approved two-step plan, leased for execution and moved to ``executing``."""
+    task = await store.create_task("p", {"k": "v"})
+    [lease] = await store.claim(owner, (TaskStatus.QUEUED,), limit=1, lease_seconds=30)
+    async with store.transaction(task.id, lease) as tx:
+        tx.transition(TaskStatus.PLANNING)
+        tx.add_plan_version(_plan(), "planner:test")
+        tx.transition(TaskStatus.AWAITING_APPROVAL)
+    async with store.transaction(task.id) as tx:
+        tx.transition(TaskStatus.APPROVED, approved_plan_version=1)
+        tx.emit(EventType.TASK_APPROVED, {"plan_version": 1})
+    [lease] = await store.claim(owner, EXECUTION, limit=1, lease_seconds=30)
+    async with store.transaction(task.id, lease) as tx:
+        tx.transition(TaskStatus.EXECUTING)
+        tx.emit(EventType.EXECUTION_STARTED, {})
+    return lease
+
+
+async def _table(store: TaskStore, table: sa.Table, task_id: str) -> list[dict[str, Any]]:
+    """Every row of ``table`` for the task, JSON columns with an ``<name> IS NULL`` flag (SQL NULL
+    and JSON null both read back as None)."""
+    key = table.c.id if table is t.tasks else table.c.task_id
+    json_cols = [c for c in table.columns if isinstance(c.type, sa.JSON)]
+    stmt = sa.select(*table.columns, *(c.is_(None).label(f"{c.name}_is_sql_null") for c in json_cols)).where(
+        key == task_id
+    )
+    stmt = stmt.order_by(*table.primary_key.columns)
+
+    def read(conn: sa.Connection) -> list[dict[str, Any]]:
+        return [dict(r) for r in conn.execute(stmt).mappings()]
+
+    async with store.engine.connect() as conn:
+        return await conn.run_sync(read)
+
+
+async def _snapshot_of_rows(store: TaskStore, task_id: str) -> dict[str, list[dict[str, Any]]]:
+    return {table.name: await _table(store, table, task_id) for table in (t.tasks, t.steps, t.tool_calls, t.events)}
+
+
+# -- every backend -------------------------------------------------------------------------------
+
+
+async def test_a_holder_whose_view_went_stale_without_an_event_or_epoch_change_is_refused(
+    store: TaskStore,
+) -> None:
+    lease = await _executing(store)
+    async with store.transaction(lease.task_id) as tx:  # a change that neither emits nor bumps the epoch
+        tx.update(revision_feedback="changed elsewhere")
+    before = await _snapshot_of_rows(store, lease.task_id)
+    with pytest.raises(LeaseLostError):
+        async with store.transaction(lease.task_id, lease) as tx:
+            tx.update_step(1, "s1", status=StepStatus.RUNNING, started_at=tx.now)
+            tx.emit(EventType.STEP_STARTED, {"step_id": "s1"})
+    assert await _snapshot_of_rows(store, lease.task_id) == before  # nothing overwritten
+    async with store.transaction(lease.task_id, lease) as tx:  # a fresh view goes on
+        assert tx.task.revision_feedback == "changed elsewhere"
+        tx.emit(EventType.STEP_STARTED, {"step_id": "s1"})
+
+
+async def test_one_holders_concurrent_transactions_all_commit_in_order_without_gaps(store: TaskStore) -> None:
+    lease = await _executing(store)
+    start = (await store.get_task(lease.task_id)).last_seq
+
+    async def write(i: int) -> None:
+        async with store.transaction(lease.task_id, lease) as tx:
+            tx.emit(EventType.TEXT_DELTA, {"i": i})
+            await anyio.lowlevel.checkpoint()  # let the others queue up behind this one
+            tx.emit(EventType.TEXT_DELTA, {"i": i, "second": True})
+
+    async with anyio.create_task_group() as tg:
+        for i in range(10):
+            tg.start_soon(write, i)
+    events = await store.events_after(lease.task_id, start)
+    assert [e.seq for e in events] == list(range(start + 1, start + 21))
+    assert all(events[k].data["i"] == events[k + 1].data["i"] for k in range(0, 20, 2))
+
+
+async def test_a_holder_keeps_no_view_after_its_lease_ends(store: TaskStore) -> None:
+    lease = await _executing(store)
+    async with store.transaction(lease.task_id, lease) as tx:
+        tx.transition(TaskStatus.COMPLETED, result={"summary": "done"})
+        tx.emit(EventType.TASK_COMPLETED, {})
+    assert (lease.task_id, lease.epoch) not in store._snapshots
+    assert (lease.task_id, lease.epoch) not in store._holder_locks
+
+
+# -- PostgreSQL: the one-statement write ---------------------------------------------------------
+
+
+@pytest.fixture
+def pg_store(store: TaskStore) -> TaskStore:
+    if not store.is_postgres:
+        pytest.skip("the one-statement write is PostgreSQL only")
+    return store
+
+
+class _Clock:
+    """A fixed, advancing clock for ``rows.utcnow`` so two runs write identical timestamps."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(microseconds=1001)
+        return self.now
+
+
+async def _journal_run(store: TaskStore, lease: Lease, p: str) -> None:
+    """Every kind of write the execution journal makes, with edge values (None, JSON null, empty).
+    Tool call ids start with ``p``."""
+    task = lease.task_id
+    async with store.transaction(task, lease) as tx:
+        tx.update_step(1, "s1", status=StepStatus.RUNNING, started_at=tx.now)
+        tx.emit(EventType.STEP_STARTED, {"step_id": "s1", "resumed": False})
+        tx.add_tool_call(
+            call_id=f"{p}call_a",
+            step_id="s1",
+            turn=0,
+            call_index=0,
+            tool_name="x.y",
+            arguments={"q": "ü", "n": [1, 2.5]},
+        )
+        tx.emit(EventType.TOOL_CALL_STARTED, {"call_id": "a", "arguments": {}})
+    async with store.transaction(task, lease) as tx:
+        tx.update_tool_call(
+            f"{p}call_a",
+            status=ToolCallStatus.COMPLETED,
+            result={"text": "ok", "structured": None},
+            is_error=True,
+            finished_at=tx.now,
+        )
+        tx.emit(EventType.TOOL_CALL_COMPLETED, {"call_id": "a", "result": "ok"})
+        tx.add_tool_call(
+            call_id=f"{p}call_b",
+            step_id="s1",
+            turn=1,
+            call_index=0,
+            tool_name="x.z",
+            arguments={},
+            status=ToolCallStatus.REFUSED,
+            result={"reason": "not allowed"},
+        )
+        tx.add_tool_call(
+            call_id=f"{p}call_c", step_id="s1", turn=1, call_index=1, tool_name="x.y", arguments={"a": None}
+        )
+        tx.update_tool_call(
+            f"{p}call_c", status=ToolCallStatus.STARTED, result=None, lease_epoch=lease.epoch, started_at=tx.now
+        )
+        tx.emit(EventType.TEXT_DELTA, {"step_id": "s1", "text": "line\nwith 'quotes' and \"dq\" \\ and \u2603"})
+        tx.update_step(1, "s1", status=StepStatus.COMPLETED, output="", finished_at=tx.now)
+        tx.emit(EventType.STEP_COMPLETED, {"step_id": "s1", "output": ""})
+    async with store.transaction(task, lease) as tx:
+        tx.update_step(1, "s2", status=StepStatus.FAILED, error={"code": "x", "message": "m"}, finished_at=tx.now)
+        tx.update_step(1, "s2", error=None, output=None)
+        tx.emit(EventType.STEP_FAILED, {"step_id": "s2"})
+    async with store.transaction(task, lease) as tx:  # the final transition: task row fields, lease cleared
+        tx.transition(TaskStatus.COMPLETED, result={"summary": "done", "steps": 2})
+        tx.emit(EventType.TASK_COMPLETED, {"result": {"summary": "done"}})
+
+
+def _normalise(found: dict[str, list[dict[str, Any]]], task_id: str, p: str) -> dict[str, list[dict[str, Any]]]:
+    def norm(v: Any) -> Any:
+        if v == task_id:
+            return "<task>"
+        return v.removeprefix(p) if isinstance(v, str) else v
+
+    return {name: [{k: norm(v) for k, v in row.items()} for row in table] for name, table in found.items()}
+
+
+async def test_the_one_statement_write_stores_exactly_what_the_statements_store(
+    pg_store: TaskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    applies: list[str] = []
+
+    @sa.event.listens_for(pg_store.engine.sync_engine, "before_cursor_execute")
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "agent_runtime_apply" in statement:
+            applies.append(statement)
+
+    results = []
+    for one_statement, p in ((True, "f_"), (False, "s_")):
+        monkeypatch.setattr(rows, "utcnow", _Clock())
+        pg_store.apply_function = one_statement
+        lease = await _executing(pg_store)
+        applies.clear()
+        await _journal_run(pg_store, lease, p)
+        assert len(applies) == (4 if one_statement else 0)
+        results.append(_normalise(await _snapshot_of_rows(pg_store, lease.task_id), lease.task_id, p))
+    fast, slow = results
+    assert fast == slow
+    assert len(fast["tool_calls"]) == 3 and len(fast["events"]) == 10
+    calls = {r["id"]: r for r in fast["tool_calls"]}
+    assert calls["call_a"]["result_is_sql_null"] is False
+    assert calls["call_c"]["result"] is None and calls["call_c"]["result_is_sql_null"] is False  # JSON null
+    assert [r["error_is_sql_null"] for r in fast["steps"]] == [True, False]  # s2: error set to JSON null
+
+
+async def test_the_one_statement_write_notifies_other_replicas_like_the_statements_do(pg_store: TaskStore) -> None:
+    import asyncpg
+
+    from agent_runtime.services.pg_listener import asyncpg_dsn
+    from agent_runtime.store.store import NOTIFY_CHANNEL
+
+    lease = await _executing(pg_store)
+    got: list[str] = []
+    arrived = anyio.Event()
+
+    def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        got.append(payload)
+        arrived.set()
+
+    listener = await asyncpg.connect(asyncpg_dsn(pg_store.engine.url.render_as_string(hide_password=False)))
+    try:
+        await listener.add_listener(NOTIFY_CHANNEL, on_notify)
+        async with pg_store.transaction(lease.task_id, lease) as tx:
+            tx.emit(EventType.TEXT_DELTA, {"text": "a"})
+            tx.emit(EventType.TEXT_DELTA, {"text": "b"})
+        with anyio.fail_after(5):
+            await arrived.wait()
+    finally:
+        await listener.close()
+    last = (await pg_store.get_task(lease.task_id)).last_seq
+    assert got == [f'{{"task":"{lease.task_id}","last":{last},"n":2,"work":false,"o":"{pg_store.origin}"}}']
+
+
+async def test_a_refused_one_statement_write_writes_nothing(pg_store: TaskStore) -> None:
+    lease = await _executing(pg_store)
+    async with pg_store.transaction(lease.task_id) as tx:  # cancelled elsewhere: the epoch moves on
+        tx.update(lease_epoch=lease.epoch + 1)
+    before = await _snapshot_of_rows(pg_store, lease.task_id)
+    with pytest.raises(LeaseLostError):
+        async with pg_store.transaction(lease.task_id, lease) as tx:
+            tx.update_step(1, "s1", status=StepStatus.RUNNING, started_at=tx.now)
+            tx.add_tool_call(call_id="call_x", step_id="s1", turn=0, call_index=0, tool_name="x.y", arguments={})
+            tx.emit(EventType.TOOL_CALL_STARTED, {"call_id": "call_x"})
+    assert await _snapshot_of_rows(pg_store, lease.task_id) == before
+    assert (lease.task_id, lease.epoch) not in pg_store._snapshots
+
+
+async def test_a_failing_one_statement_write_rolls_back_everything(pg_store: TaskStore) -> None:
+    lease = await _executing(pg_store)
+    async with pg_store.transaction(lease.task_id, lease) as tx:
+        tx.add_tool_call(call_id="call_dup", step_id="s1", turn=0, call_index=0, tool_name="x.y", arguments={})
+    before = await _snapshot_of_rows(pg_store, lease.task_id)
+    with pytest.raises(sa.exc.IntegrityError):
+        async with pg_store.transaction(lease.task_id, lease) as tx:
+            tx.update_step(1, "s1", status=StepStatus.RUNNING)
+            tx.emit(EventType.STEP_STARTED, {"step_id": "s1"})
+            tx.add_tool_call(call_id="call_dup", step_id="s1", turn=0, call_index=1, tool_name="x.y", arguments={})
+    assert await _snapshot_of_rows(pg_store, lease.task_id) == before
+
+
+async def test_without_the_function_the_statements_write_instead(pg_store: TaskStore) -> None:
+    """A database not yet migrated to 0002 (rolling upgrade): nothing lost, statements from then on."""
+    lease = await _executing(pg_store)
+    async with pg_store.engine.begin() as conn:
+        await conn.exec_driver_sql("DROP FUNCTION agent_runtime_apply(jsonb)")
+    async with pg_store.transaction(lease.task_id, lease) as tx:
+        tx.update_step(1, "s1", status=StepStatus.RUNNING, started_at=tx.now)
+        tx.emit(EventType.STEP_STARTED, {"step_id": "s1"})
+    assert pg_store.apply_function is False
+    assert [s.status for s in await pg_store.steps(lease.task_id, 1)] == [StepStatus.RUNNING, StepStatus.PENDING]
+    assert (await pg_store.events_after(lease.task_id, 0))[-1].type == "step_started"
+
+
+async def test_planning_writes_still_go_through_statements(pg_store: TaskStore) -> None:
+    lease = await _executing(pg_store)
+    async with pg_store.transaction(lease.task_id, lease) as tx:
+        tx.update_steps_where(1, {StepStatus.PENDING}, status=StepStatus.SKIPPED)
+        stored, values = tx.prepare()
+        assert tx.apply_document(lease, stored, values, None) is None
+
+
+# -- the typed description ---------------------------------------------------------------------
+
+
+def test_the_function_sets_exactly_the_columns_the_transaction_may_write() -> None:
+    migration = importlib.import_module("agent_runtime.store.migrations.versions.0002_apply_function")
+    assert migration.TASK_COLUMNS == tx_module.TASK_KINDS
+    assert migration.STEP_COLUMNS == tx_module.STEP_KINDS
+    assert migration.CALL_COLUMNS == tx_module.CALL_KINDS
+    assert migration.NEW_CALL_COLUMNS == tx_module.NEW_CALL_KINDS
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"output": 5},  # not text
+        {"position": 1.5},  # not an integer
+        {"position": True},  # bool is not an integer here
+        {"started_at": datetime(2026, 1, 1)},  # naive timestamp  # noqa: DTZ001
+        {"error": {"at": datetime(2026, 1, 1, tzinfo=UTC)}},  # not JSON
+        {"error": {"x": float("nan")}},  # not JSON
+        {"no_such_column": 1},
+    ],
+)
+def test_values_the_function_cannot_carry_exactly_go_the_statement_path(fields: dict[str, Any]) -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    task = TaskRecord(
+        id="task_1", status=TaskStatus.EXECUTING, prompt="p", metadata={}, created_at=now, updated_at=now,
+        current_plan_version=1, approved_plan_version=1, result=None, error=None, revision_feedback=None,
+        lease_owner="w", lease_expires_at=None, lease_epoch=1, last_seq=3,
+    )  # fmt: skip
+    tx = TaskTx(task, now)
+    tx.update_step(1, "s1", **fields)
+    lease = Lease(task_id="task_1", owner="w", epoch=1, status=TaskStatus.EXECUTING, last_seq=3)
+    stored, values = tx.prepare()
+    assert tx.apply_document(lease, stored, values, None) is None
