@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -86,6 +87,7 @@ TARGETS = {
     "cross_replica_approve_to_event_p50_ms": ("<=", 25.0),
     "orchestration_per_step_ms": ("<=", 1.5),
     "fanout_1000_clients_p99_ms": ("<=", 100.0),
+    "fanout_1000_httpx_clients_p99_ms": ("<=", 100.0),
 }
 PG_STATS_SETTLE_SECONDS = 11.0
 """PostgreSQL 15 backends flush their statistics lazily: at most once a second while busy and, once
@@ -1059,18 +1061,19 @@ class Fan:
         if self._client is not None:
             await self._client.aclose()
 
-    def latencies(self) -> tuple[list[float], dict[int, list[float]], dict[int, str]]:
-        """Receipt minus created_at (ms) for every delivery, per event seq, and each seq's type."""
+    def latencies(self) -> tuple[list[float], dict[int, list[float]], dict[int, tuple[str, float]]]:
+        """Receipt minus created_at (ms) for every delivery, per event seq, and each seq's type and created_at."""
         all_ms: list[float] = []
         per_seq: dict[int, list[float]] = {}
-        types: dict[int, str] = {}
+        types: dict[int, tuple[str, float]] = {}
         for deliveries in self.received:
             for recv, data in deliveries:
                 event = json.loads(data)
-                ms = (recv - ts(event["created_at"])) * 1000
+                created = ts(event["created_at"])
+                ms = (recv - created) * 1000
                 all_ms.append(ms)
                 per_seq.setdefault(event["seq"], []).append(ms)
-                types[event["seq"]] = event["type"]
+                types[event["seq"]] = (event["type"], created)
         return all_ms, per_seq, types
 
 
@@ -1099,7 +1102,7 @@ def fan_report(fan: Fan, cpu: dict[str, float], workload_s: float) -> dict[str, 
         "latency_ms": summary(all_ms),
         "per_event_first_to_last_client_ms": summary(spread) if spread else None,
         "per_event": [
-            {"seq": seq, "type": types[seq], "p50_ms": pct(v, 50), "max_ms": max(v)}
+            {"seq": seq, "type": types[seq][0], "created": types[seq][1], "p50_ms": pct(v, 50), "max_ms": max(v)}
             for seq, v in sorted(per_seq.items())
         ],
         "workload_s": workload_s,
@@ -1149,6 +1152,12 @@ async def bench_fanout(rig: Rig, budget: Budget) -> dict[str, Any]:
         log(f"[fanout] waiting {PG_STATS_SETTLE_SECONDS:.0f} s for PostgreSQL's statistics to settle")
         await asyncio.sleep(PG_STATS_SETTLE_SECONDS)
         before = await pg_counters(rig.db_url)
+        # This process is the measuring instrument: with 2,010 open connections one of its full garbage
+        # collections takes 100-200 ms and would be counted as delivery latency. Park what exists
+        # (gc.freeze) and collect nothing until the runs are over.
+        gc.collect()
+        gc.freeze()
+        gc.disable()
         for name, _, _ in groups:
             fan = fans[name]
             probe = CpuProbe(rig.pids).start()
@@ -1176,10 +1185,24 @@ async def bench_fanout(rig: Rig, budget: Budget) -> dict[str, Any]:
                 f"tup_returned {d['tup_returned']:.0f}, tup_fetched {d['tup_fetched']:.0f}"
             )
     finally:
+        gc.enable()
+        gc.unfreeze()
         for fan in fans.values():
             await fan.aclose()
         await control.aclose()
         rig.resume_all()
+    for name in ("big", "big_raw"):
+        # CPU per delivery, net of the task's own work (the 10-client run: same task, same tool).
+        run, base = runs[name], runs["small"]
+        extra = run["deliveries"] - base["deliveries"]
+        for key, side in (("replicas_cores", "replica"), ("bench_process_cores", "client")):
+            spent = run["cpu"][key] * run["cpu"]["wall_s"] - base["cpu"][key] * base["cpu"]["wall_s"]
+            run[f"{side}_cpu_us_per_delivery"] = spent / extra * 1e6 if extra else float("nan")
+        log(
+            f"[fanout] {run['reader']} clients, CPU per delivery net of the task's own: "
+            f"replica {run['replica_cpu_us_per_delivery']:.0f} us, "
+            f"bench client {run['client_cpu_us_per_delivery']:.0f} us"
+        )
     small, large = runs["small"]["pg_delta"], runs["big"]["pg_delta"]
     keys = ("xact_commit", "xact_rollback", "tup_returned", "tup_fetched")
     runs["pg_ratio_big_over_small"] = {k: (large[k] / small[k] if small[k] else float("nan")) for k in keys}
@@ -1224,7 +1247,10 @@ def verdicts(results: dict[str, Any]) -> dict[str, Any]:
         steps = results["steps"]["in_process"]["as_shipped"]
         got["orchestration_per_step_ms"] = steps["orchestration_ms"]["p50"]
     if "fanout" in results:
-        got["fanout_1000_clients_p99_ms"] = results["fanout"]["big"]["latency_ms"]["p99"]
+        # The replica's figure: measured with the raw-socket readers. The 1,000 httpx readers in this
+        # one process need more CPU than the machine has at this event rate (client_cpu_us_per_delivery).
+        got["fanout_1000_clients_p99_ms"] = results["fanout"]["big_raw"]["latency_ms"]["p99"]
+        got["fanout_1000_httpx_clients_p99_ms"] = results["fanout"]["big"]["latency_ms"]["p99"]
     out = {}
     for key, value in got.items():
         op, target = TARGETS[key]

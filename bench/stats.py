@@ -28,6 +28,7 @@ def summary(values: list[float]) -> dict[str, float]:
         "min": min(values, default=float("nan")),
         "p50": pct(values, 50),
         "p95": pct(values, 95),
+        "p99": pct(values, 99),
         "max": max(values, default=float("nan")),
         "mean": statistics.fmean(values) if values else float("nan"),
     }

@@ -61,3 +61,23 @@ async def test_work_wakeups_and_shutdown_release_waiters() -> None:
         assert await sub.wait(60) is True and sub.closed
     bus.unsubscribe(sub)
     assert bus.subscriber_count() == 0
+
+
+async def test_a_consumer_waiting_without_a_timeout_wakes_on_the_next_push_or_close() -> None:
+    bus = EventBus()
+    sub = bus.subscribe("t1")
+    woke: list[bool] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+
+            async def consume() -> None:
+                woke.append(await sub.wait())
+                assert [e.seq for e in sub.drain()] == [1]
+                woke.append(await sub.wait())
+
+            tg.start_soon(consume)
+            await anyio.wait_all_tasks_blocked()
+            bus.events_committed([_event(1)])
+            await anyio.wait_all_tasks_blocked()
+            sub.close()
+    assert woke == [True, True] and sub.closed

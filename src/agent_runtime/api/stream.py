@@ -8,13 +8,13 @@ when the service drains (clients then reconnect, possibly to another replica).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
-from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from agent_runtime.api.deps import RuntimeDep
+from agent_runtime.api.sse import SSEResponse
 from agent_runtime.domain.events import Event
 from agent_runtime.domain.states import is_terminal
 from agent_runtime.errors import InputValidationError
@@ -25,8 +25,49 @@ router = APIRouter(prefix="/v1/tasks", tags=["stream"])
 PAGE = 500
 
 
-def _sse(event: Event) -> ServerSentEvent:
-    return ServerSentEvent(data=json.dumps(event.to_json(), separators=(",", ":")), event=event.type, id=str(event.seq))
+def encode(event: Event) -> bytes:
+    """The event's SSE frame: ``id`` (its sequence number), ``event`` (its type), one ``data`` line.
+
+    Byte for byte what ``sse_starlette.ServerSentEvent(data=..., event=..., id=...).encode()`` writes:
+    ``json.dumps`` escapes newlines and non-ASCII, so the data always fits on one line.
+    """
+    data = json.dumps(event.to_json(), separators=(",", ":"))
+    return f"id: {event.seq}\r\nevent: {event.type}\r\ndata: {data}\r\n\r\n".encode()
+
+
+class LiveFrames:
+    """Frames of live events, encoded once for all followers of a task.
+
+    The bus hands the same :class:`Event` object to every subscriber, so the memo is keyed by the
+    object; it keeps the object, so its ``id`` cannot be reused while the entry lives. The oldest
+    entries go first: an event is only looked up while its fan-out is in progress.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._frames: dict[int, tuple[Event, bytes]] = {}
+
+    def __call__(self, event: Event) -> bytes:
+        hit = self._frames.get(id(event))
+        if hit is not None and hit[0] is event:
+            return hit[1]
+        frame = encode(event)
+        if len(self._frames) >= self._size:
+            del self._frames[next(iter(self._frames))]
+        self._frames[id(event)] = (event, frame)
+        return frame
+
+
+_live_frames = LiveFrames()
+
+
+def _chunk(events: list[Event], frame: Callable[[Event], bytes]) -> tuple[bytes, bool]:
+    """Up to and including a terminal event, the frames of ``events`` as one chunk (one write)."""
+    for i, event in enumerate(events):
+        if event.is_terminal:
+            events = events[: i + 1]
+            return b"".join(map(frame, events)), True
+    return b"".join(map(frame, events)), False
 
 
 def _position(last_event_id: str | None, after: int | None) -> int:
@@ -43,7 +84,8 @@ def _position(last_event_id: str | None, after: int | None) -> int:
     return after or 0
 
 
-async def _follow(runtime: Runtime, task_id: str, start: int, known: int) -> AsyncIterator[ServerSentEvent]:
+async def _follow(runtime: Runtime, task_id: str, start: int, known: int) -> AsyncGenerator[bytes, None]:
+    """The stream's body: chunks of SSE frames. Events that are pending together go out as one chunk."""
     # Subscribe before reading the store: nothing committed in between can be missed. ``known`` (the
     # task's last sequence number) tells the bus where live delivery starts; the replay covers the rest.
     sub = runtime.bus.subscribe(task_id, after=known)
@@ -53,11 +95,12 @@ async def _follow(runtime: Runtime, task_id: str, start: int, known: int) -> Asy
         while True:  # replay from the store, then follow the bus
             while True:
                 batch = await runtime.store.events_after(task_id, last, PAGE)
-                for event in batch:
-                    yield _sse(event)
-                    last = event.seq
-                    if event.is_terminal:
+                if batch:
+                    chunk, done = _chunk(batch, encode)
+                    yield chunk
+                    if done:
                         return
+                    last = batch[-1].seq
                 if len(batch) < PAGE:
                     break
             task = await runtime.store.get_task(task_id)
@@ -68,21 +111,25 @@ async def _follow(runtime: Runtime, task_id: str, start: int, known: int) -> Asy
             if runtime.runner.draining:
                 return  # this replica is going away: the client reconnects elsewhere
             while True:
-                await sub.wait(3600)
+                await sub.wait()
                 if sub.closed:
                     return
                 if sub.overflowed:
                     sub.overflowed = False
                     sub.drain()
                     break  # re-read from the store
-                pending = [e for e in sub.drain() if e.seq > last]
-                if pending and pending[0].seq != last + 1:
+                pending = sub.drain()
+                if pending and pending[0].seq <= last:
+                    pending = [e for e in pending if e.seq > last]
+                if not pending:
+                    continue
+                if pending[0].seq != last + 1 or pending[-1].seq - pending[0].seq != len(pending) - 1:
                     break  # a gap: the store has what we missed
-                for event in pending:
-                    yield _sse(event)
-                    last = event.seq
-                    if event.is_terminal:
-                        return
+                chunk, done = _chunk(pending, _live_frames)
+                yield chunk
+                if done:
+                    return
+                last = pending[-1].seq
     finally:
         runtime.bus.unsubscribe(sub)
         runtime.metrics.sse_client_disconnected()
@@ -94,13 +141,12 @@ async def stream(
     runtime: RuntimeDep,
     after: Annotated[int | None, Query(ge=0, description="Replay events after this sequence number")] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-) -> EventSourceResponse:
+) -> SSEResponse:
     task = await runtime.store.get_task(task_id)  # 404 before the stream starts
     start = _position(last_event_id, after)
-    return EventSourceResponse(
+    return SSEResponse(
         _follow(runtime, task_id, start, task.last_seq),
-        ping=runtime.settings.server.sse_ping_seconds,
+        ping_seconds=runtime.settings.server.sse_ping_seconds,
         send_timeout=30,
-        shutdown_event=runtime.shutdown_event,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

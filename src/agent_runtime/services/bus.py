@@ -9,6 +9,7 @@ load does not grow with the number of connected clients.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -20,16 +21,33 @@ Fetcher = Callable[[str, int], Awaitable[list[Event]]]
 
 
 class Subscription:
-    """Events of one task, in order, for one consumer. Use as a context manager via ``EventBus.subscribe``."""
+    """Events of one task, in order, for one consumer. Use as a context manager via ``EventBus.subscribe``.
+
+    One consumer waits at a time. Waking it is a plain future resolved by the first push (no event
+    object or cancel scope per wait): with a thousand followers of a task, every event wakes each
+    of them, so this is on the fan-out's hot path.
+    """
 
     def __init__(self, task_id: str, max_buffer: int) -> None:
         self.task_id = task_id
         self._items: deque[Event] = deque()
         self._max = max_buffer
-        self._wakeup = anyio.Event()
+        self._waiter: asyncio.Future[None] | None = None
         self.overflowed = False
         """True when events were dropped because the consumer was slow; re-read from the store."""
         self.closed = False
+
+    @property
+    def ready(self) -> bool:
+        """Something to act on: events, an overflow (re-read) or the end of the subscription."""
+        return bool(self._items) or self.overflowed or self.closed
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     def push(self, event: Event) -> None:
         if len(self._items) >= self._max:
@@ -37,30 +55,37 @@ class Subscription:
             self.overflowed = True
         else:
             self._items.append(event)
-        self._wakeup.set()
+        self._wake()
 
     def mark_stale(self) -> None:
         self.overflowed = True
-        self._wakeup.set()
+        self._wake()
 
     def close(self) -> None:
         self.closed = True
-        self._wakeup.set()
+        self._wake()
 
     def drain(self) -> list[Event]:
         items = list(self._items)
         self._items.clear()
         return items
 
-    async def wait(self, timeout: float) -> bool:
-        """Wait until something was pushed (True) or ``timeout`` passed (False)."""
-        if self._items or self.overflowed or self.closed:
+    async def wait(self, timeout: float | None = None) -> bool:
+        """Wait until something was pushed (True) or ``timeout`` passed (False); no timeout: until pushed."""
+        if self.ready:
             return True
-        with anyio.move_on_after(timeout):
-            await self._wakeup.wait()
-        woke = self._wakeup.is_set()
-        self._wakeup = anyio.Event()
-        return woke
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        try:
+            if timeout is None:
+                await waiter
+            else:
+                with anyio.move_on_after(timeout):
+                    await waiter
+        finally:
+            if self._waiter is waiter:
+                self._waiter = None
+        return self.ready
 
 
 class EventBus:

@@ -1,0 +1,121 @@
+"""The SSE stream's body: frames encoded once, pending events sent as one chunk, gaps re-read from the store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any, cast
+
+import anyio
+from sse_starlette import ServerSentEvent
+
+from agent_runtime.api.stream import LiveFrames, _follow, encode
+from agent_runtime.domain.events import Event
+from agent_runtime.domain.states import TaskStatus
+from agent_runtime.runtime import Runtime
+from agent_runtime.services.bus import EventBus
+
+CREATED = datetime(2026, 11, 21, 9, 0, 0, 123456, tzinfo=UTC)
+
+
+def _event(seq: int, kind: str = "tool_progress", **data: Any) -> Event:
+    return Event(task_id="t1", seq=seq, type=kind, data=data or {"n": seq}, created_at=CREATED)
+
+
+class _Store:
+    """The two reads the stream makes; ``on_get_task`` runs between the replay and the wait on the bus."""
+
+    def __init__(self, events: list[Event], on_get_task: Callable[[], None] = lambda: None) -> None:
+        self.events = events
+        self.on_get_task = on_get_task
+        self.status = TaskStatus.EXECUTING
+
+    async def events_after(self, task_id: str, after: int, limit: int) -> list[Event]:
+        return [e for e in self.events if e.seq > after][:limit]
+
+    async def get_task(self, task_id: str) -> Any:
+        self.on_get_task()
+        return SimpleNamespace(status=self.status, last_seq=max((e.seq for e in self.events), default=0))
+
+
+def _runtime(store: _Store, bus: EventBus) -> Runtime:
+    metrics = SimpleNamespace(sse_client_connected=lambda: None, sse_client_disconnected=lambda: None)
+    return cast(Runtime, SimpleNamespace(store=store, bus=bus, metrics=metrics, runner=SimpleNamespace(draining=False)))
+
+
+def test_encoded_frame_is_byte_for_byte_the_sse_starlette_event_we_used_to_send() -> None:
+    for event in (
+        _event(7),
+        _event(8, "text_delta", text="two\nlines\r\nand ünïcode \u2028"),
+        _event(9, "task_completed"),
+    ):
+        old = ServerSentEvent(
+            data=json.dumps(event.to_json(), separators=(",", ":")), event=event.type, id=str(event.seq)
+        ).encode()
+        assert encode(event) == old
+
+
+def test_live_frames_encode_each_event_object_once() -> None:
+    frames = LiveFrames(size=2)
+    a, b, c = _event(1), _event(2), _event(3)
+    first = frames(a)
+    assert frames(a) is first  # the same bytes for every follower
+    frames(b)
+    frames(c)  # evicts a
+    again = frames(a)
+    assert again == first and again is not first
+    assert frames(_event(1)) == first  # another object with the same content: encoded again, same bytes
+
+
+async def test_events_pending_together_go_out_as_one_chunk_in_order_and_the_stream_ends_at_the_terminal() -> None:
+    bus = EventBus()
+    replayed = [_event(1), _event(2)]
+    live = [_event(3), _event(4), _event(5)]
+    store = _Store(replayed, on_get_task=lambda: bus.events_committed(live))  # committed while we were reading
+    body = _follow(_runtime(store, bus), "t1", start=0, known=2)
+    with anyio.fail_after(5):
+        assert await anext(body) == encode(replayed[0]) + encode(replayed[1])  # the replay: one chunk
+        assert await anext(body) == b"".join(map(encode, live))  # three pending live events: one chunk
+        store.on_get_task = lambda: None
+        done, after = _event(6, "task_completed"), _event(7)
+        bus.events_committed([done, after])
+        assert await anext(body) == encode(done)  # nothing after the terminal event
+        assert [chunk async for chunk in body] == []
+    assert bus.subscriber_count() == 0
+
+
+async def test_live_duplicates_are_dropped_and_a_gap_is_filled_from_the_store() -> None:
+    bus = EventBus()
+    stored = [_event(1), _event(2), _event(3), _event(4)]
+    store = _Store(stored[:1])
+
+    def commit_with_a_gap() -> None:
+        store.on_get_task = lambda: None
+        store.events = stored
+        bus.events_committed([stored[0], stored[2], stored[3]])  # 1 was replayed already, 2 never arrived live
+
+    store.on_get_task = commit_with_a_gap
+    body = _follow(_runtime(store, bus), "t1", start=0, known=0)
+    with anyio.fail_after(5):
+        assert await anext(body) == encode(stored[0])
+        assert await anext(body) == b"".join(map(encode, stored[1:]))  # re-read: 2, 3, 4 once each, in order
+        await body.aclose()
+
+
+async def test_an_overflowed_subscription_re_reads_from_the_store() -> None:
+    bus = EventBus(max_buffer=2)
+    stored = [_event(n) for n in range(1, 6)]
+    store = _Store([])
+
+    def flood() -> None:
+        store.on_get_task = lambda: None
+        store.events = stored
+        bus.events_committed(stored)  # more than the buffer holds: dropped, marked overflowed
+
+    store.on_get_task = flood
+    body = _follow(_runtime(store, bus), "t1", start=0, known=0)
+    with anyio.fail_after(5):
+        assert await anext(body) == b"".join(map(encode, stored))
+        await body.aclose()
