@@ -210,12 +210,13 @@ async def test_the_one_statement_write_stores_exactly_what_the_statements_store(
     pg_store: TaskStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     applies: list[str] = []
+    apply = pg_store._apply
 
-    @sa.event.listens_for(pg_store.engine.sync_engine, "before_cursor_execute")
-    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if "agent_runtime_apply" in statement:
-            applies.append(statement)
+    async def counted(document: str) -> bool | None:
+        applies.append(document)
+        return await apply(document)
 
+    monkeypatch.setattr(pg_store, "_apply", counted)
     results = []
     for one_statement, p in ((True, "f_"), (False, "s_")):
         monkeypatch.setattr(rows, "utcnow", _Clock())
@@ -287,6 +288,40 @@ async def test_a_failing_one_statement_write_rolls_back_everything(pg_store: Tas
             tx.emit(EventType.STEP_STARTED, {"step_id": "s1"})
             tx.add_tool_call(call_id="call_dup", step_id="s1", turn=0, call_index=1, tool_name="x.y", arguments={})
     assert await _snapshot_of_rows(pg_store, lease.task_id) == before
+
+
+async def test_after_the_database_drops_its_connections_at_most_one_write_fails_and_none_is_doubled(
+    pg_store: TaskStore,
+) -> None:
+    import asyncpg
+
+    from agent_runtime.services.pg_listener import asyncpg_dsn
+
+    lease = await _executing(pg_store)
+    for i in range(3):  # fill the pool with a few connections
+        async with pg_store.transaction(lease.task_id, lease) as tx:
+            tx.emit(EventType.TEXT_DELTA, {"i": i})
+    admin = await asyncpg.connect(asyncpg_dsn(pg_store.engine.url.render_as_string(hide_password=False)))
+    try:
+        await admin.fetch(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    outcomes = []
+    for i in range(3, 6):
+        try:
+            async with pg_store.transaction(lease.task_id, lease) as tx:
+                tx.emit(EventType.TEXT_DELTA, {"i": i})
+            outcomes.append("ok")
+        except sa.exc.DBAPIError:
+            outcomes.append("failed")
+    assert outcomes.count("failed") <= 1 and outcomes[-1] == "ok"
+    deltas = [e for e in await pg_store.events_after(lease.task_id, 0) if e.type == "text_delta"]
+    written = [e.data["i"] for e in deltas]
+    assert written == sorted(set(written)) and {0, 1, 2, 5} <= set(written)
+    assert [e.seq for e in deltas] == list(range(deltas[0].seq, deltas[0].seq + len(deltas)))
 
 
 async def test_without_the_function_the_statements_write_instead(pg_store: TaskStore) -> None:

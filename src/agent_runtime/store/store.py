@@ -43,10 +43,12 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 import anyio
+import asyncpg
 import sqlalchemy as sa
 import structlog
 from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import greenlet_spawn
 
 from agent_runtime.domain.events import Event, EventType
 from agent_runtime.domain.records import (
@@ -293,16 +295,8 @@ class TaskStore:
                 notify = (NOTIFY_CHANNEL, self._payload(tx, stored, values["last_seq"]))
             document = tx.apply_document(lease, stored, values, notify)
             if document is not None:
-                try:
-                    async with self._autocommit.connect() as conn:
-                        applied = (await conn.exec_driver_sql(APPLY, (document,))).scalar()
-                except sa.exc.ProgrammingError as exc:
-                    if getattr(exc.orig, "sqlstate", None) != UNDEFINED_FUNCTION:
-                        raise
-                    # Not migrated to 0002 yet (a rolling upgrade): nothing was written; use statements.
-                    log.warning("store_apply_function_missing", hint="run `agent-runtime migrate`")
-                    self.apply_function = False
-                else:
+                applied = await self._apply(document)
+                if applied is not None:
                     if not applied:
                         raise _Fenced
                     tx.committed(values)
@@ -312,6 +306,41 @@ class TaskStore:
             if events or tx.wakes_workers:
                 await conn.run_sync(self._notify, self._payload(tx, events))
         return events
+
+    async def _apply(self, document: str) -> bool | None:
+        """Run ``agent_runtime_apply`` (one statement, so atomic, outside any transaction): True if
+        written, False if the fence refused, None if the database lacks the function.
+
+        It goes straight to the pooled asyncpg connection: SQLAlchemy's connection and result
+        layers cost about twice the round trip's own CPU here. If that fails, the statement runs
+        again through SQLAlchemy, which raises its usual exceptions (and, after a dropped
+        connection, replaces the pool's connections as usual). Running it again is safe: a server
+        error wrote nothing, and a write that did commit before its connection dropped is refused
+        by the fence (``last_seq`` moved on)."""
+        raw = await self.engine.raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        try:
+            return bool(await driver.fetchval(APPLY, document))
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            if not isinstance(exc, asyncpg.PostgresError) or driver.is_closed():
+                raw.invalidate(exc)
+        except BaseException:
+            raw.invalidate()  # cancelled mid-call (or a bug): the connection's state is unknown
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await greenlet_spawn(raw.close)
+        try:
+            async with self._autocommit.connect() as conn:
+                return bool((await conn.exec_driver_sql(APPLY, (document,))).scalar())
+        except sa.exc.ProgrammingError as exc:
+            if getattr(exc.orig, "sqlstate", None) != UNDEFINED_FUNCTION:
+                raise
+        # Not migrated to 0002 yet (a rolling upgrade): nothing was written; use statements from now on.
+        log.warning("store_apply_function_missing", hint="run `agent-runtime migrate`")
+        self.apply_function = False
+        return None
 
     def _remember(self, key: tuple[str, int], task: TaskRecord) -> None:
         """Keep a lease holder's view after its commit (while the task is still leased)."""
