@@ -708,9 +708,9 @@ async def commit_latency(url: str, n: int = 60) -> dict[str, float]:
 
 
 async def bench_steps_in_process(tmp: Path, budget: Budget) -> dict[str, Any]:
-    """The real runtime (store on PostgreSQL, bus, runner, pool, example MCP server) in this process,
-    once as configured (synchronous_commit on) and once with synchronous_commit off for the bench
-    database only, which separates the WAL flush wait from the rest."""
+    """The real runtime (store on PostgreSQL, bus, runner, pool, example MCP server) in this process:
+    as configured (synchronous_commit on), with synchronous_commit off for the bench database only
+    (separates the WAL flush wait from the rest), and what-ifs that change running objects only."""
     results: dict[str, Any] = {}
     async with fresh_postgres_database() as url:
         results["commit_probe"] = await commit_latency(url)
@@ -722,8 +722,8 @@ async def bench_steps_in_process(tmp: Path, budget: Budget) -> dict[str, Any]:
         variants = (
             ("as_shipped", "on", {}),
             ("synchronous_commit_off", "off", {}),
-            ("what_if_no_pre_ping", "on", {"pre_ping": False}),
-            ("what_if_no_pre_ping_no_echo_fetch", "on", {"pre_ping": False, "echo_fetch": False}),
+            ("what_if_statements", "on", {"one_statement": False}),
+            ("what_if_no_echo_fetch", "on", {"echo_fetch": False}),
         )
         for label, mode, knobs in variants:
             admin = await asyncpg.connect(asyncpg_dsn(url))
@@ -738,15 +738,23 @@ async def bench_steps_in_process(tmp: Path, budget: Budget) -> dict[str, Any]:
 
 
 async def _steps_run(
-    work: Path, url: str, budget: Budget, label: str, *, pre_ping: bool = True, echo_fetch: bool = True
+    work: Path,
+    url: str,
+    budget: Budget,
+    label: str,
+    *,
+    one_statement: bool = True,
+    echo_fetch: bool = True,
+    pre_ping: bool | None = None,
 ) -> dict[str, Any]:
     """One in-process measurement. The what-if knobs change the running objects, never src/:
-    ``pre_ping=False`` turns off the engine pool's pre-ping; ``echo_fetch=False`` drops the bus's
-    fetcher, so NOTIFYs of this process's own commits (already delivered in process) are not read back.
-    With a single runtime on the database, every NOTIFY it receives is its own."""
+    ``one_statement=False`` makes the store write every transaction statement by statement (as
+    before migration 0002); ``echo_fetch=False`` drops the bus's fetcher, so NOTIFYs of this
+    process's own commits (already delivered in process) are not read back; ``pre_ping`` forces the
+    pool's pre-ping on or off (None: as shipped, which is off). With a single runtime on the
+    database, every NOTIFY it receives is its own."""
     rows: list[dict[str, float]] = []
     step_cpu: list[float] = []
-    tx_per_step = 0.0
     cpu_s = 0.0
     steps_measured = 0
     config = write_config(work, database_url=url, registry=write_registry(work))
@@ -760,88 +768,86 @@ async def _steps_run(
     configure_logging(settings.server)
     llm = ScriptLLM()
     runtime = await build_runtime(settings, Overrides(planner_llm=ScriptLLM(), executor_llm=llm))
-    counted = {"statements": 0, "checkouts": 0, "event_fetches": 0, "begins": 0, "commits": 0, "rollbacks": 0}
+    counted = {"sqlalchemy_statements": 0, "checkouts": 0, "event_fetches": 0, "transactions": 0}
 
     def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        counted["statements"] += 1
+        counted["sqlalchemy_statements"] += 1
         if statement.lstrip().startswith("SELECT events."):
             counted["event_fetches"] += 1
 
     def checkout(*_: Any) -> None:
         counted["checkouts"] += 1
 
-    def counter(key: str) -> Callable[..., None]:
-        def bump(*_: Any) -> None:
-            counted[key] += 1
+    store = runtime.store
+    transaction = store.transaction
 
-        return bump
+    def counted_transaction(task_id: str, lease: Any = None) -> Any:
+        counted["transactions"] += 1
+        return transaction(task_id, lease)
 
-    engine = runtime.store.engine.sync_engine
+    store.transaction = counted_transaction  # type: ignore[method-assign]  # every write transaction on a task
+    store.apply_function = store.apply_function and one_statement
+    engine = store.engine.sync_engine
     sa_event.listen(engine, "before_cursor_execute", count)
     sa_event.listen(engine.pool, "checkout", checkout)
-    for name, key in (("begin", "begins"), ("commit", "commits"), ("rollback", "rollbacks")):
-        sa_event.listen(engine, name, counter(key))
-    engine.pool._pre_ping = pre_ping  # what-if knob (the shipped engine pre-pings)
+    if pre_ping is not None:
+        engine.pool._pre_ping = pre_ping
     if not echo_fetch:
         runtime.bus._fetch = None  # what-if knob (see docstring)
-    totals = dict.fromkeys(counted, 0)
+    trips = RoundTrips()
+    totals = dict.fromkeys([*counted, "round_trips", "one_statement_writes"], 0)
     try:
-        async with anyio.create_task_group() as tg:
-            await serve_background(runtime, tg)
-            for i in range(budget.step_tasks):
-                task = await runtime.tasks.submit(f"bench steps={budget.step_count} #i{label}{i}", {})
-                await _wait_status(runtime, task.id, "awaiting_approval", "approval_required")
-                before, before_cpu = dict(counted), time.process_time()
-                marks: list[float] = []
+        with trips:
+            async with anyio.create_task_group() as tg:
+                await serve_background(runtime, tg)
+                for i in range(budget.step_tasks):
+                    task = await runtime.tasks.submit(f"bench steps={budget.step_count} #i{label}{i}", {})
+                    await _wait_status(runtime, task.id, "awaiting_approval", "approval_required")
+                    before, before_trips, before_cpu = dict(counted), dict(trips.n), time.process_time()
+                    marks: list[float] = []
 
-                def mark(e: Any, marks: list[float] = marks) -> None:
-                    if e.type == "step_started":
-                        marks.append(time.process_time())
+                    def mark(e: Any, marks: list[float] = marks) -> None:
+                        if e.type == "step_started":
+                            marks.append(time.process_time())
 
-                await runtime.tasks.approve(task.id, 1, None)
-                await _wait_status(runtime, task.id, "completed", "task_completed", on_event=mark)
-                step_cpu += [(b - a) * 1000 for a, b in zip(marks, marks[1:], strict=False)]
-                for k in totals:
-                    totals[k] += counted[k] - before[k]
-                cpu_s += time.process_time() - before_cpu
-                steps_measured += budget.step_count
-                events = [e.to_json() for e in await runtime.store.events_after(task.id, 0, 10_000)]
-                rows += step_breakdown(events, llm.calls, steps=budget.step_count)
-                per_step = [e for e in events if (e.get("data") or {}).get("step_id") == "s2"]
-                tx_per_step = float(len(per_step))  # one event per transaction in a step
-            tg.cancel_scope.cancel()
+                    await runtime.tasks.approve(task.id, 1, None)
+                    await _wait_status(runtime, task.id, "completed", "task_completed", on_event=mark)
+                    step_cpu += [(b - a) * 1000 for a, b in zip(marks, marks[1:], strict=False)]
+                    for k in counted:
+                        totals[k] += counted[k] - before[k]
+                    for k in trips.n:
+                        totals[k] += trips.n[k] - before_trips[k]
+                    cpu_s += time.process_time() - before_cpu
+                    steps_measured += budget.step_count
+                    events = [e.to_json() for e in await store.events_after(task.id, 0, 10_000)]
+                    rows += step_breakdown(events, llm.calls, steps=budget.step_count)
+                tg.cancel_scope.cancel()
     finally:
         await stop_runtime(runtime)
     out = summarize_steps(rows)
-    out["transactions_per_step"] = tx_per_step
     m = out["median"]
-    out["orchestration_per_transaction_ms"] = m["orchestration_ms"] / tx_per_step if tx_per_step else float("nan")
     # whole task (approve -> completed) divided by its steps: includes execution start/end and the summary
     for k, v in totals.items():
         out[f"{k}_per_step"] = v / max(1, steps_measured)
     out["service_cpu_ms_per_step_whole_task"] = cpu_s * 1000 / max(1, steps_measured)
     out["service_cpu_ms_per_step_period"] = summary(step_cpu)
-    ping = 3 if pre_ping else 0  # asyncpg pre-ping = BEGIN; ";"; ROLLBACK (sqlalchemy asyncpg dialect)
-    out["round_trips_per_step_approx"] = (
-        out["statements_per_step"]
-        + out["begins_per_step"]
-        + out["commits_per_step"]
-        + out["rollbacks_per_step"]
-        + ping * out["checkouts_per_step"]
-    )
-    out["orchestration_ms_per_round_trip"] = m["orchestration_ms"] / out["round_trips_per_step_approx"]
+    # the store sends agent_runtime_apply on the asyncpg connection itself, past SQLAlchemy's events
+    out["statements_per_step"] = out["sqlalchemy_statements_per_step"] + out["one_statement_writes_per_step"]
+    tx_per_step = out["transactions_per_step"]
+    out["orchestration_per_transaction_ms"] = m["orchestration_ms"] / tx_per_step if tx_per_step else float("nan")
+    out["orchestration_ms_per_round_trip"] = m["orchestration_ms"] / max(1e-9, out["round_trips_per_step"])
     tag = f"[steps/in-process {label}]"
     log(
         f"{tag} per step (median of {len(rows)}): period {m['period_ms']:.2f} ms = tool "
-        f"{m['tool_ms']:.2f} + LLM {m['llm_ms']:.3f} + orchestration {m['orchestration_ms']:.2f} ms "
-        f"({tx_per_step:.0f} journal transactions/step, {out['orchestration_per_transaction_ms']:.2f} ms each)"
+        f"{m['tool_ms']:.2f} + LLM {m['llm_ms']:.3f} + orchestration {m['orchestration_ms']:.2f} ms"
     )
     log(f"{tag} orchestration per step: {fmt(out['orchestration_ms'])}")
     log(f"{tag} segments (median ms): " + ", ".join(f"{k[4:-3]} {v:.2f}" for k, v in m.items() if k.startswith("seg_")))
     log(
-        f"{tag} per step (whole tasks): {out['statements_per_step']:.1f} SQL statements "
-        f"({out['event_fetches_per_step']:.1f} event reads), {out['checkouts_per_step']:.1f} pool checkouts, "
-        f"{out['begins_per_step']:.1f} BEGIN, ~{out['round_trips_per_step_approx']:.0f} round trips to PostgreSQL "
+        f"{tag} per step (whole tasks, measured): {tx_per_step:.2f} write transactions "
+        f"({out['one_statement_writes_per_step']:.2f} as one statement), {out['statements_per_step']:.2f} SQL "
+        f"statements ({out['event_fetches_per_step']:.2f} event reads), {out['checkouts_per_step']:.2f} pool "
+        f"checkouts, {out['round_trips_per_step']:.2f} round trips to PostgreSQL "
         f"({out['orchestration_ms_per_round_trip']:.2f} ms of orchestration each)"
     )
     log(
@@ -849,6 +855,45 @@ async def _steps_run(
         f"{fmt(out['service_cpu_ms_per_step_period'])}"
     )
     return out
+
+
+class RoundTrips:
+    """Counts, while entered, the requests this process sends to PostgreSQL through asyncpg, each of
+    which waits for its reply: statements (an ``executemany`` batch is one), BEGIN/COMMIT/ROLLBACK,
+    pings, and prepares of statements not yet cached on the connection. (asyncpg's own first-use
+    prepare inside ``execute``/``fetch`` is not seen: a lower bound, exact once connections are warm.)
+    Also counts the store's ``agent_runtime_apply`` calls, which it sends on the asyncpg connection."""
+
+    METHODS = (
+        (asyncpg.connection.Connection, ("execute", "executemany", "fetch", "fetchrow", "fetchval", "prepare")),
+        (asyncpg.prepared_stmt.PreparedStatement, ("fetch", "fetchrow", "fetchval", "executemany")),
+    )
+
+    def __init__(self) -> None:
+        self.n = {"round_trips": 0, "one_statement_writes": 0}
+        self._saved: list[tuple[type, str, Any]] = []
+
+    def _wrap(self, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.n["round_trips"] += 1
+            if len(args) > 1 and isinstance(args[1], str) and "agent_runtime_apply(" in args[1]:
+                self.n["one_statement_writes"] += 1
+            return await fn(*args, **kwargs)
+
+        return counted
+
+    def __enter__(self) -> RoundTrips:
+        for cls, names in self.METHODS:
+            for name in names:
+                fn = getattr(cls, name)
+                self._saved.append((cls, name, fn))
+                setattr(cls, name, self._wrap(fn))
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for cls, name, fn in reversed(self._saved):
+            setattr(cls, name, fn)
+        self._saved.clear()
 
 
 async def _wait_status(
