@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
+from sse_starlette.sse import AppStatus
 
 from agent_runtime.api.sse import SSEResponse
 
@@ -123,5 +124,13 @@ async def test_a_client_that_stops_reading_loses_its_stream_after_the_send_timeo
 async def test_an_error_in_the_body_surfaces_as_itself() -> None:
     client, body = _Client(), _Body([b"id: 1\r\n\r\n"], then_raise=True)
     with anyio.fail_after(5), pytest.raises(ValueError, match="the store went away"):
+        await _response(body)(GET, client.receive, client.send)
+    assert body.closed
+
+
+async def test_the_stream_ends_when_the_server_exits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(AppStatus, "should_exit", True)  # what uvicorn's exit handler sets (via sse-starlette)
+    client, body = _Client(), _Body([], then_wait=True)
+    with anyio.fail_after(5):
         await _response(body)(GET, client.receive, client.send)
     assert body.closed
