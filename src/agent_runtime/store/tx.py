@@ -63,6 +63,10 @@ CALL_KINDS = _kinds(t.tool_calls, frozenset({"id", "task_id"}))
 NEW_CALL_KINDS = _kinds(t.tool_calls, frozenset())
 
 
+_CALL_INSERT = t.tool_calls.insert()
+_EVENTS_INSERT = t.events.insert()
+
+
 class _Untyped(Exception):
     """A value the one-statement path cannot carry exactly; the statement path writes it instead."""
 
@@ -240,7 +244,7 @@ class TaskTx:
             "started_at": self.now,
             "finished_at": None if status == ToolCallStatus.STARTED else self.now,
         }
-        self._op(t.tool_calls.insert(), [row], ("new_call", row))
+        self._op(_CALL_INSERT, [row], ("new_call", row))
         return call_id
 
     def update_tool_call(self, call_id: str, **fields: Any) -> None:
@@ -305,7 +309,7 @@ class TaskTx:
                 conn.execute(statement, rows)
         if stored:
             conn.execute(
-                t.events.insert(),
+                _EVENTS_INSERT,
                 [
                     {"task_id": e.task_id, "seq": e.seq, "type": e.type, "data": e.data, "created_at": e.created_at}
                     for e in stored
