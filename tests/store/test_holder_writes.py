@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
+import asyncpg
 import pytest
 import sqlalchemy as sa
 
@@ -19,10 +20,11 @@ from agent_runtime.domain.plan import Plan, PlanStep
 from agent_runtime.domain.records import Lease, TaskRecord
 from agent_runtime.domain.states import StepStatus, TaskStatus, ToolCallStatus
 from agent_runtime.errors import LeaseLostError
+from agent_runtime.services.pg_listener import asyncpg_dsn
 from agent_runtime.store import rows
 from agent_runtime.store import schema as t
 from agent_runtime.store import tx as tx_module
-from agent_runtime.store.store import TaskStore
+from agent_runtime.store.store import NOTIFY_CHANNEL, TaskStore
 from agent_runtime.store.tx import TaskTx
 
 EXECUTION = (TaskStatus.APPROVED, TaskStatus.EXECUTING)
@@ -236,11 +238,6 @@ async def test_the_one_statement_write_stores_exactly_what_the_statements_store(
 
 
 async def test_the_one_statement_write_notifies_other_replicas_like_the_statements_do(pg_store: TaskStore) -> None:
-    import asyncpg
-
-    from agent_runtime.services.pg_listener import asyncpg_dsn
-    from agent_runtime.store.store import NOTIFY_CHANNEL
-
     lease = await _executing(pg_store)
     got: list[str] = []
     arrived = anyio.Event()
@@ -293,10 +290,6 @@ async def test_a_failing_one_statement_write_rolls_back_everything(pg_store: Tas
 async def test_after_the_database_drops_its_connections_at_most_one_write_fails_and_none_is_doubled(
     pg_store: TaskStore,
 ) -> None:
-    import asyncpg
-
-    from agent_runtime.services.pg_listener import asyncpg_dsn
-
     lease = await _executing(pg_store)
     for i in range(3):  # fill the pool with a few connections
         async with pg_store.transaction(lease.task_id, lease) as tx:
