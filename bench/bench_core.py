@@ -416,20 +416,25 @@ async def _runner_idle(runtime: Runtime) -> None:
 async def bench_inproc_throughput(tmp: Path, clients: tuple[int, ...], seconds: float) -> list[dict[str, float]]:
     """Tasks/s of the service itself: ``k`` concurrent drivers, each looping submit -> wait for
     ``approval_required`` -> approve -> wait for ``task_completed`` through ``TaskService`` and the
-    event bus (what the HTTP handlers call), one-step plans calling the in-process MCP tool.
+    event bus (what the HTTP handlers call), one-step plans with one tool call: a plain in-process
+    function, then the example MCP server in process (``mcp.Client`` over memory streams).
     No HTTP: this is the orchestration's own capacity (runner, store, journal, tools, bus)."""
-    out: list[dict[str, float]] = []
-    for k in clients:
-        (tmp / f"k{k}").mkdir()
-        row = await _inproc_run(tmp / f"k{k}", k, seconds)
-        _log(f"  in process, {k} drivers: {row['tasks_per_second']:.1f} tasks/s, {row['cpu_ms_per_task']:.2f} ms CPU")
-        out.append(row)
+    out: list[dict[str, Any]] = []
+    for kind in ("function", "mcp"):
+        for k in clients:
+            (tmp / f"{kind}-k{k}").mkdir()
+            row = await _inproc_run(tmp / f"{kind}-k{k}", k, seconds, kind)
+            _log(
+                f"  {kind} tool, {k} drivers: {row['tasks_per_second']:.1f} tasks/s, "
+                f"{row['cpu_ms_per_task']:.2f} ms CPU"
+            )
+            out.append(row)
     return out
 
 
-async def _inproc_run(tmp: Path, k: int, seconds: float) -> dict[str, float]:
+async def _inproc_run(tmp: Path, k: int, seconds: float, kind: ToolKind) -> dict[str, Any]:
     settings = bench_settings(tmp)
-    catalog, pool = await in_process_tools("mcp", settings, tmp / "notes")
+    catalog, pool = await in_process_tools(kind, settings, tmp / "notes")
     runtime = await build_bench_runtime(settings, ZeroLLM(1), catalog, pool)
     done: list[float] = []
     stop = anyio.Event()
@@ -440,6 +445,9 @@ async def _inproc_run(tmp: Path, k: int, seconds: float) -> dict[str, float]:
             task = await runtime.tasks.submit(PROMPT, None)
             sub = runtime.bus.subscribe(task.id, after=task.last_seq)
             try:
+                # Like the SSE endpoint: what was committed before the subscription is in the store.
+                for event in await runtime.store.events_after(task.id, task.last_seq):
+                    sub.push(event)
                 required = await until(sub, EventType.APPROVAL_REQUIRED)
                 await runtime.tasks.approve(task.id, int(required.data["plan_version"]), "bench")
                 await until(sub, EventType.TASK_COMPLETED)
@@ -463,6 +471,7 @@ async def _inproc_run(tmp: Path, k: int, seconds: float) -> dict[str, float]:
             await stop_runtime(runtime)
             tg.cancel_scope.cancel()
     return {
+        "tool": kind,
         "clients": float(k),
         "tasks": float(count),
         "tasks_per_second": count / wall,
@@ -782,11 +791,14 @@ def render(results: dict[str, Any]) -> str:
             )
     if "inproc" in results:
         add("")
-        add("| tasks/s in process (no HTTP), drivers | tasks | tasks/s | end-to-end p50 ms | CPU ms/task | CPU use |")
+        add(
+            "| tasks/s in process (no HTTP): tool, drivers | tasks | tasks/s | end-to-end p50 ms "
+            "| CPU ms/task | CPU use |"
+        )
         add("|---|---|---|---|---|---|")
         for t in results["inproc"]:
             add(
-                f"| {t['clients']:.0f} | {t['tasks']:.0f} | {t['tasks_per_second']:.1f} | "
+                f"| {t['tool']}, {t['clients']:.0f} | {t['tasks']:.0f} | {t['tasks_per_second']:.1f} | "
                 f"{t['end_to_end_p50_ms']:.1f} | {t['cpu_ms_per_task']:.2f} | {t['cpu_use']:.0%} |"
             )
     if "http" in results:

@@ -34,6 +34,7 @@ async def test_commits_reach_the_main_database_file_through_the_stores_own_check
     try:
         for i in range(5):
             await store.create_task(f"t{i}", {})
+        await store.settle()  # the checkpoint runs on a worker thread; writers never wait for it
         # The main file alone (no WAL) holds what the checkpoint copied into it.
         copy = tmp_path / "main-file-only.sqlite"
         shutil.copyfile(db, copy)

@@ -34,6 +34,7 @@ round trips; each statement sees committed data, as under READ COMMITTED).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -110,11 +111,12 @@ class TaskStore:
         self.listener: StoreListener = listener or _NoListener()
         self.is_postgres = engine.dialect.name == "postgresql"
         self._sync: Engine | None = None if self.is_postgres else sync_sqlite_engine(engine.url)
+        self._loop_conn: Connection | None = None
         self.origin = secrets.token_hex(6)
         """Tags this process's NOTIFY payloads, so its own listener can skip them."""
         self._write_lock = anyio.Lock()  # used for SQLite only: one writer at a time, queued here
         self._commits = self._checkpointed = 0
-        self._checkpointing = False
+        self._checkpoint: asyncio.Future[object] | None = None
         self._snapshots: dict[tuple[str, int], TaskRecord] = {}
         """Each lease holder's last committed view of its task, by (task, epoch) (see ``transaction``)."""
         self._holder_locks: dict[tuple[str, int], anyio.Lock] = {}
@@ -125,6 +127,10 @@ class TaskStore:
         """Write journal-only transactions with ``agent_runtime_apply`` (off if the database lacks it)."""
 
     async def aclose(self) -> None:
+        await self.settle()
+        if self._loop_conn is not None:
+            self._loop_conn.close()
+            self._loop_conn = None
         if self._sync is not None:
             await anyio.to_thread.run_sync(self._sync.dispose)
         await self.engine.dispose()
@@ -138,6 +144,23 @@ class TaskStore:
         return self._sqlite_read(fn)
 
     def _sqlite_read(self, fn: Callable[[Connection], T]) -> T:
+        """Inline read on the loop's own connection, outside any transaction (SQLite autocommit)."""
+        conn = self._loop_connection(None)
+        try:
+            return fn(conn)
+        finally:
+            conn.rollback()  # ends SQLAlchemy's bookkeeping; no BEGIN was sent, nothing to roll back
+
+    def _loop_connection(self, begin: str | None) -> Connection:
+        """The connection inline operations use. They run one at a time on the event loop thread,
+        so one connection serves them all (no pool checkout and reset per operation); work moved
+        to a worker thread takes a pooled connection of its own."""
+        assert self._sync is not None
+        if self._loop_conn is None or self._loop_conn.closed or self._loop_conn.invalidated:
+            self._loop_conn = self._sync.connect()
+        return self._loop_conn.execution_options(sqlite_begin=begin)
+
+    def _pooled_read(self, fn: Callable[[Connection], T]) -> T:
         assert self._sync is not None
         with self._sync.connect() as conn:
             return fn(conn.execution_options(sqlite_begin=None))
@@ -149,28 +172,50 @@ class TaskStore:
                 return await conn.run_sync(fn)
         async with self._write_lock:
             if offload:
-                result = await anyio.to_thread.run_sync(self._sqlite_write, fn)
+                result = await anyio.to_thread.run_sync(self._pooled_write, fn)
             else:
                 result = self._sqlite_write(fn)
-        await self._maybe_checkpoint()
+        self._maybe_checkpoint()
         return result
 
     def _sqlite_write(self, fn: Callable[[Connection], T]) -> T:
+        """Inline write transaction on the loop's own connection (callers hold the writer lock)."""
+        conn = self._loop_connection("IMMEDIATE")
+        with conn.begin():
+            result = fn(conn)
+        self._commits += 1
+        return result
+
+    def _pooled_write(self, fn: Callable[[Connection], T]) -> T:
         assert self._sync is not None
         with self._sync.connect() as conn, conn.execution_options(sqlite_begin="IMMEDIATE").begin():
             result = fn(conn)
         self._commits += 1
         return result
 
-    async def _maybe_checkpoint(self) -> None:
-        """SQLite: copy the WAL into the database on a worker thread (it may fsync), now and then."""
-        if self._commits - self._checkpointed < CHECKPOINT_EVERY or self._checkpointing:
+    def _maybe_checkpoint(self) -> None:
+        """SQLite: now and then, copy the WAL into the database on a worker thread (it may fsync).
+
+        Started, not awaited: a writer never waits for it, and nothing suspends between a commit
+        and the caller getting its result (``aclose`` waits for one still running)."""
+        if self._commits - self._checkpointed < CHECKPOINT_EVERY or self._checkpoint is not None:
             return
-        self._checkpointing, self._checkpointed = True, self._commits
-        try:
-            await anyio.to_thread.run_sync(self._sqlite_read, lambda c: c.exec_driver_sql(CHECKPOINT).all())
-        finally:
-            self._checkpointing = False
+        self._checkpointed = self._commits
+        future = asyncio.get_running_loop().run_in_executor(
+            None, self._pooled_read, lambda c: c.exec_driver_sql(CHECKPOINT).all()
+        )
+        self._checkpoint = future
+        future.add_done_callback(self._checkpoint_done)
+
+    async def settle(self) -> None:
+        """Wait for background maintenance (a WAL checkpoint) still running."""
+        if self._checkpoint is not None:
+            await asyncio.wait([self._checkpoint])
+
+    def _checkpoint_done(self, future: asyncio.Future[object]) -> None:
+        self._checkpoint = None
+        if not future.cancelled() and (error := future.exception()) is not None:
+            log.warning("sqlite_checkpoint_failed", error=f"{type(error).__name__}: {error}")
 
     def _notify(self, conn: Connection, payload: str) -> None:
         if self.is_postgres:
@@ -263,7 +308,7 @@ class TaskStore:
             if key is not None:
                 self._remember(key, tx.task)
         self._after_commit(tx, events)
-        await self._maybe_checkpoint()
+        self._maybe_checkpoint()
 
     @asynccontextmanager
     async def _holder_transaction(self, task_id: str, lease: Lease) -> AsyncIterator[TaskTx]:
