@@ -16,27 +16,18 @@ from agent_runtime.domain.states import StepStatus, TaskStatus, ToolCallStatus
 from agent_runtime.errors import LeaseLostError
 from agent_runtime.services.bus import EventBus
 from agent_runtime.services.journal import StoreJournal
-from agent_runtime.settings import DatabaseSettings
-from agent_runtime.store import migrate
-from agent_runtime.store.engine import create_engine
 from agent_runtime.store.store import TaskStore
 from agent_runtime.store.tx import TaskTx
 from agent_runtime.tools.base import ToolResult
-from tests.support.databases import database_url
+from tests.support.databases import migrated_store
 
 HOUR = 3600.0
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TaskStore]:
-    async with database_url(request.param, tmp_path) as url:
-        engine = create_engine(DatabaseSettings(url=url))
-        await migrate.upgrade(engine)
-        store = TaskStore(engine, EventBus())
-        try:
-            yield store
-        finally:
-            await store.aclose()
+    async with migrated_store(request.param, tmp_path, EventBus()) as store:
+        yield store
 
 
 async def _executing(store: TaskStore) -> Lease:

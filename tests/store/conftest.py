@@ -7,11 +7,8 @@ from pathlib import Path
 import pytest
 
 from agent_runtime.domain.events import Event
-from agent_runtime.settings import DatabaseSettings
-from agent_runtime.store import migrate
-from agent_runtime.store.engine import create_engine
 from agent_runtime.store.store import TaskStore
-from tests.support.databases import database_url
+from tests.support.databases import migrated_store
 
 
 @dataclass
@@ -30,11 +27,5 @@ class RecordingListener:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TaskStore]:
-    async with database_url(request.param, tmp_path) as url:
-        engine = create_engine(DatabaseSettings(url=url))
-        await migrate.upgrade(engine)
-        store = TaskStore(engine, RecordingListener())
-        try:
-            yield store
-        finally:
-            await store.aclose()
+    async with migrated_store(request.param, tmp_path, RecordingListener()) as store:
+        yield store

@@ -8,12 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agent_runtime.settings import DatabaseSettings
-from agent_runtime.store import migrate
 from agent_runtime.store import store as store_module
-from agent_runtime.store.engine import create_engine
 from agent_runtime.store.rows import new_id
-from agent_runtime.store.store import TaskStore
+from tests.support.databases import migrated_store
 
 
 def test_ids_made_in_the_same_millisecond_still_sort_in_creation_order() -> None:
@@ -27,11 +24,8 @@ async def test_commits_reach_the_main_database_file_through_the_stores_own_check
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(store_module, "CHECKPOINT_EVERY", 5)
-    db = tmp_path / "store.sqlite"
-    engine = create_engine(DatabaseSettings(url=f"sqlite+aiosqlite:///{db}"))
-    await migrate.upgrade(engine)
-    store = TaskStore(engine)
-    try:
+    db = tmp_path / "store.sqlite"  # where ``migrated_store`` puts SQLite
+    async with migrated_store("sqlite", tmp_path) as store:
         for i in range(5):
             await store.create_task(f"t{i}", {})
         await store.settle()  # the checkpoint runs on a worker thread; writers never wait for it
@@ -40,5 +34,3 @@ async def test_commits_reach_the_main_database_file_through_the_stores_own_check
         shutil.copyfile(db, copy)
         with sqlite3.connect(copy) as conn:
             assert conn.execute("SELECT count(*) FROM tasks").fetchone() == (5,)
-    finally:
-        await store.aclose()

@@ -16,6 +16,10 @@ import asyncpg
 import pytest
 
 from agent_runtime.services.pg_listener import asyncpg_dsn
+from agent_runtime.settings import DatabaseSettings
+from agent_runtime.store import migrate
+from agent_runtime.store.engine import create_engine
+from agent_runtime.store.store import StoreListener, TaskStore
 
 PG_ENV = "AGENT_RUNTIME_TEST_POSTGRES_URL"
 PG_SKIP_REASON = (
@@ -62,3 +66,16 @@ async def database_url(backend: str, tmp: Path) -> AsyncIterator[str]:
         return
     async with fresh_postgres_database() as url:
         yield url
+
+
+@asynccontextmanager
+async def migrated_store(backend: str, tmp: Path, listener: StoreListener | None = None) -> AsyncIterator[TaskStore]:
+    """A ``TaskStore`` on a freshly migrated database of ``backend`` (``sqlite`` or ``postgres``)."""
+    async with database_url(backend, tmp) as url:
+        engine = create_engine(DatabaseSettings(url=url))
+        await migrate.upgrade(engine)
+        store = TaskStore(engine, listener)
+        try:
+            yield store
+        finally:
+            await store.aclose()
