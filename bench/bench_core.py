@@ -123,27 +123,25 @@ class RoundTrips:
 
 @dataclass
 class Transactions:
-    """Counts SQLite transactions begun on an engine: writes (BEGIN IMMEDIATE) and reads (DEFERRED)."""
+    """Counts, on the store's engines, write transactions (BEGIN IMMEDIATE) and SQL statements."""
 
     writes: int = 0
-    reads: int = 0
+    statements: int = 0
 
     def watch(self, store: TaskStore) -> None:
-        """Both engines: the async one (migrations) and the synchronous one the store's I/O runs on.
-        A store read runs outside any transaction (no BEGIN), so reads are checkouts minus writes."""
+        """Both engines: the async one (migrations) and the synchronous one the store's I/O runs on."""
 
         def on_begin(conn: Any) -> None:
             if conn.get_execution_options().get("sqlite_begin") == "IMMEDIATE":
                 self.writes += 1
-                self.reads -= 1  # its checkout was counted below
 
-        def on_checkout(*_: Any) -> None:
-            self.reads += 1
+        def on_statement(*_: Any) -> None:
+            self.statements += 1
 
         for engine in (store.engine.sync_engine, store._sync):
             if engine is not None:
                 sa.event.listen(engine, "begin", on_begin)
-                sa.event.listen(engine.pool, "checkout", on_checkout)
+                sa.event.listen(engine, "before_cursor_execute", on_statement)
 
 
 @dataclass(frozen=True)
@@ -154,11 +152,11 @@ class Snapshot:
     cpu: float
     trips: int
     writes: int
-    reads: int
+    statements: int
 
     @classmethod
     def take(cls, txs: Transactions) -> Snapshot:
-        return cls(time.perf_counter(), time.thread_time(), RoundTrips.count, txs.writes, txs.reads)
+        return cls(time.perf_counter(), time.thread_time(), RoundTrips.count, txs.writes, txs.statements)
 
     def since(self, before: Snapshot) -> dict[str, float]:
         return {
@@ -166,7 +164,7 @@ class Snapshot:
             "loop_cpu_ms": (self.cpu - before.cpu) * 1000,
             "aiosqlite_round_trips": float(self.trips - before.trips),
             "write_transactions": float(self.writes - before.writes),
-            "read_transactions": float(self.reads - before.reads),
+            "sql_statements": float(self.statements - before.statements),
         }
 
 
@@ -782,7 +780,7 @@ def render(results: dict[str, Any]) -> str:
             add(
                 f"one whole 1-step task in process (submit -> completed, no HTTP; median of {one['runs']}): "
                 f"{t['wall_ms']:.1f} ms wall, {t['loop_cpu_ms']:.1f} ms event-loop CPU, "
-                f"{t['write_transactions']:.0f} write transactions, {t['read_transactions']:.0f} read transactions, "
+                f"{t['write_transactions']:.0f} write transactions, {t['sql_statements']:.0f} SQL statements, "
                 f"{t['aiosqlite_round_trips']:.0f} aiosqlite round trips"
             )
             add(
