@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-
-from sqlalchemy import RowMapping
 
 from agent_runtime.domain.events import Event
 from agent_runtime.domain.plan import Plan
@@ -57,7 +56,7 @@ def _req(value: datetime | None) -> datetime:
     return out
 
 
-def task(row: RowMapping) -> TaskRecord:
+def task(row: Mapping[Any, Any]) -> TaskRecord:
     return TaskRecord(
         id=row["id"],
         status=TaskStatus(row["status"]),
@@ -77,7 +76,7 @@ def task(row: RowMapping) -> TaskRecord:
     )
 
 
-def plan_version(row: RowMapping) -> PlanVersionRecord:
+def plan_version(row: Mapping[Any, Any]) -> PlanVersionRecord:
     return PlanVersionRecord(
         task_id=row["task_id"],
         version=row["version"],
@@ -88,7 +87,7 @@ def plan_version(row: RowMapping) -> PlanVersionRecord:
     )
 
 
-def step(row: RowMapping) -> StepRecord:
+def step(row: Mapping[Any, Any]) -> StepRecord:
     return StepRecord(
         task_id=row["task_id"],
         plan_version=row["plan_version"],
@@ -102,7 +101,7 @@ def step(row: RowMapping) -> StepRecord:
     )
 
 
-def tool_call(row: RowMapping) -> ToolCallRecord:
+def tool_call(row: Mapping[Any, Any]) -> ToolCallRecord:
     return ToolCallRecord(
         id=row["id"],
         task_id=row["task_id"],
@@ -120,7 +119,7 @@ def tool_call(row: RowMapping) -> ToolCallRecord:
     )
 
 
-def approval(row: RowMapping) -> ApprovalRecord:
+def approval(row: Mapping[Any, Any]) -> ApprovalRecord:
     return ApprovalRecord(
         task_id=row["task_id"],
         plan_version=row["plan_version"],
@@ -131,7 +130,7 @@ def approval(row: RowMapping) -> ApprovalRecord:
     )
 
 
-def event(row: RowMapping) -> Event:
+def event(row: Mapping[Any, Any]) -> Event:
     data: dict[str, Any] = row["data"] or {}
     return Event(
         task_id=row["task_id"], seq=row["seq"], type=row["type"], data=data, created_at=_req(row["created_at"])

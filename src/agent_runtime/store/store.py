@@ -41,6 +41,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Protocol, TypeVar
 
 import anyio
@@ -65,6 +66,7 @@ from agent_runtime.errors import LeaseLostError, NotFoundError
 from agent_runtime.store import rows
 from agent_runtime.store import schema as t
 from agent_runtime.store.engine import sync_sqlite_engine
+from agent_runtime.store.prepared import execute
 from agent_runtime.store.tx import TaskTx
 
 log = structlog.get_logger(__name__)
@@ -248,18 +250,11 @@ class TaskStore:
         tx.wakes_workers = True
 
         def write(conn: Connection) -> list[Event]:
-            conn.execute(
-                t.tasks.insert().values(
-                    id=task_id,
-                    status=TaskStatus.QUEUED,
-                    prompt=prompt,
-                    metadata=metadata,
-                    created_at=now,
-                    updated_at=now,
-                    lease_epoch=0,
-                    last_seq=0,
-                )  # fmt: skip
-            )
+            row = {
+                "id": task_id, "status": TaskStatus.QUEUED, "prompt": prompt, "metadata": metadata,
+                "created_at": now, "updated_at": now, "lease_epoch": 0, "last_seq": 0,
+            }  # fmt: skip
+            execute(conn, _TASK_INSERT, row)
             events, _ = tx.flush(conn, None)
             self._notify(conn, self._payload(tx, events))
             return events
@@ -453,29 +448,14 @@ class TaskStore:
             room = min(room, self._global_room(conn, wanted, request.global_limit, now))
             if room <= 0:
                 return []
-        candidates = (
-            sa.select(t.tasks.c.id)
-            .where(t.tasks.c.status.in_(wanted))
-            .where(sa.or_(t.tasks.c.lease_expires_at.is_(None), t.tasks.c.lease_expires_at < now))
-            .order_by(t.tasks.c.updated_at)
-            .limit(room)
-        )
-        if self.is_postgres:
-            candidates = candidates.with_for_update(skip_locked=True)
-        stmt = (
-            t.tasks.update()
-            .where(t.tasks.c.id.in_(candidates.scalar_subquery()))
-            .values(
-                lease_owner=owner,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-                lease_epoch=t.tasks.c.lease_epoch + 1,
-            )
-            .returning(t.tasks.c.id, t.tasks.c.lease_epoch, t.tasks.c.status, t.tasks.c.last_seq)
-        )
+        params = {
+            "owner": owner, "now": now, "room": room, "expires": now + timedelta(seconds=lease_seconds),
+        }  # fmt: skip
         return [
-            Lease(task_id=r[0], owner=owner, epoch=r[1], status=TaskStatus(r[2]), last_seq=r[3])
-            for r in conn.execute(stmt).all()
-        ]
+            Lease(task_id=r["id"], owner=owner, epoch=r["lease_epoch"], status=TaskStatus(r["status"]),
+                  last_seq=r["last_seq"])
+            for r in execute(conn, _claim_statement(tuple(wanted), self.is_postgres), params).rows
+        ]  # fmt: skip
 
     def _global_room(self, conn: Connection, statuses: list[str], global_limit: int, now: datetime) -> int:
         if self.is_postgres:
@@ -494,7 +474,7 @@ class TaskStore:
 
         def renew(conn: Connection) -> bool:
             expires = rows.utcnow() + timedelta(seconds=lease_seconds)
-            return conn.execute(_owned(lease).values(lease_expires_at=expires)).rowcount == 1
+            return execute(conn, _RENEW, {**_owned(lease), "expires": expires}).rowcount == 1
 
         renewed = await self._write(renew)
         if not renewed:
@@ -505,7 +485,7 @@ class TaskStore:
         """Give the task back (e.g. at shutdown) so another worker may claim it at once."""
 
         def release(conn: Connection) -> bool:
-            released = conn.execute(_owned(lease).values(lease_owner=None, lease_expires_at=None)).rowcount == 1
+            released = execute(conn, _RELEASE, _owned(lease)).rowcount == 1
             if released:
                 self._notify(conn, json.dumps({"task": lease.task_id, "last": 0, "work": True}))
             return released
@@ -539,28 +519,23 @@ class TaskStore:
         return await self._read(lambda conn: [rows.plan_version(r) for r in conn.execute(stmt).mappings()])
 
     async def plan_version(self, task_id: str, version: int) -> PlanVersionRecord:
-        stmt = sa.select(t.plan_versions).where(
-            t.plan_versions.c.task_id == task_id, t.plan_versions.c.version == version
-        )
-        row = await self._read(lambda conn: conn.execute(stmt).mappings().first())
+        params = {"task_id": task_id, "version": version}
+        row = await self._read(lambda conn: execute(conn, _PLAN_VERSION, params).first())
         if row is None:
             raise NotFoundError(f"task {task_id} has no plan version {version}", details={"task_id": task_id})
         return rows.plan_version(row)
 
     async def steps(self, task_id: str, version: int) -> list[StepRecord]:
-        stmt = (
-            sa.select(t.steps)
-            .where(t.steps.c.task_id == task_id, t.steps.c.plan_version == version)
-            .order_by(t.steps.c.position)
-        )
-        return await self._read(lambda conn: [rows.step(r) for r in conn.execute(stmt).mappings()])
+        params = {"task_id": task_id, "version": version}
+        return await self._read(lambda conn: [rows.step(r) for r in execute(conn, _STEPS, params).rows])
 
     async def tool_calls(self, task_id: str, step_id: str | None = None) -> list[ToolCallRecord]:
-        stmt = sa.select(t.tool_calls).where(t.tool_calls.c.task_id == task_id)
-        if step_id is not None:
-            stmt = stmt.where(t.tool_calls.c.step_id == step_id)
-        stmt = stmt.order_by(t.tool_calls.c.turn, t.tool_calls.c.call_index, t.tool_calls.c.started_at)
-        return await self._read(lambda conn: [rows.tool_call(r) for r in conn.execute(stmt).mappings()])
+        stmt, params = (
+            (_CALLS, {"task_id": task_id})
+            if step_id is None
+            else (_STEP_CALLS, {"task_id": task_id, "step_id": step_id})
+        )
+        return await self._read(lambda conn: [rows.tool_call(r) for r in execute(conn, stmt, params).rows])
 
     async def execution_state(
         self, task_id: str
@@ -574,25 +549,10 @@ class TaskStore:
             version = task.approved_plan_version
             if version is None:
                 return task, None, [], []
-            plan_row = (
-                conn.execute(
-                    sa.select(t.plan_versions).where(
-                        t.plan_versions.c.task_id == task_id, t.plan_versions.c.version == version
-                    )
-                )
-                .mappings()
-                .first()
-            )
-            steps = conn.execute(
-                sa.select(t.steps)
-                .where(t.steps.c.task_id == task_id, t.steps.c.plan_version == version)
-                .order_by(t.steps.c.position)
-            ).mappings()
-            calls = conn.execute(
-                sa.select(t.tool_calls)
-                .where(t.tool_calls.c.task_id == task_id)
-                .order_by(t.tool_calls.c.turn, t.tool_calls.c.call_index, t.tool_calls.c.started_at)
-            ).mappings()
+            params = {"task_id": task_id, "version": version}
+            plan_row = execute(conn, _PLAN_VERSION, params).first()
+            steps = execute(conn, _STEPS, params).rows
+            calls = execute(conn, _CALLS, params).rows
             return (
                 task,
                 rows.plan_version(plan_row) if plan_row is not None else None,
@@ -607,13 +567,8 @@ class TaskStore:
         return await self._read(lambda conn: [rows.approval(r) for r in conn.execute(stmt).mappings()])
 
     async def events_after(self, task_id: str, after: int, limit: int = 1000) -> list[Event]:
-        stmt = (
-            sa.select(t.events)
-            .where(t.events.c.task_id == task_id, t.events.c.seq > after)
-            .order_by(t.events.c.seq)
-            .limit(limit)
-        )
-        return await self._read(lambda conn: [rows.event(r) for r in conn.execute(stmt).mappings()])
+        params = {"task_id": task_id, "after": after, "limit": limit}
+        return await self._read(lambda conn: [rows.event(r) for r in execute(conn, _EVENTS_AFTER, params).rows])
 
     async def count_by_status(self) -> dict[str, int]:
         stmt = sa.select(t.tasks.c.status, sa.func.count()).group_by(t.tasks.c.status)
@@ -659,10 +614,7 @@ class TaskStore:
 
 
 def _load_task(conn: Connection, task_id: str, for_update: bool) -> TaskRecord:
-    stmt = sa.select(t.tasks).where(t.tasks.c.id == task_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    row = conn.execute(stmt).mappings().first()
+    row = execute(conn, _TASK_FOR_UPDATE if for_update else _TASK, {"id": task_id}).first()
     if row is None:
         raise NotFoundError(f"task {task_id} not found", details={"task_id": task_id})
     return rows.task(row)
@@ -684,10 +636,69 @@ def _flush_or_raise(tx: TaskTx, conn: Connection, lease: Lease | None) -> list[E
     return events
 
 
-def _owned(lease: Lease) -> sa.Update:
+def _owned(lease: Lease) -> dict[str, Any]:
+    """Parameters naming the lease, for the ``_OWNED_*`` statements."""
+    return {"k_id": lease.task_id, "k_epoch": lease.epoch, "k_owner": lease.owner}
+
+
+def _owned_update(**values: Any) -> sa.Update:
     return (
         t.tasks.update()
-        .where(t.tasks.c.id == lease.task_id)
-        .where(t.tasks.c.lease_epoch == lease.epoch)
-        .where(t.tasks.c.lease_owner == lease.owner)
+        .where(t.tasks.c.id == sa.bindparam("k_id"))
+        .where(t.tasks.c.lease_epoch == sa.bindparam("k_epoch"))
+        .where(t.tasks.c.lease_owner == sa.bindparam("k_owner"))
+        .values(**values)
     )
+
+
+@lru_cache(maxsize=16)
+def _claim_statement(statuses: tuple[str, ...], postgres: bool) -> sa.Update:
+    """Lease up to ``:room`` tasks in ``statuses`` that nobody holds (or whose lease expired)."""
+    candidates = (
+        sa.select(t.tasks.c.id)
+        .where(sa.or_(*(t.tasks.c.status == status for status in statuses)))
+        .where(sa.or_(t.tasks.c.lease_expires_at.is_(None), t.tasks.c.lease_expires_at < sa.bindparam("now")))
+        .order_by(t.tasks.c.updated_at)
+        .limit(sa.bindparam("room", type_=sa.Integer))
+    )
+    if postgres:
+        candidates = candidates.with_for_update(skip_locked=True)
+    return (
+        t.tasks.update()
+        .where(t.tasks.c.id.in_(candidates.scalar_subquery()))
+        .values(
+            lease_owner=sa.bindparam("owner"),
+            lease_expires_at=sa.bindparam("expires"),
+            lease_epoch=t.tasks.c.lease_epoch + 1,
+        )
+        .returning(t.tasks.c.id, t.tasks.c.lease_epoch, t.tasks.c.status, t.tasks.c.last_seq)
+    )
+
+
+# Kept statements (see ``store.prepared``): built once, with named parameters.
+_TASK = sa.select(t.tasks).where(t.tasks.c.id == sa.bindparam("id"))
+_TASK_FOR_UPDATE = _TASK.with_for_update()
+_TASK_INSERT = t.tasks.insert()
+_RENEW = _owned_update(lease_expires_at=sa.bindparam("expires"))
+_RELEASE = _owned_update(lease_owner=None, lease_expires_at=None)
+_PLAN_VERSION = sa.select(t.plan_versions).where(
+    t.plan_versions.c.task_id == sa.bindparam("task_id"), t.plan_versions.c.version == sa.bindparam("version")
+)
+_STEPS = (
+    sa.select(t.steps)
+    .where(t.steps.c.task_id == sa.bindparam("task_id"), t.steps.c.plan_version == sa.bindparam("version"))
+    .order_by(t.steps.c.position)
+)
+_CALL_ORDER = (t.tool_calls.c.turn, t.tool_calls.c.call_index, t.tool_calls.c.started_at)
+_CALLS = sa.select(t.tool_calls).where(t.tool_calls.c.task_id == sa.bindparam("task_id")).order_by(*_CALL_ORDER)
+_STEP_CALLS = (
+    sa.select(t.tool_calls)
+    .where(t.tool_calls.c.task_id == sa.bindparam("task_id"), t.tool_calls.c.step_id == sa.bindparam("step_id"))
+    .order_by(*_CALL_ORDER)
+)
+_EVENTS_AFTER = (
+    sa.select(t.events)
+    .where(t.events.c.task_id == sa.bindparam("task_id"), t.events.c.seq > sa.bindparam("after"))
+    .order_by(t.events.c.seq)
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+)

@@ -31,6 +31,7 @@ from agent_runtime.domain.plan import Plan
 from agent_runtime.domain.records import Lease, TaskRecord
 from agent_runtime.domain.states import LEASED, TERMINAL, StepStatus, TaskStatus, ToolCallStatus, check_transition
 from agent_runtime.store import schema as t
+from agent_runtime.store.prepared import execute
 from agent_runtime.store.rows import new_id
 
 
@@ -65,6 +66,9 @@ NEW_CALL_KINDS = _kinds(t.tool_calls, frozenset())
 
 _CALL_INSERT = t.tool_calls.insert()
 _EVENTS_INSERT = t.events.insert()
+_PLAN_INSERT = t.plan_versions.insert()
+_STEPS_INSERT = t.steps.insert()
+_APPROVAL_INSERT = t.approvals.insert()
 
 
 class _Untyped(Exception):
@@ -175,17 +179,20 @@ class TaskTx:
     def add_plan_version(self, plan: Plan, author: str) -> int:
         version = (self.task.current_plan_version or 0) + 1
         self._op(
-            t.plan_versions.insert().values(
-                task_id=self.task.id,
-                version=version,
-                content_hash=plan.content_hash(),
-                plan=plan.model_dump(mode="json"),
-                author=author,
-                created_at=self.now,
-            )
+            _PLAN_INSERT,
+            [
+                {
+                    "task_id": self.task.id,
+                    "version": version,
+                    "content_hash": plan.content_hash(),
+                    "plan": plan.model_dump(mode="json"),
+                    "author": author,
+                    "created_at": self.now,
+                }
+            ],
         )
         self._op(
-            t.steps.insert(),
+            _STEPS_INSERT,
             [
                 {
                     "task_id": self.task.id,
@@ -260,20 +267,21 @@ class TaskTx:
         )
 
     def add_approval(self, version: int, decision: str, actor: str | None, reason: str | None) -> None:
-        self._op(
-            t.approvals.insert().values(
-                task_id=self.task.id,
-                plan_version=version,
-                decision=decision,
-                actor=actor,
-                reason=reason,
-                created_at=self.now,
-            )
-        )
+        row = {
+            "task_id": self.task.id,
+            "plan_version": version,
+            "decision": decision,
+            "actor": actor,
+            "reason": reason,
+            "created_at": self.now,
+        }
+        self._op(_APPROVAL_INSERT, [row])
 
     def _op(
         self, statement: Executable, rows: list[dict[str, Any]] | None = None, typed: tuple[Any, ...] | None = None
     ) -> None:
+        """Buffer a write: a kept statement with its parameter ``rows``, or (``rows`` None) a
+        statement built for this call with its values in it."""
         self._ops.append((statement, rows, typed))
 
     # -- commit ---------------------------------------------------------------------------------
@@ -300,15 +308,16 @@ class TaskTx:
         params = {"k_id": self.task.id, "k_seq": self.started_from.last_seq, **values}
         if fence is not None:
             params.update(k_epoch=fence.epoch, k_owner=fence.owner, k_updated=self.started_from.updated_at)
-        if conn.execute(stmt, params).rowcount != 1:
+        if execute(conn, stmt, params).rowcount != 1:
             return [], False
         for statement, rows, _ in self._ops:
-            if rows is None:
+            if rows is None:  # built for this call, with its values in it
                 conn.execute(statement)
             elif rows:
-                conn.execute(statement, rows)
+                execute(conn, statement, rows)
         if stored:
-            conn.execute(
+            execute(
+                conn,
                 _EVENTS_INSERT,
                 [
                     {"task_id": e.task_id, "seq": e.seq, "type": e.type, "data": e.data, "created_at": e.created_at}
