@@ -107,6 +107,8 @@ async def build_runtime(settings: Settings, overrides: Overrides | None = None) 
         on_crash=jobs.fail_unexpected,
         metrics=metrics,
     )
+    if settings.runner.hand_off:
+        store.dispatcher = runner
     tasks = TaskService(store, settings.limits, lambda: [t.qualified_name for t in catalog.tools()])
     return Runtime(settings, store, bus, metrics, catalog, pool, tasks, runner, planner_llm, executor_llm, tracing)
 

@@ -150,6 +150,10 @@ class RunnerSettings(_Section):
     max_concurrent_execution: int = Field(default=8, ge=1)
     global_max_planning: int | None = Field(default=None, ge=1)
     global_max_execution: int | None = Field(default=None, ge=1)
+    hand_off: bool = True
+    """A command that makes a task claimable (submit, approve, revise, retry) leases it, in its own
+    transaction, to this process's runner when that has a free slot (no claim transaction, no trip
+    through the claim loop). Off: every task waits for a claim, whichever replica took the request."""
     journal_linger_ms: float = Field(default=2.0, ge=0, le=1000)
     """Group commit: an execution record that need not be durable before the worker goes on (step
     started, call result, text) waits at most this long to share a transaction with later ones."""

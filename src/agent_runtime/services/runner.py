@@ -73,10 +73,14 @@ class Runner:
         self._executing: dict[str, _Slot] = {}
         self._draining = False
         self._saturated = False
+        self._claiming = False
         self._stopped = anyio.Event()
         self._stopped.set()  # not running until run() starts
         self._idle = anyio.Event()
         self._idle.set()
+        self._tg: TaskGroup | None = None
+        self._reserved: dict[tuple[TaskStatus, ...], int] = {PLANNING_STATES: 0, EXECUTION_STATES: 0}
+        """Slots held for tasks this process's own commits are leasing to this runner (``adopt``)."""
 
     @property
     def draining(self) -> bool:
@@ -89,10 +93,45 @@ class Runner:
         """Claim loop; workers are started in ``tg``. Returns when :meth:`drain` is called."""
         log.info("runner_started", owner=self.owner)
         self._stopped = anyio.Event()
-        while not self._draining:
-            await self._claim(tg)
-            await self.bus.wait_for_work(self.settings.safety_poll_seconds)
-        self._stopped.set()
+        self._tg = tg
+        try:
+            while not self._draining:
+                await self._claim(tg)
+                await self.bus.wait_for_work(self.settings.safety_poll_seconds)
+        finally:
+            self._tg = None
+            self._stopped.set()
+
+    # -- hand-off: work this process's own commits make claimable (store.Dispatcher) -------------
+
+    def _kind(self, status: TaskStatus) -> tuple[tuple[TaskStatus, ...], dict[str, _Slot], int, Job]:
+        if status in PLANNING_STATES:
+            return PLANNING_STATES, self._planning, self.settings.max_concurrent_planning, self._plan_job
+        return EXECUTION_STATES, self._executing, self.settings.max_concurrent_execution, self._execute_job
+
+    def reserve(self, status: TaskStatus) -> tuple[str, float] | None:
+        """A slot for a task a local command is making claimable, if one is free. Not under global
+        limits (those are counted across replicas by the claim) and not while draining."""
+        if self._tg is None or self._draining or status not in (*PLANNING_STATES, *EXECUTION_STATES):
+            return None
+        kind, slots, limit, _ = self._kind(status)
+        glob = self.settings.global_max_planning if kind is PLANNING_STATES else self.settings.global_max_execution
+        if glob is not None or len(slots) + self._reserved[kind] >= limit:
+            return None
+        self._reserved[kind] += 1
+        return self.owner, self.settings.lease_seconds
+
+    def unreserve(self, status: TaskStatus) -> None:
+        self._reserved[self._kind(status)[0]] -= 1
+
+    def adopt(self, lease: Lease) -> None:
+        """Run a task leased to this runner by a local commit, in the slot reserved for it."""
+        kind, slots, _, job = self._kind(lease.status)
+        self._reserved[kind] -= 1
+        if self._tg is None:  # stopped in between: the lease expires and the task is claimed again
+            log.warning("handoff_after_stop", task_id=lease.task_id)
+            return
+        self._start(self._tg, lease, slots, job)
 
     async def _claim(self, tg: TaskGroup) -> None:
         """Claim planning and execution work in one transaction, up to the free slots of each."""
@@ -102,24 +141,34 @@ class Runner:
             (EXECUTION_STATES, self._executing, self.settings.max_concurrent_execution,
              self.settings.global_max_execution, self._execute_job),
         )  # fmt: skip
-        requests = [ClaimRequest(states, limit - len(slots), glob) for states, slots, limit, glob, _ in kinds]
+        requests = [
+            ClaimRequest(states, limit - len(slots) - self._reserved[states], glob)
+            for states, slots, limit, glob, _ in kinds
+        ]
+        self._claiming = True
         try:
             claimed = await self.store.claim_batch(self.owner, requests, self.settings.lease_seconds)
         except Exception as exc:  # the database may be briefly unreachable (or not migrated yet)
             log.warning("claim_failed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
             return
-        # Saturated: every free slot was filled, so more work may be waiting when a slot frees up.
-        self._saturated = any(r.limit > 0 and len(got) == r.limit for r, got in zip(requests, claimed, strict=True))
+        finally:
+            self._claiming = False
+        # Saturated: no free slot, or every free slot was filled: more work may be waiting when a
+        # slot frees up (so a job that ends wakes the claim loop).
+        self._saturated = any(r.limit <= 0 or len(got) == r.limit for r, got in zip(requests, claimed, strict=True))
         for (_, slots, _, _, job), leases in zip(kinds, claimed, strict=True):
             for lease in leases:
-                if lease.task_id in slots:
-                    continue
-                slot = _Slot(lease)
-                slots[lease.task_id] = slot
-                self._idle = anyio.Event() if self._idle.is_set() else self._idle
                 if lease.status in (TaskStatus.PLANNING, TaskStatus.EXECUTING) and self.metrics is not None:
                     self.metrics.lease_takeover()
-                tg.start_soon(self._work, slot, slots, job)
+                self._start(tg, lease, slots, job)
+
+    def _start(self, tg: TaskGroup, lease: Lease, slots: dict[str, _Slot], job: Job) -> None:
+        if lease.task_id in slots:
+            return
+        slot = _Slot(lease)
+        slots[lease.task_id] = slot
+        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        tg.start_soon(self._work, slot, slots, job)
 
     async def _work(self, slot: _Slot, slots: dict[str, _Slot], job: Job) -> None:
         lease = slot.lease
@@ -148,8 +197,10 @@ class Runner:
                         await self._release(lease)
                 if not self._planning and not self._executing:
                     self._idle.set()
-                if self._saturated:
-                    self.bus.work_available()  # a slot freed up and work may be waiting for it
+                if self._saturated or self._claiming:
+                    # A slot freed up and work may be waiting for it (a claim in flight counted
+                    # this slot as busy, so it gets another round).
+                    self.bus.work_available()
 
     async def _heartbeat(self, slot: _Slot) -> None:
         while True:

@@ -37,8 +37,8 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -88,6 +88,23 @@ class StoreListener(Protocol):
     def work_available(self) -> None: ...
 
 
+class Dispatcher(Protocol):
+    """This process's runner, offered the work its own commits make claimable (see ``_offer``)."""
+
+    def reserve(self, status: TaskStatus) -> tuple[str, float] | None:
+        """Hold a free slot for a task about to become claimable in ``status``: (owner, lease
+        seconds), or None to leave the task to the claim loops (no room, draining, global limits)."""
+        ...
+
+    def adopt(self, lease: Lease) -> None:
+        """The lease was committed: run the task in the reserved slot."""
+        ...
+
+    def unreserve(self, status: TaskStatus) -> None:
+        """The write failed: free the reserved slot."""
+        ...
+
+
 class _NoListener:
     def events_committed(self, events: Sequence[Event]) -> None:
         pass
@@ -127,6 +144,8 @@ class TaskStore:
         """PostgreSQL: the same pool, for reads and single-statement writes (no BEGIN/COMMIT)."""
         self.apply_function = self.is_postgres
         """Write journal-only transactions with ``agent_runtime_apply`` (off if the database lacks it)."""
+        self.dispatcher: Dispatcher | None = None
+        """Set by the runtime: commits that make a task claimable lease it to this process's runner."""
 
     async def aclose(self) -> None:
         await self.settle()
@@ -248,6 +267,7 @@ class TaskStore:
         tx = TaskTx(record, now)
         tx.emit(EventType.TASK_CREATED, {"status": TaskStatus.QUEUED.value})
         tx.wakes_workers = True
+        offered = self._offer(tx, None, new=True)
 
         def write(conn: Connection) -> list[Event]:
             row = {
@@ -259,7 +279,8 @@ class TaskStore:
             self._notify(conn, self._payload(tx, events))
             return events
 
-        events = await self._write(write)
+        with self._handing_off(tx, offered):
+            events = await self._write(write)
         self._after_commit(tx, events)
         return tx.task
 
@@ -280,11 +301,14 @@ class TaskStore:
                 record = await conn.run_sync(_load_task, task_id, True)
                 tx = TaskTx(record, rows.utcnow())
                 yield tx
-                events, ok = await conn.run_sync(tx.flush, None)
-                if not ok:  # cannot happen under the row lock; kept as a guard
-                    raise self._lost(task_id, None)
-                if events or tx.wakes_workers:
-                    await conn.run_sync(self._notify, self._payload(tx, events))
+                offered = self._offer(tx, None)
+                with self._handing_off(tx, offered):
+                    events, ok = await conn.run_sync(tx.flush, None)
+                    if not ok:  # cannot happen under the row lock; kept as a guard
+                        raise self._lost(task_id, None)
+                    if events or tx.wakes_workers:
+                        await conn.run_sync(self._notify, self._payload(tx, events))
+                    await conn.commit()  # before the runner adopts the lease
             self._after_commit(tx, events)
 
     @asynccontextmanager
@@ -296,8 +320,10 @@ class TaskStore:
                 snapshot = self._sqlite_read(lambda c: _load_task(c, task_id, False))
             tx = TaskTx(_check_lease(snapshot, lease), rows.utcnow())
             yield tx
+            offered = self._offer(tx, lease)
             try:
-                events = self._sqlite_write(lambda c: _flush_or_raise(tx, c, lease))
+                with self._handing_off(tx, offered):
+                    events = self._sqlite_write(lambda c: _flush_or_raise(tx, c, lease))
             except _Fenced:
                 raise self._lost(task_id, key) from None
             if key is not None:
@@ -382,9 +408,48 @@ class TaskStore:
         self.apply_function = False
         return None
 
-    def _remember(self, key: tuple[str, int], task: TaskRecord) -> None:
-        """Keep a lease holder's view after its commit (while the task is still leased)."""
-        if task.status in LEASED:
+    def _offer(self, tx: TaskTx, lease: Lease | None, *, new: bool = False) -> TaskStatus | None:
+        """Before a command's write that makes a task claimable: lease it to this process's runner
+        in the same transaction if it has a free slot, saving a claim transaction and the trip
+        through the claim loop. Returns the status it was offered in (None: left to the claims).
+
+        Only for writers without a lease, and only when the task starts from a status no claim
+        can take (a new task, or e.g. awaiting approval): then no other worker can have leased it
+        since it was read, and the new epoch is the read epoch + 1."""
+        if self.dispatcher is None or lease is not None or not tx.wakes_workers:
+            return None
+        if not new and tx.started_from.status in CLAIMABLE:
+            return None
+        status = tx.task.status
+        reserved = self.dispatcher.reserve(status)
+        if reserved is None:
+            return None
+        owner, seconds = reserved
+        tx.lease_to(owner, tx.now + timedelta(seconds=seconds))
+        return status
+
+    @contextmanager
+    def _handing_off(self, tx: TaskTx, offered: TaskStatus | None) -> Iterator[None]:
+        """Around the write of an offered transaction: on commit the runner adopts the lease (and
+        the view is kept, like a claim's); on failure the reserved slot is freed."""
+        if offered is None or self.dispatcher is None:
+            yield
+            return
+        try:
+            yield
+        except BaseException:
+            self.dispatcher.unreserve(offered)
+            raise
+        task = tx.task
+        assert task.lease_owner is not None
+        lease = Lease(task.id, task.lease_owner, task.lease_epoch, offered, task.last_seq)
+        self._remember((task.id, lease.epoch), task, held=True)
+        self.dispatcher.adopt(lease)
+
+    def _remember(self, key: tuple[str, int], task: TaskRecord, *, held: bool = False) -> None:
+        """Keep a lease holder's view after its commit (while the task is still leased; ``held``:
+        just claimed, still queued or approved)."""
+        if held or task.status in LEASED:
             if len(self._snapshots) > MAX_SNAPSHOTS:  # abandoned leases (cancelled workers): start over
                 self._snapshots.clear()
                 for k, lock in list(self._holder_locks.items()):
@@ -433,12 +498,21 @@ class TaskStore:
         if all(r.limit <= 0 for r in requests):
             return [[] for _ in requests]
 
-        def claim_all(conn: Connection) -> list[list[Lease]]:
+        def claim_all(conn: Connection) -> list[list[TaskRecord]]:
             return [self._claim(conn, owner, r, lease_seconds) for r in requests]
 
-        return await self._write(claim_all)
+        claimed = await self._write(claim_all)
+        out: list[list[Lease]] = []
+        for records in claimed:
+            leases = []
+            for record in records:
+                lease = Lease(record.id, owner, record.lease_epoch, record.status, record.last_seq)
+                self._remember((record.id, lease.epoch), record, held=True)  # the first write reads nothing
+                leases.append(lease)
+            out.append(leases)
+        return out
 
-    def _claim(self, conn: Connection, owner: str, request: ClaimRequest, lease_seconds: float) -> list[Lease]:
+    def _claim(self, conn: Connection, owner: str, request: ClaimRequest, lease_seconds: float) -> list[TaskRecord]:
         wanted = [str(s) for s in request.statuses if s in CLAIMABLE]  # awaiting approval is never leased
         if request.limit <= 0 or not wanted:
             return []
@@ -451,11 +525,7 @@ class TaskStore:
         params = {
             "owner": owner, "now": now, "room": room, "expires": now + timedelta(seconds=lease_seconds),
         }  # fmt: skip
-        return [
-            Lease(task_id=r["id"], owner=owner, epoch=r["lease_epoch"], status=TaskStatus(r["status"]),
-                  last_seq=r["last_seq"])
-            for r in execute(conn, _claim_statement(tuple(wanted), self.is_postgres), params).rows
-        ]  # fmt: skip
+        return [rows.task(r) for r in execute(conn, _claim_statement(tuple(wanted), self.is_postgres), params).rows]
 
     def _global_room(self, conn: Connection, statuses: list[str], global_limit: int, now: datetime) -> int:
         if self.is_postgres:
@@ -671,7 +741,7 @@ def _claim_statement(statuses: tuple[str, ...], postgres: bool) -> sa.Update:
             lease_expires_at=sa.bindparam("expires"),
             lease_epoch=t.tasks.c.lease_epoch + 1,
         )
-        .returning(t.tasks.c.id, t.tasks.c.lease_epoch, t.tasks.c.status, t.tasks.c.last_seq)
+        .returning(*t.tasks.c)
     )
 
 

@@ -166,6 +166,12 @@ class TaskTx:
         if target in (TaskStatus.QUEUED, TaskStatus.APPROVED):
             self.wakes_workers = True
 
+    def lease_to(self, owner: str, expires_at: datetime) -> None:
+        """Lease the task, in this transaction, to ``owner`` (this process's runner: see
+        ``TaskStore.dispatcher``) instead of waking workers to claim it."""
+        self.update(lease_owner=owner, lease_expires_at=expires_at, lease_epoch=self.task.lease_epoch + 1)
+        self.wakes_workers = False
+
     def update(self, **fields: Any) -> None:
         self._fields.update(fields)
         known = {k: v for k, v in fields.items() if k in TaskRecord.__dataclass_fields__}
