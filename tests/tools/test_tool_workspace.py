@@ -43,3 +43,12 @@ async def test_keep_workspaces_keeps_them_unless_forced(tmp_path: Path) -> None:
     assert (path / "f.txt").exists()
     assert await spaces.remove("t", force=True)
     assert not path.exists()
+
+
+async def test_empty_or_missing_workspaces_are_removed_too(tmp_path: Path) -> None:
+    spaces = Workspaces(ToolSettings(workspace_root=tmp_path))
+    empty = spaces.create("empty")
+    assert await spaces.remove("empty")  # an empty directory: removed inline
+    assert await spaces.remove("never-created")  # nothing there: nothing to do
+    assert not empty.exists()
+    assert not spaces.logs_dir("empty").exists()

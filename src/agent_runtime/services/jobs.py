@@ -260,17 +260,19 @@ class TaskJobs:
         remaining = [s for s in plan.steps if status.get(s.id) != StepStatus.COMPLETED]
         servers = {name.partition(".")[0] for s in remaining for name in s.tools}
         workspace = self.pool.workspaces.create(task_id)
+        completed = False
         try:
             async with self.pool.open_task(task_id, servers, plan.all_tools(), workspace) as tools:
                 summary = await executor.run(
                     prompt=prompt, plan=plan, step_status=status, outputs=outputs, tools=tools, journal=journal
                 )
                 await complete(summary)
+                completed = True
         finally:
             with anyio.CancelScope(shield=True):
                 # Finished for good (completed, cancelled, failed): the workspace and server logs go,
                 # unless kept by policy. Needs-attention and handed-back tasks keep theirs.
-                if is_terminal((await self.store.get_task(task_id)).status):
+                if completed or is_terminal((await self.store.get_task(task_id)).status):
                     await self.pool.workspaces.remove(task_id)
 
 

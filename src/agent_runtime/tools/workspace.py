@@ -62,7 +62,8 @@ class Workspaces:
             logger.info("keeping workspace of task %s at %s", task_id, self.path(task_id))
             return False
         for path in (self.path(task_id), self.logs_dir(task_id)):
-            await anyio.to_thread.run_sync(_rmtree, path)
+            if not _remove_if_empty(path):  # a tree to walk: off the event loop
+                await anyio.to_thread.run_sync(_rmtree, path)
         return True
 
     @asynccontextmanager
@@ -74,6 +75,18 @@ class Workspaces:
         finally:
             with anyio.CancelScope(shield=True):
                 await self.remove(task_id)
+
+
+def _remove_if_empty(path: Path) -> bool:
+    """Remove ``path`` if it is missing or an empty directory (one system call, done inline);
+    False if it has contents."""
+    try:
+        path.rmdir()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True
 
 
 def _rmtree(path: Path) -> None:
