@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -10,7 +11,7 @@ import anyio
 import pytest
 from sse_starlette.sse import AppStatus
 
-from agent_runtime.api.sse import SSEResponse
+from agent_runtime.api.sse import LastChunk, SSEResponse
 
 GET = {"type": "http", "method": "GET"}
 
@@ -91,6 +92,15 @@ async def test_each_chunk_is_one_send_and_the_response_ends_with_the_body() -> N
     assert body.closed
 
 
+async def test_a_last_chunk_goes_out_with_the_end_of_the_response() -> None:
+    client, body = _Client(), _Body([b"id: 1\r\n\r\n", LastChunk(b"id: 2\r\n\r\n"), b"never sent"])
+    with anyio.fail_after(5):
+        await _response(body)(GET, client.receive, client.send)
+    assert client.bodies() == [(b"id: 1\r\n\r\n", True), (b"id: 2\r\n\r\n", False)]
+    assert all(type(m["body"]) is bytes for m in client.sent[1:])
+    assert body.closed
+
+
 async def test_keepalive_comments_flow_until_the_client_disconnects_and_the_body_is_closed() -> None:
     client, body = _Client(), _Body([b"id: 1\r\n\r\n"], then_wait=True)
     with anyio.fail_after(5):
@@ -134,3 +144,34 @@ async def test_the_stream_ends_when_the_server_exits(monkeypatch: pytest.MonkeyP
     with anyio.fail_after(5):
         await _response(body)(GET, client.receive, client.send)
     assert body.closed
+
+
+async def test_an_error_in_a_watcher_surfaces_as_itself_and_ends_the_stream() -> None:
+    class _Broken(_Client):
+        async def receive(self) -> dict[str, Any]:
+            raise RuntimeError("the server's receive failed")
+
+    client, body = _Broken(), _Body([b"id: 1\r\n\r\n"], then_wait=True)
+    with anyio.fail_after(5), pytest.raises(RuntimeError, match="receive failed"):
+        await _response(body)(GET, client.receive, client.send)
+    assert body.closed
+
+
+def _tasks() -> set[asyncio.Task[Any]]:
+    """This loop's tasks, without sse-starlette's one exit watcher per loop (started by the first stream)."""
+    return {t for t in asyncio.all_tasks() if t.get_coro().__qualname__ != "_shutdown_watcher"}  # type: ignore[union-attr]
+
+
+async def test_no_helper_task_outlives_the_response() -> None:
+    before = _tasks()
+    for chunks, ping in (([b"id: 1\r\n\r\n"], 60.0), ([], 0.01)):
+        client, body = _Client(), _Body(chunks, then_wait=ping < 1)
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_response(body, ping=ping), GET, client.receive, client.send)
+                if ping < 1:
+                    assert (await client.message(1))["body"].startswith(b": ping - ")  # the keep-alive task runs
+                    client.leave()
+        await asyncio.sleep(0)  # cancelled helpers finish on the next loop iteration
+        assert _tasks() == before
+        assert body.closed

@@ -11,9 +11,9 @@ from typing import Any, cast
 import anyio
 from sse_starlette import ServerSentEvent
 
+from agent_runtime.api.sse import LastChunk
 from agent_runtime.api.stream import LiveFrames, _follow, encode
 from agent_runtime.domain.events import Event
-from agent_runtime.domain.states import TaskStatus
 from agent_runtime.runtime import Runtime
 from agent_runtime.services.bus import EventBus
 
@@ -25,19 +25,21 @@ def _event(seq: int, kind: str = "tool_progress", **data: Any) -> Event:
 
 
 class _Store:
-    """The two reads the stream makes; ``on_get_task`` runs between the replay and the wait on the bus."""
+    """The one read the stream's body makes; ``on_read`` runs once the replay has read (commits "meanwhile")."""
 
-    def __init__(self, events: list[Event], on_get_task: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, events: list[Event], on_read: Callable[[], None] = lambda: None) -> None:
         self.events = events
-        self.on_get_task = on_get_task
-        self.status = TaskStatus.EXECUTING
+        self.on_read = on_read
+        self.reads = 0
 
     async def events_after(self, task_id: str, after: int, limit: int) -> list[Event]:
-        return [e for e in self.events if e.seq > after][:limit]
+        self.reads += 1
+        found = [e for e in self.events if e.seq > after][:limit]
+        self.on_read()
+        return found
 
     async def get_task(self, task_id: str) -> Any:
-        self.on_get_task()
-        return SimpleNamespace(status=self.status, last_seq=max((e.seq for e in self.events), default=0))
+        raise AssertionError("the stream's body does not read the task row (the route read it)")
 
 
 def _runtime(store: _Store, bus: EventBus) -> Runtime:
@@ -73,15 +75,16 @@ async def test_events_pending_together_go_out_as_one_chunk_in_order_and_the_stre
     bus = EventBus()
     replayed = [_event(1), _event(2)]
     live = [_event(3), _event(4), _event(5)]
-    store = _Store(replayed, on_get_task=lambda: bus.events_committed(live))  # committed while we were reading
+    store = _Store(replayed, on_read=lambda: bus.events_committed(live))  # committed while we were reading
     body = _follow(_runtime(store, bus), "t1", start=0, known=2)
     with anyio.fail_after(5):
         assert await anext(body) == encode(replayed[0]) + encode(replayed[1])  # the replay: one chunk
         assert await anext(body) == b"".join(map(encode, live))  # three pending live events: one chunk
-        store.on_get_task = lambda: None
+        store.on_read = lambda: None
         done, after = _event(6, "task_completed"), _event(7)
         bus.events_committed([done, after])
-        assert await anext(body) == encode(done)  # nothing after the terminal event
+        last = await anext(body)
+        assert last == encode(done) and isinstance(last, LastChunk)  # nothing after the terminal event
         assert [chunk async for chunk in body] == []
     assert bus.subscriber_count() == 0
 
@@ -92,11 +95,11 @@ async def test_live_duplicates_are_dropped_and_a_gap_is_filled_from_the_store() 
     store = _Store(stored[:1])
 
     def commit_with_a_gap() -> None:
-        store.on_get_task = lambda: None
+        store.on_read = lambda: None
         store.events = stored
         bus.events_committed([stored[0], stored[2], stored[3]])  # 1 was replayed already, 2 never arrived live
 
-    store.on_get_task = commit_with_a_gap
+    store.on_read = commit_with_a_gap
     body = _follow(_runtime(store, bus), "t1", start=0, known=0)
     with anyio.fail_after(5):
         assert await anext(body) == encode(stored[0])
@@ -110,12 +113,37 @@ async def test_an_overflowed_subscription_re_reads_from_the_store() -> None:
     store = _Store([])
 
     def flood() -> None:
-        store.on_get_task = lambda: None
+        store.on_read = lambda: None
         store.events = stored
         bus.events_committed(stored)  # more than the buffer holds: dropped, marked overflowed
 
-    store.on_get_task = flood
+    store.on_read = flood
     body = _follow(_runtime(store, bus), "t1", start=0, known=0)
     with anyio.fail_after(5):
         assert await anext(body) == b"".join(map(encode, stored))
         await body.aclose()
+
+
+async def test_a_stream_opened_on_a_finished_task_ends_after_its_replay() -> None:
+    bus = EventBus()
+    stored = [_event(1), _event(2), _event(3, "task_completed")]
+    store = _Store(stored)
+    with anyio.fail_after(5):
+        body = _follow(_runtime(store, bus), "t1", start=1, known=3, finished=True)
+        assert [chunk async for chunk in body] == [encode(stored[1]) + encode(stored[2])]
+        # a client that already has everything: the replay is empty and the stream ends at once
+        caught_up = _follow(_runtime(store, bus), "t1", start=3, known=3, finished=True)
+        assert [chunk async for chunk in caught_up] == []
+    assert store.reads == 2 and bus.subscriber_count() == 0
+
+
+async def test_a_task_that_finishes_after_the_stream_opened_ends_it_through_the_bus() -> None:
+    bus = EventBus()
+    store = _Store([_event(1)])
+    done = _event(2, "task_completed")
+    body = _follow(_runtime(store, bus), "t1", start=0, known=1)
+    with anyio.fail_after(5):
+        assert await anext(body) == encode(_event(1))
+        bus.events_committed([done])
+        assert [chunk async for chunk in body] == [encode(done)]
+    assert store.reads == 1 and bus.subscriber_count() == 0

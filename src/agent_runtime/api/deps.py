@@ -1,26 +1,23 @@
-"""Dependency aliases: handlers receive the runtime's parts, built in the app's lifespan.
+"""How handlers reach the runtime: through the request (``runtime_of(request)``, ``tasks_of(request)``).
 
-They are ``async def`` so FastAPI does not send each one through its thread pool."""
+The runtime is built in the app's lifespan and kept on ``app.state``. Handlers take the ``Request``
+and read it from there rather than through ``Depends``: FastAPI solves a sub-dependency on every
+request (its own parameter pass, the per-request cache, the call), which costs more than the
+request's own routing; a ``Request`` parameter is handed over as it is.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import Depends, Request
+from fastapi import Request
 
 from agent_runtime.runtime import Runtime
 from agent_runtime.services.tasks import TaskService
 
 
-async def get_runtime(request: Request) -> Runtime:
+def runtime_of(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-async def get_tasks(request: Request) -> TaskService:
-    runtime: Runtime = request.app.state.runtime
-    return runtime.tasks
-
-
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-TasksDep = Annotated[TaskService, Depends(get_tasks)]
+def tasks_of(request: Request) -> TaskService:
+    return runtime_of(request).tasks

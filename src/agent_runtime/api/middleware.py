@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 from collections.abc import Callable
 
 import structlog
@@ -12,7 +12,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agent_runtime.observability.tracing import Tracing
 
 HEADER = "x-request-id"
+_HEADER = HEADER.encode()
 _SAFE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    """The client's ``X-Request-ID`` (the last one, if repeated) if it is safe to log and echo, else a new
+    random one (16 hex digits)."""
+    given = None
+    for name, value in headers:
+        if name == _HEADER:  # ASGI servers lower-case header names
+            given = value
+    if given is not None:
+        request_id = given.decode("latin-1")
+        if _SAFE.match(request_id):
+            return request_id
+    return os.urandom(8).hex()
 
 
 class RequestContext:
@@ -26,16 +41,17 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(HEADER.encode(), b"").decode("latin-1")
-        request_id = incoming if _SAFE.match(incoming) else secrets.token_hex(8)
+        request_id = _request_id(scope["headers"])
+        header = (_HEADER, request_id.encode())
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (HEADER.encode(), request_id.encode())]
+                message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        tracing = self._tracing()
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            tracing = self._tracing()
             if tracing is None or not tracing.enabled:
                 await self.app(scope, receive, send_with_id)
                 return
@@ -45,3 +61,5 @@ class RequestContext:
                 request_id=request_id,
             ):
                 await self.app(scope, receive, send_with_id)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)

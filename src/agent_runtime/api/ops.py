@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from agent_runtime.api.deps import RuntimeDep
+from agent_runtime.api.deps import runtime_of
 from agent_runtime.errors import NotFoundError
 
 router = APIRouter(tags=["operations"])
@@ -19,7 +19,8 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="Readiness: database reachable, migrations applied, not draining")
-async def readyz(runtime: RuntimeDep) -> JSONResponse:
+async def readyz(request: Request) -> JSONResponse:
+    runtime = runtime_of(request)
     checks: dict[str, Any] = {"draining": runtime.runner.draining}
     ready = not runtime.runner.draining
     try:
@@ -37,7 +38,8 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics")
-async def metrics(runtime: RuntimeDep, request: Request) -> Response:
+async def metrics(request: Request) -> Response:
+    runtime = runtime_of(request)
     if not runtime.settings.observability.metrics_enabled:
         raise NotFoundError("metrics are disabled (observability.metrics_enabled: false)")
     runtime.metrics.set_task_counts(await runtime.store.count_by_status())
@@ -48,7 +50,8 @@ async def metrics(runtime: RuntimeDep, request: Request) -> Response:
 
 
 @router.get("/v1/tools", summary="The tool catalogue the planner sees")
-async def tools(runtime: RuntimeDep) -> dict[str, Any]:
+async def tools(request: Request) -> dict[str, Any]:
+    runtime = runtime_of(request)
     return {
         "tools": [
             {
@@ -67,6 +70,7 @@ async def tools(runtime: RuntimeDep) -> dict[str, Any]:
 
 
 @router.post("/v1/admin/reload-tools", summary="Reload tool_registry.yaml and refresh the catalogue")
-async def reload_tools(runtime: RuntimeDep) -> dict[str, Any]:
+async def reload_tools(request: Request) -> dict[str, Any]:
+    runtime = runtime_of(request)
     await runtime.reload_tools()
     return {"servers": runtime.catalog.status()}

@@ -8,12 +8,19 @@ path; docs/benchmarks.md has the measurements behind the choice.
 
 A send that stays blocked (the client stopped reading) for ``send_timeout`` seconds ends the stream;
 it is noticed at the next keep-alive tick instead of by a timer around every send.
+
+Per stream, the body is pumped by the request's own task inside one cancel scope; two plain asyncio
+tasks watch for the client's disconnect and the server's exit and cancel that scope when they see
+it. The keep-alive task starts only when the first ping is due (a timer until then), so a stream
+that ends within ``ping_seconds`` never has one. No task group: its scopes and task wrappers cost as
+much as the rest of a short stream.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from datetime import UTC, datetime
 
 import anyio
@@ -21,6 +28,11 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.datastructures import MutableHeaders
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
+
+
+class LastChunk(bytes):
+    """A body chunk after which the body ends: it goes out with the end of the response, in one
+    ``send`` (one socket write) instead of two. The body may still just end after a plain chunk."""
 
 
 class SSEResponse(Response):
@@ -40,6 +52,7 @@ class SSEResponse(Response):
         self._ping_seconds = ping_seconds
         self._send_timeout = send_timeout
         self._sending_since: float | None = None
+        self._error: BaseException | None = None
         merged = MutableHeaders()
         merged.update(headers or {})
         merged.setdefault("Cache-Control", "no-store")
@@ -53,54 +66,92 @@ class SSEResponse(Response):
             if scope["method"] == "HEAD":  # headers only: an endless body would never complete
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
-            try:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._until_disconnected, receive, tg.cancel_scope)
-                    tg.start_soon(self._until_server_exit, tg.cancel_scope)
-                    tg.start_soon(self._keepalive, send, tg.cancel_scope)
-                    await self._stream(send, tg.cancel_scope)
-            except BaseExceptionGroup as group:  # the body's own error, not a group around it
-                if len(group.exceptions) == 1:
-                    raise group.exceptions[0] from None
-                raise
+            await self._serve(receive, send)
         finally:
             with anyio.CancelScope(shield=True):
                 await self._body.aclose()  # runs the body's cleanup however the stream ended
 
-    async def _stream(self, send: Send, scope: anyio.CancelScope) -> None:
+    async def _serve(self, receive: Receive, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        helpers: list[asyncio.Task[None]] = []
+        with anyio.CancelScope() as stop:
+            done = self._on_helper_done(stop)
+            for helper in (self._until_disconnected(receive), self._until_server_exit()):
+                task = loop.create_task(helper)
+                task.add_done_callback(done)
+                helpers.append(task)
+
+            def start_keepalive() -> None:
+                task = loop.create_task(self._keepalive(send, stop))
+                task.add_done_callback(done)
+                helpers.append(task)
+
+            timer = loop.call_later(self._ping_seconds, start_keepalive)
+            ended = False
+            try:
+                ended = await self._stream(send)
+            finally:
+                timer.cancel()
+                for task in helpers:
+                    task.cancel()
+        if self._error is not None:
+            raise self._error  # a helper's own error (as a task group would have raised it)
+        if ended:
+            # the helpers are stopped; this send does not wait unless the client is slow
+            with anyio.move_on_after(self._send_timeout, shield=True):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _on_helper_done(self, stop: anyio.CancelScope) -> Callable[[asyncio.Task[None]], None]:
+        def done(task: asyncio.Task[None]) -> None:
+            if task.cancelled():
+                return  # the stream ended first and stopped it
+            error = task.exception()
+            if error is not None and self._error is None:
+                self._error = error
+            stop.cancel()
+
+        return done
+
+    async def _stream(self, send: Send) -> bool:
+        """Send the body's chunks. True once the body has ended and the end of the response is still
+        to be sent; False after a :class:`LastChunk` (it was sent with the end)."""
         async for chunk in self._body:
+            last = isinstance(chunk, LastChunk)
             self._sending_since = time.monotonic()
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": bytes(chunk), "more_body": not last})
+            if last:
+                break  # the sending mark stays: no keep-alive after the end
             self._sending_since = None
-        self._sending_since = time.monotonic()  # no keep-alive after the end
+        else:
+            last = False
+            self._sending_since = time.monotonic()  # no keep-alive after the end
         # Streams woken by the same (terminal) event send theirs before this one is torn down.
-        await anyio.lowlevel.checkpoint()
-        scope.cancel()  # the helpers; the send below does not wait unless the client is slow
-        with anyio.CancelScope(shield=True), anyio.move_on_after(self._send_timeout):
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await asyncio.sleep(0)
+        return not last
 
     @staticmethod
-    async def _until_disconnected(receive: Receive, scope: anyio.CancelScope) -> None:
+    async def _until_disconnected(receive: Receive) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
-        scope.cancel()
 
     @staticmethod
-    async def _until_server_exit(scope: anyio.CancelScope) -> None:
+    async def _until_server_exit() -> None:
         # sse-starlette's process-wide watcher of uvicorn's exit flag: one poller, one event per stream.
         await EventSourceResponse._listen_for_exit_signal()
-        scope.cancel()
 
-    async def _keepalive(self, send: Send, scope: anyio.CancelScope) -> None:
+    async def _keepalive(self, send: Send, stop: anyio.CancelScope) -> None:
+        """From the first ping on: a ping every ``ping_seconds`` unless a chunk is being sent."""
         while True:
-            await anyio.sleep(self._ping_seconds)
             since = self._sending_since
             if since is not None:  # a chunk is being sent: no ping now, but is the client still reading?
                 if time.monotonic() - since >= self._send_timeout:
-                    scope.cancel()
-                continue
-            ping = f": ping - {datetime.now(UTC)}\r\n\r\n".encode()
-            with anyio.move_on_after(self._send_timeout) as timer:
-                await send({"type": "http.response.body", "body": ping, "more_body": True})
-            if timer.cancelled_caught:
-                scope.cancel()
+                    stop.cancel()
+                    return
+            else:
+                ping = f": ping - {datetime.now(UTC)}\r\n\r\n".encode()
+                with anyio.move_on_after(self._send_timeout) as timer:
+                    await send({"type": "http.response.body", "body": ping, "more_body": True})
+                if timer.cancelled_caught:
+                    stop.cancel()
+                    return
+            await anyio.sleep(self._ping_seconds)

@@ -11,10 +11,10 @@ import json
 from collections.abc import AsyncGenerator, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
 
-from agent_runtime.api.deps import RuntimeDep
-from agent_runtime.api.sse import SSEResponse
+from agent_runtime.api.deps import runtime_of
+from agent_runtime.api.sse import LastChunk, SSEResponse
 from agent_runtime.domain.events import Event
 from agent_runtime.domain.states import is_terminal
 from agent_runtime.errors import InputValidationError
@@ -62,11 +62,12 @@ _live_frames = LiveFrames()
 
 
 def _chunk(events: list[Event], frame: Callable[[Event], bytes]) -> tuple[bytes, bool]:
-    """Up to and including a terminal event, the frames of ``events`` as one chunk (one write)."""
+    """Up to and including a terminal event, the frames of ``events`` as one chunk (one write). A
+    chunk that ends with the terminal event is the stream's last (:class:`LastChunk`)."""
     for i, event in enumerate(events):
         if event.is_terminal:
             events = events[: i + 1]
-            return b"".join(map(frame, events)), True
+            return LastChunk(b"".join(map(frame, events))), True
     return b"".join(map(frame, events)), False
 
 
@@ -84,10 +85,18 @@ def _position(last_event_id: str | None, after: int | None) -> int:
     return after or 0
 
 
-async def _follow(runtime: Runtime, task_id: str, start: int, known: int) -> AsyncGenerator[bytes, None]:
-    """The stream's body: chunks of SSE frames. Events that are pending together go out as one chunk."""
-    # Subscribe before reading the store: nothing committed in between can be missed. ``known`` (the
-    # task's last sequence number) tells the bus where live delivery starts; the replay covers the rest.
+async def _follow(
+    runtime: Runtime, task_id: str, start: int, known: int, finished: bool = False
+) -> AsyncGenerator[bytes, None]:
+    """The stream's body: chunks of SSE frames. Events that are pending together go out as one chunk.
+
+    ``known`` and ``finished`` are the task's last sequence number and whether it had reached a
+    terminal status when the stream was opened (the route's read of the task row).
+    """
+    # Subscribe before reading the store: nothing committed in between can be missed. ``known`` tells
+    # the bus where live delivery starts; the replay covers the rest. From the subscription on, every
+    # commit is either in a replay or pushed to ``sub``, so the task row is not read again: only a task
+    # that had already finished when the stream was opened pushes nothing more, and its replay ends it.
     sub = runtime.bus.subscribe(task_id, after=known)
     runtime.metrics.sse_client_connected()
     last = start
@@ -103,11 +112,8 @@ async def _follow(runtime: Runtime, task_id: str, start: int, known: int) -> Asy
                     last = batch[-1].seq
                 if len(batch) < PAGE:
                     break
-            task = await runtime.store.get_task(task_id)
-            if is_terminal(task.status):
-                if last >= task.last_seq:
-                    return  # the client already has everything, terminal event included
-                continue  # finished after our read: its terminal event is stored, replay it
+            if finished:
+                return  # the replay had everything up to now; the client has the terminal event
             if runtime.runner.draining:
                 return  # this replica is going away: the client reconnects elsewhere
             while True:
@@ -138,14 +144,15 @@ async def _follow(runtime: Runtime, task_id: str, start: int, known: int) -> Asy
 @router.get("/{task_id}/stream", summary="Follow a task's events (SSE)")
 async def stream(
     task_id: str,
-    runtime: RuntimeDep,
+    request: Request,
     after: Annotated[int | None, Query(ge=0, description="Replay events after this sequence number")] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> SSEResponse:
+    runtime = runtime_of(request)
     task = await runtime.store.get_task(task_id)  # 404 before the stream starts
     start = _position(last_event_id, after)
     return SSEResponse(
-        _follow(runtime, task_id, start, task.last_seq),
+        _follow(runtime, task_id, start, task.last_seq, is_terminal(task.status)),
         ping_seconds=runtime.settings.server.sse_ping_seconds,
         send_timeout=30,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},

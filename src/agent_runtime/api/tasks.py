@@ -1,37 +1,59 @@
-"""Task routes: submit, read, list, plan versions, and the operator's decisions."""
+"""Task routes: submit, read, list, plan versions, and the operator's decisions.
+
+A command answers with the task as its own transaction left it (the record the store returns), not
+with a second read of the task row: one store read fewer per command, and the answer is the state the
+command produced rather than whatever a worker made of it since. The plan and step statuses are read
+after the command, as ``GET /v1/tasks/{id}`` reads them.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from agent_runtime.api import schemas as s
-from agent_runtime.api.deps import RuntimeDep, TasksDep
-from agent_runtime.domain.states import TaskStatus
+from agent_runtime.api.deps import runtime_of, tasks_of
+from agent_runtime.domain.records import StepRecord, TaskRecord, ToolCallRecord
+from agent_runtime.domain.states import TaskStatus, ToolCallStatus
+from agent_runtime.services.tasks import TaskService, TaskView
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
 
-async def _out(tasks: TasksDep, task_id: str) -> s.TaskOut:
-    return s.task_out(await tasks.view(task_id))
+async def _answer(tasks: TaskService, task: TaskRecord) -> s.TaskOut:
+    """``task`` (as a command returned it) with its current plan version, step statuses and in-doubt calls.
+
+    What :meth:`TaskService.view` reads after its ``get_task``."""
+    store = tasks.store
+    plan = None
+    steps: list[StepRecord] = []
+    version = task.approved_plan_version or task.current_plan_version
+    if version is not None:
+        plan = await store.plan_version(task.id, version)
+        steps = await store.steps(task.id, version)
+    attention: list[ToolCallRecord] = []
+    if task.status == TaskStatus.NEEDS_ATTENTION:
+        attention = [c for c in await store.tool_calls(task.id) if c.status == ToolCallStatus.IN_DOUBT]
+    return s.task_out(TaskView(task=task, plan=plan, steps=steps, attention=attention))
 
 
 @router.post("", status_code=202, response_model=s.TaskOut, summary="Submit a task")
-async def submit(body: s.SubmitTask, tasks: TasksDep, response: Response) -> s.TaskOut:
+async def submit(body: s.SubmitTask, request: Request, response: Response) -> s.TaskOut:
+    tasks = tasks_of(request)
     task = await tasks.submit(body.prompt, body.metadata)
     response.headers["Location"] = f"/v1/tasks/{task.id}"
-    return await _out(tasks, task.id)
+    return await _answer(tasks, task)
 
 
 @router.get("", response_model=s.TaskPage, summary="List tasks, newest first")
 async def list_tasks(
-    runtime: RuntimeDep,
+    request: Request,
     status: TaskStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
 ) -> s.TaskPage:
-    found, next_cursor = await runtime.store.list_tasks(status=status, limit=limit, cursor=cursor)
+    found, next_cursor = await runtime_of(request).store.list_tasks(status=status, limit=limit, cursor=cursor)
     items = [
         s.TaskSummary(
             id=t.id,
@@ -47,12 +69,13 @@ async def list_tasks(
 
 
 @router.get("/{task_id}", response_model=s.TaskOut, summary="A task with its current plan and step statuses")
-async def get_task(task_id: str, tasks: TasksDep) -> s.TaskOut:
-    return await _out(tasks, task_id)
+async def get_task(task_id: str, request: Request) -> s.TaskOut:
+    return s.task_out(await tasks_of(request).view(task_id))
 
 
 @router.get("/{task_id}/plan/versions", response_model=list[s.PlanVersionOut], summary="Every plan version")
-async def plan_versions(task_id: str, runtime: RuntimeDep) -> list[s.PlanVersionOut]:
+async def plan_versions(task_id: str, request: Request) -> list[s.PlanVersionOut]:
+    runtime = runtime_of(request)
     await runtime.store.get_task(task_id)
     return [
         s.PlanVersionOut(
@@ -63,37 +86,40 @@ async def plan_versions(task_id: str, runtime: RuntimeDep) -> list[s.PlanVersion
 
 
 @router.post("/{task_id}/approve", response_model=s.TaskOut, summary="Approve a plan version (binding)")
-async def approve(task_id: str, body: s.Approve, tasks: TasksDep, response: Response) -> s.TaskOut:
-    _, created = await tasks.approve(task_id, body.plan_version, body.actor)
+async def approve(task_id: str, body: s.Approve, request: Request, response: Response) -> s.TaskOut:
+    tasks = tasks_of(request)
+    task, created = await tasks.approve(task_id, body.plan_version, body.actor)
     response.status_code = 202 if created else 200
-    return await _out(tasks, task_id)
+    return await _answer(tasks, task)
 
 
 @router.post("/{task_id}/reject", response_model=s.TaskOut, summary="Reject the proposed plan")
-async def reject(task_id: str, body: s.Reject, tasks: TasksDep) -> s.TaskOut:
-    await tasks.reject(task_id, body.reason, body.actor)
-    return await _out(tasks, task_id)
+async def reject(task_id: str, body: s.Reject, request: Request) -> s.TaskOut:
+    tasks = tasks_of(request)
+    return await _answer(tasks, await tasks.reject(task_id, body.reason, body.actor))
 
 
 @router.post("/{task_id}/revise", response_model=s.TaskOut, status_code=202, summary="Ask the planner for a revision")
-async def revise(task_id: str, body: s.Revise, tasks: TasksDep) -> s.TaskOut:
-    await tasks.request_revision(task_id, body.feedback, body.actor)
-    return await _out(tasks, task_id)
+async def revise(task_id: str, body: s.Revise, request: Request) -> s.TaskOut:
+    tasks = tasks_of(request)
+    return await _answer(tasks, await tasks.request_revision(task_id, body.feedback, body.actor))
 
 
 @router.put("/{task_id}/plan", response_model=s.TaskOut, summary="Replace the plan with an edited version")
-async def edit_plan(task_id: str, body: s.EditPlan, tasks: TasksDep) -> s.TaskOut:
-    await tasks.edit_plan(task_id, body.base_version, body.plan, body.actor)
-    return await _out(tasks, task_id)
+async def edit_plan(task_id: str, body: s.EditPlan, request: Request) -> s.TaskOut:
+    tasks = tasks_of(request)
+    return await _answer(tasks, await tasks.edit_plan(task_id, body.base_version, body.plan, body.actor))
 
 
 @router.post("/{task_id}/cancel", response_model=s.TaskOut, summary="Cancel, stopping LLM and tool calls in flight")
-async def cancel(task_id: str, tasks: TasksDep, body: s.Cancel | None = None) -> s.TaskOut:
-    await tasks.cancel(task_id, body.reason if body else None)
-    return await _out(tasks, task_id)
+async def cancel(task_id: str, request: Request, body: s.Cancel | None = None) -> s.TaskOut:
+    tasks = tasks_of(request)
+    return await _answer(tasks, await tasks.cancel(task_id, body.reason if body else None))
 
 
 @router.post("/{task_id}/resolve", response_model=s.TaskOut, summary="Decide an in-doubt tool call")
-async def resolve(task_id: str, body: s.Resolve, tasks: TasksDep) -> s.TaskOut:
-    await tasks.resolve_attention(task_id, body.tool_call_id, body.action, body.result, body.actor)
-    return await _out(tasks, task_id)
+async def resolve(task_id: str, body: s.Resolve, request: Request) -> s.TaskOut:
+    tasks = tasks_of(request)
+    return await _answer(
+        tasks, await tasks.resolve_attention(task_id, body.tool_call_id, body.action, body.result, body.actor)
+    )

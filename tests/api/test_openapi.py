@@ -1,0 +1,52 @@
+"""The OpenAPI document and /docs describe every route, with its tags and response model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.support.harness import live_service, make_settings
+
+ROUTES = {
+    ("post", "/v1/tasks"): ("tasks", "TaskOut"),
+    ("get", "/v1/tasks"): ("tasks", "TaskPage"),
+    ("get", "/v1/tasks/{task_id}"): ("tasks", "TaskOut"),
+    ("get", "/v1/tasks/{task_id}/plan/versions"): ("tasks", "PlanVersionOut"),
+    ("post", "/v1/tasks/{task_id}/approve"): ("tasks", "TaskOut"),
+    ("post", "/v1/tasks/{task_id}/reject"): ("tasks", "TaskOut"),
+    ("post", "/v1/tasks/{task_id}/revise"): ("tasks", "TaskOut"),
+    ("put", "/v1/tasks/{task_id}/plan"): ("tasks", "TaskOut"),
+    ("post", "/v1/tasks/{task_id}/cancel"): ("tasks", "TaskOut"),
+    ("post", "/v1/tasks/{task_id}/resolve"): ("tasks", "TaskOut"),
+    ("get", "/v1/tasks/{task_id}/stream"): ("stream", None),
+    ("get", "/healthz"): ("operations", None),
+    ("get", "/readyz"): ("operations", None),
+    ("get", "/metrics"): ("operations", None),
+    ("get", "/v1/tools"): ("operations", None),
+    ("post", "/v1/admin/reload-tools"): ("operations", None),
+}
+
+
+async def test_openapi_lists_every_route_with_its_tag_and_response_model(tmp_path: Path) -> None:
+    async with live_service(make_settings(tmp_path)) as live:
+        docs = await live.client.get("/docs")
+        assert docs.status_code == 200 and "swagger-ui" in docs.text
+        spec = (await live.client.get("/openapi.json")).json()
+    found = {(method, path) for path, ops in spec["paths"].items() for method in ops}
+    assert found == set(ROUTES)
+    for (method, path), (tag, model) in ROUTES.items():
+        op = spec["paths"][path][method]
+        assert op["tags"] == [tag], (method, path)
+        if model is not None:
+            assert f"#/components/schemas/{model}" in str(op["responses"]), (method, path)
+    stream = spec["paths"]["/v1/tasks/{task_id}/stream"]["get"]
+    assert {p["name"] for p in stream["parameters"]} == {"task_id", "after", "Last-Event-ID"}
+    approve = spec["paths"]["/v1/tasks/{task_id}/approve"]["post"]
+    assert approve["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Approve"}
+
+
+async def test_a_known_path_with_another_method_is_405_in_the_error_shape(tmp_path: Path) -> None:
+    async with live_service(make_settings(tmp_path)) as live:
+        response = await live.client.delete("/v1/tasks")
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+    assert response.headers["allow"] == "POST"  # Starlette names the first route matching the path
