@@ -10,11 +10,13 @@ hard-coded. What runs where:
 * store costs and per-step overhead run in this process on the real runtime (``build_runtime`` +
   ``serve_background``: SQLite store, event bus, runner), no HTTP, on uvloop;
 * latency and throughput go through HTTP + SSE to the real app served by uvicorn on 127.0.0.1 in a
-  child process (``core_service.py serve``), with httpx + httpx-sse clients in this process;
+  child process (``core_service.py serve``), one per tool (``--http-tools``, both by default), with
+  ``http_client.py`` clients in this process (HTTP/1.1 keep-alive and SSE on asyncio streams: the
+  clients share the 2 cores with the service, and httpx + httpx-sse cost ~7 ms of CPU per task);
 * memory is measured in a fresh child process (``core_service.py memory``).
 
 The LLM is ``core_rig.ZeroLLM`` (a fixed plan, no I/O); the tool is the example MCP server's ``echo``
-called in process through ``mcp.Client(server_object)``.
+called in process through ``mcp.Client(server_object)`` ("mcp"), or a plain function ("function").
 """
 
 from __future__ import annotations
@@ -36,15 +38,14 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 import anyio
-import httpx
 import psutil
 import sqlalchemy as sa
 from core_rig import REPO, ToolKind, ZeroLLM, bench_settings, build_bench_runtime, in_process_tools, until
-from httpx_sse import ServerSentEvent, aconnect_sse
+from http_client import EventStream, HttpClient
 from stats import summary
 
 from agent_runtime.domain.events import Event, EventType
@@ -482,6 +483,10 @@ async def _inproc_run(tmp: Path, k: int, seconds: float, kind: ToolKind) -> dict
 # -- 1, 2, 4. HTTP: latency and throughput -----------------------------------------------------------
 
 
+HTTP_TOOLS: tuple[ToolKind, ...] = ("mcp", "function")
+"""The tools the HTTP section serves with by default (``--http-tools``), one service process each."""
+
+
 @dataclass
 class Flow:
     """One task driven by a client: submit, wait for approval_required, approve, wait for completion."""
@@ -496,7 +501,7 @@ class Flow:
 class EventReader:
     """Reads one task's SSE stream; remembers the last payload of each event type."""
 
-    def __init__(self, events: AsyncIterator[ServerSentEvent]) -> None:
+    def __init__(self, events: EventStream) -> None:
         self._events = events
         self.seen: dict[str, dict[str, Any]] = {}
 
@@ -516,14 +521,12 @@ def _server_ms(start: dict[str, Any], end: dict[str, Any]) -> float:
     return delta.total_seconds() * 1000
 
 
-async def run_flow(client: httpx.AsyncClient) -> Flow:
+async def run_flow(client: HttpClient) -> Flow:
     t0 = time.perf_counter()
-    response = await client.post("/v1/tasks", json={"prompt": PROMPT})
-    if response.status_code != 202:
-        raise RuntimeError(f"submit: {response.status_code} {response.text}")
-    task_id = response.json()["id"]
-    async with aconnect_sse(client, "GET", f"/v1/tasks/{task_id}/stream") as source:
-        reader = EventReader(source.aiter_sse())
+    created = await client.request("POST", "/v1/tasks", json_body={"prompt": PROMPT}, expect=(202,))
+    task_id = created.json()["id"]
+    async with client.events(f"/v1/tasks/{task_id}/stream") as source:
+        reader = EventReader(source)
         required = await reader.until("approval_required")
         t1 = time.perf_counter()
         step_seen: list[float] = []
@@ -535,13 +538,17 @@ async def run_flow(client: httpx.AsyncClient) -> Flow:
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch)
             t2 = time.perf_counter()
-            approved = await client.post(
-                f"/v1/tasks/{task_id}/approve", json={"plan_version": required["data"]["plan_version"]}
+            await client.request(
+                "POST",
+                f"/v1/tasks/{task_id}/approve",
+                json_body={"plan_version": required["data"]["plan_version"]},
+                expect=(202,),
             )
-            if approved.status_code != 202:
-                raise RuntimeError(f"approve: {approved.status_code} {approved.text}")
         await reader.until("task_completed")
         t3 = time.perf_counter()
+        after = await source.finish()  # the server ends the stream after the terminal event
+        if after:
+            raise RuntimeError(f"events after task_completed: {[e.event for e in after]}")
     seen = reader.seen
     return Flow(
         submit_ms=(t1 - t0) * 1000,
@@ -553,9 +560,11 @@ async def run_flow(client: httpx.AsyncClient) -> Flow:
 
 
 @asynccontextmanager
-async def child_service(tmp: Path, profile: Path | None) -> AsyncIterator[tuple[str, psutil.Process]]:
-    """Start ``core_service.py serve`` and yield its base URL and process; stop it with SIGINT."""
-    command = [sys.executable, str(BENCH / "core_service.py"), "serve", "--dir", str(tmp)]
+async def child_service(
+    tmp: Path, profile: Path | None, tool: ToolKind = "mcp"
+) -> AsyncIterator[tuple[str, psutil.Process]]:
+    """Start ``core_service.py serve --tool TOOL`` and yield its base URL and process; stop it with SIGINT."""
+    command = [sys.executable, str(BENCH / "core_service.py"), "serve", "--dir", str(tmp), "--tool", tool]
     if profile is not None:
         command += ["--profile", str(profile)]
     log_path = tmp / "service.stderr"
@@ -583,33 +592,41 @@ async def child_service(tmp: Path, profile: Path | None) -> AsyncIterator[tuple[
                         proc.kill()
 
 
-async def bench_http(tmp: Path, plan: Budget, profile: Path | None) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+async def bench_http(
+    tmp: Path, plan: Budget, profile_dir: Path | None, tools: tuple[ToolKind, ...] = HTTP_TOOLS
+) -> dict[str, Any]:
+    """Latency (with the first of ``tools``) and throughput (with each) over HTTP + SSE, one service
+    process per tool."""
     me = psutil.Process()
-    async with (
-        child_service(tmp, profile) as (url, server),
-        httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client,
-    ):
-        for _ in range(10):  # warm-up: first requests build caches on both sides
-            await run_flow(client)
-        _log(f"  latency: {plan.latency_samples} sequential tasks")
-        flows = [await run_flow(client) for _ in range(plan.latency_samples)]
-        latency = {
-            "submit_to_awaiting_approval_client_ms": summary([f.submit_ms for f in flows]),
-            "submit_to_awaiting_approval_server_ms": summary([f.submit_server_ms for f in flows]),
-            "approve_to_step_started_client_ms": summary([f.approve_ms for f in flows]),
-            "approve_to_step_started_server_ms": summary([f.approve_server_ms for f in flows]),
-            "end_to_end_ms": summary([f.total_ms for f in flows]),
-        }
-        throughput = []
-        for clients in plan.clients:
-            _log(f"  throughput: {clients} concurrent clients for {plan.window_seconds:g} s")
-            throughput.append(await _throughput(client, clients, plan.window_seconds, server, me))
-    return {"latency": latency, "throughput": throughput}
+    latency: dict[str, Any] = {}
+    throughput: list[dict[str, Any]] = []
+    for tool in tools:
+        (tmp / tool).mkdir()
+        profile = profile_dir / f"server-{tool}.prof" if profile_dir else None
+        async with child_service(tmp / tool, profile, tool) as (url, server), HttpClient(url, timeout=60) as client:
+            for _ in range(10):  # warm-up: first requests build caches on both sides
+                await run_flow(client)
+            if not latency:
+                _log(f"  {tool} tool: latency: {plan.latency_samples} sequential tasks")
+                flows = [await run_flow(client) for _ in range(plan.latency_samples)]
+                latency = {
+                    "tool": tool,
+                    "submit_to_awaiting_approval_client_ms": summary([f.submit_ms for f in flows]),
+                    "submit_to_awaiting_approval_server_ms": summary([f.submit_server_ms for f in flows]),
+                    "approve_to_step_started_client_ms": summary([f.approve_ms for f in flows]),
+                    "approve_to_step_started_server_ms": summary([f.approve_server_ms for f in flows]),
+                    "end_to_end_ms": summary([f.total_ms for f in flows]),
+                }
+            for clients in plan.clients:
+                _log(f"  {tool} tool: throughput: {clients} concurrent clients for {plan.window_seconds:g} s")
+                row = await _throughput(client, clients, plan.window_seconds, server, me)
+                throughput.append({"tool": tool, **row, "connections_opened": client.connections_opened})
+    client = "bench/http_client.py: HTTP/1.1 keep-alive connections and SSE on asyncio streams"
+    return {"client": client, "latency": latency, "throughput": throughput}
 
 
 async def _throughput(
-    client: httpx.AsyncClient, clients: int, window: float, server: psutil.Process, me: psutil.Process
+    client: HttpClient, clients: int, window: float, server: psutil.Process, me: psutil.Process
 ) -> dict[str, Any]:
     flows: list[Flow] = []
     deadline = time.perf_counter() + window
@@ -800,23 +817,29 @@ def render(results: dict[str, Any]) -> str:
                 f"{t['end_to_end_p50_ms']:.1f} | {t['cpu_ms_per_task']:.2f} | {t['cpu_use']:.0%} |"
             )
     if "http" in results:
+        http = results["http"]
+        latency = dict(http["latency"])
+        tool = latency.pop("tool", "mcp")
         add("")
-        add("| latency over HTTP + SSE (uvicorn child, 1 client, sequential) | p50 ms | p95 ms | n |")
+        add(f"| latency over HTTP + SSE (uvicorn child, {tool} tool, 1 client, sequential) | p50 ms | p95 ms | n |")
         add("|---|---|---|---|")
-        for name, s in results["http"]["latency"].items():
+        for name, s in latency.items():
             add(f"| {name} | {s['p50']:.1f} | {s['p95']:.1f} | {s['n']} |")
         add("")
         add(
-            "| concurrent clients | tasks | tasks/s | end-to-end p50 ms | p95 ms | server CPU ms/task "
-            "| server CPU use | client CPU ms/task |"
+            "| tasks/s over HTTP + SSE: tool, concurrent clients | tasks | tasks/s | end-to-end p50 ms | p95 ms "
+            "| server CPU ms/task | server CPU use | client CPU ms/task |"
         )
         add("|---|---|---|---|---|---|---|---|")
-        for t in results["http"]["throughput"]:
+        for t in http["throughput"]:
             add(
-                f"| {t['clients']} | {t['tasks']} | {t['tasks_per_second']:.1f} | {t['end_to_end_ms']['p50']:.1f} | "
-                f"{t['end_to_end_ms']['p95']:.1f} | {t['server_cpu_ms_per_task']:.1f} | "
-                f"{t['server_cpu_utilisation']:.0%} | {t['client_cpu_ms_per_task']:.1f} |"
+                f"| {t.get('tool', 'mcp')}, {t['clients']} | {t['tasks']} | {t['tasks_per_second']:.1f} | "
+                f"{t['end_to_end_ms']['p50']:.1f} | {t['end_to_end_ms']['p95']:.1f} | "
+                f"{t['server_cpu_ms_per_task']:.1f} | {t['server_cpu_utilisation']:.0%} | "
+                f"{t['client_cpu_ms_per_task']:.1f} |"
             )
+        if "client" in http:
+            add(f"client: {http['client']}")
     if "memory" in results:
         mem = results["memory"]
         reached = f"{mem['tasks']} tasks" + (
@@ -905,11 +928,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             (base / "inproc").mkdir()
             results["inproc"] = await bench_inproc_throughput(base / "inproc", plan.clients, plan.window_seconds)
         if "http" in only:
-            _log("HTTP latency and throughput (uvicorn child process) ...")
+            _log(f"HTTP latency and throughput (uvicorn child process; {', '.join(args.http_tools)} tool) ...")
             (base / "http").mkdir()
-            results["http"] = await bench_http(
-                base / "http", plan, profile_dir / "server.prof" if profile_dir else None
-            )
+            results["http"] = await bench_http(base / "http", plan, profile_dir, args.http_tools)
         if "memory" in only:
             _log(f"memory: {plan.memory_tasks} tasks to awaiting_approval in a fresh process ...")
             (base / "memory").mkdir()
@@ -919,6 +940,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if profile_dir is not None:
         results["profiles"] = str(profile_dir)
     return results
+
+
+def _tools(value: str) -> tuple[ToolKind, ...]:
+    tools = tuple(t.strip() for t in value.split(",") if t.strip())
+    unknown = [t for t in tools if t not in HTTP_TOOLS]
+    if not tools or unknown:
+        raise argparse.ArgumentTypeError(f"tools are {', '.join(HTTP_TOOLS)}; got {value!r}")
+    return cast(tuple[ToolKind, ...], tools)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -935,6 +964,13 @@ def main(argv: list[str] | None = None) -> int:
         help="cProfile the 20-step run and the HTTP server; "
         "figures are then inflated by the profiler and not written to results",
     )
+    parser.add_argument(
+        "--http-tools",
+        type=_tools,
+        default=HTTP_TOOLS,
+        help="comma-separated tools the HTTP section serves with, one service process each: "
+        f"mcp (the example MCP server in process), function (a plain function); default {','.join(HTTP_TOOLS)}",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     configure_logging(ServerSettings(log_level="warning"))  # the service's logging, quiet; to stderr
@@ -946,7 +982,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         prof = Path(results["profiles"])
         print_profile(prof / "steps-mcp_20.prof", "in-process 20-step execution")
-        print_profile(prof / "server.prof", "uvicorn service process (whole run)")
+        for tool in args.http_tools:
+            print_profile(prof / f"server-{tool}.prof", f"uvicorn service process, {tool} tool (whole run)")
         return 0
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
