@@ -136,13 +136,23 @@ class Transactions:
             if conn.get_execution_options().get("sqlite_begin") == "IMMEDIATE":
                 self.writes += 1
 
-        def on_statement(*_: Any) -> None:
+        def on_statement(_sql: str) -> None:
             self.statements += 1
+
+        def on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # SQLite's own trace hook: it also sees the statements the store runs straight on
+            # pysqlite (``store.prepared``), and BEGIN/COMMIT.
+            dbapi_connection.set_trace_callback(on_statement)
 
         for engine in (store.engine.sync_engine, store._sync):
             if engine is not None:
                 sa.event.listen(engine, "begin", on_begin)
-                sa.event.listen(engine, "before_cursor_execute", on_statement)
+        if store._sync is not None:
+            sa.event.listen(store._sync, "connect", on_connect)
+        if store._loop_conn is not None:
+            driver = store._loop_conn.connection.driver_connection
+            if driver is not None:
+                on_connect(driver, None)
 
 
 @dataclass(frozen=True)
