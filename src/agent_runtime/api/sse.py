@@ -61,15 +61,19 @@ class SSEResponse(Response):
         self.init_headers(merged)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The body's cleanup runs however the stream ended: shielded if it ended by an exception
+        # (cancellation included), else there is nothing to shield it from.
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             if scope["method"] == "HEAD":  # headers only: an endless body would never complete
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
-                return
-            await self._serve(receive, send)
-        finally:
+            else:
+                await self._serve(receive, send)
+        except BaseException:
             with anyio.CancelScope(shield=True):
-                await self._body.aclose()  # runs the body's cleanup however the stream ended
+                await self._body.aclose()
+            raise
+        await self._body.aclose()
 
     async def _serve(self, receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()

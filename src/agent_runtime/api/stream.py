@@ -24,6 +24,9 @@ router = APIRouter(prefix="/v1/tasks", tags=["stream"])
 
 PAGE = 500
 
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+"""``json.dumps(obj, separators=(",", ":"))`` without building an encoder per call."""
+
 
 def encode(event: Event) -> bytes:
     """The event's SSE frame: ``id`` (its sequence number), ``event`` (its type), one ``data`` line.
@@ -31,7 +34,7 @@ def encode(event: Event) -> bytes:
     Byte for byte what ``sse_starlette.ServerSentEvent(data=..., event=..., id=...).encode()`` writes:
     ``json.dumps`` escapes newlines and non-ASCII, so the data always fits on one line.
     """
-    data = json.dumps(event.to_json(), separators=(",", ":"))
+    data = _compact(event.to_json())
     return f"id: {event.seq}\r\nevent: {event.type}\r\ndata: {data}\r\n\r\n".encode()
 
 
