@@ -14,28 +14,16 @@ from fastapi import APIRouter, Query, Request, Response
 
 from agent_runtime.api import schemas as s
 from agent_runtime.api.deps import runtime_of, tasks_of
-from agent_runtime.domain.records import StepRecord, TaskRecord, ToolCallRecord
-from agent_runtime.domain.states import TaskStatus, ToolCallStatus
-from agent_runtime.services.tasks import TaskService, TaskView
+from agent_runtime.domain.records import TaskRecord
+from agent_runtime.domain.states import TaskStatus
+from agent_runtime.services.tasks import TaskService
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
 
 async def _answer(tasks: TaskService, task: TaskRecord) -> s.TaskOut:
-    """``task`` (as a command returned it) with its current plan version, step statuses and in-doubt calls.
-
-    What :meth:`TaskService.view` reads after its ``get_task``."""
-    store = tasks.store
-    plan = None
-    steps: list[StepRecord] = []
-    version = task.approved_plan_version or task.current_plan_version
-    if version is not None:
-        plan = await store.plan_version(task.id, version)
-        steps = await store.steps(task.id, version)
-    attention: list[ToolCallRecord] = []
-    if task.status == TaskStatus.NEEDS_ATTENTION:
-        attention = [c for c in await store.tool_calls(task.id) if c.status == ToolCallStatus.IN_DOUBT]
-    return s.task_out(TaskView(task=task, plan=plan, steps=steps, attention=attention))
+    """``task`` as a command returned it (no second read of the row), with its plan and steps."""
+    return s.task_out(await tasks.view_of(task))
 
 
 @router.post("", status_code=202, response_model=s.TaskOut, summary="Submit a task")

@@ -47,7 +47,12 @@ class TaskService:
     # -- queries --------------------------------------------------------------------------------
 
     async def view(self, task_id: str) -> TaskView:
-        task = await self.store.get_task(task_id)
+        return await self.view_of(await self.store.get_task(task_id))
+
+    async def view_of(self, task: TaskRecord) -> TaskView:
+        """``task`` (as read, or as a command's transaction returned it) with its current plan
+        version, that version's step statuses and, when it needs attention, its in-doubt calls."""
+        task_id = task.id
         plan = None
         steps: list[StepRecord] = []
         version = task.approved_plan_version or task.current_plan_version
