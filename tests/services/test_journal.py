@@ -76,24 +76,6 @@ async def test_a_call_is_durable_with_everything_before_it_before_the_tool_runs(
         assert len({e.created_at for e in events[-3:]}) == 1
 
 
-async def test_a_call_safe_to_repeat_lingers_instead_of_waiting_for_its_commit(store: TaskStore) -> None:
-    lease = await _executing(store)
-    journal = StoreJournal(store, lease, 1, linger=HOUR)
-    async with journal.running():
-        await journal.step_started("a", resumed=False)
-        before = journal.commits
-        call_id = await journal.call_started("a", 1, 0, "x.y", {"v": 1}, retry_of=None, write_ahead=False)
-        assert journal.commits == before  # the tool may run now: nothing was committed
-        assert await store.tool_calls(lease.task_id, "a") == []
-        await journal.call_completed(call_id, "a", "x.y", ToolResult(text="ok"), 0.0)
-        await journal.flush()  # the next commit carries the call and its result, in order
-        assert journal.commits == before + 1
-        [call] = await store.tool_calls(lease.task_id, "a")
-        assert (call.id, call.status) == (call_id, ToolCallStatus.COMPLETED)
-        types = await _stored_types(store, lease.task_id, lease.last_seq)
-        assert types[-3:] == ["step_started", "tool_call_started", "tool_call_completed"]
-
-
 async def test_lingering_records_are_committed_without_a_barrier(store: TaskStore) -> None:
     lease = await _executing(store)
     sub = _bus(store).subscribe(lease.task_id, after=lease.last_seq)

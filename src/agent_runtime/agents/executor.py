@@ -53,15 +53,7 @@ class ExecutionJournal(Protocol):
     async def step_started(self, step_id: str, *, resumed: bool) -> None: ...
     async def text_delta(self, step_id: str, text: str) -> None: ...
     async def call_started(
-        self,
-        step_id: str,
-        turn: int,
-        index: int,
-        tool: str,
-        arguments: dict[str, Any],
-        *,
-        retry_of: str | None,
-        write_ahead: bool = True,
+        self, step_id: str, turn: int, index: int, tool: str, arguments: dict[str, Any], *, retry_of: str | None
     ) -> str: ...
     async def call_completed(
         self, call_id: str, step_id: str, tool: str, result: ToolResult, seconds: float
@@ -217,12 +209,7 @@ class ExecutorAgent:
             reason = f"tool {request.name!r} is not allowed in step {step.id}; allowed: {sorted(allowed)}"
             await journal.call_refused(step.id, turn, index, request.name, request.arguments, reason)
             return Message(role="tool", content=reason, tool_call_id=request.id, tool_name=request.name, is_error=True)
-        # A call with side effects is recorded durably before it runs; a read-only or idempotent
-        # one may be repeated after a crash anyway, so its record rides with the next commit.
-        call_id = await journal.call_started(
-            step.id, turn, index, request.name, request.arguments, retry_of=retry_of,
-            write_ahead=not self._safe(request.name),
-        )  # fmt: skip
+        call_id = await journal.call_started(step.id, turn, index, request.name, request.arguments, retry_of=retry_of)
 
         async def on_progress(progress: float, total: float | None, message: str | None) -> None:
             await journal.progress(call_id, step.id, progress, total, message)

@@ -4,18 +4,14 @@ Records are **group-committed**: each one is a small function applied to a fence
 :class:`~agent_runtime.store.tx.TaskTx`, and the records that accumulate are written together in
 one transaction. Only a write-ahead record waits for its commit:
 
-* ``call_started`` of a tool with side effects is a *barrier*: the call is durable (with
-  everything recorded before it) before the tool runs, so a worker that takes over sees it as in
-  flight (in doubt), never as unknown. A read-only or idempotent tool's call (safe to repeat: the
-  catalogue's annotations or the registry's override) is not: it lingers like a result, and a
-  crash before its commit means it runs again on takeover, which is what "safe" allows.
+* ``call_started`` is a *barrier*: the call is durable (with everything recorded before it) before
+  the tool runs, so a worker that takes over sees it as in flight (in doubt), never as unknown.
 * ``step_failed`` and :meth:`StoreJournal.commit` (the task's final transition) are barriers too.
 * Everything else (step started, call results, refused calls, progress, text, step completed) is
   committed at the next barrier or after ``linger`` seconds, whichever comes first. A crash inside
   that window loses at most those records: a call whose result was not yet written is in doubt on
   takeover (re-run only if safe to repeat, else the task needs attention), and a step whose
-  completion was not written is resumed from its recorded calls, so no call with side effects
-  runs twice.
+  completion was not written is resumed from its recorded calls, so no tool call runs twice.
 
 Records are committed in the order they were made, so events keep their order. All writes are
 fenced by the worker's lease: a worker that lost the task cannot record anything.
@@ -177,20 +173,8 @@ class StoreJournal:
         self._append(lambda tx: tx.emit(EventType.TEXT_DELTA, data))
 
     async def call_started(
-        self,
-        step_id: str,
-        turn: int,
-        index: int,
-        tool: str,
-        arguments: dict[str, Any],
-        *,
-        retry_of: str | None,
-        write_ahead: bool = True,
+        self, step_id: str, turn: int, index: int, tool: str, arguments: dict[str, Any], *, retry_of: str | None
     ) -> str:
-        """Record a call about to run. ``write_ahead`` (a tool with side effects): committed, with
-        everything before it, before this returns, so a takeover finds the call in doubt rather
-        than not knowing it ran. Otherwise (read-only or idempotent: safe to run again after a
-        crash) it lingers like a result."""
         call_id = retry_of if retry_of is not None else new_id("call")
 
         def record(tx: TaskTx) -> None:
@@ -213,10 +197,7 @@ class StoreJournal:
                 },
             )
 
-        if write_ahead:
-            await self.commit(record)  # durable before the tool runs
-        else:
-            self.stage(record)
+        await self.commit(record)  # write-ahead: durable before the tool runs
         return call_id
 
     async def call_completed(self, call_id: str, step_id: str, tool: str, result: ToolResult, seconds: float) -> None:
