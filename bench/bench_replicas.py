@@ -843,7 +843,7 @@ async def _steps_run(
     m = out["median"]
     # The headline: first step started -> task completed, minus tool and LLM time, divided by the
     # steps (includes the summary and the final commit). The per-step periods above come from
-    # commit timestamps, which lingering records share (a safe-to-repeat call's start lingers too).
+    # commit timestamps, which lingering records share.
     out["orchestration_ms_by_step_period"] = out["orchestration_ms"]
     out["orchestration_ms"] = summary(whole)
     for k, v in totals.items():
