@@ -12,12 +12,26 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol, TypeVar
 
 import anyio
 
 from agent_runtime.domain.events import Event
 
 Fetcher = Callable[[str, int], Awaitable[list[Event]]]
+
+
+class Subscriber(Protocol):
+    """What the bus hands a task's events to: a :class:`Subscription` or a :class:`Watch`."""
+
+    task_id: str
+
+    def push(self, event: Event) -> None: ...
+    def mark_stale(self) -> None: ...
+    def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=Subscriber)
 
 
 class Subscription:
@@ -88,11 +102,31 @@ class Subscription:
         return self.ready
 
 
+class Watch:
+    """A subscriber that acts on each event as it is delivered, in the delivering call, instead of
+    being awaited by a task of its own (the runner's cancel watch: one per running job, and every
+    event of the task passes it). ``on_stale`` is told when events may have been missed."""
+
+    def __init__(self, task_id: str, on_event: Callable[[Event], None], on_stale: Callable[[], object]) -> None:
+        self.task_id = task_id
+        self._on_event = on_event
+        self._on_stale = on_stale
+
+    def push(self, event: Event) -> None:
+        self._on_event(event)
+
+    def mark_stale(self) -> None:
+        self._on_stale()
+
+    def close(self) -> None:
+        pass  # shutdown ends the watched job by draining, not through its watch
+
+
 class EventBus:
     """Implements the store's listener protocol; hands events to subscribers and wakes workers."""
 
     def __init__(self, *, max_buffer: int = 10_000) -> None:
-        self._subs: dict[str, set[Subscription]] = {}
+        self._subs: dict[str, set[Subscriber]] = {}
         self._delivered: dict[str, int] = {}
         self._max_buffer = max_buffer
         self._work = anyio.Event()
@@ -140,12 +174,20 @@ class EventBus:
     # -- consumers --------------------------------------------------------------------------------
 
     def subscribe(self, task_id: str, *, after: int = 0) -> Subscription:
-        sub = Subscription(task_id, self._max_buffer)
-        self._subs.setdefault(task_id, set()).add(sub)
-        self._delivered.setdefault(task_id, after)
+        return self._add(Subscription(task_id, self._max_buffer), after)
+
+    def watch(
+        self, task_id: str, on_event: Callable[[Event], None], on_stale: Callable[[], object], *, after: int = 0
+    ) -> Watch:
+        """Call ``on_event`` with each event of ``task_id`` committed after ``after``, as it is delivered."""
+        return self._add(Watch(task_id, on_event, on_stale), after)
+
+    def _add(self, sub: S, after: int) -> S:
+        self._subs.setdefault(sub.task_id, set()).add(sub)
+        self._delivered.setdefault(sub.task_id, after)
         return sub
 
-    def unsubscribe(self, sub: Subscription) -> None:
+    def unsubscribe(self, sub: Subscriber) -> None:
         subs = self._subs.get(sub.task_id)
         if subs is None:
             return

@@ -2,9 +2,10 @@
 
 Work is picked up when the event bus says work is available (a commit in this process, or a
 PostgreSQL NOTIFY from another replica); a slow safety poll catches expired leases. Each claimed
-task runs in its own cancel scope with a heartbeat that renews the lease and a watcher that stops
-it at once when the task is cancelled. On shutdown the runner stops claiming, lets in-flight work
-finish for a grace period, then cancels it and releases the leases so another replica resumes.
+task runs in its own cancel scope, stopped at once when the task is cancelled (a watch on the event
+bus) or its lease is lost; one heartbeat loop renews the leases of all running tasks. On shutdown
+the runner stops claiming, lets in-flight work finish for a grace period, then cancels it and
+releases the leases so another replica resumes.
 """
 
 from __future__ import annotations
@@ -15,17 +16,18 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import anyio
 import structlog
 from anyio.abc import TaskGroup
 
-from agent_runtime.domain.events import EventType
+from agent_runtime.domain.events import Event, EventType
 from agent_runtime.domain.records import Lease
 from agent_runtime.domain.states import TaskStatus
 from agent_runtime.errors import LeaseLostError
 from agent_runtime.observability.metrics import Metrics
-from agent_runtime.services.bus import EventBus
+from agent_runtime.services.bus import EventBus, Watch
 from agent_runtime.settings import RunnerSettings
 from agent_runtime.store.store import ClaimRequest, TaskStore
 
@@ -47,6 +49,7 @@ class _Slot:
     lease: Lease
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     lost: bool = False
+    watch: Watch | None = None
 
 
 class Runner:
@@ -74,6 +77,7 @@ class Runner:
         self._draining = False
         self._saturated = False
         self._claiming = False
+        self._beating = False
         self._stopped = anyio.Event()
         self._stopped.set()  # not running until run() starts
         self._idle = anyio.Event()
@@ -167,8 +171,15 @@ class Runner:
             return
         slot = _Slot(lease)
         slots[lease.task_id] = slot
+        # Stop the worker the moment the task is cancelled (by any replica): every event of the task
+        # passes this watch as it is delivered; no task of its own.
+        on_stale = partial(tg.start_soon, self._recheck, slot)
+        slot.watch = self.bus.watch(lease.task_id, partial(self._on_event, slot), on_stale, after=lease.last_seq)
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
         tg.start_soon(self._work, slot, slots, job)
+        if not self._beating:
+            self._beating = True
+            tg.start_soon(self._heartbeats)
 
     async def _work(self, slot: _Slot, slots: dict[str, _Slot], job: Job) -> None:
         lease = slot.lease
@@ -176,13 +187,7 @@ class Runner:
         with bound:
             try:
                 with slot.scope:
-                    async with anyio.create_task_group() as tg:
-                        tg.start_soon(self._heartbeat, slot)
-                        tg.start_soon(self._watch_cancel, slot)
-                        try:
-                            await job(lease)
-                        finally:
-                            tg.cancel_scope.cancel()
+                    await job(lease)
             except* LeaseLostError:
                 log.warning("lease_lost", owner=self.owner)
             except* Exception as group:  # top of a worker task: record it, keep the service up
@@ -191,6 +196,8 @@ class Runner:
                     with anyio.CancelScope(shield=True):
                         await self._on_crash(lease, group)
             finally:
+                if slot.watch is not None:
+                    self.bus.unsubscribe(slot.watch)
                 slots.pop(lease.task_id, None)
                 if self._draining and not slot.lost:
                     with anyio.CancelScope(shield=True):
@@ -202,43 +209,44 @@ class Runner:
                     # this slot as busy, so it gets another round).
                     self.bus.work_available()
 
-    async def _heartbeat(self, slot: _Slot) -> None:
-        while True:
-            await anyio.sleep(self.settings.heartbeat_seconds)
-            try:
-                ok = await self.store.renew(slot.lease, self.settings.lease_seconds)
-            except Exception:
-                log.exception("lease_renew_failed")
-                continue
-            if not ok:
-                log.warning("lease_lost_on_renew")
-                slot.lost = True
-                slot.scope.cancel()
-                return
+    def _running(self, slot: _Slot) -> bool:
+        slots = self._planning if slot.lease.status in PLANNING_STATES else self._executing
+        return slots.get(slot.lease.task_id) is slot
 
-    async def _watch_cancel(self, slot: _Slot) -> None:
-        """Stop the worker the moment the task is cancelled (by any replica)."""
-        task_id = slot.lease.task_id
-        sub = self.bus.subscribe(task_id, after=slot.lease.last_seq)
+    def _stop(self, slot: _Slot) -> None:
+        slot.lost = True
+        slot.scope.cancel()
+
+    async def _heartbeats(self) -> None:
+        """Renew the lease of every running job each ``heartbeat_seconds``, while any job runs
+        (one loop for all jobs rather than a task per job; each renewal is independent)."""
         try:
-            while True:
-                await sub.wait(3600)
-                stale = sub.overflowed
-                sub.overflowed = False
-                events = sub.drain()
-                if stale:
-                    current = await self.store.get_task(task_id)
-                    cancelled = current.status == TaskStatus.CANCELLED
-                else:
-                    cancelled = any(e.type == EventType.TASK_CANCELLED for e in events)
-                if cancelled:
-                    slot.lost = True
-                    slot.scope.cancel()
-                    return
-                if sub.closed:
-                    return
+            while self._planning or self._executing:
+                await anyio.sleep(self.settings.heartbeat_seconds)
+                async with anyio.create_task_group() as tg:
+                    for slot in (*self._planning.values(), *self._executing.values()):
+                        tg.start_soon(self._renew, slot)
         finally:
-            self.bus.unsubscribe(sub)
+            self._beating = False
+
+    async def _renew(self, slot: _Slot) -> None:
+        try:
+            ok = await self.store.renew(slot.lease, self.settings.lease_seconds)
+        except Exception:
+            log.exception("lease_renew_failed", task_id=slot.lease.task_id)
+            return
+        if not ok and self._running(slot):  # (a job that just ended gave its lease up)
+            log.warning("lease_lost_on_renew", task_id=slot.lease.task_id)
+            self._stop(slot)
+
+    def _on_event(self, slot: _Slot, event: Event) -> None:
+        if event.type == EventType.TASK_CANCELLED:
+            self._stop(slot)
+
+    async def _recheck(self, slot: _Slot) -> None:
+        """Events may have been missed (the PostgreSQL listener reconnected): read the status."""
+        if self._running(slot) and (await self.store.get_task(slot.lease.task_id)).status == TaskStatus.CANCELLED:
+            self._stop(slot)
 
     async def _release(self, lease: Lease) -> None:
         try:
