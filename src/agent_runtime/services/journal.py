@@ -69,7 +69,7 @@ class StoreJournal:
         self._step_started: dict[str, float] = {}
         self._pending: list[Record] = []
         self._has_pending = anyio.Event()
-        self._commit_lock = anyio.Lock()
+        self._commit_lock = anyio.Lock(fast_acquire=True)
         self._failure: BaseException | None = None
         # Progress notifications arrive as their own tasks: drop any that come after the call's result.
         self._finished_calls: set[str] = set()

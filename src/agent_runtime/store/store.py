@@ -133,7 +133,7 @@ class TaskStore:
         self._loop_conn: Connection | None = None
         self.origin = secrets.token_hex(6)
         """Tags this process's NOTIFY payloads, so its own listener can skip them."""
-        self._write_lock = anyio.Lock()  # used for SQLite only: one writer at a time, queued here
+        self._write_lock = anyio.Lock(fast_acquire=True)  # SQLite only: one writer at a time, queued here
         self._commits = self._checkpointed = 0
         self._checkpoint: asyncio.Future[object] | None = None
         self._snapshots: dict[tuple[str, int], TaskRecord] = {}
