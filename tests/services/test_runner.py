@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -198,3 +198,16 @@ async def test_when_events_may_have_been_missed_the_runner_rereads_the_task(back
         rig.jobs.release.set()
         await rig.jobs.until("ended", running_on)
         assert rig.jobs.ended[running_on] == "released"
+
+
+async def test_a_failed_reread_leaves_the_runner_running(backend: str, tmp_path: Path) -> None:
+    async with running(backend, tmp_path) as rig:
+        gone = await _started(rig)
+        # Cancelled and then pruned by another replica: re-reading it fails (not found).
+        async with rig.other.transaction(gone) as tx:
+            tx.transition(TaskStatus.CANCELLED, lease_epoch=tx.task.lease_epoch + 1)
+        assert await rig.other.prune_finished(datetime.now(UTC) + timedelta(days=1)) == 1
+        rig.bus.resync_all()
+        # The runner (and its task group) carries on: it still claims and runs new work.
+        later = await _started(rig)
+        assert later in rig.jobs.started and gone not in rig.jobs.ended

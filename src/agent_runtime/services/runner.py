@@ -244,8 +244,17 @@ class Runner:
             self._stop(slot)
 
     async def _recheck(self, slot: _Slot) -> None:
-        """Events may have been missed (the PostgreSQL listener reconnected): read the status."""
-        if self._running(slot) and (await self.store.get_task(slot.lease.task_id)).status == TaskStatus.CANCELLED:
+        """Events may have been missed (the PostgreSQL listener reconnected): read the status.
+        Runs in the runner's task group, so it must not raise: if the read fails, the worker's next
+        fenced write or renewal still fails on a cancelled task's bumped epoch."""
+        if not self._running(slot):
+            return
+        try:
+            status = (await self.store.get_task(slot.lease.task_id)).status
+        except Exception as exc:
+            log.warning("cancel_recheck_failed", task_id=slot.lease.task_id, error=f"{type(exc).__name__}: {exc}")
+            return
+        if status == TaskStatus.CANCELLED and self._running(slot):
             self._stop(slot)
 
     async def _release(self, lease: Lease) -> None:
