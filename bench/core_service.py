@@ -2,7 +2,7 @@
 
 ``serve``  serves the bench app (real routes, real runtime, ``ZeroLLM``, in-process tool) with uvicorn
            on 127.0.0.1, the way ``agent-runtime serve`` does (uvicorn defaults: uvloop + httptools,
-           ``log_config=None``, the service's own logging at ``warning``). Prints one JSON line
+           ``log_config=None``, the service's own logging at ``warning``, ``cli.tune_gc``). Prints one JSON line
            ``{"port": ...}`` once it accepts connections; stops on SIGINT/SIGTERM (graceful drain).
 ``memory`` creates tasks through ``TaskService.submit`` (what ``POST /v1/tasks`` calls), lets the
            runner plan them all to ``awaiting_approval``, and prints the RSS growth as one JSON line.
@@ -26,6 +26,7 @@ import psutil
 import uvicorn
 from core_rig import ZeroLLM, bench_app, bench_settings, build_bench_runtime, in_process_tools, until
 
+from agent_runtime.cli import tune_gc
 from agent_runtime.domain.events import EventType
 from agent_runtime.logging import configure_logging
 from agent_runtime.runtime import Runtime, serve_background, stop_runtime
@@ -50,6 +51,7 @@ def serve(args: argparse.Namespace) -> None:
     settings = bench_settings(tmp)
     configure_logging(settings.server)
     app = bench_app(settings, ZeroLLM(args.steps), args.tool, tmp / "notes")
+    tune_gc()  # as `agent-runtime serve` does
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = int(sock.getsockname()[1])

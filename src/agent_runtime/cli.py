@@ -38,7 +38,7 @@ def _serve(args: argparse.Namespace) -> int:
     asyncio.run(preflight(settings))
     configure_logging(settings.server)
     app = create_app(settings)
-    _tune_gc()
+    tune_gc()
     config = uvicorn.Config(
         app,
         host=settings.server.host,
@@ -50,7 +50,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """Keep CPython's full garbage collections out of the serving loop's latency.
 
     A full collection walks every tracked object; with a thousand open SSE streams (~250 objects
