@@ -88,8 +88,9 @@ async def running(backend: str, tmp: Path, heartbeat_seconds: float = 3600) -> A
         await migrate.upgrade(engine)
         store, other = TaskStore(engine, bus), TaskStore(create_engine(DatabaseSettings(url=url)))
         jobs = Jobs()
+        # Leases far longer than the heartbeat: none expires (to be claimed again) on a loaded machine.
         settings = RunnerSettings(
-            worker_id="local", lease_seconds=heartbeat_seconds * 2, heartbeat_seconds=heartbeat_seconds,
+            worker_id="local", lease_seconds=max(30, heartbeat_seconds * 2), heartbeat_seconds=heartbeat_seconds,
             safety_poll_seconds=3600,
         )  # fmt: skip
         runner = Runner(store, bus, settings, plan_job=jobs.job, execute_job=jobs.job)
