@@ -707,7 +707,7 @@ def _flush_or_raise(tx: TaskTx, conn: Connection, lease: Lease | None) -> list[E
 
 
 def _owned(lease: Lease) -> dict[str, Any]:
-    """Parameters naming the lease, for the ``_OWNED_*`` statements."""
+    """Parameters naming the lease, for the statements ``_owned_update`` builds (``_RENEW``, ``_RELEASE``)."""
     return {"k_id": lease.task_id, "k_epoch": lease.epoch, "k_owner": lease.owner}
 
 
