@@ -58,6 +58,7 @@ async def listen_forever(url: str, bus: EventBus, origin: str) -> None:
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("pg_listener_lost", error=str(exc))
         finally:
+            send.close()  # the notification callback's end; left open it warns when collected
             with anyio.CancelScope(shield=True):
                 if not conn.is_closed():
                     await conn.close(timeout=2)

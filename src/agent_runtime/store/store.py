@@ -354,6 +354,8 @@ class TaskStore:
         self._after_commit(tx, events)
 
     async def _holder_write(self, tx: TaskTx, lease: Lease) -> list[Event]:
+        if not tx.changed:
+            return []
         stored, values = tx.prepare()
         if self.apply_function:
             notify = None

@@ -4,9 +4,9 @@ Everything a state change writes (task fields, plan versions, steps, tool calls,
 events that describe them) goes through :class:`TaskTx`. The methods only *buffer* statements;
 :meth:`TaskTx.flush` writes them all, in one synchronous burst, inside the store's transaction.
 The first statement of the burst is the task row update, conditional on the lease (epoch and owner) and the
-sequence number (and, for a lease holder, ``updated_at``) the transaction started from, so a worker
-that lost its lease, or started from a view that is no longer current, has its whole transaction
-refused by the database before anything else is written.
+sequence number the transaction started from, so a worker that lost its lease has its whole
+transaction refused by the database before anything else is written. A transaction that changes
+nothing writes nothing (no row update, no ``updated_at``, no event).
 
 On PostgreSQL a lease holder's transaction that only updates steps and tool calls, inserts tool
 calls and emits events (the execution journal's records) can instead be written as one JSON
@@ -124,7 +124,6 @@ def _task_update(fields: tuple[str, ...], fenced: bool) -> sa.Update:
     if fenced:
         stmt = stmt.where(t.tasks.c.lease_epoch == sa.bindparam("k_epoch"))
         stmt = stmt.where(t.tasks.c.lease_owner == sa.bindparam("k_owner"))
-        stmt = stmt.where(t.tasks.c.updated_at == sa.bindparam("k_updated", type_=t.tasks.c.updated_at.type))
     return stmt
 
 
@@ -292,6 +291,12 @@ class TaskTx:
 
     # -- commit ---------------------------------------------------------------------------------
 
+    @property
+    def changed(self) -> bool:
+        """Whether the transaction writes anything. One that changes nothing writes nothing: no
+        row update, no ``updated_at``, no event (so a repeated command leaves no trace)."""
+        return bool(self._fields or self._ops or self._events)
+
     def prepare(self) -> tuple[list[Event], dict[str, Any]]:
         """The events this transaction stores (numbered) and the values its task row update sets."""
         first = self.task.last_seq + 1
@@ -308,12 +313,15 @@ class TaskTx:
         """Write the task row (fenced), then every buffered statement, then the events.
 
         Returns (events, ok); ``ok`` is False when the fence refused the write (nothing was written).
+        A transaction that changed nothing writes nothing.
         """
+        if not self.changed:
+            return [], True
         stored, values = self.prepare()
         stmt = _task_update(tuple(sorted(values)), fence is not None)
         params = {"k_id": self.task.id, "k_seq": self.started_from.last_seq, **values}
         if fence is not None:
-            params.update(k_epoch=fence.epoch, k_owner=fence.owner, k_updated=self.started_from.updated_at)
+            params.update(k_epoch=fence.epoch, k_owner=fence.owner)
         if execute(conn, stmt, params).rowcount != 1:
             return [], False
         for statement, rows, _ in self._ops:
