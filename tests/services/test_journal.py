@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from agent_runtime.domain.events import Event, EventType
+from agent_runtime.domain.events import Event, EventType, TaskCompleted
 from agent_runtime.domain.plan import Plan, PlanStep
 from agent_runtime.domain.records import Lease
 from agent_runtime.domain.states import StepStatus, TaskStatus, ToolCallStatus
@@ -106,7 +106,7 @@ async def test_results_and_completion_linger_then_commit_in_order_with_the_final
 
         def finish(tx: TaskTx) -> None:
             tx.transition(TaskStatus.COMPLETED, result={"summary": "s"})
-            tx.emit(EventType.TASK_COMPLETED, {"summary": "s"})
+            tx.emit(TaskCompleted(summary="s"))
 
         await journal.commit(finish)
     types = await _stored_types(store, lease.task_id, 0)

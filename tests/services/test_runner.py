@@ -17,7 +17,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from agent_runtime.domain.events import EventType
+from agent_runtime.domain.events import PlanningStarted, TaskCancelled, TextDelta
 from agent_runtime.domain.records import Lease
 from agent_runtime.domain.states import TaskStatus
 from agent_runtime.services.bus import EventBus
@@ -165,7 +165,7 @@ async def test_a_cancel_committed_here_stops_the_job_through_the_bus(backend: st
         task_id = await _started(rig)
         async with rig.store.transaction(task_id) as tx:
             tx.transition(TaskStatus.CANCELLED, lease_epoch=tx.task.lease_epoch + 1)
-            tx.emit(EventType.TASK_CANCELLED, {"reason": "test"})
+            tx.emit(TaskCancelled(reason="test", previous_status=TaskStatus.QUEUED))
         await rig.jobs.until("ended", task_id)
         assert rig.jobs.ended == {task_id: "stopped"}
         assert rig.renewed == []  # no heartbeat was involved (it is an hour)
@@ -177,9 +177,9 @@ async def test_other_events_of_the_task_leave_the_job_running(backend: str, tmp_
         lease = rig.jobs.started[task_id]
         async with rig.store.transaction(task_id, lease) as tx:
             tx.transition(TaskStatus.PLANNING)
-            tx.emit(EventType.PLANNING_STARTED, {})
+            tx.emit(PlanningStarted(revision=False))
         async with rig.store.transaction(task_id) as tx:
-            tx.emit(EventType.TEXT_DELTA, {"text": "x"})
+            tx.emit(TextDelta(step_id="s1", text="x"))
         rig.jobs.release.set()
         await rig.jobs.until("ended", task_id)
         assert rig.jobs.ended == {task_id: "released"}
@@ -191,7 +191,7 @@ async def test_when_events_may_have_been_missed_the_runner_rereads_the_task(back
         # Cancelled by another replica: this bus never saw the event (as if NOTIFY was lost).
         async with rig.other.transaction(cancelled) as tx:
             tx.transition(TaskStatus.CANCELLED, lease_epoch=tx.task.lease_epoch + 1)
-            tx.emit(EventType.TASK_CANCELLED, {"reason": "elsewhere"})
+            tx.emit(TaskCancelled(reason="elsewhere", previous_status=TaskStatus.QUEUED))
         assert rig.jobs.ended == {}
         rig.bus.resync_all()  # what the PostgreSQL listener does after reconnecting
         await rig.jobs.until("ended", cancelled)

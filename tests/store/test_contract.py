@@ -7,7 +7,7 @@ from datetime import timedelta
 import anyio
 import pytest
 
-from agent_runtime.domain.events import EventType
+from agent_runtime.domain.events import PlanningStarted, PlanProposed, TaskApproved, TaskCancelled, TextDelta
 from agent_runtime.domain.plan import Plan, PlanStep
 from agent_runtime.domain.records import Lease
 from agent_runtime.domain.states import TaskStatus
@@ -56,8 +56,8 @@ async def test_concurrent_writers_get_gap_free_unique_sequence_numbers(store: Ta
 
     async def write(i: int) -> None:
         async with store.transaction(task.id) as tx:
-            tx.emit(EventType.TEXT_DELTA, {"i": i})
-            tx.emit(EventType.TEXT_DELTA, {"i": i, "second": True})
+            tx.emit(TextDelta(step_id="s1", text=str(i)))
+            tx.emit(TextDelta(step_id="s1", text=f"{i} second"))
 
     async with anyio.create_task_group() as tg:
         for i in range(20):
@@ -65,15 +65,16 @@ async def test_concurrent_writers_get_gap_free_unique_sequence_numbers(store: Ta
     events = await store.events_after(task.id, 0)
     assert [e.seq for e in events] == list(range(1, 42))
     assert (await store.get_task(task.id)).last_seq == 41
-    pairs = [(events[i].data["i"], events[i + 1].data) for i in range(1, 41, 2)]
-    assert all(second == {"i": i, "second": True} for i, second in pairs)  # a transaction's events stay together
+    pairs = [(events[i].data["text"], events[i + 1].data) for i in range(1, 41, 2)]
+    # a transaction's events stay together
+    assert all(second == {"step_id": "s1", "text": f"{i} second"} for i, second in pairs)
 
 
 async def test_an_illegal_transition_raises_and_writes_nothing(store: TaskStore) -> None:
     task = await store.create_task("p", {})
     with pytest.raises(InvalidStateError) as info:
         async with store.transaction(task.id) as tx:
-            tx.emit(EventType.TASK_APPROVED, {})
+            tx.emit(TaskApproved(plan_version=1, actor=None))
             tx.transition(TaskStatus.COMPLETED)
     assert info.value.details["current_status"] == "queued"
     assert (await store.get_task(task.id)).status == TaskStatus.QUEUED
@@ -87,7 +88,16 @@ async def test_a_failed_transaction_rolls_back_its_rows_and_events(store: TaskSt
         async with store.transaction(task.id, lease) as tx:
             tx.transition(TaskStatus.PLANNING)
             tx.add_plan_version(_plan(), "test")
-            tx.emit(EventType.PLAN_PROPOSED, {})
+            tx.emit(
+                PlanProposed(
+                    plan_version=1,
+                    content_hash=_plan().content_hash(),
+                    author="test",
+                    offline_test=False,
+                    attempts=1,
+                    plan=_plan(),
+                )
+            )
             raise RuntimeError("boom")
     assert (await store.get_task(task.id)).status == TaskStatus.QUEUED
     assert await store.plan_versions(task.id) == []
@@ -117,11 +127,11 @@ async def test_an_expired_lease_is_taken_over_and_the_old_owner_is_fenced_off(st
     with pytest.raises(LeaseLostError):
         async with store.transaction(task.id, old) as tx:
             tx.transition(TaskStatus.PLANNING)
-            tx.emit(EventType.PLANNING_STARTED, {})
+            tx.emit(PlanningStarted(revision=False))
     assert await store.renew(old, 30) is False
     async with store.transaction(task.id, new) as tx:
         tx.transition(TaskStatus.PLANNING)
-        tx.emit(EventType.PLANNING_STARTED, {})
+        tx.emit(PlanningStarted(revision=False))
     assert [e.type for e in await store.events_after(task.id, 0)] == ["task_created", "planning_started"]
     assert await store.renew(new, 30) is True
 
@@ -132,7 +142,7 @@ async def test_a_lease_superseded_mid_transaction_cannot_commit(store: TaskStore
     if store.is_postgres:  # a holder holds no row lock while its body runs: supersede it right there
         with pytest.raises(LeaseLostError):
             async with store.transaction(task.id, lease) as tx:
-                tx.emit(EventType.TEXT_DELTA, {})
+                tx.emit(TextDelta(step_id="s1", text=""))
                 async with store.transaction(task.id) as other:
                     other.update(lease_epoch=lease.epoch + 1)
         assert (await store.get_task(task.id)).last_seq == 1
@@ -142,7 +152,7 @@ async def test_a_lease_superseded_mid_transaction_cannot_commit(store: TaskStore
         tx.update(lease_epoch=lease.epoch + 1)
     with pytest.raises(LeaseLostError):
         async with store.transaction(task.id, lease) as tx:
-            tx.emit(EventType.TEXT_DELTA, {})
+            tx.emit(TextDelta(step_id="s1", text=""))
 
 
 async def test_release_hands_the_task_back_at_once(store: TaskStore) -> None:
@@ -191,7 +201,7 @@ async def test_prune_removes_finished_tasks_with_everything_they_own(store: Task
     gone = await store.create_task("gone", {})
     async with store.transaction(gone.id) as tx:
         tx.transition(TaskStatus.CANCELLED)
-        tx.emit(EventType.TASK_CANCELLED, {})
+        tx.emit(TaskCancelled(reason=None, previous_status=TaskStatus.QUEUED))
     assert await store.prune_finished(utcnow() - timedelta(days=1)) == 0
     assert await store.prune_finished(utcnow() + timedelta(seconds=1)) == 1
     with pytest.raises(NotFoundError):
@@ -218,14 +228,14 @@ async def test_a_lease_holder_never_overwrites_a_change_it_did_not_see(store: Ta
     lease = await _claim_one(store)
     async with store.transaction(task.id, lease) as tx:
         tx.transition(TaskStatus.PLANNING)
-        tx.emit(EventType.PLANNING_STARTED, {})
+        tx.emit(PlanningStarted(revision=False))
     async with store.transaction(task.id) as tx:  # someone else writes without bumping the epoch
-        tx.emit(EventType.TEXT_DELTA, {"from": "elsewhere"})
+        tx.emit(TextDelta(step_id="s1", text="elsewhere"))
     with pytest.raises(LeaseLostError):  # the holder starts from its last view: the fence must notice
         async with store.transaction(task.id, lease) as tx:
-            tx.emit(EventType.TEXT_DELTA, {"from": "holder"})
+            tx.emit(TextDelta(step_id="s1", text="holder"))
     async with store.transaction(task.id, lease) as tx:  # a fresh read sees the change and goes on
-        tx.emit(EventType.TEXT_DELTA, {"from": "holder"})
+        tx.emit(TextDelta(step_id="s1", text="holder"))
     events = await store.events_after(task.id, 0)
     assert [e.seq for e in events] == [1, 2, 3, 4]
-    assert [e.data.get("from") for e in events[2:]] == ["elsewhere", "holder"]
+    assert [e.data["text"] for e in events[2:]] == ["elsewhere", "holder"]

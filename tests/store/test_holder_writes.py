@@ -15,7 +15,19 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 
-from agent_runtime.domain.events import EventType
+from agent_runtime.domain.events import (
+    ErrorBody,
+    EventType,
+    ExecutionStarted,
+    StepCompleted,
+    StepFailed,
+    StepStarted,
+    TaskApproved,
+    TaskCompleted,
+    TextDelta,
+    ToolCallCompleted,
+    ToolCallStarted,
+)
 from agent_runtime.domain.plan import Plan, PlanStep
 from agent_runtime.domain.records import Lease, TaskRecord
 from agent_runtime.domain.states import StepStatus, TaskStatus, ToolCallStatus
@@ -49,11 +61,11 @@ async def _executing(store: TaskStore, owner: str = "w1") -> Lease:
         tx.transition(TaskStatus.AWAITING_APPROVAL)
     async with store.transaction(task.id) as tx:
         tx.transition(TaskStatus.APPROVED, approved_plan_version=1)
-        tx.emit(EventType.TASK_APPROVED, {"plan_version": 1})
+        tx.emit(TaskApproved(plan_version=1, actor=None))
     [lease] = await store.claim(owner, EXECUTION, limit=1, lease_seconds=30)
     async with store.transaction(task.id, lease) as tx:
         tx.transition(TaskStatus.EXECUTING)
-        tx.emit(EventType.EXECUTION_STARTED, {})
+        tx.emit(ExecutionStarted(plan_version=1, content_hash=_plan().content_hash()))
     return lease
 
 
@@ -90,7 +102,7 @@ async def test_a_non_holders_write_to_other_columns_never_fences_out_the_holder(
         tx.update(revision_feedback="changed elsewhere")
     async with store.transaction(lease.task_id, lease) as tx:
         tx.update_step(1, "s1", status=StepStatus.RUNNING, started_at=tx.now)
-        tx.emit(EventType.STEP_STARTED, {"step_id": "s1"})
+        tx.emit(StepStarted(step_id="s1", resumed=False))
     task = await store.get_task(lease.task_id)
     assert task.revision_feedback == "changed elsewhere"  # not overwritten by the holder's write
     assert (await store.events_after(lease.task_id, task.last_seq - 1))[0].type == EventType.STEP_STARTED
@@ -104,23 +116,23 @@ async def test_one_holders_concurrent_transactions_all_commit_in_order_without_g
 
     async def write(i: int) -> None:
         async with store.transaction(lease.task_id, lease) as tx:
-            tx.emit(EventType.TEXT_DELTA, {"i": i})
+            tx.emit(TextDelta(step_id="s1", text=str(i)))
             await anyio.lowlevel.checkpoint()  # let the others queue up behind this one
-            tx.emit(EventType.TEXT_DELTA, {"i": i, "second": True})
+            tx.emit(TextDelta(step_id="s1", text=f"{i} second"))
 
     async with anyio.create_task_group() as tg:
         for i in range(10):
             tg.start_soon(write, i)
     events = await store.events_after(lease.task_id, start)
     assert [e.seq for e in events] == list(range(start + 1, start + 21))
-    assert all(events[k].data["i"] == events[k + 1].data["i"] for k in range(0, 20, 2))
+    assert all(f"{events[k].data['text']} second" == events[k + 1].data["text"] for k in range(0, 20, 2))
 
 
 async def test_a_holder_keeps_no_view_after_its_lease_ends(store: TaskStore) -> None:
     lease = await _executing(store)
     async with store.transaction(lease.task_id, lease) as tx:
         tx.transition(TaskStatus.COMPLETED, result={"summary": "done"})
-        tx.emit(EventType.TASK_COMPLETED, {})
+        tx.emit(TaskCompleted(summary="done"))
     assert (lease.task_id, lease.epoch) not in store._snapshots
     assert (lease.task_id, lease.epoch) not in store._holder_locks
 
@@ -152,7 +164,7 @@ async def _journal_run(store: TaskStore, lease: Lease, p: str) -> None:
     task = lease.task_id
     async with store.transaction(task, lease) as tx:
         tx.update_step(1, "s1", status=StepStatus.RUNNING, started_at=tx.now)
-        tx.emit(EventType.STEP_STARTED, {"step_id": "s1", "resumed": False})
+        tx.emit(StepStarted(step_id="s1", resumed=False))
         tx.add_tool_call(
             call_id=f"{p}call_a",
             step_id="s1",
@@ -161,7 +173,7 @@ async def _journal_run(store: TaskStore, lease: Lease, p: str) -> None:
             tool_name="x.y",
             arguments={"q": "ü", "n": [1, 2.5]},
         )
-        tx.emit(EventType.TOOL_CALL_STARTED, {"call_id": "a", "arguments": {}})
+        tx.emit(ToolCallStarted(call_id="a", step_id="s1", tool="x.y", arguments={}, retry=False))
     async with store.transaction(task, lease) as tx:
         tx.update_tool_call(
             f"{p}call_a",
@@ -170,7 +182,11 @@ async def _journal_run(store: TaskStore, lease: Lease, p: str) -> None:
             is_error=True,
             finished_at=tx.now,
         )
-        tx.emit(EventType.TOOL_CALL_COMPLETED, {"call_id": "a", "result": "ok"})
+        tx.emit(
+            ToolCallCompleted(
+                call_id="a", step_id="s1", tool="x.y", is_error=True, result="ok", truncated=False, duration_ms=1.0
+            )
+        )
         tx.add_tool_call(
             call_id=f"{p}call_b",
             step_id="s1",
@@ -187,16 +203,16 @@ async def _journal_run(store: TaskStore, lease: Lease, p: str) -> None:
         tx.update_tool_call(
             f"{p}call_c", status=ToolCallStatus.STARTED, result=None, lease_epoch=lease.epoch, started_at=tx.now
         )
-        tx.emit(EventType.TEXT_DELTA, {"step_id": "s1", "text": "line\nwith 'quotes' and \"dq\" \\ and \u2603"})
+        tx.emit(TextDelta(step_id="s1", text="line\nwith 'quotes' and \"dq\" \\ and \u2603"))
         tx.update_step(1, "s1", status=StepStatus.COMPLETED, output="", finished_at=tx.now)
-        tx.emit(EventType.STEP_COMPLETED, {"step_id": "s1", "output": ""})
+        tx.emit(StepCompleted(step_id="s1", output=""))
     async with store.transaction(task, lease) as tx:
         tx.update_step(1, "s2", status=StepStatus.FAILED, error={"code": "x", "message": "m"}, finished_at=tx.now)
         tx.update_step(1, "s2", error=None, output=None)
-        tx.emit(EventType.STEP_FAILED, {"step_id": "s2"})
+        tx.emit(StepFailed(step_id="s2", error=ErrorBody(code="x", message="m")))
     async with store.transaction(task, lease) as tx:  # the final transition: task row fields, lease cleared
         tx.transition(TaskStatus.COMPLETED, result={"summary": "done", "steps": 2})
-        tx.emit(EventType.TASK_COMPLETED, {"result": {"summary": "done"}})
+        tx.emit(TaskCompleted(summary="done"))
 
 
 def _normalise(found: dict[str, list[dict[str, Any]]], task_id: str, p: str) -> dict[str, list[dict[str, Any]]]:
@@ -250,8 +266,8 @@ async def test_the_one_statement_write_notifies_other_replicas_like_the_statemen
     try:
         await listener.add_listener(NOTIFY_CHANNEL, on_notify)
         async with pg_store.transaction(lease.task_id, lease) as tx:
-            tx.emit(EventType.TEXT_DELTA, {"text": "a"})
-            tx.emit(EventType.TEXT_DELTA, {"text": "b"})
+            tx.emit(TextDelta(step_id="s1", text="a"))
+            tx.emit(TextDelta(step_id="s1", text="b"))
         with anyio.fail_after(5):
             await arrived.wait()
     finally:
@@ -269,7 +285,7 @@ async def test_a_refused_one_statement_write_writes_nothing(pg_store: TaskStore)
         async with pg_store.transaction(lease.task_id, lease) as tx:
             tx.update_step(1, "s1", status=StepStatus.RUNNING, started_at=tx.now)
             tx.add_tool_call(call_id="call_x", step_id="s1", turn=0, call_index=0, tool_name="x.y", arguments={})
-            tx.emit(EventType.TOOL_CALL_STARTED, {"call_id": "call_x"})
+            tx.emit(ToolCallStarted(call_id="call_x", step_id="s1", tool="x.y", arguments={}, retry=False))
     assert await _snapshot_of_rows(pg_store, lease.task_id) == before
     assert (lease.task_id, lease.epoch) not in pg_store._snapshots
 
@@ -282,7 +298,7 @@ async def test_a_failing_one_statement_write_rolls_back_everything(pg_store: Tas
     with pytest.raises(sa.exc.IntegrityError):
         async with pg_store.transaction(lease.task_id, lease) as tx:
             tx.update_step(1, "s1", status=StepStatus.RUNNING)
-            tx.emit(EventType.STEP_STARTED, {"step_id": "s1"})
+            tx.emit(StepStarted(step_id="s1", resumed=False))
             tx.add_tool_call(call_id="call_dup", step_id="s1", turn=0, call_index=1, tool_name="x.y", arguments={})
     assert await _snapshot_of_rows(pg_store, lease.task_id) == before
 
@@ -293,7 +309,7 @@ async def test_after_the_database_drops_its_connections_at_most_one_write_fails_
     lease = await _executing(pg_store)
     for i in range(3):  # fill the pool with a few connections
         async with pg_store.transaction(lease.task_id, lease) as tx:
-            tx.emit(EventType.TEXT_DELTA, {"i": i})
+            tx.emit(TextDelta(step_id="s1", text=str(i)))
     admin = await asyncpg.connect(asyncpg_dsn(pg_store.engine.url.render_as_string(hide_password=False)))
     try:
         await admin.fetch(
@@ -306,13 +322,13 @@ async def test_after_the_database_drops_its_connections_at_most_one_write_fails_
     for i in range(3, 6):
         try:
             async with pg_store.transaction(lease.task_id, lease) as tx:
-                tx.emit(EventType.TEXT_DELTA, {"i": i})
+                tx.emit(TextDelta(step_id="s1", text=str(i)))
             outcomes.append("ok")
         except sa.exc.DBAPIError:
             outcomes.append("failed")
     assert outcomes.count("failed") <= 1 and outcomes[-1] == "ok"
     deltas = [e for e in await pg_store.events_after(lease.task_id, 0) if e.type == "text_delta"]
-    written = [e.data["i"] for e in deltas]
+    written = [int(e.data["text"]) for e in deltas]
     assert written == sorted(set(written)) and {0, 1, 2, 5} <= set(written)
     assert [e.seq for e in deltas] == list(range(deltas[0].seq, deltas[0].seq + len(deltas)))
 
@@ -324,7 +340,7 @@ async def test_without_the_function_the_statements_write_instead(pg_store: TaskS
         await conn.exec_driver_sql("DROP FUNCTION agent_runtime_apply(jsonb)")
     async with pg_store.transaction(lease.task_id, lease) as tx:
         tx.update_step(1, "s1", status=StepStatus.RUNNING, started_at=tx.now)
-        tx.emit(EventType.STEP_STARTED, {"step_id": "s1"})
+        tx.emit(StepStarted(step_id="s1", resumed=False))
     assert pg_store.apply_function is False
     assert [s.status for s in await pg_store.steps(lease.task_id, 1)] == [StepStatus.RUNNING, StepStatus.PENDING]
     assert (await pg_store.events_after(lease.task_id, 0))[-1].type == "step_started"

@@ -1,11 +1,23 @@
-"""The event catalogue. Every event is stored with a gap-free per-task sequence number."""
+"""The event catalogue. Every event is stored with a gap-free per-task sequence number.
+
+Each event type has a typed record below (a ``type`` literal and its payload fields); the records
+are joined in :data:`TaskEvent`, a union told apart by ``type``. Writers emit records
+(``TaskTx.emit``); a stored :class:`Event` keeps the payload as a plain dict (its ``data``), so
+readers on hot paths (the stream, the runner's cancel watch) read it without validation, and
+:meth:`Event.record` parses it back into its record where types help.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from agent_runtime.domain.plan import Plan
+from agent_runtime.domain.states import TaskStatus
 
 
 class EventType(StrEnum):
@@ -61,6 +73,10 @@ class Event:
     def is_terminal(self) -> bool:
         return self.type in TERMINAL_EVENTS
 
+    def record(self) -> TaskEvent:
+        """This event's typed record (validated: not for hot paths)."""
+        return parse_event(self.type, self.data)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "task_id": self.task_id,
@@ -69,3 +85,302 @@ class Event:
             "data": self.data,
             "created_at": self.created_at.isoformat(),
         }
+
+
+# -- the records -------------------------------------------------------------------------------
+#
+# One record per event type: a ``type`` literal and the payload fields, in the order they are
+# stored. ``TaskTx.emit`` takes a record and stores ``record.type`` and ``record.payload()`` as
+# the event's ``type`` and ``data``. The README's event catalogue is tested against these records
+# (tests/domain/test_events.py), and ``TaskEvent`` is the schema of an event's ``type`` + ``data``.
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=True)
+
+    def payload(self) -> dict[str, Any]:
+        """The stored ``data``: every field but ``type``, in declaration order."""
+        return self.model_dump(exclude=_TYPE_ONLY)
+
+
+_TYPE_ONLY = {"type"}
+
+
+class ErrorBody(BaseModel):
+    """An error as tasks and steps record it: a stable code, a message and, sometimes, details."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str
+    message: str
+    details: dict[str, Any] | None = Field(default=None, exclude_if=lambda v: v is None)
+
+
+class TaskCreated(_Record):
+    """A task was submitted."""
+
+    type: Literal["task_created"] = "task_created"
+    status: TaskStatus
+
+
+class PlanningStarted(_Record):
+    """A worker started planning (``revision``: the operator asked for a revised plan)."""
+
+    type: Literal["planning_started"] = "planning_started"
+    revision: bool
+
+
+class PlanInvalid(_Record):
+    """The model's plan failed the checks (it gets one repair attempt)."""
+
+    type: Literal["plan_invalid"] = "plan_invalid"
+    problems: list[str]
+
+
+class PlanProposed(_Record):
+    """A plan version was stored."""
+
+    type: Literal["plan_proposed"] = "plan_proposed"
+    plan_version: int
+    content_hash: str
+    author: str
+    offline_test: bool
+    attempts: int
+    plan: Plan
+
+
+class ApprovalRequired(_Record):
+    """The current plan version waits for approval (after ``plan_proposed`` and ``plan_edited``)."""
+
+    type: Literal["approval_required"] = "approval_required"
+    plan_version: int
+
+
+class PlanEdited(_Record):
+    """An operator replaced the plan (``PUT …/plan``)."""
+
+    type: Literal["plan_edited"] = "plan_edited"
+    plan_version: int
+    based_on: int
+    content_hash: str
+    actor: str | None
+
+
+class RevisionRequested(_Record):
+    """An operator asked for a revised plan (``POST …/revise``)."""
+
+    type: Literal["revision_requested"] = "revision_requested"
+    plan_version: int
+    feedback: str
+    actor: str | None
+
+
+class TaskApproved(_Record):
+    """A plan version was approved (``POST …/approve``)."""
+
+    type: Literal["task_approved"] = "task_approved"
+    plan_version: int
+    actor: str | None
+
+
+class TaskRejected(_Record):
+    """The plan was rejected (``POST …/reject``); final."""
+
+    type: Literal["task_rejected"] = "task_rejected"
+    plan_version: int
+    reason: str | None
+    actor: str | None
+
+
+class ExecutionStarted(_Record):
+    """The first claim of an approved task."""
+
+    type: Literal["execution_started"] = "execution_started"
+    plan_version: int
+    content_hash: str
+
+
+class TaskResumed(_Record):
+    """A worker took over an interrupted task, or execution restarted after a resolve."""
+
+    type: Literal["task_resumed"] = "task_resumed"
+    phase: Literal["planning", "executing"]
+    worker: str
+
+
+class StepStarted(_Record):
+    """A step began (or resumed)."""
+
+    type: Literal["step_started"] = "step_started"
+    step_id: str
+    resumed: bool
+
+
+class TextDelta(_Record):
+    """Text the executor model streamed (batched: about 256 characters or 50 ms per event)."""
+
+    type: Literal["text_delta"] = "text_delta"
+    step_id: str
+    text: str
+
+
+class ToolCallStarted(_Record):
+    """A tool call is about to be sent (recorded before it is)."""
+
+    type: Literal["tool_call_started"] = "tool_call_started"
+    call_id: str
+    step_id: str
+    tool: str
+    arguments: dict[str, Any]
+    retry: bool
+
+
+class ToolProgress(_Record):
+    """The tool server reported MCP progress."""
+
+    type: Literal["tool_progress"] = "tool_progress"
+    call_id: str
+    step_id: str
+    progress: float
+    total: float | None
+    message: str | None
+
+
+class ToolCallCompleted(_Record):
+    """A result came back (including ``isError`` results)."""
+
+    type: Literal["tool_call_completed"] = "tool_call_completed"
+    call_id: str
+    step_id: str
+    tool: str
+    is_error: bool
+    result: str = Field(description="The result's text, cut to its first 2000 characters.")
+    truncated: bool
+    duration_ms: float
+
+
+class ToolCallFailed(_Record):
+    """A transport failure, server crash or timeout."""
+
+    type: Literal["tool_call_failed"] = "tool_call_failed"
+    call_id: str
+    step_id: str
+    tool: str
+    code: str
+    error: str
+
+
+class ToolCallRefused(_Record):
+    """The model asked for a tool the step does not list."""
+
+    type: Literal["tool_call_refused"] = "tool_call_refused"
+    call_id: str
+    step_id: str
+    tool: str
+    reason: str
+
+
+class ToolCallInDoubt(_Record):
+    """On takeover: a call was in flight with no recorded result."""
+
+    type: Literal["tool_call_in_doubt"] = "tool_call_in_doubt"
+    call_id: str
+    step_id: str
+    tool: str
+    safe_to_repeat: bool
+
+
+class NeedsAttention(_Record):
+    """An in-doubt call may not be repeated automatically: an operator must resolve it."""
+
+    type: Literal["needs_attention"] = "needs_attention"
+    tool_call_id: str
+    tool: str
+    step_id: str
+    reason: str
+
+
+class AttentionResolved(_Record):
+    """An operator resolved an in-doubt call (``POST …/resolve``)."""
+
+    type: Literal["attention_resolved"] = "attention_resolved"
+    tool_call_id: str
+    action: Literal["retry", "skip", "fail"]
+    actor: str | None
+
+
+class StepCompleted(_Record):
+    """A step's final answer."""
+
+    type: Literal["step_completed"] = "step_completed"
+    step_id: str
+    output: str
+
+
+class StepFailed(_Record):
+    """A step failed (turn or call limit, its tool server would not start)."""
+
+    type: Literal["step_failed"] = "step_failed"
+    step_id: str
+    error: ErrorBody
+
+
+class TaskCompleted(_Record):
+    """All steps are done; final."""
+
+    type: Literal["task_completed"] = "task_completed"
+    summary: str
+
+
+class TaskFailed(_Record):
+    """Planning or execution failed, or an operator failed an in-doubt call; final."""
+
+    type: Literal["task_failed"] = "task_failed"
+    error: ErrorBody
+
+
+class TaskCancelled(_Record):
+    """The task was cancelled (``POST …/cancel``); final."""
+
+    type: Literal["task_cancelled"] = "task_cancelled"
+    reason: str | None
+    previous_status: TaskStatus
+
+
+TaskEvent = Annotated[
+    TaskCreated
+    | PlanningStarted
+    | PlanInvalid
+    | PlanProposed
+    | ApprovalRequired
+    | PlanEdited
+    | RevisionRequested
+    | TaskApproved
+    | TaskRejected
+    | ExecutionStarted
+    | TaskResumed
+    | StepStarted
+    | TextDelta
+    | ToolCallStarted
+    | ToolProgress
+    | ToolCallCompleted
+    | ToolCallFailed
+    | ToolCallRefused
+    | ToolCallInDoubt
+    | NeedsAttention
+    | AttentionResolved
+    | StepCompleted
+    | StepFailed
+    | TaskCompleted
+    | TaskFailed
+    | TaskCancelled,
+    Field(discriminator="type"),
+]
+"""Any event's ``type`` and payload, told apart by ``type``."""
+
+TASK_EVENT: TypeAdapter[TaskEvent] = TypeAdapter(TaskEvent)
+
+
+def parse_event(type_: str, data: dict[str, Any]) -> TaskEvent:
+    """The typed record of a stored event's ``type`` and ``data`` (validated: not for hot paths)."""
+    return TASK_EVENT.validate_python({**data, "type": type_})

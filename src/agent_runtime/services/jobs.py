@@ -20,7 +20,19 @@ import structlog
 
 from agent_runtime.agents.executor import ExecutorAgent, ExecutorLimits, InDoubtError, StepTools
 from agent_runtime.agents.planner import PlannerAgent
-from agent_runtime.domain.events import EventType
+from agent_runtime.domain.events import (
+    ApprovalRequired,
+    ErrorBody,
+    ExecutionStarted,
+    NeedsAttention,
+    PlanInvalid,
+    PlanningStarted,
+    PlanProposed,
+    TaskCompleted,
+    TaskFailed,
+    TaskResumed,
+    ToolCallInDoubt,
+)
 from agent_runtime.domain.plan import Plan
 from agent_runtime.domain.records import Lease, ToolCallRecord
 from agent_runtime.domain.states import StepStatus, TaskStatus, ToolCallStatus, is_terminal
@@ -86,8 +98,8 @@ class TaskJobs:
             if tx.task.status == TaskStatus.QUEUED:
                 tx.transition(TaskStatus.PLANNING)
             else:
-                tx.emit(EventType.TASK_RESUMED, {"phase": "planning", "worker": lease.owner})
-            tx.emit(EventType.PLANNING_STARTED, {"revision": tx.task.revision_feedback is not None})
+                tx.emit(TaskResumed(phase="planning", worker=lease.owner))
+            tx.emit(PlanningStarted(revision=tx.task.revision_feedback is not None))
             task = tx.task
         previous: Plan | None = None
         if task.revision_feedback and task.current_plan_version:
@@ -97,7 +109,7 @@ class TaskJobs:
 
         async def on_invalid(problems: list[str]) -> None:
             async with self.store.transaction(lease.task_id, lease) as tx:
-                tx.emit(EventType.PLAN_INVALID, {"problems": problems})
+                tx.emit(PlanInvalid(problems=problems))
 
         try:
             outcome = await planner.plan(
@@ -113,17 +125,16 @@ class TaskJobs:
             version = tx.add_plan_version(outcome.plan, outcome.author)
             tx.transition(TaskStatus.AWAITING_APPROVAL, revision_feedback=None)
             tx.emit(
-                EventType.PLAN_PROPOSED,
-                {
-                    "plan_version": version,
-                    "content_hash": outcome.plan.content_hash(),
-                    "author": outcome.author,
-                    "offline_test": offline,
-                    "attempts": outcome.attempts,
-                    "plan": outcome.plan.model_dump(mode="json"),
-                },
+                PlanProposed(
+                    plan_version=version,
+                    content_hash=outcome.plan.content_hash(),
+                    author=outcome.author,
+                    offline_test=offline,
+                    attempts=outcome.attempts,
+                    plan=outcome.plan,
+                )
             )
-            tx.emit(EventType.APPROVAL_REQUIRED, {"plan_version": version})
+            tx.emit(ApprovalRequired(plan_version=version))
         if self.metrics is not None:
             self.metrics.observe_planning(time.perf_counter() - started, "proposed")
 
@@ -149,9 +160,9 @@ class TaskJobs:
             if tx.task.status == TaskStatus.APPROVED:
                 tx.transition(TaskStatus.EXECUTING)
             if resumed or lease.status == TaskStatus.EXECUTING:
-                tx.emit(EventType.TASK_RESUMED, {"phase": "executing", "worker": lease.owner})
+                tx.emit(TaskResumed(phase="executing", worker=lease.owner))
             else:
-                tx.emit(EventType.EXECUTION_STARTED, {"plan_version": version, "content_hash": record.content_hash})
+                tx.emit(ExecutionStarted(plan_version=version, content_hash=record.content_hash))
             self._mark_in_doubt(tx, calls)
 
         # Group-committed with the first step's records (see ``services.journal``).
@@ -176,7 +187,7 @@ class TaskJobs:
             # same transaction as the last step's records.
             def finish(tx: TaskTx) -> None:
                 tx.transition(TaskStatus.COMPLETED, result={"summary": summary, "outputs": outputs})
-                tx.emit(EventType.TASK_COMPLETED, {"summary": summary})
+                tx.emit(TaskCompleted(summary=summary))
 
             await journal.commit(finish)
             if self.metrics is not None:
@@ -186,7 +197,16 @@ class TaskJobs:
             try:
                 await self._run_in_workspace(executor, task.id, task.prompt, plan, status, outputs, journal, complete)
             except InDoubtError as exc:
-                await journal.commit(_needs_attention({**exc.details, "reason": exc.message}))
+                await journal.commit(
+                    _needs_attention(
+                        NeedsAttention(
+                            tool_call_id=exc.call.id,
+                            tool=exc.call.tool_name,
+                            step_id=exc.call.step_id,
+                            reason=exc.message,
+                        )
+                    )
+                )
             except LeaseLostError:
                 raise
             except ServiceError as exc:
@@ -212,13 +232,12 @@ class TaskJobs:
                 tx.update_tool_call(call.id, status=ToolCallStatus.IN_DOUBT)
                 info = self.catalog.get(call.tool_name)
                 tx.emit(
-                    EventType.TOOL_CALL_IN_DOUBT,
-                    {
-                        "call_id": call.id,
-                        "step_id": call.step_id,
-                        "tool": call.tool_name,
-                        "safe_to_repeat": bool(info and info.safe_to_repeat),
-                    },
+                    ToolCallInDoubt(
+                        call_id=call.id,
+                        step_id=call.step_id,
+                        tool=call.tool_name,
+                        safe_to_repeat=bool(info and info.safe_to_repeat),
+                    )
                 )
 
     def _specs(self, names: list[str]) -> list[ToolSpec]:
@@ -240,7 +259,7 @@ class TaskJobs:
                     version, {StepStatus.RUNNING}, status=StepStatus.FAILED, error=error, finished_at=tx.now
                 )
             tx.transition(TaskStatus.FAILED, error=error)
-            tx.emit(EventType.TASK_FAILED, {"error": error})
+            tx.emit(TaskFailed(error=ErrorBody.model_validate(error)))
         if version is not None:
             await self.pool.workspaces.remove(lease.task_id)
             if self.metrics is not None:
@@ -276,9 +295,9 @@ class TaskJobs:
                     await self.pool.workspaces.remove(task_id)
 
 
-def _needs_attention(data: dict[str, object]) -> Callable[[TaskTx], None]:
+def _needs_attention(event: NeedsAttention) -> Callable[[TaskTx], None]:
     def pause(tx: TaskTx) -> None:
         tx.transition(TaskStatus.NEEDS_ATTENTION)
-        tx.emit(EventType.NEEDS_ATTENTION, data)
+        tx.emit(event)
 
     return pause

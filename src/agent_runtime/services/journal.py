@@ -26,7 +26,18 @@ from typing import Any
 
 import anyio
 
-from agent_runtime.domain.events import EventType
+from agent_runtime.domain.events import (
+    ErrorBody,
+    StepCompleted,
+    StepFailed,
+    StepStarted,
+    TextDelta,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ToolCallRefused,
+    ToolCallStarted,
+    ToolProgress,
+)
 from agent_runtime.domain.records import Lease, ToolCallRecord
 from agent_runtime.domain.states import StepStatus, ToolCallStatus
 from agent_runtime.errors import ServiceError
@@ -148,7 +159,7 @@ class StoreJournal:
             if not resumed:
                 fields["started_at"] = tx.now
             tx.update_step(self.plan_version, step_id, **fields)
-            tx.emit(EventType.STEP_STARTED, {"step_id": step_id, "resumed": resumed})
+            tx.emit(StepStarted(step_id=step_id, resumed=resumed))
 
         self.stage(record)
 
@@ -168,9 +179,9 @@ class StoreJournal:
     def _take_text(self) -> None:
         if not self._delta or self._delta_step is None:
             return
-        data = {"step_id": self._delta_step, "text": "".join(self._delta)}
+        event = TextDelta(step_id=self._delta_step, text="".join(self._delta))
         self._delta, self._delta_chars, self._delta_step = [], 0, None
-        self._append(lambda tx: tx.emit(EventType.TEXT_DELTA, data))
+        self._append(lambda tx: tx.emit(event))
 
     async def call_started(
         self, step_id: str, turn: int, index: int, tool: str, arguments: dict[str, Any], *, retry_of: str | None
@@ -187,14 +198,13 @@ class StoreJournal:
                     call_id=call_id, step_id=step_id, turn=turn, call_index=index, tool_name=tool, arguments=arguments
                 )
             tx.emit(
-                EventType.TOOL_CALL_STARTED,
-                {
-                    "call_id": call_id,
-                    "step_id": step_id,
-                    "tool": tool,
-                    "arguments": arguments,
-                    "retry": retry_of is not None,
-                },
+                ToolCallStarted(
+                    call_id=call_id,
+                    step_id=step_id,
+                    tool=tool,
+                    arguments=arguments,
+                    retry=retry_of is not None,
+                )
             )
 
         await self.commit(record)  # write-ahead: durable before the tool runs
@@ -212,16 +222,15 @@ class StoreJournal:
                 finished_at=tx.now,
             )
             tx.emit(
-                EventType.TOOL_CALL_COMPLETED,
-                {
-                    "call_id": call_id,
-                    "step_id": step_id,
-                    "tool": tool,
-                    "is_error": result.is_error,
-                    "result": result.text[:PREVIEW_CHARS],
-                    "truncated": len(result.text) > PREVIEW_CHARS,
-                    "duration_ms": round(seconds * 1000, 3),
-                },
+                ToolCallCompleted(
+                    call_id=call_id,
+                    step_id=step_id,
+                    tool=tool,
+                    is_error=result.is_error,
+                    result=result.text[:PREVIEW_CHARS],
+                    truncated=len(result.text) > PREVIEW_CHARS,
+                    duration_ms=round(seconds * 1000, 3),
+                )
             )
 
         self.stage(record)
@@ -238,14 +247,13 @@ class StoreJournal:
                 finished_at=tx.now,
             )
             tx.emit(
-                EventType.TOOL_CALL_FAILED,
-                {
-                    "call_id": call_id,
-                    "step_id": step_id,
-                    "tool": tool,
-                    "code": error.code.value,
-                    "error": error.message,
-                },
+                ToolCallFailed(
+                    call_id=call_id,
+                    step_id=step_id,
+                    tool=tool,
+                    code=error.code.value,
+                    error=error.message,
+                )
             )
 
         self.stage(record)
@@ -267,9 +275,7 @@ class StoreJournal:
                 status=ToolCallStatus.REFUSED,
                 result={"reason": reason},
             )
-            tx.emit(
-                EventType.TOOL_CALL_REFUSED, {"call_id": call_id, "step_id": step_id, "tool": tool, "reason": reason}
-            )
+            tx.emit(ToolCallRefused(call_id=call_id, step_id=step_id, tool=tool, reason=reason))
 
         self.stage(record)
         self._observe(tool, "refused", 0.0)
@@ -279,13 +285,13 @@ class StoreJournal:
     ) -> None:
         if call_id in self._finished_calls:
             return  # arrived after the call's result: no longer news
-        data = {"call_id": call_id, "step_id": step_id, "progress": progress, "total": total, "message": message}
-        self.stage(lambda tx: tx.emit(EventType.TOOL_PROGRESS, data))
+        event = ToolProgress(call_id=call_id, step_id=step_id, progress=progress, total=total, message=message)
+        self.stage(lambda tx: tx.emit(event))
 
     async def step_completed(self, step_id: str, output: str) -> None:
         def record(tx: TaskTx) -> None:
             tx.update_step(self.plan_version, step_id, status=StepStatus.COMPLETED, output=output, finished_at=tx.now)
-            tx.emit(EventType.STEP_COMPLETED, {"step_id": step_id, "output": output})
+            tx.emit(StepCompleted(step_id=step_id, output=output))
 
         self.stage(record)
         self._observe_step(step_id, "completed")
@@ -295,7 +301,7 @@ class StoreJournal:
 
         def record(tx: TaskTx) -> None:
             tx.update_step(self.plan_version, step_id, status=StepStatus.FAILED, error=body, finished_at=tx.now)
-            tx.emit(EventType.STEP_FAILED, {"step_id": step_id, "error": body})
+            tx.emit(StepFailed(step_id=step_id, error=ErrorBody.model_validate(body)))
 
         await self.commit(record)
         self._observe_step(step_id, "failed")

@@ -11,7 +11,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from agent_runtime.domain.events import EventType
+from agent_runtime.domain.events import (
+    ApprovalRequired,
+    AttentionResolved,
+    ErrorBody,
+    PlanEdited,
+    RevisionRequested,
+    TaskApproved,
+    TaskCancelled,
+    TaskFailed,
+    TaskRejected,
+)
 from agent_runtime.domain.plan import Plan, check_plan
 from agent_runtime.domain.records import PlanVersionRecord, StepRecord, TaskRecord, ToolCallRecord
 from agent_runtime.domain.states import StepStatus, TaskStatus, ToolCallStatus, is_terminal
@@ -97,7 +107,7 @@ class TaskService:
             self._require_current(task, plan_version)
             tx.transition(TaskStatus.APPROVED, approved_plan_version=plan_version)
             tx.add_approval(plan_version, "approved", actor, None)
-            tx.emit(EventType.TASK_APPROVED, {"plan_version": plan_version, "actor": actor})
+            tx.emit(TaskApproved(plan_version=plan_version, actor=actor))
         return tx.task, True
 
     async def reject(self, task_id: str, reason: str | None, actor: str | None) -> TaskRecord:
@@ -106,7 +116,7 @@ class TaskService:
             version = tx.task.current_plan_version or 0
             tx.transition(TaskStatus.REJECTED, error={"code": "rejected", "message": reason or "rejected"})
             tx.add_approval(version, "rejected", actor, reason)
-            tx.emit(EventType.TASK_REJECTED, {"plan_version": version, "reason": reason, "actor": actor})
+            tx.emit(TaskRejected(plan_version=version, reason=reason, actor=actor))
         return tx.task
 
     async def request_revision(self, task_id: str, feedback: str, actor: str | None) -> TaskRecord:
@@ -117,7 +127,7 @@ class TaskService:
             version = tx.task.current_plan_version or 0
             tx.transition(TaskStatus.QUEUED, revision_feedback=feedback)
             tx.add_approval(version, "revision_requested", actor, feedback)
-            tx.emit(EventType.REVISION_REQUESTED, {"plan_version": version, "feedback": feedback, "actor": actor})
+            tx.emit(RevisionRequested(plan_version=version, feedback=feedback, actor=actor))
         return tx.task
 
     async def edit_plan(self, task_id: str, base_version: int, plan: Plan, actor: str | None) -> TaskRecord:
@@ -133,15 +143,14 @@ class TaskService:
             tx.transition(TaskStatus.AWAITING_APPROVAL)
             tx.add_approval(base_version, "edited", actor, None)
             tx.emit(
-                EventType.PLAN_EDITED,
-                {
-                    "plan_version": version,
-                    "based_on": base_version,
-                    "content_hash": plan.content_hash(),
-                    "actor": actor,
-                },
+                PlanEdited(
+                    plan_version=version,
+                    based_on=base_version,
+                    content_hash=plan.content_hash(),
+                    actor=actor,
+                )
             )
-            tx.emit(EventType.APPROVAL_REQUIRED, {"plan_version": version})
+            tx.emit(ApprovalRequired(plan_version=version))
         return tx.task
 
     async def cancel(self, task_id: str, reason: str | None = None) -> TaskRecord:
@@ -165,7 +174,7 @@ class TaskService:
             tx.update_tool_calls_where(
                 {ToolCallStatus.STARTED, ToolCallStatus.IN_DOUBT}, status=ToolCallStatus.CANCELLED, finished_at=tx.now
             )
-            tx.emit(EventType.TASK_CANCELLED, {"reason": reason, "previous_status": task.status.value})
+            tx.emit(TaskCancelled(reason=reason, previous_status=task.status))
         return tx.task
 
     async def resolve_attention(
@@ -185,13 +194,13 @@ class TaskService:
                     f"tool call {tool_call_id} is {call.status.value}, not in_doubt",
                     details={"current_status": tx.task.status.value, "tool_call_status": call.status.value},
                 )
-            payload = {"tool_call_id": tool_call_id, "action": action, "actor": actor}
+            resolved = AttentionResolved(tool_call_id=tool_call_id, action=action, actor=actor)
             if action == "fail":
                 tx.update_tool_call(tool_call_id, status=ToolCallStatus.FAILED, finished_at=tx.now)
                 error = {"code": "in_doubt_failed", "message": f"operator failed in-doubt call to {call.tool_name}"}
                 tx.transition(TaskStatus.FAILED, error=error)
-                tx.emit(EventType.ATTENTION_RESOLVED, payload)
-                tx.emit(EventType.TASK_FAILED, {"error": error})
+                tx.emit(resolved)
+                tx.emit(TaskFailed(error=ErrorBody.model_validate(error)))
             else:
                 if action == "skip":
                     tx.update_tool_call(
@@ -203,7 +212,7 @@ class TaskService:
                 else:
                     tx.update_tool_call(tool_call_id, result={"operator_retry": True})
                 tx.transition(TaskStatus.APPROVED)
-                tx.emit(EventType.ATTENTION_RESOLVED, payload)
+                tx.emit(resolved)
         return tx.task
 
     # -- helpers --------------------------------------------------------------------------------

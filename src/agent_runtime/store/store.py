@@ -52,7 +52,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
-from agent_runtime.domain.events import Event, EventType
+from agent_runtime.domain.events import Event, TaskCreated
 from agent_runtime.domain.records import (
     ApprovalRecord,
     Lease,
@@ -265,7 +265,7 @@ class TaskStore:
             revision_feedback=None, lease_owner=None, lease_expires_at=None, lease_epoch=0, last_seq=0,
         )  # fmt: skip
         tx = TaskTx(record, now)
-        tx.emit(EventType.TASK_CREATED, {"status": TaskStatus.QUEUED.value})
+        tx.emit(TaskCreated(status=TaskStatus.QUEUED))
         tx.wakes_workers = True
         offered = self._offer(tx, None, new=True)
 

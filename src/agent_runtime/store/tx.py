@@ -26,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Executable
 
-from agent_runtime.domain.events import Event, EventType
+from agent_runtime.domain.events import Event, TaskEvent
 from agent_runtime.domain.plan import Plan
 from agent_runtime.domain.records import Lease, TaskRecord
 from agent_runtime.domain.states import LEASED, TERMINAL, StepStatus, TaskStatus, ToolCallStatus, check_transition
@@ -176,8 +176,9 @@ class TaskTx:
         known = {k: v for k, v in fields.items() if k in TaskRecord.__dataclass_fields__}
         self.task = replace(self.task, **known)
 
-    def emit(self, type_: EventType | str, data: dict[str, Any] | None = None) -> None:
-        self._events.append((str(type_), data or {}))
+    def emit(self, event: TaskEvent) -> None:
+        """Store ``event`` with this transaction: its ``type``, and its payload as the event's ``data``."""
+        self._events.append((event.type, event.payload()))
 
     # -- plans and steps ---------------------------------------------------------------------
 
