@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import anyio
 
+from agent_runtime.domain.events import parse_event
 from tests.support.harness import live_service, make_settings, read_stream
 
 
@@ -45,6 +47,8 @@ async def test_submit_plan_approve_execute_streams_real_tool_calls_until_complet
         # ids are the per-task sequence: gap-free from 1
         all_ids = [e["sse_id"] for e in seen + events]
         assert all_ids == list(range(1, len(all_ids) + 1))
+        for e in seen + events:  # every streamed payload is its typed record's, field for field
+            assert json.dumps(parse_event(e["type"], e["data"]).payload()) == json.dumps(e["data"])
 
         done = await live.task(created["id"])
         assert done["status"] == "completed"
