@@ -96,7 +96,9 @@ class Event:
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", use_enum_values=True, json_schema_serialization_defaults_required=True
+    )
 
     def payload(self) -> dict[str, Any]:
         """The stored ``data``: every field but ``type``, in declaration order."""
