@@ -48,7 +48,7 @@ from core_rig import REPO, ToolKind, ZeroLLM, bench_settings, build_bench_runtim
 from http_client import EventStream, HttpClient
 from stats import summary
 
-from agent_runtime.domain.events import Event, EventType
+from agent_runtime.domain.events import Event, EventType, TextDelta
 from agent_runtime.domain.states import TaskStatus
 from agent_runtime.logging import configure_logging
 from agent_runtime.runtime import Overrides, Runtime, build_runtime, serve_background, stop_runtime
@@ -196,7 +196,7 @@ async def bench_store(tmp: Path, ops: int) -> dict[str, Any]:
 
         async def fenced() -> None:
             async with store.transaction(task.id, lease) as tx:
-                tx.emit(EventType.TEXT_DELTA, {"step_id": "s1", "text": "x"})
+                tx.emit(TextDelta(step_id="s1", text="x"))
 
         async def create() -> None:
             await store.create_task(PROMPT, {})
