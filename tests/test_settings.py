@@ -11,7 +11,7 @@ import structlog
 
 from agent_runtime.errors import ConfigError
 from agent_runtime.runtime import build_runtime
-from agent_runtime.settings import load_settings
+from agent_runtime.settings import Settings, load_settings
 from tests.support.harness import REGISTRY, make_settings
 
 CLI = Path(sys.executable).parent / "agent-runtime"
@@ -28,6 +28,55 @@ def test_environment_overrides_the_file_and_relative_paths_follow_the_file(
     assert settings.tools.registry_path == tmp_path / "reg.yaml"
     monkeypatch.setenv("AGENT_RUNTIME_CONFIG", str(config))
     assert load_settings().server.port == 9100
+
+
+def test_precedence_is_arguments_then_environment_then_dotenv_then_the_file_then_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(Settings.model_config, "env_file", ".env")  # the default (conftest turns it off)
+    (tmp_path / "config.yaml").write_text(
+        "server: {port: 9001, host: 127.0.0.2, log_level: debug, sse_ping_seconds: 7}\n"
+        "limits: {max_steps_per_plan: 3}\n"
+    )
+    (tmp_path / ".env").write_text(
+        "# docker compose's variables are not settings: ignored\n"
+        "POSTGRES_PASSWORD=change-me\n"
+        "AGENT_RUNTIME_SERVER__PORT=9002\n"
+        "AGENT_RUNTIME_SERVER__HOST=127.0.0.3\n"
+        "AGENT_RUNTIME_SERVER__LOG_LEVEL=warning\n"
+    )
+    monkeypatch.setenv("AGENT_RUNTIME_SERVER__PORT", "9003")
+    monkeypatch.setenv("AGENT_RUNTIME_SERVER__HOST", "127.0.0.4")
+    settings = load_settings(tmp_path / "config.yaml", server={"port": 9004})
+    assert settings.server.port == 9004  # argument over environment
+    assert settings.server.host == "127.0.0.4"  # environment over .env
+    assert settings.server.log_level == "warning"  # .env over the file
+    assert settings.server.sse_ping_seconds == 7 and settings.limits.max_steps_per_plan == 3  # the file
+    assert settings.limits.max_turns_per_step == 10  # default
+
+
+def test_dotenv_supplies_provider_keys_below_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(Settings.model_config, "env_file", ".env")
+    (tmp_path / ".env").write_text("ANTHROPIC_API_KEY=from-dotenv\nANTHROPIC_BASE_URL=http://127.0.0.1:9/\n")
+    llm = load_settings().llm.planner.resolved()
+    assert (llm.provider, llm.base_url) == ("anthropic", "http://127.0.0.1:9/")
+    assert llm.api_key is not None and llm.api_key.get_secret_value() == "from-dotenv"
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "from-environment")
+    llm = load_settings().llm.executor.resolved()
+    assert llm.api_key is not None and llm.api_key.get_secret_value() == "from-environment"
+    assert "from-environment" not in repr(load_settings()) and "ANTHROPIC" not in str(load_settings().model_dump())
+
+
+def test_a_dotenv_variable_with_our_prefix_that_names_no_setting_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(Settings.model_config, "env_file", ".env")
+    (tmp_path / ".env").write_text("AGENT_RUNTIME_ENVIRONMENT=production\n")
+    with pytest.raises(ConfigError, match=r"environment \+ \.env: environment: Extra inputs are not permitted"):
+        load_settings()
 
 
 def test_provider_follows_the_keys_present_and_falls_back_to_the_offline_test_model(tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
 """The runtime: every long-lived part of the service, built and torn down in one place.
 
-``Runtime.start`` builds store, event bus, LLM clients, tool catalogue and pool, services and the
-runner; ``Runtime.stop`` drains the runner, closes SSE streams and tool servers. ``create_app``
-calls both from the FastAPI lifespan; tests and benchmarks can use them directly.
+:func:`build_runtime` builds store, event bus, LLM clients, tool catalogue and pool, services and
+the runner; :func:`serve_background` starts their background work; :func:`drain_runtime` turns the
+replica unready, ends SSE streams (``Runtime.shutdown_event``) and hands work back;
+:func:`stop_runtime` drains, then closes tool servers and connections. ``create_app`` calls them
+from the FastAPI lifespan; tests and benchmarks can use them directly.
 """
 
 from __future__ import annotations

@@ -1,24 +1,34 @@
-"""Settings: one class, loaded from ``config.yaml`` and overridden by the environment.
+"""Settings: one class, loaded from ``config.yaml``, ``.env`` and the environment.
 
-Precedence (highest first): constructor arguments, ``AGENT_RUNTIME_*`` environment variables
-(nested with ``__``, e.g. ``AGENT_RUNTIME_DATABASE__URL``), the YAML file named by
-``AGENT_RUNTIME_CONFIG`` (default ``./config.yaml``), then defaults. The providers' own variables
-(``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``ANTHROPIC_API_KEY``, ``ANTHROPIC_BASE_URL``) fill in
-keys and base URLs that the file leaves unset.
+Precedence (highest first): constructor arguments (``load_settings``'s overrides), environment
+variables, a ``.env`` file in the working directory, the YAML file named by ``AGENT_RUNTIME_CONFIG``
+(default ``./config.yaml``), then defaults. Settings variables are ``AGENT_RUNTIME_*`` (nested with
+``__``, e.g. ``AGENT_RUNTIME_DATABASE__URL``). The providers' own variables (``OPENAI_API_KEY``,
+``OPENAI_BASE_URL``, ``ANTHROPIC_API_KEY``, ``ANTHROPIC_BASE_URL``), from the environment or
+``.env``, fill in keys and base URLs that the file leaves unset. Other variables in ``.env`` (docker
+compose's ``POSTGRES_*``) are ignored; an ``AGENT_RUNTIME_*`` one that names no setting is an error.
 
-Nothing here is created at import time: call :func:`load_settings`.
+Every source is pydantic-settings' own (``YamlConfigSettingsSource``, ``DotEnvSettingsSource``);
+this module only picks the file and words the errors. Nothing here is created at import time: call
+:func:`load_settings`.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
 
 from agent_runtime.errors import ConfigError
 
@@ -76,10 +86,14 @@ class LLMSettings(_Section):
     retry_base_delay_seconds: float = Field(default=0.5, ge=0)
     max_output_tokens: int = Field(default=4096, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
+    _provider_env: dict[str, str] | None = PrivateAttr(default=None)
+    """The providers' variables as :class:`Settings` read them (environment, then ``.env``)."""
 
-    def resolved(self, env: dict[str, str] | None = None) -> ResolvedLLM:
-        """Fill provider, model, key and base URL from the providers' own environment variables."""
-        env = dict(os.environ) if env is None else env
+    def resolved(self, env: Mapping[str, str] | None = None) -> ResolvedLLM:
+        """Fill provider, model, key and base URL from the providers' own variables: ``env`` if given,
+        else those the settings were loaded with, else the process environment."""
+        if env is None:
+            env = self._provider_env if self._provider_env is not None else os.environ
         provider: Provider
         if self.provider is not None:
             provider = self.provider
@@ -200,6 +214,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AGENT_RUNTIME_",
         env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        dotenv_filtering="match_prefix",  # .env may hold other tools' variables; AGENT_RUNTIME_* typos fail
         extra="forbid",
     )
 
@@ -211,9 +228,26 @@ class Settings(BaseSettings):
     tools: ToolSettings = Field(default_factory=ToolSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY", exclude=True)
+    openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL", exclude=True)
+    anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY", exclude=True)
+    anthropic_base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL", exclude=True)
+    """The providers' own variables (environment or ``.env``); ``llm.*.resolved()`` reads them."""
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
+        provider_env = {
+            name: value.get_secret_value() if isinstance(value, SecretStr) else value
+            for name, value in (
+                ("OPENAI_API_KEY", self.openai_api_key),
+                ("OPENAI_BASE_URL", self.openai_base_url),
+                ("ANTHROPIC_API_KEY", self.anthropic_api_key),
+                ("ANTHROPIC_BASE_URL", self.anthropic_base_url),
+            )
+            if value
+        }
+        self.llm.planner._provider_env = provider_env
+        self.llm.executor._provider_env = provider_env
         if self.server.environment == "production":
             for role in ("planner", "executor"):
                 llm: LLMSettings = getattr(self.llm, role)
@@ -234,36 +268,25 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _YamlSource(settings_cls), file_secret_settings)
+        config_file = _YAML_SOURCE.get()
+        files = (config_file,) if config_file is not None else ()
+        return (init_settings, env_settings, dotenv_settings, *files, file_secret_settings)
 
 
-_YAML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("agent_runtime_yaml_data", default=None)
+_YAML_SOURCE: ContextVar[YamlConfigSettingsSource | None] = ContextVar("agent_runtime_yaml", default=None)
+"""The config file's source while :func:`load_settings` builds a :class:`Settings` (the file is chosen
+per call, and ``settings_customise_sources`` is a class method)."""
 
 
-class _YamlSource(PydanticBaseSettingsSource):
-    """The YAML file's values, below the environment in precedence."""
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return (_YAML_DATA.get() or {}).get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(_YAML_DATA.get() or {})
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_yaml(path: Path) -> YamlConfigSettingsSource:
     try:
-        text = path.read_text(encoding="utf-8")
+        return YamlConfigSettingsSource(Settings, yaml_file=path)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
-    try:
-        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
-    return data
+    except (TypeError, ValueError, AttributeError) as exc:  # the library merges the top level as a dict
+        raise ConfigError(f"{path}: the top level must be a mapping") from exc
 
 
 def _describe(exc: ValidationError, source: str) -> str:
@@ -282,21 +305,21 @@ def load_settings(config_path: Path | str | None = None, **overrides: Any) -> Se
     """
     explicit = config_path is not None or "AGENT_RUNTIME_CONFIG" in os.environ
     path = Path(config_path or os.environ.get("AGENT_RUNTIME_CONFIG", "config.yaml"))
-    file_data: dict[str, Any] = {}
-    if path.exists() or explicit:
-        file_data = _read_yaml(path)
+    if explicit and not path.is_file():
+        raise ConfigError(f"{path}: cannot read config file: no such file")
+    source = _read_yaml(path)  # a missing default file reads as empty: defaults apply
     try:
         # Validate the file alone first so an error names the file, not the environment.
-        _FileOnly.model_validate(file_data)
+        _FileOnly.model_validate(source.yaml_data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, str(path))) from exc
-    token = _YAML_DATA.set(file_data)
+    token = _YAML_SOURCE.set(source)
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, f"{path} + AGENT_RUNTIME_* environment")) from exc
+        raise ConfigError(_describe(exc, f"{path} + environment + .env")) from exc
     finally:
-        _YAML_DATA.reset(token)
+        _YAML_SOURCE.reset(token)
     return _relative_to(settings, path.parent if explicit else Path.cwd())
 
 

@@ -1,4 +1,5 @@
-"""The lean SSE response: one send per chunk, keep-alive comments, ends with the body, the client or a stuck send."""
+"""The lean SSE response: one send per chunk, keep-alive comments; ends with the body, the client, a stuck
+send or the service's shutdown event."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 
 import anyio
 import pytest
-from sse_starlette.sse import AppStatus
 
 from agent_runtime.api.sse import LastChunk, SSEResponse
 
@@ -68,8 +68,16 @@ class _Body:
             self.closed = True
 
 
-def _response(body: _Body, *, ping: float = 60, send_timeout: float = 30) -> SSEResponse:
-    return SSEResponse(body(), ping_seconds=ping, send_timeout=send_timeout, headers={"Cache-Control": "no-store"})
+def _response(
+    body: _Body, *, ping: float = 60, send_timeout: float = 30, shutdown: anyio.Event | None = None
+) -> SSEResponse:
+    return SSEResponse(
+        body(),
+        ping_seconds=ping,
+        send_timeout=send_timeout,
+        shutdown=shutdown or anyio.Event(),
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 async def test_each_chunk_is_one_send_and_the_response_ends_with_the_body() -> None:
@@ -138,12 +146,20 @@ async def test_an_error_in_the_body_surfaces_as_itself() -> None:
     assert body.closed
 
 
-async def test_the_stream_ends_when_the_server_exits(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(AppStatus, "should_exit", True)  # what uvicorn's exit handler sets (via sse-starlette)
-    client, body = _Client(), _Body([], then_wait=True)
+async def test_the_stream_ends_when_the_shutdown_event_is_set_mid_stream_or_before() -> None:
+    shutdown = anyio.Event()
+    client, body = _Client(), _Body([b"id: 1\r\n\r\n"], then_wait=True)
     with anyio.fail_after(5):
-        await _response(body)(GET, client.receive, client.send)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_response(body, shutdown=shutdown), GET, client.receive, client.send)
+            assert (await client.message(1))["body"] == b"id: 1\r\n\r\n"
+            shutdown.set()  # what runtime.drain_runtime does
     assert body.closed
+    assert client.bodies()[-1] == (b"", False)  # the response was ended, not cut off
+    late, late_body = _Client(), _Body([], then_wait=True)
+    with anyio.fail_after(5):
+        await _response(late_body, shutdown=shutdown)(GET, late.receive, late.send)
+    assert late_body.closed
 
 
 async def test_an_error_in_a_watcher_surfaces_as_itself_and_ends_the_stream() -> None:
@@ -158,8 +174,7 @@ async def test_an_error_in_a_watcher_surfaces_as_itself_and_ends_the_stream() ->
 
 
 def _tasks() -> set[asyncio.Task[Any]]:
-    """This loop's tasks, without sse-starlette's one exit watcher per loop (started by the first stream)."""
-    return {t for t in asyncio.all_tasks() if t.get_coro().__qualname__ != "_shutdown_watcher"}  # type: ignore[union-attr]
+    return asyncio.all_tasks()
 
 
 async def test_no_helper_task_outlives_the_response() -> None:

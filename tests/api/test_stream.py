@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
 import anyio
-from sse_starlette import ServerSentEvent
+from httpx_sse import aconnect_sse
 
 from agent_runtime.api.sse import LastChunk
 from agent_runtime.api.stream import LiveFrames, _follow, encode
 from agent_runtime.domain.events import Event
 from agent_runtime.runtime import Runtime
 from agent_runtime.services.bus import EventBus
+from tests.support.harness import live_service, make_settings, read_stream
 
 CREATED = datetime(2026, 11, 21, 9, 0, 0, 123456, tzinfo=UTC)
 
@@ -47,16 +49,17 @@ def _runtime(store: _Store, bus: EventBus) -> Runtime:
     return cast(Runtime, SimpleNamespace(store=store, bus=bus, metrics=metrics, runner=SimpleNamespace(draining=False)))
 
 
-def test_encoded_frame_is_byte_for_byte_the_sse_starlette_event_we_used_to_send() -> None:
-    for event in (
-        _event(7),
-        _event(8, "text_delta", text="two\nlines\r\nand ünïcode \u2028"),
-        _event(9, "task_completed"),
-    ):
-        old = ServerSentEvent(
-            data=json.dumps(event.to_json(), separators=(",", ":")), event=event.type, id=str(event.seq)
-        ).encode()
-        assert encode(event) == old
+def test_an_encoded_frame_is_id_event_and_one_line_of_compact_json() -> None:
+    # The bytes sse-starlette's ServerSentEvent(data=..., event=..., id=...).encode() wrote, when we used it.
+    assert encode(_event(7)) == (
+        b'id: 7\r\nevent: tool_progress\r\ndata: {"task_id":"t1","seq":7,"type":"tool_progress",'
+        b'"data":{"n":7},"created_at":"2026-11-21T09:00:00.123456+00:00"}\r\n\r\n'
+    )
+    event = _event(8, "text_delta", text="two\nlines\r\nand ünïcode \u2028")
+    lines = encode(event).split(b"\r\n")
+    assert lines[:2] == [b"id: 8", b"event: text_delta"] and lines[3:] == [b"", b""]
+    assert lines[2].startswith(b"data: ") and lines[2].isascii() and b"\n" not in lines[2]
+    assert json.loads(lines[2][len(b"data: ") :]) == event.to_json()
 
 
 def test_live_frames_encode_each_event_object_once() -> None:
@@ -147,3 +150,22 @@ async def test_a_task_that_finishes_after_the_stream_opened_ends_it_through_the_
         bus.events_committed([done])
         assert [chunk async for chunk in body] == [encode(done)]
     assert store.reads == 1 and bus.subscriber_count() == 0
+
+
+async def test_the_runtime_shutdown_event_ends_open_streams_cleanly_and_new_ones_at_once(tmp_path: Path) -> None:
+    async with live_service(make_settings(tmp_path)) as live:
+        created = await live.submit("Echo hello.")
+        await live.wait_for(created["id"], "approval_required")  # the task now waits: its stream stays open
+        seen: list[str] = []
+        with anyio.fail_after(10):
+            async with aconnect_sse(live.client, "GET", f"/v1/tasks/{created['id']}/stream") as source:
+                async for sse in source.aiter_sse():
+                    if sse.event == "approval_required":
+                        live.runtime.shutdown_event.set()  # what the drain does first
+                    seen.append(sse.event)
+                # the body ended without a protocol error: the response was completed, not cut off
+        assert seen[-1] == "approval_required"
+        assert live.runtime.bus.subscriber_count() == 0
+        with anyio.fail_after(10):
+            late = await read_stream(live.client, created["id"])  # ends by itself, whatever it replayed
+        assert len(late) <= 4

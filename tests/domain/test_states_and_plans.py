@@ -51,9 +51,11 @@ def test_plan_checks_report_every_problem_in_words_a_model_can_act_on() -> None:
 
 def test_cycles_are_rejected_and_order_respects_dependencies() -> None:
     cyclic = Plan(summary="s", steps=[_step("a", [], ["b"]), _step("b", [], ["a"])])
-    assert check_plan(cyclic, known_tools=set(), max_steps=5) == ["the steps' depends_on form a cycle"]
+    assert check_plan(cyclic, known_tools=set(), max_steps=5) == ["the steps' depends_on form a cycle: a -> b -> a"]
     plan = Plan(summary="s", steps=[_step("c", [], ["b"]), _step("a", []), _step("b", [], ["a"])])
     assert [s.id for s in execution_order(plan)] == ["a", "b", "c"]
+    independent = Plan(summary="s", steps=[_step("d", []), _step("f", [], ["d"]), _step("e", []), _step("g", [])])
+    assert [s.id for s in execution_order(independent)] == ["d", "f", "e", "g"]  # the plan's order among ready steps
     assert plan.servers() == set()
 
 

@@ -99,10 +99,8 @@ def test_tool_calls_are_counted_and_timed_by_server_and_tool() -> None:
 
 def test_gauges_follow_processes_and_sse_clients_and_takeovers_are_counted() -> None:
     metrics = Metrics()
-    metrics.mcp_server_started("files")
-    metrics.mcp_server_started("files")
-    metrics.mcp_server_started("git")
-    metrics.mcp_server_stopped("files")
+    metrics.set_mcp_processes({"files": 3, "old": 1})
+    metrics.set_mcp_processes({"files": 1, "git": 1})  # the pool's counts at the next scrape
     metrics.sse_client_connected()
     metrics.sse_client_connected()
     metrics.sse_client_disconnected()
@@ -110,6 +108,7 @@ def test_gauges_follow_processes_and_sse_clients_and_takeovers_are_counted() -> 
 
     assert _value(metrics, "mcp_server_processes", server="files") == 1
     assert _value(metrics, "mcp_server_processes", server="git") == 1
+    assert "old" not in metrics.render(None)[0].decode()  # a server gone from the pool leaves no series
     assert _value(metrics, "sse_clients") == 1
     assert _value(metrics, "lease_takeovers_total") == 1
 

@@ -6,12 +6,12 @@ tests stand in small fake modules for it; the last one uses the real SDK when it
 
 from __future__ import annotations
 
-import logging
 import sys
 import types
 from typing import Any
 
 import pytest
+import structlog
 
 from agent_runtime.observability import setup_tracing
 from agent_runtime.observability.tracing import traces_endpoint
@@ -124,14 +124,14 @@ def test_tracing_is_a_noop_when_disabled() -> None:
     tracing.shutdown()
 
 
-def test_enabled_tracing_without_the_sdk_falls_back_to_a_noop_and_says_why(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_enabled_tracing_without_the_sdk_falls_back_to_a_noop_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
     _hide_otel(monkeypatch)
-    with caplog.at_level(logging.WARNING):
+    with structlog.testing.capture_logs() as logs:
         tracing = setup_tracing(_settings(otel_enabled=True))
     assert not tracing.enabled
-    assert "agent-runtime[otel]" in caplog.text
+    assert [(e["event"], e["log_level"], e["fix"]) for e in logs] == [
+        ("tracing_unavailable", "warning", "pip install 'agent-runtime[otel]'")
+    ]
     with tracing.span("task.plan"):
         pass
 
@@ -165,9 +165,15 @@ def test_configured_endpoint_is_a_base_url_and_unset_lets_the_exporter_read_the_
 ) -> None:
     fake = FakeOtel()
     fake.install(monkeypatch)
-    setup_tracing(_settings(otel_enabled=True, otel_endpoint="http://collector:4318/"))
-    setup_tracing(_settings(otel_enabled=True))
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env-collector:4318")
+    with structlog.testing.capture_logs() as logs:
+        setup_tracing(_settings(otel_enabled=True, otel_endpoint="http://collector:4318/"))
+        setup_tracing(_settings(otel_enabled=True))
     assert fake.exporter_endpoints == ["http://collector:4318/v1/traces", None]
+    assert [(e["event"], e["endpoint"]) for e in logs] == [
+        ("tracing_enabled", "http://collector:4318/v1/traces"),
+        ("tracing_enabled", "http://env-collector:4318"),
+    ]
 
 
 def test_traces_endpoint_keeps_a_full_traces_url() -> None:

@@ -37,9 +37,9 @@ class StepTools(Protocol):
         qualified_name: str,
         arguments: dict[str, Any],
         *,
-        timeout: float | None = None,
         on_progress: ProgressHandler | None = None,
-    ) -> ToolResult: ...
+    ) -> ToolResult:
+        """Each server's own call timeout applies (its registry entry, else ``tools.call_timeout_seconds``)."""
 
     def failed_servers(self) -> dict[str, str]: ...
 
@@ -92,7 +92,6 @@ class StepFailedError(ServiceError):
 class ExecutorLimits:
     max_turns: int
     max_tool_calls: int
-    call_timeout: float | None = None
 
 
 class ExecutorAgent:
@@ -217,9 +216,7 @@ class ExecutorAgent:
         started = time.perf_counter()
         try:
             with self._span("agent_runtime.tool_call", tool=request.name, step_id=step.id, call_id=call_id):
-                result = await tools.call(
-                    request.name, request.arguments, timeout=self.limits.call_timeout, on_progress=on_progress
-                )
+                result = await tools.call(request.name, request.arguments, on_progress=on_progress)
         except (ToolServerError, ToolTimeoutError, ToolNotAllowedError) as exc:
             await journal.call_failed(call_id, step.id, request.name, exc, time.perf_counter() - started)
             if exc.details.get("restart_budget_exhausted"):

@@ -1,16 +1,18 @@
 """A lean SSE response: a body of already-encoded chunks, one ASGI ``send`` per chunk.
 
 Same wire behaviour as ``sse_starlette.EventSourceResponse`` as we used it (headers, ``: ping - <time>``
-comments every ``ping_seconds``, the stream ends with the body, on client disconnect and on server
-exit), without its per-chunk costs: no ``ServerSentEvent`` encoding (the body yields bytes) and no
-cancel scope per send. With 1,000 followers every event is 1,000 sends, so this is the fan-out's hot
-path; docs/benchmarks.md has the measurements behind the choice.
+comments every ``ping_seconds``, the stream ends with the body, on client disconnect and on the
+service's shutdown), without its per-chunk costs: no ``ServerSentEvent`` encoding (the body yields
+bytes) and no cancel scope per send. With 1,000 followers every event is 1,000 sends, so this is the
+fan-out's hot path; docs/benchmarks.md has the measurements behind the choice. Shutdown is the
+runtime's ``shutdown_event``, set when the drain starts (``runtime.drain_runtime``), instead of a
+process-wide watcher of uvicorn's exit flag.
 
 A send that stays blocked (the client stopped reading) for ``send_timeout`` seconds ends the stream;
 it is noticed at the next keep-alive tick instead of by a timer around every send.
 
 Per stream, the body is pumped by the request's own task inside one cancel scope; two plain asyncio
-tasks watch for the client's disconnect and the server's exit and cancel that scope when they see
+tasks watch for the client's disconnect and the shutdown event and cancel that scope when they see
 it. The keep-alive task starts only when the first ping is due (a timer until then), so a stream
 that ends within ``ping_seconds`` never has one. No task group: its scopes and task wrappers cost as
 much as the rest of a short stream.
@@ -24,7 +26,6 @@ from collections.abc import AsyncGenerator, Callable, Mapping
 from datetime import UTC, datetime
 
 import anyio
-from sse_starlette.sse import EventSourceResponse
 from starlette.datastructures import MutableHeaders
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -44,15 +45,19 @@ class SSEResponse(Response):
         *,
         ping_seconds: float,
         send_timeout: float,
+        shutdown: anyio.Event,
         headers: Mapping[str, str] | None = None,
     ) -> None:
+        """``shutdown``: once set, the stream ends (the client reconnects, with ``Last-Event-ID``)."""
         self.status_code = 200
         self.background = None
         self._body = body
+        self._shutdown = shutdown
         self._ping_seconds = ping_seconds
         self._send_timeout = send_timeout
         self._sending_since: float | None = None
         self._error: BaseException | None = None
+        self._client_left = False
         merged = MutableHeaders()
         merged.update(headers or {})
         merged.setdefault("Cache-Control", "no-store")
@@ -80,7 +85,7 @@ class SSEResponse(Response):
         helpers: list[asyncio.Task[None]] = []
         with anyio.CancelScope() as stop:
             done = self._on_helper_done(stop)
-            for helper in (self._until_disconnected(receive), self._until_server_exit()):
+            for helper in (self._until_disconnected(receive), self._shutdown.wait()):
                 task = loop.create_task(helper)
                 task.add_done_callback(done)
                 helpers.append(task)
@@ -100,8 +105,10 @@ class SSEResponse(Response):
                     task.cancel()
         if self._error is not None:
             raise self._error  # a helper's own error (as a task group would have raised it)
-        if ended:
-            # the helpers are stopped; this send does not wait unless the client is slow
+        shut_down = self._shutdown.is_set() and self._sending_since is None and not self._client_left
+        if ended or shut_down:
+            # the helpers are stopped; this send does not wait unless the client is slow. After a
+            # shutdown between chunks the response is ended too, not cut off (uvicorn would log that).
             with anyio.move_on_after(self._send_timeout, shield=True):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -133,15 +140,10 @@ class SSEResponse(Response):
         await asyncio.sleep(0)
         return not last
 
-    @staticmethod
-    async def _until_disconnected(receive: Receive) -> None:
+    async def _until_disconnected(self, receive: Receive) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
-
-    @staticmethod
-    async def _until_server_exit() -> None:
-        # sse-starlette's process-wide watcher of uvicorn's exit flag: one poller, one event per stream.
-        await EventSourceResponse._listen_for_exit_signal()
+        self._client_left = True
 
     async def _keepalive(self, send: Send, stop: anyio.CancelScope) -> None:
         """From the first ping on: a ping every ``ping_seconds`` unless a chunk is being sent."""

@@ -31,8 +31,8 @@ _compact = json.JSONEncoder(separators=(",", ":")).encode
 def encode(event: Event) -> bytes:
     """The event's SSE frame: ``id`` (its sequence number), ``event`` (its type), one ``data`` line.
 
-    Byte for byte what ``sse_starlette.ServerSentEvent(data=..., event=..., id=...).encode()`` writes:
-    ``json.dumps`` escapes newlines and non-ASCII, so the data always fits on one line.
+    ``json.dumps`` escapes newlines and non-ASCII, so the data always fits on one line. (Byte for byte
+    what ``sse_starlette.ServerSentEvent(...).encode()`` wrote when the service used that library.)
     """
     data = _compact(event.to_json())
     return f"id: {event.seq}\r\nevent: {event.type}\r\ndata: {data}\r\n\r\n".encode()
@@ -158,5 +158,6 @@ async def stream(
         _follow(runtime, task_id, start, task.last_seq, is_terminal(task.status)),
         ping_seconds=runtime.settings.server.sse_ping_seconds,
         send_timeout=30,
+        shutdown=runtime.shutdown_event,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

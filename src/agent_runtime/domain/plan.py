@@ -7,9 +7,11 @@ the executor may call only the tools that version lists for each step.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import re
 from collections.abc import Iterable
+from graphlib import CycleError, TopologicalSorter
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -74,30 +76,34 @@ def check_plan(plan: Plan, *, known_tools: Iterable[str], max_steps: int) -> lis
                 problems.append(f"step {step.id!r} depends on itself")
             elif dep not in ids:
                 problems.append(f"step {step.id!r} depends on unknown step {dep!r}")
-    if not problems and _has_cycle(plan):
-        problems.append("the steps' depends_on form a cycle")
+    if not problems:
+        try:
+            execution_order(plan)
+        except CycleError as exc:
+            cycle = " -> ".join(exc.args[1])
+            problems.append(f"the steps' depends_on form a cycle: {cycle}")
     return problems
 
 
-def _has_cycle(plan: Plan) -> bool:
-    try:
-        execution_order(plan)
-    except ValueError:
-        return True
-    return False
-
-
 def execution_order(plan: Plan) -> list[PlanStep]:
-    """Steps in dependency order, keeping the plan's order among independent steps."""
-    done: set[str] = set()
+    """Steps in dependency order, keeping the plan's order among independent steps.
+
+    Raises :class:`graphlib.CycleError` (a ``ValueError``) when ``depends_on`` forms a cycle, and
+    ``ValueError`` when a step depends on a step the plan does not have.
+    """
+    index = {step.id: i for i, step in enumerate(plan.steps)}
+    for step in plan.steps:
+        for dep in step.depends_on:
+            if dep not in index:
+                raise ValueError(f"step {step.id!r} depends on unknown step {dep!r}")
+    sorter = TopologicalSorter({step.id: step.depends_on for step in plan.steps})
+    sorter.prepare()
+    ready: list[int] = []  # plan positions of the steps whose dependencies are done
     ordered: list[PlanStep] = []
-    remaining = list(plan.steps)
-    while remaining:
-        ready = [s for s in remaining if all(d in done for d in s.depends_on)]
-        if not ready:
-            raise ValueError("dependency cycle")
-        step = ready[0]
+    while sorter.is_active():
+        for step_id in sorter.get_ready():
+            heapq.heappush(ready, index[step_id])
+        step = plan.steps[heapq.heappop(ready)]
         ordered.append(step)
-        done.add(step.id)
-        remaining.remove(step)
+        sorter.done(step.id)
     return ordered

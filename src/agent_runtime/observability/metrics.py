@@ -202,14 +202,6 @@ class Metrics:
         self._tool_calls.labels(server=server, tool=tool, outcome=outcome).inc()
         self._tool_duration.labels(server=server, tool=tool).observe(duration_s)
 
-    def mcp_server_started(self, server: str) -> None:
-        """An MCP server process of ``server`` was spawned."""
-        self._mcp_processes.labels(server=server).inc()
-
-    def mcp_server_stopped(self, server: str) -> None:
-        """An MCP server process of ``server`` exited or was stopped."""
-        self._mcp_processes.labels(server=server).dec()
-
     # --- streams and leases ----------------------------------------------------------------------
 
     def sse_client_connected(self) -> None:

@@ -19,15 +19,16 @@ in a ``contextvars`` context, so nesting works across ``await`` and per asyncio 
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+import structlog
+
 from agent_runtime.settings import Settings
 
-logger = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 AttributeValue = str | bool | int | float | Sequence[str] | Sequence[bool] | Sequence[int] | Sequence[float]
 
@@ -123,9 +124,10 @@ def setup_tracing(settings: Settings, *, span_exporter: Any = None) -> Tracing:
         return Tracing()
     otel = _import_otel()
     if otel is None:
-        logger.warning(
-            "observability.otel_enabled is true but the OpenTelemetry SDK is not installed; "
-            "tracing is off. Install the extra: pip install 'agent-runtime[otel]'"
+        log.warning(
+            "tracing_unavailable",
+            reason="observability.otel_enabled is true but the OpenTelemetry SDK is not installed",
+            fix="pip install 'agent-runtime[otel]'",
         )
         return Tracing()
 
@@ -139,6 +141,6 @@ def setup_tracing(settings: Settings, *, span_exporter: Any = None) -> Tracing:
             or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
             or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318 (default)")
         )
-        logger.info("tracing enabled: OTLP/HTTP to %s", shown)
+        log.info("tracing_enabled", exporter="otlp_http", endpoint=shown)
     provider.add_span_processor(otel["export"].BatchSpanProcessor(span_exporter))
     return Tracing(tracer=provider.get_tracer("agent_runtime"), provider=provider)

@@ -178,7 +178,6 @@ class TaskJobs:
             limits=ExecutorLimits(
                 max_turns=self.settings.limits.max_turns_per_step,
                 max_tool_calls=self.settings.limits.max_tool_calls_per_step,
-                call_timeout=None,  # each server's own call timeout (registry entry, else tools settings)
             ),
         )
 
