@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from agent_runtime import __version__
 from agent_runtime.api import docs, errors, ops, stream, tasks
+from agent_runtime.api import openapi as openapi_doc
 from agent_runtime.api.body_limit import BodyLimit
 from agent_runtime.api.middleware import RequestContext
 from agent_runtime.runtime import Overrides, build_runtime, serve_background, stop_runtime
@@ -48,4 +49,5 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
     for router in (tasks.router, stream.router, ops.router):
         app.router.routes.extend(router.routes)
     docs.install(app)
+    openapi_doc.install(app)
     return app

@@ -17,6 +17,29 @@ MAX_JSON_DEPTH = 32
 """Nesting depth allowed in free-form JSON (``metadata``): objects and arrays inside each other."""
 MAX_CURSOR = 2**31 - 1
 """Largest event sequence number a cursor may name (``integer`` on PostgreSQL)."""
+CURSOR_PATTERN = (
+    r"^(|[0-9]{1,9}|1[0-9]{9}|20[0-9]{8}|21[0-3][0-9]{7}|214[0-6][0-9]{6}|2147[0-3][0-9]{5}"
+    r"|21474[0-7][0-9]{4}|214748[0-2][0-9]{3}|2147483[0-5][0-9]{2}|21474836[0-3][0-9]|214748364[0-7])$"
+)
+"""``Last-Event-ID``: empty (no position) or a decimal number from 0 to ``MAX_CURSOR``, no sign."""
+NO_NUL = r"^[^\x00]*$"
+"""The JSON Schema ``pattern`` of storable text (lone surrogates cannot be written in valid JSON text)."""
+NON_BLANK = r"^[^\x00]*[^\x00 \t\n\v\f\r][^\x00]*$"
+"""Storable text with a character other than ASCII white space (``BLANK``; regex engines disagree on
+which other characters ``\\s`` covers, so the contract names them: ``domain.text.BLANK``)."""
+JSON_VALUE_REF = {"$ref": "#/components/schemas/StorableJson"}
+"""Where the OpenAPI document describes a storable JSON value (``api/openapi.py``)."""
+STORABLE_JSON_SCHEMA = {
+    "description": f"Any JSON value without NUL characters in its strings, nested at most {MAX_JSON_DEPTH} levels.",
+    "anyOf": [
+        {"type": "string", "pattern": NO_NUL},
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "null"},
+        {"type": "array", "items": JSON_VALUE_REF},
+        {"type": "object", "propertyNames": {"pattern": NO_NUL}, "additionalProperties": JSON_VALUE_REF},
+    ],
+}
 
 
 def text_problem(value: str) -> str | None:
@@ -67,6 +90,17 @@ def check_json(value: Any) -> Any:
     if found is not None:
         path, why = found
         raise ValueError(f"{path}: {why}" if path else why)
+    return value
+
+
+def whole_number(value: Any) -> Any:
+    """A pydantic ``BeforeValidator``: a JSON integer (``3`` or ``3.0``); refuses strings and booleans."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be an integer")
+        return int(value)
     return value
 
 

@@ -5,18 +5,42 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 
-from agent_runtime.api.inputs import check_json, check_text, json_problem
+from agent_runtime.api.inputs import (
+    JSON_VALUE_REF,
+    NO_NUL,
+    NON_BLANK,
+    check_json,
+    check_text,
+    json_problem,
+    whole_number,
+)
 from agent_runtime.domain.plan import Plan
 from agent_runtime.domain.records import PlanVersionRecord, StepRecord, ToolCallRecord
 from agent_runtime.services.tasks import TaskView
 
-Text = Annotated[str, AfterValidator(check_text)]
+Text = Annotated[str, StringConstraints(pattern=NO_NUL), AfterValidator(check_text)]
 """Text a database can hold: no NUL, no lone surrogate (``api/inputs.py``)."""
-JsonObject = Annotated[dict[str, Any], AfterValidator(check_json)]
+NonBlankText = Annotated[str, StringConstraints(pattern=NON_BLANK), AfterValidator(check_text)]
+"""Storable text with at least one character that is not white space."""
+JsonObject = Annotated[
+    dict[str, Any],
+    AfterValidator(check_json),
+    WithJsonSchema({"type": "object", "propertyNames": {"pattern": NO_NUL}, "additionalProperties": JSON_VALUE_REF}),
+]
 """Free-form JSON a database can hold and give back: finite numbers, bounded depth, storable text."""
-Version = Annotated[StrictInt, Field(ge=1, le=2**31 - 1)]
+Version = Annotated[int, Field(ge=1, le=2**31 - 1), BeforeValidator(whole_number)]
+"""A plan version: a JSON integer (``3`` or ``3.0``), never a string or a boolean."""
 
 PLAN_LIMITS = {"summary": 4_000, "title": 200, "instruction": 20_000, "tool": 200, "tools": 64, "depends_on": 64}
 """Per-field limits of an edited plan (README, limits table); longer values get 422."""
@@ -27,7 +51,7 @@ class _In(BaseModel):
 
 
 class SubmitTask(_In):
-    prompt: Text = Field(min_length=1, description="The natural-language block to plan and execute.")
+    prompt: NonBlankText = Field(description="The natural-language block to plan and execute.")
     metadata: JsonObject | None = Field(default=None, description="Free-form client data, stored as is.")
 
 
@@ -42,7 +66,7 @@ class Reject(_In):
 
 
 class Revise(_In):
-    feedback: Text = Field(min_length=1, max_length=20_000, description="What the planner should change.")
+    feedback: NonBlankText = Field(max_length=20_000, description="What the planner should change.")
     actor: Text | None = Field(default=None, max_length=200)
 
 
@@ -76,6 +100,13 @@ class Cancel(_In):
 
 
 class Resolve(_In):
+    model_config = ConfigDict(
+        json_schema_extra={  # skip needs a stated result (the service refuses it without one)
+            "if": {"properties": {"action": {"const": "skip"}}},
+            "then": {"required": ["result"], "properties": {"result": {"type": "string"}}},
+        }
+    )
+
     tool_call_id: Text = Field(max_length=100)
     action: Literal["retry", "skip", "fail"]
     result: Text | None = Field(

@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 
 from agent_runtime.api.deps import runtime_of
-from agent_runtime.api.inputs import MAX_CURSOR
+from agent_runtime.api.inputs import CURSOR_PATTERN, MAX_CURSOR
 from agent_runtime.api.sse import LastChunk, SSEResponse
 from agent_runtime.api.tasks import TaskId
 from agent_runtime.domain.events import Event
@@ -155,7 +155,14 @@ async def stream(
     after: Annotated[
         int | None, Query(ge=0, le=MAX_CURSOR, description="Replay events after this sequence number")
     ] = None,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            pattern=CURSOR_PATTERN,
+            description=f"Resume after this event sequence number (0 to {MAX_CURSOR})",
+        ),
+    ] = None,
 ) -> SSEResponse:
     runtime = runtime_of(request)
     task = await runtime.store.get_task(task_id)  # 404 before the stream starts

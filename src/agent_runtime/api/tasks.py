@@ -43,9 +43,7 @@ async def list_tasks(
     request: Request,
     status: TaskStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[
-        str | None, Query(pattern=TASK_ID, description="next_cursor of the previous page")
-    ] = None,
+    cursor: Annotated[str | None, Query(pattern=TASK_ID, description="next_cursor of the previous page")] = None,
 ) -> s.TaskPage:
     found, next_cursor = await runtime_of(request).store.list_tasks(status=status, limit=limit, cursor=cursor)
     items = [
