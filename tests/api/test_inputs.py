@@ -149,7 +149,7 @@ async def test_strict_types_refuse_booleans_and_strings_for_numbers(tmp_path: Pa
     async with live_service(make_settings(tmp_path)) as live:
         task_id = (await live.submit("Echo a."))["id"]
         await live.wait_for(task_id, "approval_required")
-        for value in (True, "1", 1.0):
+        for value in (True, "1", 1.5, None):
             response = await live.client.post(f"/v1/tasks/{task_id}/approve", json={"plan_version": value})
             assert response.status_code == 422, value
             assert _fields(response.json()) == ["plan_version"]
