@@ -9,7 +9,9 @@ import anyio
 from fastapi import FastAPI
 
 from agent_runtime import __version__
-from agent_runtime.api import errors, ops, stream, tasks
+from agent_runtime.api import docs, errors, ops, stream, tasks
+from agent_runtime.api import openapi as openapi_doc
+from agent_runtime.api.body_limit import BodyLimit
 from agent_runtime.api.middleware import RequestContext
 from agent_runtime.runtime import Overrides, build_runtime, serve_background, stop_runtime
 from agent_runtime.settings import Settings
@@ -33,8 +35,11 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
         version=__version__,
         description="Plan-and-execute tasks with human approval gates, MCP tools and SSE streaming.",
         lifespan=lifespan,
+        docs_url=None,  # served with local assets by api/docs.py
+        redoc_url=None,
     )
     errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
     app.add_middleware(RequestContext, tracing=lambda: getattr(getattr(app.state, "runtime", None), "tracing", None))
     # The routers' routes go straight onto the app's router instead of through ``include_router``:
     # FastAPI (0.16x) matches an included router's routes once to pick the router and again inside
@@ -43,4 +48,6 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
     # is the same.
     for router in (tasks.router, stream.router, ops.router):
         app.router.routes.extend(router.routes)
+    docs.install(app)
+    openapi_doc.install(app)
     return app

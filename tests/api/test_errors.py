@@ -41,17 +41,21 @@ async def test_validation_errors_name_the_field_and_share_one_shape(tmp_path: Pa
 
 async def test_unknown_task_is_404_and_oversize_prompt_is_413(tmp_path: Path) -> None:
     async with live_service(make_settings(tmp_path, limits={"max_prompt_chars": 100})) as live:
+        unknown = "task_" + "0" * 24  # well-formed, never made
         for method, path in [
-            ("GET", "/v1/tasks/task_nope"),
-            ("GET", "/v1/tasks/task_nope/plan/versions"),
-            ("GET", "/v1/tasks/task_nope/stream"),
-            ("POST", "/v1/tasks/task_nope/cancel"),
+            ("GET", f"/v1/tasks/{unknown}"),
+            ("GET", f"/v1/tasks/{unknown}/plan/versions"),
+            ("GET", f"/v1/tasks/{unknown}/stream"),
+            ("POST", f"/v1/tasks/{unknown}/cancel"),
         ]:
             response = await live.client.request(method, path)
             assert response.status_code == 404, path
             assert response.json()["error"]["code"] == "not_found"
-        approve = await live.client.post("/v1/tasks/task_nope/approve", json={"plan_version": 1})
+        approve = await live.client.post(f"/v1/tasks/{unknown}/approve", json={"plan_version": 1})
         assert approve.status_code == 404
+        malformed = await live.client.get("/v1/tasks/task_nope")
+        assert malformed.status_code == 422
+        assert malformed.json()["error"]["details"]["fields"][0]["field"] == "task_id"
 
         big = await live.client.post("/v1/tasks", json={"prompt": "x" * 101})
         assert big.status_code == 413

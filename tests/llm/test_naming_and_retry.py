@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import email.utils
+import socket
 import time
 
 import httpx2
 import pytest
 
 from agent_runtime.errors import LLMAuthError, LLMError, LLMRateLimitError, LLMTimeoutError
+from agent_runtime.llm.base import Message
+from agent_runtime.llm.factory import build_llm_client
 from agent_runtime.llm.naming import WIRE_NAME_RE, ToolNameMap, plain_wire_name
 from agent_runtime.llm.retry import RetryPolicy, SDKErrors, call_with_retries, retry_after_seconds
+from agent_runtime.settings import Provider
+from tests.support.fake_llm import resolved_for
 
 
 def test_namespaced_names_map_to_readable_wire_names_and_back() -> None:
@@ -162,3 +167,22 @@ async def test_key_fragments_quoted_by_the_provider_are_masked() -> None:
     assert "abc1" not in caught.value.message
     assert "xyz9" not in caught.value.message
     assert "[redacted]" in caught.value.message
+
+
+
+async def test_a_connection_error_names_the_endpoint_and_the_cause() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    providers: tuple[Provider, ...] = ("openai", "anthropic")
+    for provider in providers:
+        client = build_llm_client(resolved_for(provider, root=f"http://127.0.0.1:{port}", max_retries=0))
+        try:
+            with pytest.raises(LLMError) as caught:
+                await client.generate(system="s", messages=[Message(role="user", content="hi")], tools=[])
+        finally:
+            await client.aclose()
+        message = caught.value.message
+        assert f"127.0.0.1:{port}" in message and "ConnectError" in message, message
+        assert caught.value.details["endpoint"].startswith(f"http://127.0.0.1:{port}/")
+        assert "sk-test" not in message

@@ -3,54 +3,116 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 
+from agent_runtime.api.inputs import (
+    JSON_VALUE_REF,
+    NO_NUL,
+    NON_BLANK,
+    check_json,
+    check_text,
+    json_problem,
+    whole_number,
+)
 from agent_runtime.domain.plan import Plan
 from agent_runtime.domain.records import PlanVersionRecord, StepRecord, ToolCallRecord
 from agent_runtime.services.tasks import TaskView
 
+Text = Annotated[str, StringConstraints(pattern=NO_NUL), AfterValidator(check_text)]
+"""Text a database can hold: no NUL, no lone surrogate (``api/inputs.py``)."""
+NonBlankText = Annotated[str, StringConstraints(pattern=NON_BLANK), AfterValidator(check_text)]
+"""Storable text with at least one character that is not white space."""
+JsonObject = Annotated[
+    dict[str, Any],
+    AfterValidator(check_json),
+    WithJsonSchema({"type": "object", "propertyNames": {"pattern": NO_NUL}, "additionalProperties": JSON_VALUE_REF}),
+]
+"""Free-form JSON a database can hold and give back: finite numbers, bounded depth, storable text."""
+Version = Annotated[int, Field(ge=1, le=2**31 - 1), BeforeValidator(whole_number)]
+"""A plan version: a JSON integer (``3`` or ``3.0``), never a string or a boolean."""
+
+PLAN_LIMITS = {"summary": 4_000, "title": 200, "instruction": 20_000, "tool": 200, "tools": 64, "depends_on": 64}
+"""Per-field limits of an edited plan (README, limits table); longer values get 422."""
+
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class SubmitTask(_In):
-    prompt: str = Field(min_length=1, description="The natural-language block to plan and execute.")
-    metadata: dict[str, Any] | None = Field(default=None, description="Free-form client data, stored as is.")
+    prompt: NonBlankText = Field(description="The natural-language block to plan and execute.")
+    metadata: JsonObject | None = Field(default=None, description="Free-form client data, stored as is.")
 
 
 class Approve(_In):
-    plan_version: int = Field(ge=1, description="The plan version being approved (binding).")
-    actor: str | None = Field(default=None, max_length=200)
+    plan_version: Version = Field(description="The plan version being approved (binding).")
+    actor: Text | None = Field(default=None, max_length=200)
 
 
 class Reject(_In):
-    reason: str | None = Field(default=None, max_length=4000)
-    actor: str | None = Field(default=None, max_length=200)
+    reason: Text | None = Field(default=None, max_length=4000)
+    actor: Text | None = Field(default=None, max_length=200)
 
 
 class Revise(_In):
-    feedback: str = Field(min_length=1, max_length=20_000, description="What the planner should change.")
-    actor: str | None = Field(default=None, max_length=200)
+    feedback: NonBlankText = Field(max_length=20_000, description="What the planner should change.")
+    actor: Text | None = Field(default=None, max_length=200)
 
 
 class EditPlan(_In):
-    base_version: int = Field(ge=1, description="The version this edit starts from (must be current).")
+    base_version: Version = Field(description="The version this edit starts from (must be current).")
     plan: Plan
-    actor: str | None = Field(default=None, max_length=200)
+    actor: Text | None = Field(default=None, max_length=200)
+
+    @field_validator("plan")
+    @classmethod
+    def _storable_and_bounded(cls, plan: Plan) -> Plan:
+        found = json_problem(plan.model_dump(mode="json"))
+        if found is not None:
+            raise ValueError(f"{found[0]}: {found[1]}")
+        if len(plan.summary) > PLAN_LIMITS["summary"]:
+            raise ValueError(f"summary: longer than {PLAN_LIMITS['summary']} characters")
+        for i, step in enumerate(plan.steps):
+            for name in ("title", "instruction"):
+                if len(getattr(step, name)) > PLAN_LIMITS[name]:
+                    raise ValueError(f"steps.{i}.{name}: longer than {PLAN_LIMITS[name]} characters")
+            for name in ("tools", "depends_on"):
+                if len(getattr(step, name)) > PLAN_LIMITS[name]:
+                    raise ValueError(f"steps.{i}.{name}: more than {PLAN_LIMITS[name]} entries")
+            if any(len(tool) > PLAN_LIMITS["tool"] for tool in step.tools):
+                raise ValueError(f"steps.{i}.tools: a name is longer than {PLAN_LIMITS['tool']} characters")
+        return plan
 
 
 class Cancel(_In):
-    reason: str | None = Field(default=None, max_length=4000)
+    reason: Text | None = Field(default=None, max_length=4000)
 
 
 class Resolve(_In):
-    tool_call_id: str
+    model_config = ConfigDict(
+        json_schema_extra={  # skip needs a stated result (the service refuses it without one)
+            "if": {"properties": {"action": {"const": "skip"}}},
+            "then": {"required": ["result"], "properties": {"result": {"type": "string"}}},
+        }
+    )
+
+    tool_call_id: Text = Field(max_length=100)
     action: Literal["retry", "skip", "fail"]
-    result: str | None = Field(default=None, description="With skip: the result to record instead of running it.")
-    actor: str | None = Field(default=None, max_length=200)
+    result: Text | None = Field(
+        default=None, max_length=20_000, description="With skip: the result to record instead of running it."
+    )
+    actor: Text | None = Field(default=None, max_length=200)
 
 
 class StepOut(BaseModel):

@@ -14,7 +14,9 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 
 from agent_runtime.api.deps import runtime_of
+from agent_runtime.api.inputs import CURSOR_PATTERN, MAX_CURSOR
 from agent_runtime.api.sse import LastChunk, SSEResponse
+from agent_runtime.api.tasks import TaskId
 from agent_runtime.domain.events import Event
 from agent_runtime.domain.states import is_terminal
 from agent_runtime.errors import InputValidationError
@@ -74,18 +76,20 @@ def _chunk(events: list[Event], frame: Callable[[Event], bytes]) -> tuple[bytes,
     return b"".join(map(frame, events)), False
 
 
-def _position(last_event_id: str | None, after: int | None) -> int:
+def _position(last_event_id: str | None, after: int | None, known: int) -> int:
+    """Where the replay starts. Checked before the stream starts (a 422, not a broken stream). A
+    position beyond the task's last event means "from now on", so the stream still ends with the
+    task's final event."""
+    position = after or 0
     if last_event_id is not None and last_event_id.strip():
-        try:
-            value = int(last_event_id)
-        except ValueError:
+        value = last_event_id.strip()
+        if not value.isascii() or not value.isdigit() or int(value) > MAX_CURSOR:
             raise InputValidationError(
-                "Last-Event-ID must be an event sequence number", details={"field": "Last-Event-ID"}
-            ) from None
-        if value < 0:
-            raise InputValidationError("Last-Event-ID must not be negative", details={"field": "Last-Event-ID"})
-        return value
-    return after or 0
+                f"Last-Event-ID must be an event sequence number from 0 to {MAX_CURSOR}",
+                details={"field": "Last-Event-ID"},
+            )
+        position = int(value)
+    return min(position, known)
 
 
 async def _follow(
@@ -146,14 +150,23 @@ async def _follow(
 
 @router.get("/{task_id}/stream", summary="Follow a task's events (SSE)")
 async def stream(
-    task_id: str,
+    task_id: TaskId,
     request: Request,
-    after: Annotated[int | None, Query(ge=0, description="Replay events after this sequence number")] = None,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_CURSOR, description="Replay events after this sequence number")
+    ] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            pattern=CURSOR_PATTERN,
+            description=f"Resume after this event sequence number (0 to {MAX_CURSOR})",
+        ),
+    ] = None,
 ) -> SSEResponse:
     runtime = runtime_of(request)
     task = await runtime.store.get_task(task_id)  # 404 before the stream starts
-    start = _position(last_event_id, after)
+    start = _position(last_event_id, after, task.last_seq)
     return SSEResponse(
         _follow(runtime, task_id, start, task.last_seq, is_terminal(task.status)),
         ping_seconds=runtime.settings.server.sse_ping_seconds,

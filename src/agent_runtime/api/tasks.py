@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from agent_runtime.api import schemas as s
 from agent_runtime.api.deps import runtime_of, tasks_of
@@ -19,6 +19,10 @@ from agent_runtime.domain.states import TaskStatus
 from agent_runtime.services.tasks import TaskService
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+
+TASK_ID = r"^task_[0-9a-f]{24}$"
+TaskId = Annotated[str, Path(pattern=TASK_ID, description="The task's id, e.g. task_01a1fd15c782e60a23f0fe13")]
+"""A task id in a path: anything else is a 422 naming ``task_id`` (never reaches the store)."""
 
 
 async def _answer(tasks: TaskService, task: TaskRecord) -> s.TaskOut:
@@ -39,7 +43,7 @@ async def list_tasks(
     request: Request,
     status: TaskStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, Query(pattern=TASK_ID, description="next_cursor of the previous page")] = None,
 ) -> s.TaskPage:
     found, next_cursor = await runtime_of(request).store.list_tasks(status=status, limit=limit, cursor=cursor)
     items = [
@@ -57,12 +61,12 @@ async def list_tasks(
 
 
 @router.get("/{task_id}", response_model=s.TaskOut, summary="A task with its current plan and step statuses")
-async def get_task(task_id: str, request: Request) -> s.TaskOut:
+async def get_task(task_id: TaskId, request: Request) -> s.TaskOut:
     return s.task_out(await tasks_of(request).view(task_id))
 
 
 @router.get("/{task_id}/plan/versions", response_model=list[s.PlanVersionOut], summary="Every plan version")
-async def plan_versions(task_id: str, request: Request) -> list[s.PlanVersionOut]:
+async def plan_versions(task_id: TaskId, request: Request) -> list[s.PlanVersionOut]:
     runtime = runtime_of(request)
     await runtime.store.get_task(task_id)
     return [
@@ -74,7 +78,7 @@ async def plan_versions(task_id: str, request: Request) -> list[s.PlanVersionOut
 
 
 @router.post("/{task_id}/approve", response_model=s.TaskOut, summary="Approve a plan version (binding)")
-async def approve(task_id: str, body: s.Approve, request: Request, response: Response) -> s.TaskOut:
+async def approve(task_id: TaskId, body: s.Approve, request: Request, response: Response) -> s.TaskOut:
     tasks = tasks_of(request)
     task, created = await tasks.approve(task_id, body.plan_version, body.actor)
     response.status_code = 202 if created else 200
@@ -82,31 +86,31 @@ async def approve(task_id: str, body: s.Approve, request: Request, response: Res
 
 
 @router.post("/{task_id}/reject", response_model=s.TaskOut, summary="Reject the proposed plan")
-async def reject(task_id: str, body: s.Reject, request: Request) -> s.TaskOut:
+async def reject(task_id: TaskId, body: s.Reject, request: Request) -> s.TaskOut:
     tasks = tasks_of(request)
     return await _answer(tasks, await tasks.reject(task_id, body.reason, body.actor))
 
 
 @router.post("/{task_id}/revise", response_model=s.TaskOut, status_code=202, summary="Ask the planner for a revision")
-async def revise(task_id: str, body: s.Revise, request: Request) -> s.TaskOut:
+async def revise(task_id: TaskId, body: s.Revise, request: Request) -> s.TaskOut:
     tasks = tasks_of(request)
     return await _answer(tasks, await tasks.request_revision(task_id, body.feedback, body.actor))
 
 
 @router.put("/{task_id}/plan", response_model=s.TaskOut, summary="Replace the plan with an edited version")
-async def edit_plan(task_id: str, body: s.EditPlan, request: Request) -> s.TaskOut:
+async def edit_plan(task_id: TaskId, body: s.EditPlan, request: Request) -> s.TaskOut:
     tasks = tasks_of(request)
     return await _answer(tasks, await tasks.edit_plan(task_id, body.base_version, body.plan, body.actor))
 
 
 @router.post("/{task_id}/cancel", response_model=s.TaskOut, summary="Cancel, stopping LLM and tool calls in flight")
-async def cancel(task_id: str, request: Request, body: s.Cancel | None = None) -> s.TaskOut:
+async def cancel(task_id: TaskId, request: Request, body: s.Cancel | None = None) -> s.TaskOut:
     tasks = tasks_of(request)
     return await _answer(tasks, await tasks.cancel(task_id, body.reason if body else None))
 
 
 @router.post("/{task_id}/resolve", response_model=s.TaskOut, summary="Decide an in-doubt tool call")
-async def resolve(task_id: str, body: s.Resolve, request: Request) -> s.TaskOut:
+async def resolve(task_id: TaskId, body: s.Resolve, request: Request) -> s.TaskOut:
     tasks = tasks_of(request)
     return await _answer(
         tasks, await tasks.resolve_attention(task_id, body.tool_call_id, body.action, body.result, body.actor)

@@ -96,9 +96,17 @@ def translate_error(exc: BaseException, *, provider: str, errors: SDKErrors) -> 
     if isinstance(exc, LLMError):
         return exc
     if isinstance(exc, (errors.timeout, httpx2.TimeoutException)):
-        return LLMTimeoutError(f"{provider}: request timed out", provider=provider, retryable=True)
+        endpoint = _endpoint(exc)
+        return LLMTimeoutError(
+            f"{provider}: request to {endpoint} timed out", provider=provider, retryable=True,
+            details={"endpoint": endpoint},
+        )  # fmt: skip
     if isinstance(exc, (errors.connection, httpx2.TransportError)):
-        return LLMError(f"{provider}: connection error", provider=provider, retryable=True)
+        endpoint = _endpoint(exc)
+        return LLMError(
+            f"{provider}: cannot reach {endpoint}: {_cause(exc)}", provider=provider, retryable=True,
+            details={"endpoint": endpoint},
+        )  # fmt: skip
     message = _short_message(exc)
     status = int(getattr(exc, "status_code", 0) or 0) if isinstance(exc, errors.status) else 0
     kind = getattr(exc, "type", None)
@@ -125,6 +133,27 @@ def translate_error(exc: BaseException, *, provider: str, errors: SDKErrors) -> 
     return LLMError(
         f"{provider}: {type(exc).__name__}: {message}", provider=provider, retryable=retryable, details=details
     )
+
+
+def _endpoint(exc: BaseException) -> str:
+    """The URL the failed request went to, without its query (the SDKs send keys as headers)."""
+    try:
+        request = getattr(exc, "request", None)
+    except RuntimeError:  # httpx2 raises when a transport error carries no request
+        request = None
+    url = getattr(request, "url", None)
+    if url is None:
+        return "the provider's endpoint"
+    return str(url).split("?", 1)[0]
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost cause of a transport failure, e.g. ``ConnectError: [Errno 111] Connection refused``."""
+    root = exc
+    while root.__cause__ is not None or (root.__context__ is not None and not root.__suppress_context__):
+        root = root.__cause__ or root.__context__  # type: ignore[assignment]
+    text = str(root).strip()
+    return f"{type(root).__name__}: {text[:200]}" if text else type(root).__name__
 
 
 def _short_message(exc: BaseException) -> str:

@@ -25,6 +25,7 @@ from agent_runtime.domain.events import (
 from agent_runtime.domain.plan import Plan, check_plan
 from agent_runtime.domain.records import PlanVersionRecord, StepRecord, TaskRecord, ToolCallRecord
 from agent_runtime.domain.states import StepStatus, TaskStatus, ToolCallStatus, is_terminal
+from agent_runtime.domain.text import is_blank
 from agent_runtime.errors import (
     InputValidationError,
     InvalidStateError,
@@ -77,7 +78,7 @@ class TaskService:
     # -- commands -------------------------------------------------------------------------------
 
     async def submit(self, prompt: str, metadata: dict[str, Any] | None) -> TaskRecord:
-        if not prompt.strip():
+        if is_blank(prompt):
             raise InputValidationError("prompt must not be empty", details={"field": "prompt"})
         if len(prompt) > self.limits.max_prompt_chars:
             raise PayloadTooLargeError(
@@ -120,7 +121,7 @@ class TaskService:
         return tx.task
 
     async def request_revision(self, task_id: str, feedback: str, actor: str | None) -> TaskRecord:
-        if not feedback.strip():
+        if is_blank(feedback):
             raise InputValidationError("feedback must not be empty", details={"field": "feedback"})
         async with self.store.transaction(task_id) as tx:
             self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "request a revision")
@@ -181,12 +182,13 @@ class TaskService:
         self, task_id: str, tool_call_id: str, action: Resolution, result: str | None, actor: str | None
     ) -> TaskRecord:
         """Decide an in-doubt tool call: ``retry`` it, ``skip`` it with a stated result, or ``fail`` the task."""
+        if action == "skip" and result is None:
+            raise InputValidationError("skip needs a stated result", details={"field": "result"})
+        self._require(await self.store.get_task(task_id), TaskStatus.NEEDS_ATTENTION, "resolve a tool call")
         calls = {c.id: c for c in await self.store.tool_calls(task_id)}
         call = calls.get(tool_call_id)
         if call is None:
             raise NotFoundError(f"task {task_id} has no tool call {tool_call_id}", details={"field": "tool_call_id"})
-        if action == "skip" and result is None:
-            raise InputValidationError("skip needs a stated result", details={"field": "result"})
         async with self.store.transaction(task_id) as tx:
             self._require(tx.task, TaskStatus.NEEDS_ATTENTION, "resolve a tool call")
             if call.status != ToolCallStatus.IN_DOUBT:
