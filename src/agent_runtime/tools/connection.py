@@ -165,6 +165,10 @@ class ServerConnection:
         if self.state == "ready":
             self.state = "closed"
 
+    async def wait_stopped(self) -> None:
+        """Wait until the connection's owner task has ended (stopped, failed or found dead)."""
+        await self._done.wait()
+
     def _request_stop(self) -> None:
         self._stop.set()
         if self._scope is not None and not self._settled.is_set():
@@ -271,8 +275,10 @@ class ServerConnection:
         *,
         timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> ToolResult:
-        """Call one tool. ``isError`` and argument errors come back as ``ToolResult(is_error=True)``."""
+        """Call one tool. ``isError`` and argument errors come back as ``ToolResult(is_error=True)``.
+        ``meta`` goes to the server as the request's ``_meta``."""
         client = self._client
         if client is None or not self.alive():
             raise ToolServerError(
@@ -285,7 +291,11 @@ class ServerConnection:
             # The SDK's read timeout cancels the call on the server; the outer one is a backstop.
             with anyio.fail_after(limit + 5.0):
                 result = await client.call_tool(
-                    name, arguments or {}, read_timeout_seconds=limit, progress_callback=progress
+                    name,
+                    arguments or {},
+                    read_timeout_seconds=limit,
+                    progress_callback=progress,
+                    meta=cast(Any, meta),
                 )
         except MCPError as exc:
             if exc.code == mcp_types.REQUEST_TIMEOUT:

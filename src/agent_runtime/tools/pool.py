@@ -27,6 +27,7 @@ from agent_runtime.tools.base import ToolResult, split_name
 from agent_runtime.tools.connection import ProgressCallback, ServerConnection
 from agent_runtime.tools.launcher import Launcher
 from agent_runtime.tools.registry import Registry, StdioServer, resolve_launch
+from agent_runtime.tools.shared import TASK_META_KEY, SharedServer, SharedServers
 from agent_runtime.tools.warm import WarmPool
 from agent_runtime.tools.workspace import Workspaces
 
@@ -42,24 +43,29 @@ class ToolPool:
         self.workspaces = Workspaces(settings)
         self.launcher = Launcher(settings)
         self.warm = WarmPool(self.launcher, self.workspaces, settings)
+        self.shared = SharedServers(self.launcher, settings)
         self._open_tasks: set[TaskTools] = set()
 
     async def start(self, *, wait_for_warm: bool = False) -> None:
         """Start the warm instances the registry asks for (``prewarm: N``), optionally waiting."""
         self.launcher.reopen()
         self.warm.sync(self.registry)
+        self.shared.sync(self.registry)
         if wait_for_warm:
             await self.wait_warm()
 
     async def wait_warm(self) -> None:
-        """Wait until no warm instance is starting (each one is then ready or failed)."""
+        """Wait until no warm instance is starting and every shared instance has made its first
+        start attempt (each one is then ready or failed)."""
         await self.warm.settle()
+        await self.shared.settle()
 
     async def aclose(self) -> None:
         """Stop every server this pool started: warm ones and those of still-open tasks."""
         self.launcher.closed = True  # no new instance from here on
         with anyio.CancelScope(shield=True):
             await self.warm.aclose()
+            await self.shared.aclose()
             await self.launcher.aclose()
 
     def replace_registry(self, registry: Registry) -> None:
@@ -67,6 +73,7 @@ class ToolPool:
         self.registry = registry
         if not self.launcher.closed:
             self.warm.sync(registry)
+            self.shared.sync(registry)
 
     def live_by_server(self) -> dict[str, int]:
         """Live stdio server processes per registry entry (for the metrics gauge)."""
@@ -74,7 +81,12 @@ class ToolPool:
 
     def status(self) -> dict[str, Any]:
         """Counts for operators: live processes, open tasks, warm instances per server."""
-        return {**self.launcher.status(), "open_tasks": len(self._open_tasks), "warm": self.warm.status()}
+        return {
+            **self.launcher.status(),
+            "open_tasks": len(self._open_tasks),
+            "warm": self.warm.status(),
+            "shared": self.shared.status(),
+        }
 
     def claim_warm(
         self, task_id: str, server_ids: list[str], workspace: Path, registry: Registry
@@ -114,6 +126,7 @@ class _Server:
     def __init__(self, server_id: str) -> None:
         self.server_id = server_id
         self.conn: ServerConnection | None = None
+        self.shared: SharedServer | None = None
         self.error: str | None = None
         self.restarts = 0
         self.starts = 0
@@ -157,7 +170,10 @@ class TaskTools:
         limit = self._pool.settings.max_restarts_per_step
         failed = {}
         for sid, server in self._servers.items():
-            if server.conn is None:
+            if server.shared is not None:
+                if not server.shared.usable():
+                    failed[sid] = server.shared.last_error() or "no running instance"
+            elif server.conn is None:
                 failed[sid] = server.error or "not started"
             elif not server.conn.alive() and server.restarts >= limit:
                 failed[sid] = server.conn.error or "stopped"
@@ -191,8 +207,11 @@ class TaskTools:
                 f"tool {qualified_name!r}: server {server_id!r} was not opened for task {self.task_id}",
                 details={"tool": qualified_name},
             )
+        if server.shared is not None:
+            return await server.shared.call(self.task_id, tool, arguments, timeout=timeout, on_progress=on_progress)
         conn = await self._usable(server)
-        return await conn.call_tool(tool, arguments, timeout=timeout, on_progress=on_progress)
+        meta = {TASK_META_KEY: self.task_id}
+        return await conn.call_tool(tool, arguments, timeout=timeout, on_progress=on_progress, meta=meta)
 
     async def _usable(self, server: _Server) -> ServerConnection:
         """The server's live connection, restarting a crashed one if the budget allows."""
@@ -231,7 +250,10 @@ class TaskTools:
             warm = self._pool.claim_warm(self.task_id, self.server_ids, self.workspace, self._registry)
         async with anyio.create_task_group() as tg:
             for server in self._servers.values():
-                if server.server_id in warm:
+                entry = self._registry.get(server.server_id)
+                if entry is not None and entry.enabled and entry.scope == "shared":
+                    self._attach_shared(server)
+                elif server.server_id in warm:
                     server.conn = warm[server.server_id]
                     server.starts += 1
                 else:
@@ -239,6 +261,17 @@ class TaskTools:
         failed = self.failed_servers()
         if failed:
             log.warning("tool_servers_failed_to_start", task_id=self.task_id, servers=sorted(failed))
+
+    def _attach_shared(self, server: _Server) -> None:
+        if self._env:
+            server.error = (
+                f"tool server {server.server_id!r} is shared by every task (scope: shared), so it cannot "
+                "take this task's env"
+            )
+            return
+        server.shared = self._pool.shared.get(server.server_id)
+        if server.shared is None:
+            server.error = f"shared tool server {server.server_id!r} is not running"
 
     async def _start(self, server: _Server) -> None:
         server.starts += 1
