@@ -54,7 +54,8 @@ async def run_mode(mode: str, tasks: int, root: Path) -> dict[str, Any]:
     opened: list[float] = []
     try:
         if mode == "fork":  # start the fork server (one import) before the clock starts, as serve would
-            async with pool.open_task("warmup", ["time"], {"time.get_current_time"}, root / "warmup") as tools:
+            warm_ws = pool.workspaces.create("warmup")
+            async with pool.open_task("warmup", ["time"], {"time.get_current_time"}, warm_ws) as tools:
                 await tools.call("time.get_current_time", {"timezone": "UTC"})
 
         async def one(n: int) -> None:
