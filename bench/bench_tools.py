@@ -136,11 +136,13 @@ async def bench_pool_direct(tmp: Path, samples: int) -> dict[str, Any]:
                     ready = (time.perf_counter() - started) * 1000
                     assert not tools.failed_servers(), tools.failed_servers()
                     cpu = []
-                    for sid in sids:
-                        pid = tools.server_pid(sid)
-                        if pid is not None:
-                            t = psutil.Process(pid).cpu_times()
-                            cpu.append((t.user + t.system) * 1000)
+                    for proc in psutil.Process().children(recursive=True):
+                        try:  # the task's server processes work in its workspace
+                            if proc.cwd() == str(workspace):
+                                t = proc.cpu_times()
+                                cpu.append((t.user + t.system) * 1000)
+                        except psutil.Error:
+                            continue
                     await tools.call(f"{sids[0]}.echo", {"text": "x"})
                     closing = time.perf_counter()
                 teardown.append((time.perf_counter() - closing) * 1000)

@@ -18,14 +18,14 @@ from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
 
 from agent_runtime.settings import ToolSettings
-from tests.tools.tool_helpers import EXAMPLE_SERVER, free_port, marked_children
+from tests.tools.tool_helpers import EXAMPLE_SERVER, fork_servers, free_port, marked_children
 
 
 @pytest.fixture(autouse=True)
 def no_leftover_servers() -> Iterator[None]:
     """Every test must leave no tool server process behind (checked after all teardown)."""
     yield
-    leftovers = marked_children()
+    leftovers = marked_children() + fork_servers()
     assert not leftovers, f"tool server processes left running: {[p.pid for p in leftovers]}"
 
 

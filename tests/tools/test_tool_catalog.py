@@ -9,7 +9,7 @@ import anyio
 
 from agent_runtime.settings import ToolSettings
 from agent_runtime.tools.catalog import ToolCatalog
-from tests.tools.tool_helpers import example_entry, make_registry, script_entry
+from tests.tools.tool_helpers import example_entry, make_registry, read_call_log, running_pool, script_entry
 
 
 async def test_discovery_lists_every_tool_with_annotations_and_overrides(tool_settings: ToolSettings) -> None:
@@ -88,3 +88,21 @@ async def test_replacing_the_registry_forgets_removed_and_changed_servers(
     add = catalog.get("example.add")
     assert add is not None
     assert not add.safe_to_repeat
+
+
+async def test_a_server_that_takes_the_task_id_is_discovered_and_gets_it_in_each_task(
+    tool_settings: ToolSettings, tmp_path: Path
+) -> None:
+    log = tmp_path / "calls-${TASK_ID}.jsonl"
+    entry = example_entry(config={**example_entry()["config"], "env": {"EXAMPLE_MCP_CALL_LOG": str(log)}})
+    registry = make_registry(entry)
+    catalog = ToolCatalog(registry, tool_settings)
+    with anyio.fail_after(60):
+        status = await catalog.refresh()
+    assert status["example"].ok, status["example"].error
+    assert catalog.get("example.echo") is not None
+    async with running_pool(registry, tool_settings) as pool:
+        workspace = pool.workspaces.create("task-7")
+        async with pool.open_task("task-7", ["example"], {"example.echo"}, workspace) as tools:
+            assert (await tools.call("example.echo", {"text": "hi"})).text == "hi"
+    assert [e["tool"] for e in read_call_log(tmp_path / "calls-task-7.jsonl")] == ["echo", "echo"]

@@ -7,7 +7,14 @@ import psutil
 
 from agent_runtime.settings import ToolSettings
 from agent_runtime.tools.workspace import Workspaces
-from tests.tools.tool_helpers import example_entry, make_registry, marked_children, running_pool, script_entry
+from tests.tools.tool_helpers import (
+    example_entry,
+    instance_pid,
+    make_registry,
+    marked_children,
+    running_pool,
+    script_entry,
+)
 
 NOTES = {"example.write_note", "example.list_notes", "example.read_note"}
 
@@ -27,7 +34,7 @@ async def test_a_warm_instance_is_handed_to_one_task_in_that_tasks_workspace(
             (warm_pid,) = warm_pids()
             first_ws = spaces.create("first")
             async with pool.open_task("first", ["example"], NOTES, first_ws) as first:
-                assert first.server_pid("example") == warm_pid
+                assert instance_pid(first_ws) == warm_pid
                 assert pool.status()["warm"]["handed_out"] == 1
                 await first.call("example.write_note", {"name": "a", "text": "first's"})
                 assert (first_ws / "a.txt").read_text(encoding="utf-8") == "first's"
@@ -41,7 +48,7 @@ async def test_a_warm_instance_is_handed_to_one_task_in_that_tasks_workspace(
                 second_ws = spaces.create("second")
                 (second_ws / "input.txt").write_text("given", encoding="utf-8")
                 async with pool.open_task("second", ["example"], NOTES, second_ws) as second:
-                    assert second.server_pid("example") not in (warm_pid, replacement)
+                    assert instance_pid(second_ws) not in (warm_pid, replacement)
                     assert (await second.call("example.list_notes", {})).structured == {"result": ["input"]}
                 assert pool.status()["warm"]["handed_out"] == 1
 
@@ -49,7 +56,7 @@ async def test_a_warm_instance_is_handed_to_one_task_in_that_tasks_workspace(
             assert not psutil.pid_exists(warm_pid) or psutil.Process(warm_pid).status() == psutil.STATUS_ZOMBIE
             third_ws = spaces.create("third")
             async with pool.open_task("third", ["example"], NOTES, third_ws) as third:
-                assert third.server_pid("example") == replacement
+                assert instance_pid(third_ws) == replacement
                 assert (await third.call("example.list_notes", {})).structured == {"result": []}
     assert list(spaces.warm_root.iterdir()) == []  # idle instances' directories and logs are removed
 
@@ -72,8 +79,8 @@ async def test_an_instance_idle_past_the_limit_is_replaced_by_a_fresh_one(tool_s
     with anyio.fail_after(60):
         async with running_pool(registry, settings, wait_for_warm=True) as pool:
             (old_pid,) = warm_pids()
-            assert pool.recycle_idle_warm(3600.0) == 0  # not idle long enough
-            assert pool.recycle_idle_warm(0.0) == 1  # the idle limit passed: replace it
+            assert pool.warm.recycle_idle(3600.0) == 0  # not idle long enough
+            assert pool.warm.recycle_idle(0.0) == 1  # the idle limit passed: replace it
             await pool.wait_warm()
             status = pool.status()["warm"]
             assert status["recycled_idle"] == 1 and status["servers"]["tiny"]["ready"] == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from typing import Any
 import psutil
 
 from agent_runtime.settings import ToolSettings
+from agent_runtime.tools.forkserver import FORK_SERVER_ENV
 from agent_runtime.tools.pool import ToolPool
 from agent_runtime.tools.processes import MARKER_ENV
 from agent_runtime.tools.registry import Registry
@@ -22,6 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_SERVER = REPO / "examples" / "mcp_server" / "server.py"
 SCRIPTS = Path(__file__).resolve().parent / "servers"
 TIME_SERVER = REPO / ".tools" / "mcp-time-venv" / "bin" / "mcp-server-time"
+GIT_SERVER = REPO / ".tools" / "mcp-git-venv" / "bin" / "mcp-server-git"
 FS_SERVER = REPO / ".tools" / "node" / "node_modules" / ".bin" / "mcp-server-filesystem"
 INSTALL_HINT = "run scripts/install-test-servers.sh to install it"
 
@@ -68,16 +71,45 @@ def load_example_module() -> ModuleType:
     return module
 
 
-def marked_children() -> list[psutil.Process]:
-    """Our descendant processes that are tool server instances (carry the instance marker)."""
+def _marked(*, fork_servers: bool) -> list[psutil.Process]:
+    me = os.getpid()
     found = []
     for proc in psutil.Process().children(recursive=True):
         try:
-            if MARKER_ENV in proc.environ() and proc.status() != psutil.STATUS_ZOMBIE:
+            env = proc.environ()
+            if MARKER_ENV not in env or proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            # A fork server is our own child; its children inherit its start-up environment.
+            is_fork_server = FORK_SERVER_ENV in env and proc.ppid() == me
+            if is_fork_server == fork_servers:
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return found
+
+
+def marked_children() -> list[psutil.Process]:
+    """Our descendant processes that are tool server instances, spawned or forked (they carry the
+    instance marker); fork servers are not instances."""
+    return _marked(fork_servers=False)
+
+
+def fork_servers() -> list[psutil.Process]:
+    """Our fork-server processes (the parents of forked instances)."""
+    return _marked(fork_servers=True)
+
+
+def instance_pid(workspace: Path) -> int:
+    """The pid of the one server instance working in ``workspace`` (its current directory)."""
+    found: list[int] = []
+    for proc in marked_children():
+        try:
+            if Path(proc.cwd()) == workspace.resolve():
+                found.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    assert len(found) == 1, f"expected one server instance in {workspace}, found {found}"
+    return found[0]
 
 
 def free_port() -> int:

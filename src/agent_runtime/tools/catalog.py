@@ -1,7 +1,8 @@
 """The tool catalogue: what every enabled server offers, for the planner and the approval policy.
 
 Discovery starts a throwaway instance of each server in its own empty temporary directory (never a
-task's workspace), lists its tools and stops it; all servers concurrently. Tools carry their
+task's workspace), lists its tools and stops it; all servers concurrently. ``${TASK_ID}`` is
+``catalogue-discovery`` there, so an entry that uses it can be discovered (and planned with). Tools carry their
 annotations (read-only, idempotent, destructive) with the registry's per-tool override applied.
 A server that fails discovery is reported in ``status()`` and keeps its last good tool list, if any;
 it never stops the others or the service.
@@ -9,7 +10,6 @@ it never stops the others or the service.
 
 from __future__ import annotations
 
-import logging
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -17,14 +17,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
+import structlog
 
 from agent_runtime.errors import ConfigError, ToolServerError
 from agent_runtime.settings import ToolSettings
 from agent_runtime.tools.base import ToolInfo, split_name
 from agent_runtime.tools.connection import connected
-from agent_runtime.tools.registry import HttpServer, Registry, StdioServer, resolve_launch
+from agent_runtime.tools.registry import DISCOVERY_TASK_ID, HttpServer, Registry, StdioServer, resolve_launch
 
-logger = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -103,7 +104,7 @@ class ToolCatalog:
             tools = await self._list(entry)
         except (ToolServerError, ConfigError) as exc:
             status.ok, status.error = False, exc.message
-            logger.warning("tool discovery failed for %r: %s", server_id, exc.message)
+            log.warning("tool_discovery_failed", server=server_id, error=exc.message)
             return
         if self.registry.get(server_id) != entry:
             return  # the registry was replaced meanwhile; this result describes the old entry
@@ -115,7 +116,9 @@ class ToolCatalog:
         try:
             workspace = tmp / "workspace"
             await anyio.to_thread.run_sync(workspace.mkdir)
-            spec = resolve_launch(entry, registry=self.registry, settings=self.settings, workspace=workspace)
+            spec = resolve_launch(
+                entry, registry=self.registry, settings=self.settings, workspace=workspace, task_id=DISCOVERY_TASK_ID
+            )
             log = tmp / "stderr.log" if isinstance(entry, StdioServer) else None
             async with connected(spec, stderr_path=log) as conn:
                 return list(conn.tools)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 import tempfile
 import uuid
@@ -28,17 +27,21 @@ import anyio
 import httpx2
 import mcp_types
 import psutil
+import structlog
 from mcp import Client, MCPError, StdioServerParameters
-from mcp.client.stdio import stdio_client
+from mcp.client._transport import TransportStreams
+from mcp.client.stdio import get_default_environment, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from agent_runtime.errors import ToolServerError, ToolTimeoutError
 from agent_runtime.tools import processes
 from agent_runtime.tools.base import ToolInfo, ToolResult
 from agent_runtime.tools.convert import protocol_error_result, tool_info, tool_result
+from agent_runtime.tools.fork_transport import ForkedChild, forked_stdio
+from agent_runtime.tools.forkserver import ForkServer
 from agent_runtime.tools.registry import LaunchSpec
 
-logger = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]
 State = Literal["starting", "ready", "failed", "closed"]
@@ -60,8 +63,18 @@ def describe_exception(exc: BaseException) -> str:
 class ServerConnection:
     """One running instance of one server. ``start()``, then ``call_tool()``, then ``aclose()``."""
 
-    def __init__(self, spec: LaunchSpec, *, stderr_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        spec: LaunchSpec,
+        *,
+        stderr_path: Path | None = None,
+        fork: tuple[ForkServer, tuple[str, ...]] | None = None,
+    ) -> None:
+        """``fork``: the fork server that starts this stdio instance and the instance's ``sys.argv``
+        (else the command is spawned)."""
         self.spec = spec
+        self._fork = fork
+        self._child: ForkedChild | None = None
         self.state: State = "starting"
         self.error: str | None = None
         self.tools: list[ToolInfo] = []
@@ -83,7 +96,14 @@ class ServerConnection:
 
     @property
     def pid(self) -> int | None:
+        if self._child is not None:
+            return self._child.pid
         return self._process.pid if self._process is not None else None
+
+    @property
+    def forked(self) -> bool:
+        """Started by a fork server (not spawned)."""
+        return self._child is not None
 
     def stderr_tail(self) -> str:
         return processes.read_tail(self._stderr) or self._final_tail
@@ -92,10 +112,18 @@ class ServerConnection:
         """Ready and, for stdio, its process still running (a dead one is marked failed and stopped)."""
         if self.state != "ready":
             return False
+        if self._child is not None and not self._child.running():
+            self._mark_dead("exited (its process is gone)")
+            return False
         if self._process is not None and not processes.is_running(self._process):
             self._mark_dead("exited (its process is gone)")
             return False
         return True
+
+    def _process_running(self) -> bool:
+        if self._child is not None:
+            return self._child.running()
+        return self._process is None or processes.is_running(self._process)
 
     def failure_text(self, what: str) -> str:
         text = f"tool server {self.server_id!r} {what}"
@@ -121,7 +149,8 @@ class ServerConnection:
 
     async def aclose(self) -> None:
         """Stop the server and wait for it (bounded, shielded); kill leftover processes."""
-        if self._process is None and self._task is not None and self.spec.transport == "local_stdio":
+        forked = self._fork is not None
+        if self._process is None and self._task is not None and self.spec.transport == "local_stdio" and not forked:
             self._process = processes.find_leader(self._marker)  # never connected: find it to be sure
         self._request_stop()
         with anyio.CancelScope(shield=True):
@@ -130,8 +159,15 @@ class ServerConnection:
                     await self._done.wait()
             if self._process is not None:
                 await anyio.to_thread.run_sync(processes.kill_leftovers, self._process.pid, self._marker)
+            elif self._child is not None and self._fork is not None:
+                markers = (self._marker, self._fork[0].marker)
+                await anyio.to_thread.run_sync(processes.kill_leftovers, self._child.pid, markers)
         if self.state == "ready":
             self.state = "closed"
+
+    async def wait_stopped(self) -> None:
+        """Wait until the connection's owner task has ended (stopped, failed or found dead)."""
+        await self._done.wait()
 
     def _request_stop(self) -> None:
         self._stop.set()
@@ -160,7 +196,7 @@ class ServerConnection:
                     overrides = self.spec.idempotent_overrides
                     self.tools = [tool_info(self.server_id, t, overrides) for t in listed]
                     self._client = client
-                    if self.spec.transport == "local_stdio":
+                    if self.spec.transport == "local_stdio" and self._fork is None:
                         self._process = processes.find_leader(self._marker)
                     self.state = "ready"
                     self._settled.set()
@@ -169,13 +205,13 @@ class ServerConnection:
                 self._fail(f"did not finish connecting within {self.spec.connect_timeout:g} s")
         except OSError as exc:  # missing executable, bad cwd: expected, no traceback needed
             self._fail(f"could not be started: {describe_exception(exc)}")
-            logger.warning("tool server %r could not be started: %s", self.server_id, exc)
+            log.warning("tool_server_start_failed", server=self.server_id, error=describe_exception(exc))
         except Exception as exc:  # top level of the owner task: record, never propagate
             if self.state == "ready":
                 self._fail(f"closed unexpectedly: {describe_exception(exc)}")
             else:
                 self._fail(f"failed to connect: {describe_exception(exc)}")
-            logger.exception("tool server %r failed", self.server_id)
+            log.exception("tool_server_failed", server=self.server_id)
         finally:
             self._client = None
             if self.state == "starting":
@@ -199,6 +235,15 @@ class ServerConnection:
                     yield client
             return
         self._stderr = _open_stderr(self._stderr_path)
+        if self._fork is not None:
+            server, argv = self._fork
+            env = {**get_default_environment(), **spec.env, processes.MARKER_ENV: self._marker}
+            cwd = spec.cwd if spec.cwd is not None else Path.cwd()
+            async with forked_stdio(server, argv, env, cwd, self._stderr) as (streams, child):
+                self._child = child
+                async with Client(_Given(streams), mode="legacy", cache=None, client_info=CLIENT_INFO) as client:
+                    yield client
+            return
         params = StdioServerParameters(
             command=spec.command,
             args=list(spec.args),
@@ -230,8 +275,10 @@ class ServerConnection:
         *,
         timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> ToolResult:
-        """Call one tool. ``isError`` and argument errors come back as ``ToolResult(is_error=True)``."""
+        """Call one tool. ``isError`` and argument errors come back as ``ToolResult(is_error=True)``.
+        ``meta`` goes to the server as the request's ``_meta``."""
         client = self._client
         if client is None or not self.alive():
             raise ToolServerError(
@@ -244,7 +291,11 @@ class ServerConnection:
             # The SDK's read timeout cancels the call on the server; the outer one is a backstop.
             with anyio.fail_after(limit + 5.0):
                 result = await client.call_tool(
-                    name, arguments or {}, read_timeout_seconds=limit, progress_callback=progress
+                    name,
+                    arguments or {},
+                    read_timeout_seconds=limit,
+                    progress_callback=progress,
+                    meta=cast(Any, meta),
                 )
         except MCPError as exc:
             if exc.code == mcp_types.REQUEST_TIMEOUT:
@@ -254,7 +305,7 @@ class ServerConnection:
             if exc.code in _MODEL_ERRORS:
                 return protocol_error_result(self.server_id, name, exc.code, exc.message)
             if exc.code == mcp_types.CONNECTION_CLOSED:
-                gone = self._process is not None and not processes.is_running(self._process)
+                gone = not self._process_running()
                 self._mark_dead(f"{'exited' if gone else 'closed the connection'} during a call to {name!r}")
                 raise ToolServerError(self.error or exc.message, details=details) from exc
             raise ToolServerError(
@@ -269,6 +320,19 @@ class ServerConnection:
             self._mark_dead(f"lost its connection during a call to {name!r}")
             raise ToolServerError(self.error or "connection lost", details=details) from exc
         return tool_result(self.server_id, name, result)
+
+
+class _Given:
+    """A transport made of streams that are already open (the forked child's)."""
+
+    def __init__(self, streams: TransportStreams) -> None:
+        self._streams = streams
+
+    async def __aenter__(self) -> TransportStreams:
+        return self._streams
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
 
 
 def _public_url(url: str) -> str:
@@ -294,7 +358,7 @@ class _SafeProgress:
         try:
             await self._callback(progress, total, message)
         except Exception:  # a callback boundary: a broken listener must not break the tool call
-            logger.exception("on_progress callback failed; the call continues")
+            log.exception("tool_progress_callback_failed")
 
 
 @contextlib.asynccontextmanager

@@ -13,24 +13,25 @@ timeout for a slot, then fails clearly) and keeps the warm instances of ``warm.p
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
+import structlog
 
 from agent_runtime.errors import ConfigError, ToolNotAllowedError, ToolServerError
 from agent_runtime.settings import ToolSettings
-from agent_runtime.tools.base import ToolInfo, ToolResult, split_name
+from agent_runtime.tools.base import ToolResult, split_name
 from agent_runtime.tools.connection import ProgressCallback, ServerConnection
-from agent_runtime.tools.registry import LaunchSpec, Registry, StdioServer, resolve_launch
+from agent_runtime.tools.launcher import Launcher
+from agent_runtime.tools.registry import Registry, StdioServer, resolve_launch
+from agent_runtime.tools.shared import TASK_META_KEY, SharedServer, SharedServers
 from agent_runtime.tools.warm import WarmPool
 from agent_runtime.tools.workspace import Workspaces
 
-logger = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 
 class ToolPool:
@@ -40,121 +41,58 @@ class ToolPool:
         self.registry = registry
         self.settings = settings
         self.workspaces = Workspaces(settings)
-        self._slots = anyio.Semaphore(settings.max_server_processes)
-        self._live: set[ServerConnection] = set()
+        self.launcher = Launcher(settings)
+        self.warm = WarmPool(self.launcher, self.workspaces, settings)
+        self.shared = SharedServers(self.launcher, settings)
         self._open_tasks: set[TaskTools] = set()
-        self._warm = WarmPool(self)
-        self._releasing: set[asyncio.Task[None]] = set()
-        self._closed = False
 
     async def start(self, *, wait_for_warm: bool = False) -> None:
         """Start the warm instances the registry asks for (``prewarm: N``), optionally waiting."""
-        self._closed = False
-        self._warm.sync(self.registry)
+        self.launcher.reopen()
+        self.warm.sync(self.registry)
+        self.shared.sync(self.registry)
         if wait_for_warm:
             await self.wait_warm()
 
-    def recycle_idle_warm(self, max_idle: float) -> int:
-        """Replace warm instances idle for longer than ``max_idle`` seconds (done periodically when
-        ``tools.warm_max_idle_seconds`` is set); return how many were replaced."""
-        return self._warm.recycle_idle(max_idle)
-
     async def wait_warm(self) -> None:
-        """Wait until no warm instance is starting (each one is then ready or failed)."""
-        await self._warm.settle()
+        """Wait until no warm instance is starting and every shared instance has made its first
+        start attempt (each one is then ready or failed)."""
+        await self.warm.settle()
+        await self.shared.settle()
 
     async def aclose(self) -> None:
         """Stop every server this pool started: warm ones and those of still-open tasks."""
-        self._closed = True
+        self.launcher.closed = True  # no new instance from here on
         with anyio.CancelScope(shield=True):
-            await self._warm.aclose()
-            async with anyio.create_task_group() as tg:
-                for conn in list(self._live):
-                    tg.start_soon(self.release, conn)
-            if self._releasing:
-                await asyncio.wait(list(self._releasing))
+            await self.warm.aclose()
+            await self.shared.aclose()
+            await self.launcher.aclose()
 
     def replace_registry(self, registry: Registry) -> None:
         """Use ``registry`` for tasks opened from now on; warm instances follow the new entries."""
         self.registry = registry
-        if not self._closed:
-            self._warm.sync(registry)
+        if not self.launcher.closed:
+            self.warm.sync(registry)
+            self.shared.sync(registry)
 
     def live_by_server(self) -> dict[str, int]:
         """Live stdio server processes per registry entry (for the metrics gauge)."""
-        counts: dict[str, int] = {}
-        for conn in self._live:
-            if conn.spec.transport == "local_stdio":
-                counts[conn.spec.server_id] = counts.get(conn.spec.server_id, 0) + 1
-        return counts
+        return self.launcher.live_by_server()
 
     def status(self) -> dict[str, Any]:
         """Counts for operators: live processes, open tasks, warm instances per server."""
         return {
-            "live_processes": sum(1 for c in self._live if c.spec.transport == "local_stdio"),
-            "live_connections": len(self._live),
-            "max_server_processes": self.settings.max_server_processes,
+            **self.launcher.status(),
             "open_tasks": len(self._open_tasks),
-            "warm": self._warm.status(),
+            "warm": self.warm.status(),
+            "shared": self.shared.status(),
         }
 
-    # --- instances -------------------------------------------------------------------------
-
-    async def launch(
-        self, spec: LaunchSpec, *, stderr_path: Path | None, wait_for_slot: bool = True
-    ) -> ServerConnection:
-        """Start one instance (taking a process slot for stdio); ToolServerError if it cannot."""
-        if self._closed:
-            raise ToolServerError(f"tool pool is closed; cannot start {spec.server_id!r}")
-        needs_slot = spec.transport == "local_stdio"
-        if needs_slot:
-            await self._take_slot(spec, wait=wait_for_slot)
-        conn = ServerConnection(spec, stderr_path=stderr_path)
-        self._live.add(conn)
-        try:
-            await conn.start()
-        except ToolServerError:
-            # Report the failure now; a hung server's teardown (up to ~4 s) finishes in the background.
-            self._release_later(conn)
-            raise
-        except BaseException:
-            await self.release(conn)
-            raise
-        return conn
-
-    def _release_later(self, conn: ServerConnection) -> None:
-        task = asyncio.get_running_loop().create_task(self.release(conn), name=f"mcp-release:{conn.server_id}")
-        self._releasing.add(task)
-        task.add_done_callback(self._releasing.discard)
-
-    async def release(self, conn: ServerConnection) -> None:
-        """Stop an instance and give its process slot back (idempotent)."""
-        if conn not in self._live:
-            return
-        try:
-            await conn.aclose()
-        finally:
-            if conn in self._live:
-                self._live.discard(conn)
-                if conn.spec.transport == "local_stdio":
-                    self._slots.release()
-
-    async def _take_slot(self, spec: LaunchSpec, *, wait: bool) -> None:
-        if not wait:
-            try:
-                self._slots.acquire_nowait()
-            except anyio.WouldBlock:
-                raise ToolServerError("no free tool-server process slot") from None
-            return
-        with anyio.move_on_after(spec.connect_timeout):
-            await self._slots.acquire()
-            return
-        raise ToolServerError(
-            f"cannot start tool server {spec.server_id!r}: all {self.settings.max_server_processes} "
-            "tool-server process slots (tools.max_server_processes) stayed busy for "
-            f"{spec.connect_timeout:g} s",
-            details={"server_id": spec.server_id},
-        )
+    def claim_warm(
+        self, task_id: str, server_ids: list[str], workspace: Path, registry: Registry
+    ) -> dict[str, ServerConnection]:
+        """A warm instance for the task, if one fits (see ``warm.py``)."""
+        return self.warm.claim(task_id, server_ids, workspace, registry)
 
     # --- tasks -----------------------------------------------------------------------------
 
@@ -188,6 +126,7 @@ class _Server:
     def __init__(self, server_id: str) -> None:
         self.server_id = server_id
         self.conn: ServerConnection | None = None
+        self.shared: SharedServer | None = None
         self.error: str | None = None
         self.restarts = 0
         self.starts = 0
@@ -231,29 +170,14 @@ class TaskTools:
         limit = self._pool.settings.max_restarts_per_step
         failed = {}
         for sid, server in self._servers.items():
-            if server.conn is None:
+            if server.shared is not None:
+                if not server.shared.usable():
+                    failed[sid] = server.shared.last_error() or "no running instance"
+            elif server.conn is None:
                 failed[sid] = server.error or "not started"
             elif not server.conn.alive() and server.restarts >= limit:
                 failed[sid] = server.conn.error or "stopped"
         return failed
-
-    def tool_specs(self, names: Iterable[str] | None = None) -> list[ToolInfo]:
-        """ToolInfo of allowed tools (all of them if ``names`` is None) that the servers listed."""
-        wanted = set(self.allowed_tools if names is None else names)
-        refused = wanted - self.allowed_tools
-        if refused:
-            raise ToolNotAllowedError(f"tools not allowed for task {self.task_id}: {sorted(refused)}")
-        specs = []
-        for server in self._servers.values():
-            for info in server.conn.tools if server.conn is not None else []:
-                if info.qualified_name in wanted:
-                    specs.append(info)
-        return specs
-
-    def server_pid(self, server_id: str) -> int | None:
-        """The process id of a stdio server's current instance (for operators and tests)."""
-        server = self._servers.get(server_id)
-        return server.conn.pid if server is not None and server.conn is not None else None
 
     def new_step(self) -> None:
         """Reset the restart budget: call between steps when one TaskTools serves several steps."""
@@ -283,8 +207,11 @@ class TaskTools:
                 f"tool {qualified_name!r}: server {server_id!r} was not opened for task {self.task_id}",
                 details={"tool": qualified_name},
             )
+        if server.shared is not None:
+            return await server.shared.call(self.task_id, tool, arguments, timeout=timeout, on_progress=on_progress)
         conn = await self._usable(server)
-        return await conn.call_tool(tool, arguments, timeout=timeout, on_progress=on_progress)
+        meta = {TASK_META_KEY: self.task_id}
+        return await conn.call_tool(tool, arguments, timeout=timeout, on_progress=on_progress, meta=meta)
 
     async def _usable(self, server: _Server) -> ServerConnection:
         """The server's live connection, restarting a crashed one if the budget allows."""
@@ -301,14 +228,14 @@ class TaskTools:
                     details={"server_id": server.server_id, "restart_budget_exhausted": True},
                 )
             server.restarts += 1
-            logger.warning(
-                "restarting tool server %r for task %s (%d/%d)",
-                server.server_id,
-                self.task_id,
-                server.restarts,
-                limit,
+            log.warning(
+                "tool_server_restarting",
+                server=server.server_id,
+                task_id=self.task_id,
+                restart=server.restarts,
+                limit=limit,
             )
-            await self._pool.release(conn)
+            await self._pool.launcher.release(conn)
             server.conn = None
             await self._start(server)
             if server.conn is None:
@@ -318,17 +245,33 @@ class TaskTools:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def _start_all(self) -> None:
-        warm = self._pool._warm.claim(self) if not self._env else {}
+        warm = {}
+        if not self._env:
+            warm = self._pool.claim_warm(self.task_id, self.server_ids, self.workspace, self._registry)
         async with anyio.create_task_group() as tg:
             for server in self._servers.values():
-                if server.server_id in warm:
+                entry = self._registry.get(server.server_id)
+                if entry is not None and entry.enabled and entry.scope == "shared":
+                    self._attach_shared(server)
+                elif server.server_id in warm:
                     server.conn = warm[server.server_id]
                     server.starts += 1
                 else:
                     tg.start_soon(self._start, server)
         failed = self.failed_servers()
         if failed:
-            logger.warning("task %s: tool servers failed to start: %s", self.task_id, sorted(failed))
+            log.warning("tool_servers_failed_to_start", task_id=self.task_id, servers=sorted(failed))
+
+    def _attach_shared(self, server: _Server) -> None:
+        if self._env:
+            server.error = (
+                f"tool server {server.server_id!r} is shared by every task (scope: shared), so it cannot "
+                "take this task's env"
+            )
+            return
+        server.shared = self._pool.shared.get(server.server_id)
+        if server.shared is None:
+            server.error = f"shared tool server {server.server_id!r} is not running"
 
     async def _start(self, server: _Server) -> None:
         server.starts += 1
@@ -345,15 +288,18 @@ class TaskTools:
                 extra_env=self._env,
                 task_id=self.task_id,
             )
-            log = self._pool.workspaces.logs_dir(self.task_id) / f"{server.server_id}-{server.starts}.stderr.log"
-            server.conn = await self._pool.launch(spec, stderr_path=log if isinstance(entry, StdioServer) else None)
+            logs = self._pool.workspaces.logs_dir(self.task_id)
+            stderr_path = logs / f"{server.server_id}-{server.starts}.stderr.log"
+            server.conn = await self._pool.launcher.launch(
+                spec, stderr_path=stderr_path if isinstance(entry, StdioServer) else None
+            )
             server.error = None
         except (ToolServerError, ConfigError) as exc:
             server.error = exc.message
-            logger.warning("task %s: tool server %r unavailable: %s", self.task_id, server.server_id, exc.message)
+            log.warning("tool_server_unavailable", task_id=self.task_id, server=server.server_id, error=exc.message)
 
     async def _close_all(self) -> None:
         async with anyio.create_task_group() as tg:
             for server in self._servers.values():
                 if server.conn is not None:
-                    tg.start_soon(self._pool.release, server.conn)
+                    tg.start_soon(self._pool.launcher.release, server.conn)

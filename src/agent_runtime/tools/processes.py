@@ -10,23 +10,24 @@ A server that daemonizes into a new session escapes by design; none of ours do.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 from typing import IO
 
 import psutil
+import structlog
 
-logger = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 MARKER_ENV = "AGENT_RUNTIME_TOOL_INSTANCE"
 TAIL_BYTES = 4096
 TAIL_LINES = 20
 
 
-def _has_marker(proc: psutil.Process, marker: str) -> bool:
+def _has_marker(proc: psutil.Process, marker: str | tuple[str, ...]) -> bool:
+    markers = (marker,) if isinstance(marker, str) else marker
     try:
-        return bool(proc.environ().get(MARKER_ENV) == marker)
+        return proc.environ().get(MARKER_ENV) in markers
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
 
@@ -36,7 +37,7 @@ def find_leader(marker: str) -> psutil.Process | None:
     try:
         children = psutil.Process().children(recursive=False)
     except psutil.Error:
-        logger.exception("could not list child processes")
+        log.exception("tool_server_children_unlisted")
         return None
     return next((child for child in children if _has_marker(child, marker)), None)
 
@@ -61,8 +62,10 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def group_members(pgid: int, marker: str) -> list[psutil.Process]:
-    """Live processes of group ``pgid`` that carry ``marker`` (so a reused pgid is never touched)."""
+def group_members(pgid: int, marker: str | tuple[str, ...]) -> list[psutil.Process]:
+    """Live processes of group ``pgid`` that carry ``marker`` (or one of several), so a reused pgid is
+    never touched. A forked instance shows its fork server's marker (``/proc/<pid>/environ`` is the
+    environment a process was *started* with), and what it starts shows its own."""
     if not _group_alive(pgid):
         return []
     members = []
@@ -73,14 +76,14 @@ def group_members(pgid: int, marker: str) -> list[psutil.Process]:
     return members
 
 
-def kill_leftovers(pgid: int, marker: str) -> int:
+def kill_leftovers(pgid: int, marker: str | tuple[str, ...]) -> int:
     """SIGKILL what is left of the server's process group; return how many processes were killed."""
     members = group_members(pgid, marker)
     for proc in members:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             proc.send_signal(signal.SIGKILL)
     if members:
-        logger.warning("killed %d leftover process(es) of tool server group %d", len(members), pgid)
+        log.warning("tool_server_leftovers_killed", processes=len(members), pgid=pgid)
         with contextlib.suppress(psutil.Error):
             psutil.wait_procs(members, timeout=2.0)
     return len(members)
@@ -103,7 +106,7 @@ def read_tail(stream: IO[str] | None) -> str:
         start = max(0, size - TAIL_BYTES)
         data = os.pread(fd, size - start, start)
     except OSError:
-        logger.exception("could not read a tool server's stderr")
+        log.exception("tool_server_stderr_unreadable")
         return ""
     lines = data.decode("utf-8", errors="replace").splitlines()
     if start > 0 and lines:

@@ -12,7 +12,8 @@ Format::
           args: ["${REGISTRY_DIR}/examples/mcp_server/server.py"]
           env: {API_TOKEN: "${MY_TOKEN}"}
         # remote_http config:  {url: "https://host/mcp", headers: {Authorization: "Bearer ${TOKEN}"}}
-        prewarm: 0                  # idle instances kept ready (cwd-only servers, see pool.py)
+        prewarm: 0                  # idle instances kept ready (cwd-only servers, see warm.py)
+        fork_server: true           # fork Python servers from a pre-imported parent (forkserver.py)
         tools: {write_note: {idempotent: false}}   # per-tool override of "safe to repeat"
         connect_timeout_seconds: 10 # optional, else the service setting
         call_timeout_seconds: 30    # optional, else the service setting
@@ -20,7 +21,8 @@ Format::
 ``${NAME}`` in command, args, env, cwd, url and headers is replaced when a server starts: from the
 process environment (secrets are referenced by name, never stored in tasks or in this file), except
 the special names ``${PYTHON}`` (the service's interpreter), ``${REGISTRY_DIR}`` (the folder of this
-file) and ``${WORKSPACE}`` (the task's workspace). ``$$`` is a literal ``$``. A relative ``command``
+file), ``${WORKSPACE}`` (the task's workspace) and ``${TASK_ID}`` (the task's id; ``catalogue-discovery``
+while the catalogue lists the server's tools). ``$$`` is a literal ``$``. A relative ``command``
 containing a slash resolves against the registry folder; a relative ``cwd`` against the workspace,
 which is also the default ``cwd``.
 """
@@ -41,7 +43,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agent_runtime.errors import ConfigError
 from agent_runtime.settings import ToolSettings
 
-SPECIAL_VARIABLES = ("PYTHON", "REGISTRY_DIR", "WORKSPACE")
+SPECIAL_VARIABLES = ("PYTHON", "REGISTRY_DIR", "WORKSPACE", "TASK_ID")
+DISCOVERY_TASK_ID = "catalogue-discovery"
+"""What ``${TASK_ID}`` becomes while the catalogue lists a server's tools (no task is involved)."""
 _VARIABLE = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*|file:[^}]+)\})")
 TASK_HEADER = "X-Agent-Runtime-Task-Id"
 _SERVER_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
@@ -76,6 +80,32 @@ class _ServerBase(_Model):
     tools: dict[str, ToolOverride] = Field(default_factory=dict)
     connect_timeout_seconds: float | None = Field(default=None, gt=0)
     call_timeout_seconds: float | None = Field(default=None, gt=0)
+    scope: Literal["task", "shared"] = "task"
+    """``task``: an instance per task, in its workspace. ``shared``: long-lived instances that serve
+    every task's calls (``shared.py``); such a server sees every task's calls."""
+    instances: int = Field(default=1, ge=1, le=32)
+    """How many instances a ``shared`` server runs (calls go to the least busy)."""
+
+    @model_validator(mode="after")
+    def _instances_need_shared(self) -> _ServerBase:
+        if self.instances != 1 and self.scope != "shared":
+            raise ValueError("instances applies to scope: shared servers only")
+        if self.scope == "shared" and self.prewarm:
+            raise ValueError("prewarm applies to scope: task servers only (a shared server is always running)")
+        return self
+
+    def _per_task_texts(self) -> list[str]:
+        return []
+
+    @model_validator(mode="after")
+    def _shared_needs_no_task(self) -> _ServerBase:
+        if self.scope == "shared" and any(
+            "${WORKSPACE}" in text or "${TASK_ID}" in text for text in self._per_task_texts()
+        ):
+            raise ValueError(
+                "scope: shared serves every task from one instance, so it cannot take ${WORKSPACE} or ${TASK_ID}"
+            )
+        return self
 
     @field_validator("id")
     @classmethod
@@ -91,10 +121,21 @@ class _ServerBase(_Model):
 class StdioServer(_ServerBase):
     type: Literal["local_stdio"]
     config: StdioConfig
+    fork_server: bool = True
+    """Start a Python server's instances by forking a process that has already imported it
+    (see ``forkserver.py``); ``false`` spawns every instance from scratch."""
 
     def uses_workspace_placeholder(self) -> bool:
-        texts = [self.config.command, *self.config.args, *self.config.env.values(), self.config.cwd or ""]
-        return any("${WORKSPACE}" in text or "${TASK_ID}" in text for text in texts)
+        return any("${WORKSPACE}" in text or "${TASK_ID}" in text for text in self._per_task_texts())
+
+    def _per_task_texts(self) -> list[str]:
+        return [self.config.command, *self.config.args, *self.config.env.values(), self.config.cwd or ""]
+
+    @model_validator(mode="after")
+    def _shared_needs_no_cwd(self) -> StdioServer:
+        if self.scope == "shared" and self.config.cwd is not None:
+            raise ValueError("scope: shared serves every task from one instance, so it cannot take a cwd")
+        return self
 
     @model_validator(mode="after")
     def _prewarm_needs_cwd_only(self) -> StdioServer:
@@ -109,6 +150,9 @@ class StdioServer(_ServerBase):
 class HttpServer(_ServerBase):
     type: Literal["remote_http"]
     config: HttpConfig
+
+    def _per_task_texts(self) -> list[str]:
+        return [self.config.url, *self.config.headers.values()]
 
     @model_validator(mode="after")
     def _no_prewarm(self) -> HttpServer:
@@ -214,6 +258,11 @@ class LaunchSpec:
     url: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
     idempotent_overrides: Mapping[str, bool] = field(default_factory=dict)
+    fork_server: bool = False
+    """Whether a fork server may start this instance (a Python entry point is still required)."""
+    static_env: Mapping[str, str] = field(default_factory=dict)
+    """The part of ``env`` that is the same for every task (no ``${WORKSPACE}``/``${TASK_ID}``, no
+    task ``env``): what a fork server imports the server's modules with."""
 
 
 def expand(text: str, variables: Mapping[str, str], where: str) -> str:
@@ -278,6 +327,18 @@ def resolve_launch(
         command = str(registry.base_dir / command)
     args = tuple(expand(a, variables, f"{prefix}.args[{i}]") for i, a in enumerate(cfg.args))
     env = {k: expand(v, variables, f"{prefix}.env.{k}") for k, v in cfg.env.items()}
+    static_env = {k: env[k] for k, v in cfg.env.items() if "${WORKSPACE}" not in v and "${TASK_ID}" not in v}
     env.update(extra_env or {})
+    for key in extra_env or {}:
+        static_env.pop(key, None)
     cwd = workspace if cfg.cwd is None else workspace / expand(cfg.cwd, variables, f"{prefix}.cwd")
-    return LaunchSpec(transport="local_stdio", command=command, args=args, env=env, cwd=cwd, **common)
+    return LaunchSpec(
+        transport="local_stdio",
+        command=command,
+        args=args,
+        env=env,
+        cwd=cwd,
+        fork_server=entry.fork_server,
+        static_env=static_env,
+        **common,
+    )

@@ -17,25 +17,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
+import structlog
 
 from agent_runtime.errors import ConfigError, ToolServerError
+from agent_runtime.settings import ToolSettings
 from agent_runtime.tools.connection import ServerConnection
+from agent_runtime.tools.launcher import Launcher
 from agent_runtime.tools.registry import Registry, StdioServer, resolve_launch
+from agent_runtime.tools.workspace import Workspaces
 
-if TYPE_CHECKING:
-    from agent_runtime.tools.pool import TaskTools, ToolPool
-
-logger = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 REPLACEMENT_DELAY_SECONDS = 1.5
 """How long after a hand-out its replacement starts (measured: 36 ms → 26 ms to the first call)."""
@@ -51,10 +51,13 @@ class _Instance:
 
 
 class WarmPool:
-    """Keeps ``prewarm`` idle instances per server; owned by a :class:`ToolPool`."""
+    """Keeps ``prewarm`` idle instances per server, started through ``launcher``."""
 
-    def __init__(self, pool: ToolPool) -> None:
-        self._pool = pool
+    def __init__(self, launcher: Launcher, workspaces: Workspaces, settings: ToolSettings) -> None:
+        self._launcher = launcher
+        self._workspaces = workspaces
+        self._settings = settings
+        self._registry: Registry | None = None
         self._entries: dict[str, StdioServer] = {}
         self._ready: dict[str, list[_Instance]] = {}
         self._starting: dict[str, int] = {}
@@ -67,6 +70,7 @@ class WarmPool:
 
     def sync(self, registry: Registry) -> None:
         """Follow the registry: drop instances of changed or removed entries, start missing ones."""
+        self._registry = registry
         wanted = {e.id: e for e in registry.enabled() if isinstance(e, StdioServer) and e.prewarm > 0}
         for sid in list(self._ready):
             if wanted.get(sid) != self._entries.get(sid):
@@ -75,7 +79,7 @@ class WarmPool:
         self._entries = wanted
         for entry in wanted.values():
             self._top_up(entry)
-        max_idle = self._pool.settings.warm_max_idle_seconds
+        max_idle = self._settings.warm_max_idle_seconds
         if max_idle is not None and wanted and self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(max_idle))
 
@@ -99,14 +103,17 @@ class WarmPool:
             await anyio.sleep(max_idle / 2)
             self.recycle_idle(max_idle)
 
-    def claim(self, tools: TaskTools) -> dict[str, ServerConnection]:
-        """Hand one warm instance to ``tools`` if a server of the task allows it; see module doc."""
-        workspace = tools.workspace
+    def claim(
+        self, task_id: str, server_ids: list[str], workspace: Path, registry: Registry
+    ) -> dict[str, ServerConnection]:
+        """Hand one warm instance to task ``task_id`` whose workspace is ``workspace``, if one of
+        ``server_ids`` has one ready and ``registry`` (the task's snapshot) still describes it the
+        same way; the instance's directory becomes the workspace (see module doc)."""
         if workspace.exists() and (not workspace.is_dir() or any(workspace.iterdir())):
             return {}
-        for sid in tools.server_ids:
+        for sid in server_ids:
             entry = self._entries.get(sid)
-            if entry is None or tools.registry.get(sid) != entry:
+            if entry is None or registry.get(sid) != entry:
                 continue
             while self._ready.get(sid):
                 instance = self._ready[sid].pop(0)
@@ -117,13 +124,13 @@ class WarmPool:
                     workspace.parent.mkdir(parents=True, exist_ok=True)
                     os.rename(instance.directory, workspace)
                 except OSError as exc:
-                    logger.warning("cannot hand warm %r to task %s (%s); cold start", sid, tools.task_id, exc)
+                    log.warning("warm_handover_failed", server=sid, task_id=task_id, error=str(exc))
                     self._ready[sid].insert(0, instance)
                     return {}
-                self._move_log(instance, tools)
+                self._move_log(instance, task_id)
                 self._handed_out += 1
                 self._top_up(entry, delay=REPLACEMENT_DELAY_SECONDS)
-                logger.info("task %s got a warm %r instance", tools.task_id, sid)
+                log.info("warm_instance_handed_out", server=sid, task_id=task_id)
                 return {sid: instance.conn}
             self._top_up(entry)
         return {}
@@ -184,29 +191,31 @@ class WarmPool:
                 await anyio.sleep(delay)
             await self._start_instance(entry)
         except Exception:  # top level of a background task: log, never lose the error
-            logger.exception("warm instance of %r failed", entry.id)
+            log.exception("warm_instance_crashed", server=entry.id)
 
     async def _start_instance(self, entry: StdioServer) -> None:
-        root = self._pool.workspaces.warm_root
+        root = self._workspaces.warm_root
         name = uuid.uuid4().hex
-        directory, log = root / name, root / f"{name}.stderr.log"
+        directory, stderr_log = root / name, root / f"{name}.stderr.log"
+        registry = self._registry
         try:
+            if registry is None:
+                raise ToolServerError("the warm pool has no registry yet")
             await anyio.to_thread.run_sync(lambda: directory.mkdir(parents=True))
-            pool = self._pool
-            spec = resolve_launch(entry, registry=pool.registry, settings=pool.settings, workspace=directory)
-            conn = await self._pool.launch(spec, stderr_path=log, wait_for_slot=False)
+            spec = resolve_launch(entry, registry=registry, settings=self._settings, workspace=directory)
+            conn = await self._launcher.launch(spec, stderr_path=stderr_log, wait_for_slot=False)
         except (ToolServerError, ConfigError) as exc:
             self._errors[entry.id] = exc.message
-            logger.warning("warm instance of %r not started: %s", entry.id, exc.message)
-            await anyio.to_thread.run_sync(_remove, directory, log)
+            log.warning("warm_instance_not_started", server=entry.id, error=exc.message)
+            await anyio.to_thread.run_sync(_remove, directory, stderr_log)
             return
         except BaseException:  # cancelled by aclose(): leave no directory behind
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(_remove, directory, log)
+                await anyio.to_thread.run_sync(_remove, directory, stderr_log)
             raise
         finally:
             self._starting[entry.id] -= 1
-        instance = _Instance(entry, conn, directory, log)
+        instance = _Instance(entry, conn, directory, stderr_log)
         if self._entries.get(entry.id) != entry:  # the registry changed while it started
             await self._discard(instance)
             return
@@ -214,17 +223,17 @@ class WarmPool:
         self._ready.setdefault(entry.id, []).append(instance)
 
     async def _discard(self, instance: _Instance) -> None:
-        await self._pool.release(instance.conn)
+        await self._launcher.release(instance.conn)
         await anyio.to_thread.run_sync(_remove, instance.directory, instance.log)
 
-    def _move_log(self, instance: _Instance, tools: TaskTools) -> None:
+    def _move_log(self, instance: _Instance, task_id: str) -> None:
         name = f"{instance.entry.id}-warm-{instance.directory.name}.stderr.log"
-        target = self._pool.workspaces.logs_dir(tools.task_id) / name
+        target = self._workspaces.logs_dir(task_id) / name
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.rename(instance.log, target)  # the server keeps writing to the same open file
         except OSError:
-            logger.exception("could not move a warm instance's stderr log")
+            log.exception("warm_log_move_failed", server=instance.entry.id, task_id=task_id)
 
 
 def _remove(directory: Path, log: Path) -> None:

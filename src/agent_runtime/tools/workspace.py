@@ -9,7 +9,6 @@ warm directory can be renamed into place).
 
 from __future__ import annotations
 
-import logging
 import re
 import shutil
 from collections.abc import AsyncIterator
@@ -17,10 +16,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio.to_thread
+import structlog
 
 from agent_runtime.settings import ToolSettings
 
-logger = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 _TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 LOGS_DIR = ".logs"
@@ -59,7 +59,7 @@ class Workspaces:
     async def remove(self, task_id: str, *, force: bool = False) -> bool:
         """Delete the task's workspace and logs unless ``keep_workspaces`` (``force`` overrides)."""
         if self.keep and not force:
-            logger.info("keeping workspace of task %s at %s", task_id, self.path(task_id))
+            log.info("workspace_kept", task_id=task_id, path=str(self.path(task_id)))
             return False
         for path in (self.path(task_id), self.logs_dir(task_id)):
             if not _remove_if_empty(path):  # a tree to walk: off the event loop
@@ -95,4 +95,4 @@ def _rmtree(path: Path) -> None:
     except FileNotFoundError:
         pass
     except OSError:
-        logger.exception("could not remove %s", path)
+        log.exception("workspace_remove_failed", path=str(path))

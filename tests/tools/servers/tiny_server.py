@@ -1,5 +1,6 @@
 """A minimal MCP server over stdio without the SDK (newline-delimited JSON-RPC), so it starts in
-tens of milliseconds: for tests that need many server lifecycles. Tools: ``echo{text}``."""
+tens of milliseconds: for tests that need many server lifecycles. Tools: ``echo{text}``, and
+``whoami`` (this process's pid and the request's ``_meta``)."""
 
 import json
 import os
@@ -19,6 +20,12 @@ ECHO = {
     "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
     "annotations": {"readOnlyHint": True},
 }
+WHOAMI = {
+    "name": "whoami",
+    "description": "This server's pid and the call's _meta",
+    "inputSchema": {"type": "object", "properties": {}},
+    "annotations": {"readOnlyHint": True},
+}
 
 for line in sys.stdin:
     message = json.loads(line)
@@ -32,11 +39,15 @@ for line in sys.stdin:
             {"protocolVersion": version, "capabilities": {"tools": {}}, "serverInfo": {"name": "tiny", "version": "1"}},
         )
     elif method == "tools/list":
-        reply(msg_id, {"tools": [ECHO]})
+        reply(msg_id, {"tools": [ECHO, WHOAMI]})
     elif method == "tools/call":
         if DIE_ON_CALL:
             os._exit(3)
-        text = message["params"]["arguments"]["text"]
+        params = message["params"]
+        if params["name"] == "whoami":
+            text = json.dumps({"pid": os.getpid(), "meta": params.get("_meta")})
+        else:
+            text = params["arguments"]["text"]
         reply(msg_id, {"content": [{"type": "text", "text": text}], "isError": False})
     elif method == "ping":
         reply(msg_id, {})
