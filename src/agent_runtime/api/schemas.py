@@ -1,137 +1,28 @@
-"""Request and response bodies of the HTTP API."""
+"""From the service's records to the API's bodies.
+
+The bodies themselves are plain pydantic models in :mod:`agent_runtime.schemas`, shared with the
+Python client; they are re-exported here so the routes name them as ``schemas.TaskOut`` etc.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
-
-from agent_runtime.domain.plan import Plan
 from agent_runtime.domain.records import PlanVersionRecord, StepRecord, ToolCallRecord
+from agent_runtime.schemas import Approve as Approve
+from agent_runtime.schemas import AttentionOut as AttentionOut
+from agent_runtime.schemas import Cancel as Cancel
+from agent_runtime.schemas import EditPlan as EditPlan
+from agent_runtime.schemas import PlanOut as PlanOut
+from agent_runtime.schemas import PlanVersionOut as PlanVersionOut
+from agent_runtime.schemas import Reject as Reject
+from agent_runtime.schemas import Resolve as Resolve
+from agent_runtime.schemas import Revise as Revise
+from agent_runtime.schemas import StepOut as StepOut
+from agent_runtime.schemas import SubmitTask as SubmitTask
+from agent_runtime.schemas import TaskOut as TaskOut
+from agent_runtime.schemas import TaskPage as TaskPage
+from agent_runtime.schemas import TaskSummary as TaskSummary
+from agent_runtime.schemas import links as links
 from agent_runtime.services.tasks import TaskView
-
-
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SubmitTask(_In):
-    prompt: str = Field(min_length=1, description="The natural-language block to plan and execute.")
-    metadata: dict[str, Any] | None = Field(default=None, description="Free-form client data, stored as is.")
-
-
-class Approve(_In):
-    plan_version: int = Field(ge=1, description="The plan version being approved (binding).")
-    actor: str | None = Field(default=None, max_length=200)
-
-
-class Reject(_In):
-    reason: str | None = Field(default=None, max_length=4000)
-    actor: str | None = Field(default=None, max_length=200)
-
-
-class Revise(_In):
-    feedback: str = Field(min_length=1, max_length=20_000, description="What the planner should change.")
-    actor: str | None = Field(default=None, max_length=200)
-
-
-class EditPlan(_In):
-    base_version: int = Field(ge=1, description="The version this edit starts from (must be current).")
-    plan: Plan
-    actor: str | None = Field(default=None, max_length=200)
-
-
-class Cancel(_In):
-    reason: str | None = Field(default=None, max_length=4000)
-
-
-class Resolve(_In):
-    tool_call_id: str
-    action: Literal["retry", "skip", "fail"]
-    result: str | None = Field(default=None, description="With skip: the result to record instead of running it.")
-    actor: str | None = Field(default=None, max_length=200)
-
-
-class StepOut(BaseModel):
-    id: str
-    title: str
-    instruction: str
-    tools: list[str]
-    depends_on: list[str]
-    status: str
-    output: str | None = None
-    error: dict[str, Any] | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-
-
-class PlanOut(BaseModel):
-    version: int
-    content_hash: str
-    author: str
-    created_at: datetime
-    summary: str
-    steps: list[StepOut]
-
-
-class AttentionOut(BaseModel):
-    tool_call_id: str
-    step_id: str
-    tool: str
-    arguments: dict[str, Any]
-
-
-class TaskOut(BaseModel):
-    id: str
-    status: str
-    prompt: str
-    metadata: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
-    current_plan_version: int | None
-    approved_plan_version: int | None
-    plan: PlanOut | None
-    result: dict[str, Any] | None
-    error: dict[str, Any] | None
-    needs_attention: list[AttentionOut]
-    last_event_seq: int
-    links: dict[str, str]
-
-
-class TaskSummary(BaseModel):
-    id: str
-    status: str
-    created_at: datetime
-    updated_at: datetime
-    current_plan_version: int | None
-    links: dict[str, str]
-
-
-class TaskPage(BaseModel):
-    items: list[TaskSummary]
-    next_cursor: str | None
-
-
-class PlanVersionOut(BaseModel):
-    version: int
-    content_hash: str
-    author: str
-    created_at: datetime
-    plan: Plan
-
-
-def links(task_id: str) -> dict[str, str]:
-    base = f"/v1/tasks/{task_id}"
-    return {
-        "self": base,
-        "stream": f"{base}/stream",
-        "plan_versions": f"{base}/plan/versions",
-        "approve": f"{base}/approve",
-        "reject": f"{base}/reject",
-        "revise": f"{base}/revise",
-        "cancel": f"{base}/cancel",
-    }
 
 
 def plan_out(plan: PlanVersionRecord, steps: list[StepRecord]) -> PlanOut:
