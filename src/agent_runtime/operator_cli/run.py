@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 from collections.abc import Callable
+from typing import TextIO
 
 from agent_runtime.client import APIError, Client, ConnectionFailed, InvalidRequest
 from agent_runtime.operator_cli import DEFAULT_SERVER
@@ -22,8 +23,9 @@ def _handler(spec: str) -> Handler:
     return handler
 
 
-def run(args: argparse.Namespace) -> int:
-    out = Output(args.json)
+def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """Run the parsed command; its output goes to ``stdout``/``stderr`` (default: the process's)."""
+    out = Output(args.json, stdout, stderr)
     server = args.server or os.environ.get("AGENT_RUNTIME_SERVER") or DEFAULT_SERVER
     try:
         with Client(server, api_key=args.key) as client:
