@@ -28,6 +28,19 @@ from agent_runtime.operator_cli.output import Output
 DECISIONS = frozenset({"approval_required", "needs_attention"})
 WAITING = frozenset({"awaiting_approval", "needs_attention"})
 END_CODE = {"task_completed": Exit.OK, "task_failed": Exit.FAILED}
+STATUS_AFTER = {
+    "planning_started": "planning",
+    "approval_required": "awaiting_approval",
+    "revision_requested": "queued",
+    "task_approved": "approved",
+    "execution_started": "executing",
+    "needs_attention": "needs_attention",
+    "task_completed": "completed",
+    "task_failed": "failed",
+    "task_rejected": "rejected",
+    "task_cancelled": "cancelled",
+}
+"""The task's status once an event is written (for the live view's header)."""
 
 
 class View(Protocol):
@@ -131,6 +144,7 @@ class LiveView:
     def event(self, event: EventOut) -> None:
         d = event.data
         step = str(d.get("step_id", ""))
+        self.status = STATUS_AFTER.get(event.type, self.status)
         if event.type in ("plan_proposed", "plan_edited"):
             self._load(self.client.get(self.task.id))
             self.calls.clear()
@@ -147,7 +161,7 @@ class LiveView:
             stamp = event.created_at.astimezone().strftime("%H:%M:%S")
             line = Text.assemble((f"{stamp} #{event.seq} ", "dim"), (event.type, STYLE.get(event.type, "")))
             line.append(" " + describe(event))
-            self.live.console.print(line)
+            self.live.console.print(line, no_wrap=True, overflow="ellipsis")
         self.live.update(self._render())
 
     def _render(self) -> Group:
@@ -159,5 +173,5 @@ class LiveView:
             )
             latest = views.excerpt(self.text.get(step_id, ""), 60)
             table.add_row(mark, step_id, Text(titles.get(step_id, "")), str(self.calls.get(step_id, 0)), Text(latest))
-        header = Text.assemble((self.task.id, "bold"), " ", views.status(self.task))
+        header = Text.assemble((self.task.id, "bold"), " ", (self.status, views.STATUS_STYLE.get(self.status, "")))
         return Group(header, table)
