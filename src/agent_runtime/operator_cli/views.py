@@ -91,10 +91,8 @@ def hint(out: Output, task: TaskOut) -> None:
     """What the operator can do next (stderr, only for people)."""
     tid = task.id
     if task.status == "awaiting_approval" and task.plan is not None:
-        out.note(
-            f"next: agent-runtime tasks approve {tid} --version {task.plan.version} | reject {tid} | "
-            f'revise {tid} "…" | edit {tid} | diff {tid}'
-        )
+        version = task.plan.version
+        out.note(f"next: agent-runtime tasks approve {tid} --version {version}  (or reject, revise, edit, diff)")
     elif task.status == "needs_attention":
         out.note(f"next: agent-runtime tasks resolve {tid} CALL_ID --action retry|skip|fail")
     elif task.status not in ("completed", "failed", "rejected", "cancelled"):

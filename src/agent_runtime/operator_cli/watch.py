@@ -58,7 +58,7 @@ def watch(client: Client, args: argparse.Namespace, out: Output) -> int:
     if out.as_json:
         view = JsonView(out)
     elif out.rich:
-        view = LiveView(out, client, task)
+        view = LiveView(out, client, task, replay=args.after == 0)
     else:
         view = PlainView(out)
     code: int | None = None
@@ -112,27 +112,30 @@ class PlainView:
         if event.type in QUIET:
             return
         stamp = event.created_at.astimezone().strftime("%H:%M:%S")
-        self.out.line(f"{stamp} #{event.seq} ", (event.type, STYLE.get(event.type, "")), " ", describe(event))
+        about = describe(event)
+        self.out.line(f"{stamp} #{event.seq} ", (event.type, STYLE.get(event.type, "")), f" {about}" if about else "")
 
 
 class LiveView:
     """The log of events above a live table of the plan's steps (status, tool calls, latest text)."""
 
-    def __init__(self, out: Output, client: Client, task: TaskOut) -> None:
+    def __init__(self, out: Output, client: Client, task: TaskOut, *, replay: bool) -> None:
+        """``replay``: the events start from the first, so the view starts from a new task's state
+        (else from the task as it is now)."""
         self.out = out
         self.client = client
         self.task = task
-        self.status = task.status
+        self.status = "queued" if replay else task.status
         self.steps: dict[str, str] = {}
         self.calls: dict[str, int] = {}
         self.text: dict[str, str] = {}
-        self._load(task)
+        self._load(task, fresh=replay)
         self.live = Live(self._render(), console=out.console, refresh_per_second=8, transient=False)
 
-    def _load(self, task: TaskOut) -> None:
+    def _load(self, task: TaskOut, *, fresh: bool) -> None:
         self.task = task
         if task.plan is not None:
-            self.steps = {s.id: s.status for s in task.plan.steps}
+            self.steps = {s.id: "pending" if fresh else s.status for s in task.plan.steps}
 
     def open(self) -> None:
         self.live.start()
@@ -146,7 +149,7 @@ class LiveView:
         step = str(d.get("step_id", ""))
         self.status = STATUS_AFTER.get(event.type, self.status)
         if event.type in ("plan_proposed", "plan_edited"):
-            self._load(self.client.get(self.task.id))
+            self._load(self.client.get(self.task.id), fresh=True)  # a new version: nothing of it ran yet
             self.calls.clear()
             self.text.clear()
         elif event.type == "step_started":
@@ -157,12 +160,15 @@ class LiveView:
             self.calls[step] = self.calls.get(step, 0) + 1
         elif event.type == "text_delta":
             self.text[step] = (self.text.get(step, "") + str(d.get("text", "")))[-400:]
-        if event.type not in QUIET:
+        if event.type in QUIET:
+            self.live.update(self._render())  # shown at the next refresh
+        else:
+            self.live.update(self._render(), refresh=True)
             stamp = event.created_at.astimezone().strftime("%H:%M:%S")
             line = Text.assemble((f"{stamp} #{event.seq} ", "dim"), (event.type, STYLE.get(event.type, "")))
-            line.append(" " + describe(event))
-            self.live.console.print(line, no_wrap=True, overflow="ellipsis")
-        self.live.update(self._render())
+            about = describe(event)
+            line.append(f" {about}" if about else "")
+            self.live.console.print(line, no_wrap=True, overflow="ellipsis")  # above the table
 
     def _render(self) -> Group:
         table = Table("", "step", "title", "tool calls", "latest", box=None, header_style="dim", expand=False)
