@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from agent_runtime.errors import ConfigError
+from agent_runtime.operator_cli import register as register_operator_commands
 from agent_runtime.settings import Settings, load_settings
 
 
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk.set_defaults(func=_check_config)
     for p in (serve, mig, chk):
         p.add_argument("--config", type=Path, help="config file (default: $AGENT_RUNTIME_CONFIG or ./config.yaml)")
+    register_operator_commands(sub)
     return parser
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from agent_runtime.api.inputs import NON_BLANK, STORABLE_JSON_SCHEMA
+from agent_runtime.domain.inputs import NON_BLANK, STORABLE_JSON_SCHEMA
 from agent_runtime.domain.plan import STEP_ID
 
 ERROR_SCHEMA: dict[str, Any] = {

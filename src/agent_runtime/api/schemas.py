@@ -1,199 +1,28 @@
-"""Request and response bodies of the HTTP API."""
+"""From the service's records to the API's bodies.
+
+The bodies themselves are plain pydantic models in :mod:`agent_runtime.schemas`, shared with the
+Python client; they are re-exported here so the routes name them as ``schemas.TaskOut`` etc.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
-
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    WithJsonSchema,
-    field_validator,
-)
-
-from agent_runtime.api.inputs import (
-    JSON_VALUE_REF,
-    NO_NUL,
-    NON_BLANK,
-    check_json,
-    check_text,
-    json_problem,
-    whole_number,
-)
-from agent_runtime.domain.plan import Plan
 from agent_runtime.domain.records import PlanVersionRecord, StepRecord, ToolCallRecord
+from agent_runtime.schemas import Approve as Approve
+from agent_runtime.schemas import AttentionOut as AttentionOut
+from agent_runtime.schemas import Cancel as Cancel
+from agent_runtime.schemas import EditPlan as EditPlan
+from agent_runtime.schemas import PlanOut as PlanOut
+from agent_runtime.schemas import PlanVersionOut as PlanVersionOut
+from agent_runtime.schemas import Reject as Reject
+from agent_runtime.schemas import Resolve as Resolve
+from agent_runtime.schemas import Revise as Revise
+from agent_runtime.schemas import StepOut as StepOut
+from agent_runtime.schemas import SubmitTask as SubmitTask
+from agent_runtime.schemas import TaskOut as TaskOut
+from agent_runtime.schemas import TaskPage as TaskPage
+from agent_runtime.schemas import TaskSummary as TaskSummary
+from agent_runtime.schemas import links as links
 from agent_runtime.services.tasks import TaskView
-
-Text = Annotated[str, StringConstraints(pattern=NO_NUL), AfterValidator(check_text)]
-"""Text a database can hold: no NUL, no lone surrogate (``api/inputs.py``)."""
-NonBlankText = Annotated[str, StringConstraints(pattern=NON_BLANK), AfterValidator(check_text)]
-"""Storable text with at least one character that is not white space."""
-JsonObject = Annotated[
-    dict[str, Any],
-    AfterValidator(check_json),
-    WithJsonSchema({"type": "object", "propertyNames": {"pattern": NO_NUL}, "additionalProperties": JSON_VALUE_REF}),
-]
-"""Free-form JSON a database can hold and give back: finite numbers, bounded depth, storable text."""
-Version = Annotated[int, Field(ge=1, le=2**31 - 1), BeforeValidator(whole_number)]
-"""A plan version: a JSON integer (``3`` or ``3.0``), never a string or a boolean."""
-
-PLAN_LIMITS = {"summary": 4_000, "title": 200, "instruction": 20_000, "tool": 200, "tools": 64, "depends_on": 64}
-"""Per-field limits of an edited plan (README, limits table); longer values get 422."""
-
-
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class SubmitTask(_In):
-    prompt: NonBlankText = Field(description="The natural-language block to plan and execute.")
-    metadata: JsonObject | None = Field(default=None, description="Free-form client data, stored as is.")
-
-
-class Approve(_In):
-    plan_version: Version = Field(description="The plan version being approved (binding).")
-    actor: Text | None = Field(default=None, max_length=200)
-
-
-class Reject(_In):
-    reason: Text | None = Field(default=None, max_length=4000)
-    actor: Text | None = Field(default=None, max_length=200)
-
-
-class Revise(_In):
-    feedback: NonBlankText = Field(max_length=20_000, description="What the planner should change.")
-    actor: Text | None = Field(default=None, max_length=200)
-
-
-class EditPlan(_In):
-    base_version: Version = Field(description="The version this edit starts from (must be current).")
-    plan: Plan
-    actor: Text | None = Field(default=None, max_length=200)
-
-    @field_validator("plan")
-    @classmethod
-    def _storable_and_bounded(cls, plan: Plan) -> Plan:
-        found = json_problem(plan.model_dump(mode="json"))
-        if found is not None:
-            raise ValueError(f"{found[0]}: {found[1]}")
-        if len(plan.summary) > PLAN_LIMITS["summary"]:
-            raise ValueError(f"summary: longer than {PLAN_LIMITS['summary']} characters")
-        for i, step in enumerate(plan.steps):
-            for name in ("title", "instruction"):
-                if len(getattr(step, name)) > PLAN_LIMITS[name]:
-                    raise ValueError(f"steps.{i}.{name}: longer than {PLAN_LIMITS[name]} characters")
-            for name in ("tools", "depends_on"):
-                if len(getattr(step, name)) > PLAN_LIMITS[name]:
-                    raise ValueError(f"steps.{i}.{name}: more than {PLAN_LIMITS[name]} entries")
-            if any(len(tool) > PLAN_LIMITS["tool"] for tool in step.tools):
-                raise ValueError(f"steps.{i}.tools: a name is longer than {PLAN_LIMITS['tool']} characters")
-        return plan
-
-
-class Cancel(_In):
-    reason: Text | None = Field(default=None, max_length=4000)
-
-
-class Resolve(_In):
-    model_config = ConfigDict(
-        json_schema_extra={  # skip needs a stated result (the service refuses it without one)
-            "if": {"properties": {"action": {"const": "skip"}}},
-            "then": {"required": ["result"], "properties": {"result": {"type": "string"}}},
-        }
-    )
-
-    tool_call_id: Text = Field(max_length=100)
-    action: Literal["retry", "skip", "fail"]
-    result: Text | None = Field(
-        default=None, max_length=20_000, description="With skip: the result to record instead of running it."
-    )
-    actor: Text | None = Field(default=None, max_length=200)
-
-
-class StepOut(BaseModel):
-    id: str
-    title: str
-    instruction: str
-    tools: list[str]
-    depends_on: list[str]
-    status: str
-    output: str | None = None
-    error: dict[str, Any] | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-
-
-class PlanOut(BaseModel):
-    version: int
-    content_hash: str
-    author: str
-    created_at: datetime
-    summary: str
-    steps: list[StepOut]
-
-
-class AttentionOut(BaseModel):
-    tool_call_id: str
-    step_id: str
-    tool: str
-    arguments: dict[str, Any]
-
-
-class TaskOut(BaseModel):
-    id: str
-    status: str
-    prompt: str
-    metadata: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
-    current_plan_version: int | None
-    approved_plan_version: int | None
-    plan: PlanOut | None
-    result: dict[str, Any] | None
-    error: dict[str, Any] | None
-    needs_attention: list[AttentionOut]
-    last_event_seq: int
-    links: dict[str, str]
-
-
-class TaskSummary(BaseModel):
-    id: str
-    status: str
-    created_at: datetime
-    updated_at: datetime
-    current_plan_version: int | None
-    links: dict[str, str]
-
-
-class TaskPage(BaseModel):
-    items: list[TaskSummary]
-    next_cursor: str | None
-
-
-class PlanVersionOut(BaseModel):
-    version: int
-    content_hash: str
-    author: str
-    created_at: datetime
-    plan: Plan
-
-
-def links(task_id: str) -> dict[str, str]:
-    base = f"/v1/tasks/{task_id}"
-    return {
-        "self": base,
-        "stream": f"{base}/stream",
-        "plan_versions": f"{base}/plan/versions",
-        "approve": f"{base}/approve",
-        "reject": f"{base}/reject",
-        "revise": f"{base}/revise",
-        "cancel": f"{base}/cancel",
-    }
 
 
 def plan_out(plan: PlanVersionRecord, steps: list[StepRecord]) -> PlanOut:

@@ -14,10 +14,10 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 
 from agent_runtime.api.deps import runtime_of
-from agent_runtime.api.inputs import CURSOR_PATTERN, MAX_CURSOR
 from agent_runtime.api.sse import LastChunk, SSEResponse
 from agent_runtime.api.tasks import TaskId
 from agent_runtime.domain.events import Event
+from agent_runtime.domain.inputs import CURSOR_PATTERN, MAX_CURSOR
 from agent_runtime.domain.states import is_terminal
 from agent_runtime.errors import InputValidationError
 from agent_runtime.runtime import Runtime

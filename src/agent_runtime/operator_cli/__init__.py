@@ -1,0 +1,123 @@
+"""The operator commands: ``agent-runtime tasks …`` and ``agent-runtime approvals``.
+
+They talk to a running service through :mod:`agent_runtime.client` (``--server``, default
+``$AGENT_RUNTIME_SERVER`` or http://127.0.0.1:8080; key from ``--key`` or ``$AGENT_RUNTIME_API_KEY``)
+and never import the server stack, so they start quickly. :func:`register` only builds argparse
+parsers; a command's module is imported when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from agent_runtime.operator_cli.codes import EPILOG
+
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("connection and output")
+    group.add_argument(
+        "--server", metavar="URL", help=f"the service (default: $AGENT_RUNTIME_SERVER or {DEFAULT_SERVER})"
+    )
+    group.add_argument(
+        "--key",
+        metavar="KEY",
+        help="API key, sent as a bearer token (default: $AGENT_RUNTIME_API_KEY; prefer the variable)",
+    )
+    group.add_argument("--json", action="store_true", help="print JSON (the API's own bodies) instead of text")
+    return common
+
+
+def _leaf(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    handler: str,
+    help: str,
+    common: argparse.ArgumentParser,
+) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        name,
+        help=help,
+        description=help,
+        parents=[common],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(func=_run, handler=handler)
+    return parser
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``tasks`` (with its subcommands) and ``approvals`` to the ``agent-runtime`` parser."""
+    common = _common()
+    tasks = sub.add_parser("tasks", help="submit, inspect, decide and follow tasks on a running service")
+    verbs = tasks.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+
+    p = _leaf(verbs, "submit", "commands:submit", "submit a task ('-' reads the prompt from stdin)", common)
+    p.add_argument("prompt")
+    p.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE", help="repeatable")
+    _wait_options(p, "wait for the plan (or the end) and print it")
+
+    p = _leaf(verbs, "list", "commands:list_tasks", "list tasks, newest first", common)
+    p.add_argument("--status", help="only tasks in this status (e.g. awaiting_approval)")
+    p.add_argument("--limit", type=int, help="1-200 (service default 50)")
+    p.add_argument("--cursor", help="the next page, as printed by the previous one")
+
+    p = _leaf(verbs, "show", "commands:show", "a task with its current plan and step statuses", common)
+    p.add_argument("task")
+
+    p = _leaf(verbs, "diff", "commands:diff", "differences between two plan versions (default: the last two)", common)
+    p.add_argument("task")
+    p.add_argument(
+        "versions", nargs="*", type=int, metavar="VERSION", help="A [B]: compare A with B (default B: current)"
+    )
+
+    p = _leaf(verbs, "approve", "commands:approve", "approve a plan version (default: the current one, shown)", common)
+    p.add_argument("task")
+    p.add_argument("--version", type=int, help="the plan version you approve (binding)")
+
+    p = _leaf(verbs, "reject", "commands:reject", "reject the proposed plan", common)
+    p.add_argument("task")
+    p.add_argument("--reason")
+
+    p = _leaf(verbs, "revise", "commands:revise", "send the plan back to the planner with feedback", common)
+    p.add_argument("task")
+    p.add_argument("feedback")
+    _wait_options(p, "wait for the revised plan and print it")
+
+    _leaf(verbs, "edit", "edit:edit", "edit the current plan as YAML in $VISUAL or $EDITOR", common).add_argument(
+        "task"
+    )
+
+    p = _leaf(verbs, "cancel", "commands:cancel", "cancel the task, stopping calls in flight", common)
+    p.add_argument("task")
+    p.add_argument("--reason")
+
+    p = _leaf(verbs, "resolve", "commands:resolve", "decide an in-doubt tool call", common)
+    p.add_argument("task")
+    p.add_argument("call", nargs="?", help="the tool call id (default: the only one in doubt)")
+    p.add_argument("--action", required=True, choices=["retry", "skip", "fail"])
+    p.add_argument("--result", help="with skip: the result to record instead of running the call")
+
+    p = _leaf(verbs, "watch", "watch:watch", "follow the task's events live (reconnects on its own)", common)
+    p.add_argument("task")
+    p.add_argument("--after", type=int, default=0, metavar="SEQ", help="start after this event (default: replay all)")
+    p.add_argument(
+        "--until-done", action="store_true", help="keep following through approvals and in-doubt calls to the end"
+    )
+
+    p = _leaf(sub, "approvals", "commands:approvals", "plans waiting for your approval, newest first", common)
+    p.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+
+
+def _wait_options(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--wait", action="store_true", help=help)
+    parser.add_argument("--timeout", type=float, metavar="SECONDS", help="with --wait: give up after this long")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from agent_runtime.operator_cli.run import run
+
+    return run(args)
