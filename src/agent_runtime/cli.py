@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     chk.set_defaults(func=_check_config)
     for p in (serve, mig, chk):
         p.add_argument("--config", type=Path, help="config file (default: $AGENT_RUNTIME_CONFIG or ./config.yaml)")
+    from agent_runtime.cli_keys import add_parser as add_keys
+
+    add_keys(sub, _settings)
     return parser
 
 

@@ -21,25 +21,34 @@ class SubmitTask(_In):
     metadata: dict[str, Any] | None = Field(default=None, description="Free-form client data, stored as is.")
 
 
+ACTOR = "Optional; with authentication on it must equal the authenticated subject (which is recorded)."
+
+
 class Approve(_In):
     plan_version: int = Field(ge=1, description="The plan version being approved (binding).")
-    actor: str | None = Field(default=None, max_length=200)
+    content_hash: str | None = Field(
+        default=None,
+        max_length=80,
+        description="The plan's content hash as shown to the approver; a different current hash answers 409.",
+    )
+    comment: str | None = Field(default=None, max_length=4000, description="Recorded in the approval trail.")
+    actor: str | None = Field(default=None, max_length=200, description=ACTOR)
 
 
 class Reject(_In):
     reason: str | None = Field(default=None, max_length=4000)
-    actor: str | None = Field(default=None, max_length=200)
+    actor: str | None = Field(default=None, max_length=200, description=ACTOR)
 
 
 class Revise(_In):
     feedback: str = Field(min_length=1, max_length=20_000, description="What the planner should change.")
-    actor: str | None = Field(default=None, max_length=200)
+    actor: str | None = Field(default=None, max_length=200, description=ACTOR)
 
 
 class EditPlan(_In):
     base_version: int = Field(ge=1, description="The version this edit starts from (must be current).")
     plan: Plan
-    actor: str | None = Field(default=None, max_length=200)
+    actor: str | None = Field(default=None, max_length=200, description=ACTOR)
 
 
 class Cancel(_In):
@@ -50,7 +59,7 @@ class Resolve(_In):
     tool_call_id: str
     action: Literal["retry", "skip", "fail"]
     result: str | None = Field(default=None, description="With skip: the result to record instead of running it.")
-    actor: str | None = Field(default=None, max_length=200)
+    actor: str | None = Field(default=None, max_length=200, description=ACTOR)
 
 
 class StepOut(BaseModel):
@@ -85,6 +94,8 @@ class AttentionOut(BaseModel):
 class TaskOut(BaseModel):
     id: str
     status: str
+    tenant: str
+    submitted_by: str | None
     prompt: str
     metadata: dict[str, Any]
     created_at: datetime
@@ -102,6 +113,8 @@ class TaskOut(BaseModel):
 class TaskSummary(BaseModel):
     id: str
     status: str
+    tenant: str
+    submitted_by: str | None
     created_at: datetime
     updated_at: datetime
     current_plan_version: int | None
@@ -121,6 +134,38 @@ class PlanVersionOut(BaseModel):
     plan: Plan
 
 
+class ApprovalOut(BaseModel):
+    plan_version: int
+    decision: str = Field(description="approved, rejected, revision_requested or edited")
+    actor: str | None = Field(description="The authenticated subject that decided")
+    actor_roles: list[str] | None
+    content_hash: str | None = Field(description="The plan content hash the approval named")
+    comment: str | None = Field(description="The approval's comment, the rejection reason or the revision feedback")
+    created_at: datetime
+
+
+class InboxItemOut(BaseModel):
+    task_id: str
+    tenant: str
+    submitted_by: str | None
+    prompt_excerpt: str
+    plan_version: int
+    content_hash: str
+    plan_summary: str
+    step_count: int
+    tools: list[str]
+    approvals: int = Field(description="Distinct approvals of this version so far")
+    required: int = Field(description="Distinct approvals needed (approvals.required)")
+    created_at: datetime
+    waiting_since: datetime
+    links: dict[str, str]
+
+
+class InboxPage(BaseModel):
+    items: list[InboxItemOut]
+    next_cursor: str | None
+
+
 def links(task_id: str) -> dict[str, str]:
     base = f"/v1/tasks/{task_id}"
     return {
@@ -131,6 +176,7 @@ def links(task_id: str) -> dict[str, str]:
         "reject": f"{base}/reject",
         "revise": f"{base}/revise",
         "cancel": f"{base}/cancel",
+        "approvals": f"{base}/approvals",
     }
 
 
@@ -168,6 +214,8 @@ def task_out(view: TaskView) -> TaskOut:
     return TaskOut(
         id=t.id,
         status=t.status.value,
+        tenant=t.tenant,
+        submitted_by=t.submitted_by,
         prompt=t.prompt,
         metadata=t.metadata,
         created_at=t.created_at,
