@@ -214,6 +214,7 @@ class TaskService:
     ) -> TaskRecord:
         who = _allowed(principal or unauthenticated(actor), Permission.DECIDE)
         actor = who.subject
+        await self.get(task_id, who)  # a task the caller may not see is 404 before its plan is judged
         problems = check_plan(plan, known_tools=self._known_tools(), max_steps=self.limits.max_steps_per_plan)
         if problems:
             raise InputValidationError(
