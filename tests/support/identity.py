@@ -10,7 +10,7 @@ import httpx
 from agent_runtime.services.keys import KeyService
 from agent_runtime.settings import Settings
 from agent_runtime.store.keys import KeyStore
-from tests.support.harness import Live, make_settings
+from tests.support.harness import Live, make_settings, read_stream
 
 
 def auth_settings(tmp: Path, **sections: Any) -> Settings:
@@ -40,9 +40,8 @@ async def submit_as(live: Live, key: str, prompt: str) -> str:
     return task_id
 
 
-async def wait_for_as(client: httpx.AsyncClient, key: str, task_id: str, event_type: str) -> None:
-    from tests.support.harness import read_stream
-
+async def wait_for_as(client: httpx.AsyncClient, key: str, task_id: str, event_type: str) -> list[dict[str, Any]]:
+    """The task's events as ``key`` sees them on its stream, from the start until ``event_type``."""
     auth_client = httpx.AsyncClient(base_url=str(client.base_url), timeout=30, headers=bearer(key))
     async with auth_client:
-        await read_stream(auth_client, task_id, until=event_type)
+        return await read_stream(auth_client, task_id, until=event_type)
