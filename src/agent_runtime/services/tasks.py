@@ -20,7 +20,13 @@ from typing import Any, Literal
 from agent_runtime.domain.events import EventType
 from agent_runtime.domain.identity import Permission, Principal, unauthenticated
 from agent_runtime.domain.plan import Plan, check_plan
-from agent_runtime.domain.records import PlanVersionRecord, StepRecord, TaskRecord, ToolCallRecord
+from agent_runtime.domain.records import (
+    ApprovalRecord,
+    PlanVersionRecord,
+    StepRecord,
+    TaskRecord,
+    ToolCallRecord,
+)
 from agent_runtime.domain.states import StepStatus, TaskStatus, ToolCallStatus, is_terminal
 from agent_runtime.errors import (
     ForbiddenError,
@@ -136,6 +142,40 @@ class TaskService:
         a repeat of the same approval is a no-op. With ``approvals.required`` > 1 an approval is
         recorded and the task stays awaiting approval until enough distinct approvers agree."""
         who = _allowed(principal or unauthenticated(actor), Permission.DECIDE)
+        # Everything the decision reads is read *before* the transaction: a read inside it would
+        # need a second pooled connection while the first waits on the task's row lock, and a burst
+        # of approvals would starve the pool. Plan versions never change; the approvals read is
+        # checked against the task's event sequence number inside the transaction (every approval
+        # writes an event), and read again if another decision came in between.
+        for _ in range(MAX_DECISION_RETRIES):
+            seen = await self._decision_snapshot(task_id, plan_version)
+            try:
+                return await self._approve_once(task_id, plan_version, who, content_hash, comment, seen)
+            except _Raced:
+                continue
+        raise InvalidStateError("too many concurrent decisions on this task; try again", details={"task_id": task_id})
+
+    async def _decision_snapshot(self, task_id: str, plan_version: int | None) -> _Snapshot:
+        version: PlanVersionRecord | None = None
+        if plan_version is not None:
+            try:
+                version = await self.store.plan_version(task_id, plan_version)
+            except NotFoundError:
+                version = None  # the transaction reports it (as stale, or as a task it cannot see)
+        if self.approvals.required <= 1:
+            return _Snapshot(None, version, [])
+        task = await self.store.get_task(task_id)
+        return _Snapshot(task.last_seq, version, list(await self.store.approvals(task_id)))
+
+    async def _approve_once(
+        self,
+        task_id: str,
+        plan_version: int,
+        who: Principal,
+        content_hash: str | None,
+        comment: str | None,
+        seen: _Snapshot,
+    ) -> tuple[TaskRecord, bool]:
         async with self.store.transaction(task_id) as tx:
             task = _visible(tx.task, who)
             rules.refuse_submitter(task, who, self.approvals)
@@ -148,10 +188,14 @@ class TaskService:
                 return task, False
             self._require(task, TaskStatus.AWAITING_APPROVAL, "approve")
             self._require_current(task, plan_version)
-            version = await self.store.plan_version(task_id, plan_version)
+            version = seen.version
+            if version is None:  # current, yet unread: created between the read and this transaction
+                raise _Raced
             rules.check_hash(task, version, content_hash)
             rules.refuse_author(task, version, who, self.approvals)
-            approvers = rules.approvers_of(await self.store.approvals(task_id), version)
+            if seen.last_seq is not None and seen.last_seq != task.last_seq:
+                raise _Raced
+            approvers = rules.approvers_of(seen.approvals, version)
             if who.subject in approvers:
                 return task, False  # this approver's approval of this version is already counted
             approvers.append(who.subject)
@@ -193,11 +237,12 @@ class TaskService:
         who = _allowed(principal or unauthenticated(actor), Permission.DECIDE)
         if not feedback.strip():
             raise InputValidationError("feedback must not be empty", details={"field": "feedback"})
+        seen = await self._decision_snapshot(task_id, None)
         async with self.store.transaction(task_id) as tx:
             _visible(tx.task, who)
             self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "request a revision")
             version = tx.task.current_plan_version or 0
-            await self._discard_partial(tx, version)
+            self._discard_partial(tx, version, seen)
             tx.transition(TaskStatus.QUEUED, revision_feedback=feedback)
             tx.add_approval(version, "revision_requested", who.subject, feedback, actor_roles=who.sorted_roles)
             tx.emit(EventType.REVISION_REQUESTED, {"plan_version": version, "feedback": feedback, "actor": who.subject})
@@ -220,11 +265,12 @@ class TaskService:
             raise InputValidationError(
                 "the edited plan is invalid: " + "; ".join(problems), details={"field": "plan", "problems": problems}
             )
+        seen = await self._decision_snapshot(task_id, None)
         async with self.store.transaction(task_id) as tx:
             _visible(tx.task, who)
             self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "edit the plan")
             self._require_current(tx.task, base_version)
-            await self._discard_partial(tx, base_version)
+            self._discard_partial(tx, base_version, seen)
             version = tx.add_plan_version(plan, f"{rules.OPERATOR}{actor}")
             tx.transition(TaskStatus.AWAITING_APPROVAL)
             tx.add_approval(base_version, "edited", actor, None, actor_roles=who.sorted_roles)
@@ -325,13 +371,16 @@ class TaskService:
 
     # -- helpers --------------------------------------------------------------------------------
 
-    async def _discard_partial(self, tx: TaskTx, version: int) -> None:
+    def _discard_partial(self, tx: TaskTx, version: int, seen: _Snapshot) -> None:
         """A new plan version is coming: approvals of ``version`` that did not reach
-        ``approvals.required`` no longer count (they named that version and its hash); say so."""
+        ``approvals.required`` no longer count (they named that version and its hash); say so.
+        ``seen`` was read before the transaction; approvals recorded since are named as well only
+        if the read was current (it is informational: the count itself is per version and hash)."""
         if self.approvals.required <= 1 or version <= 0:
             return
-        plan = await self.store.plan_version(tx.task.id, version)
-        approvers = rules.approvers_of(await self.store.approvals(tx.task.id), plan)
+        approvers = sorted(
+            {r.actor for r in seen.approvals if r.decision == "approved" and r.plan_version == version and r.actor}
+        )
         if approvers:
             tx.emit(EventType.APPROVALS_DISCARDED, {"plan_version": version, "approvers": approvers})
 
@@ -350,6 +399,22 @@ class TaskService:
                 f"plan version {plan_version} is not the current version ({task.current_plan_version})",
                 details={"current_status": task.status.value, "current_plan_version": task.current_plan_version},
             )
+
+
+MAX_DECISION_RETRIES = 8
+
+
+class _Raced(Exception):
+    """Another decision committed between a command's reads and its transaction: read again."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """What a decision read before its transaction (see ``approve``)."""
+
+    last_seq: int | None
+    version: PlanVersionRecord | None
+    approvals: list[ApprovalRecord]
 
 
 def _allowed(principal: Principal | None, permission: Permission) -> Principal:
