@@ -74,6 +74,9 @@ def bench_settings(tmp: Path, **sections: dict[str, Any]) -> Settings:
         "limits": {"max_steps_per_plan": 50},
         "llm": {"planner": {"provider": "offline"}, "executor": {"provider": "offline"}},
         "server": {"log_level": "warning"},
+        # Unauthenticated, as before identity landed: the figures stay comparable. The key check
+        # itself (a SHA-256 and a cached lookup per request) is not measured here yet.
+        "auth": {"mode": "disabled"},
     }
     for key, value in sections.items():
         base[key] = {**base.get(key, {}), **value}

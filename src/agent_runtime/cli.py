@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (serve, mig, chk):
         p.add_argument("--config", type=Path, help="config file (default: $AGENT_RUNTIME_CONFIG or ./config.yaml)")
     register_operator_commands(sub)
+    from agent_runtime.cli_keys import add_parser as add_keys
+
+    add_keys(sub, _settings)
     return parser
 
 

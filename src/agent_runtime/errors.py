@@ -18,6 +18,11 @@ class ErrorCode(StrEnum):
     STALE_PLAN_VERSION = "stale_plan_version"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     CONFIG_ERROR = "config_error"
+    UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN = "forbidden"
+    SELF_APPROVAL_FORBIDDEN = "self_approval_forbidden"
+    CONTENT_HASH_MISMATCH = "content_hash_mismatch"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     LLM_ERROR = "llm_error"
     LLM_RATE_LIMITED = "llm_rate_limited"
     LLM_TIMEOUT = "llm_timeout"
@@ -67,6 +72,33 @@ class InputValidationError(ServiceError):
 
 class PayloadTooLargeError(ServiceError):
     code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
+class AuthenticationError(ServiceError):
+    """No credentials, or credentials that do not verify (unknown, revoked or expired key; a token
+    with a bad signature, issuer, audience or expiry). The message never repeats the credential."""
+
+    code = ErrorCode.UNAUTHENTICATED
+
+
+class ForbiddenError(ServiceError):
+    """Authenticated, but the principal's roles do not allow this."""
+
+    code = ErrorCode.FORBIDDEN
+
+
+class SelfApprovalForbiddenError(ForbiddenError):
+    code = ErrorCode.SELF_APPROVAL_FORBIDDEN
+
+
+class ContentHashMismatchError(InvalidStateError):
+    """The approval names a plan content hash other than the version's."""
+
+    code = ErrorCode.CONTENT_HASH_MISMATCH
+
+
+class UnsupportedMediaTypeError(ServiceError):
+    code = ErrorCode.UNSUPPORTED_MEDIA_TYPE
 
 
 class ConfigError(ServiceError):

@@ -111,7 +111,9 @@ async def build_runtime(settings: Settings, overrides: Overrides | None = None) 
     )
     if settings.runner.hand_off:
         store.dispatcher = runner
-    tasks = TaskService(store, settings.limits, lambda: [t.qualified_name for t in catalog.tools()])
+    tasks = TaskService(
+        store, settings.limits, lambda: [t.qualified_name for t in catalog.tools()], approvals=settings.approvals
+    )
     return Runtime(settings, store, bus, metrics, catalog, pool, tasks, runner, planner_llm, executor_llm, tracing)
 
 

@@ -58,25 +58,34 @@ class SubmitTask(_In):
     metadata: JsonObject | None = Field(default=None, description="Free-form client data, stored as is.")
 
 
+ACTOR = "Optional; with authentication on it must equal the authenticated subject (which is recorded)."
+
+
 class Approve(_In):
     plan_version: Version = Field(description="The plan version being approved (binding).")
-    actor: Text | None = Field(default=None, max_length=200)
+    content_hash: Text | None = Field(
+        default=None,
+        max_length=80,
+        description="The plan's content hash as shown to the approver; a different current hash answers 409.",
+    )
+    comment: Text | None = Field(default=None, max_length=4000, description="Recorded in the approval trail.")
+    actor: Text | None = Field(default=None, max_length=200, description=ACTOR)
 
 
 class Reject(_In):
     reason: Text | None = Field(default=None, max_length=4000)
-    actor: Text | None = Field(default=None, max_length=200)
+    actor: Text | None = Field(default=None, max_length=200, description=ACTOR)
 
 
 class Revise(_In):
     feedback: NonBlankText = Field(max_length=20_000, description="What the planner should change.")
-    actor: Text | None = Field(default=None, max_length=200)
+    actor: Text | None = Field(default=None, max_length=200, description=ACTOR)
 
 
 class EditPlan(_In):
     base_version: Version = Field(description="The version this edit starts from (must be current).")
     plan: Plan
-    actor: Text | None = Field(default=None, max_length=200)
+    actor: Text | None = Field(default=None, max_length=200, description=ACTOR)
 
     @field_validator("plan")
     @classmethod
@@ -115,7 +124,7 @@ class Resolve(_In):
     result: Text | None = Field(
         default=None, max_length=20_000, description="With skip: the result to record instead of running it."
     )
-    actor: Text | None = Field(default=None, max_length=200)
+    actor: Text | None = Field(default=None, max_length=200, description=ACTOR)
 
 
 class StepOut(BaseModel):
@@ -150,6 +159,8 @@ class AttentionOut(BaseModel):
 class TaskOut(BaseModel):
     id: str
     status: str
+    tenant: str
+    submitted_by: str | None
     prompt: str
     metadata: dict[str, Any]
     created_at: datetime
@@ -167,6 +178,8 @@ class TaskOut(BaseModel):
 class TaskSummary(BaseModel):
     id: str
     status: str
+    tenant: str
+    submitted_by: str | None
     created_at: datetime
     updated_at: datetime
     current_plan_version: int | None
@@ -208,6 +221,38 @@ class ErrorOut(BaseModel):
     error: ErrorDetail
 
 
+class ApprovalOut(BaseModel):
+    plan_version: int
+    decision: str = Field(description="approved, rejected, revision_requested or edited")
+    actor: str | None = Field(description="The authenticated subject that decided")
+    actor_roles: list[str] | None
+    content_hash: str | None = Field(description="The plan content hash the approval named")
+    comment: str | None = Field(description="The approval's comment, the rejection reason or the revision feedback")
+    created_at: datetime
+
+
+class InboxItemOut(BaseModel):
+    task_id: str
+    tenant: str
+    submitted_by: str | None
+    prompt_excerpt: str
+    plan_version: int
+    content_hash: str
+    plan_summary: str
+    step_count: int
+    tools: list[str]
+    approvals: int = Field(description="Distinct approvals of this version so far")
+    required: int = Field(description="Distinct approvals needed (approvals.required)")
+    created_at: datetime
+    waiting_since: datetime
+    links: dict[str, str]
+
+
+class InboxPage(BaseModel):
+    items: list[InboxItemOut]
+    next_cursor: str | None
+
+
 def links(task_id: str) -> dict[str, str]:
     base = f"/v1/tasks/{task_id}"
     return {
@@ -218,4 +263,5 @@ def links(task_id: str) -> dict[str, str]:
         "reject": f"{base}/reject",
         "revise": f"{base}/revise",
         "cancel": f"{base}/cancel",
+        "approvals": f"{base}/approvals",
     }

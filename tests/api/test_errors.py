@@ -17,7 +17,7 @@ async def test_validation_errors_name_the_field_and_share_one_shape(tmp_path: Pa
         assert "prompt" in body["message"]
 
         blank = await live.client.post("/v1/tasks", json={"prompt": "   "})
-        assert blank.status_code == 422 and blank.json()["error"]["details"]["field"] == "prompt"
+        assert blank.status_code == 422 and blank.json()["error"]["details"]["fields"][0]["field"] == "prompt"
 
         extra = await live.client.post("/v1/tasks", json={"prompt": "x", "colour": "red"})
         assert extra.status_code == 422 and extra.json()["error"]["details"]["fields"][0]["field"] == "colour"

@@ -23,7 +23,10 @@ ROUTES = {
     ("get", "/metrics"): ("operations", None),
     ("get", "/v1/tools"): ("operations", None),
     ("post", "/v1/admin/reload-tools"): ("operations", None),
+    ("get", "/v1/tasks/{task_id}/approvals"): ("approvals", "ApprovalOut"),
+    ("get", "/v1/approvals"): ("approvals", "InboxPage"),
 }
+OPEN = {("get", "/healthz"), ("get", "/readyz")}
 
 
 async def test_openapi_lists_every_route_with_its_tag_and_response_model(tmp_path: Path) -> None:
@@ -40,6 +43,16 @@ async def test_openapi_lists_every_route_with_its_tag_and_response_model(tmp_pat
             assert f"#/components/schemas/{model}" in str(op["responses"]), (method, path)
     stream = spec["paths"]["/v1/tasks/{task_id}/stream"]["get"]
     assert {p["name"] for p in stream["parameters"]} == {"task_id", "after", "Last-Event-ID"}
+    assert spec["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": spec["components"]["securitySchemes"]["bearerAuth"]["description"],
+    }
+    for method, path in ROUTES:  # Swagger's "Authorize" sends the bearer header on every protected route
+        security = spec["paths"][path][method]["security"]
+        assert security == (
+            [] if (method, path) in OPEN else [{}, {"bearerAuth": []}] if path == "/metrics" else [{"bearerAuth": []}]
+        ), (method, path)
     approve = spec["paths"]["/v1/tasks/{task_id}/approve"]["post"]
     assert approve["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Approve"}
 

@@ -174,7 +174,11 @@ def service() -> Iterator[Service]:
             process = subprocess.Popen(
                 argv,
                 cwd=app_dir,  # WORKDIR /app
-                env=_environment(dockerfile, app_dir, tmp_dir),
+                # One operator here: the development bootstrap key submits and approves.
+                env={
+                    **_environment(dockerfile, app_dir, tmp_dir),
+                    "AGENT_RUNTIME_APPROVALS__ALLOW_SELF_APPROVAL": "true",
+                },
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
             )
@@ -237,6 +241,9 @@ def test_service_started_like_the_image_runs_a_task_through_approval(service: Se
         # SQLite migrates itself at start; the replica reports ready before taking traffic.
         _wait_for(service, "/readyz", START_TIMEOUT, lambda: _get_json(client, "/readyz"))
 
+        # Development start with no key: one admin key, printed once on stdout (here: the log).
+        key = next(line.strip() for line in service.logs().splitlines() if line.strip().startswith("ar_"))
+        client.headers["Authorization"] = f"Bearer {key}"
         submitted = client.post("/v1/tasks", json={"prompt": "Write a note named hello saying hi, then read it back."})
         assert submitted.status_code == 202, submitted.text
         task_id = submitted.json()["id"]

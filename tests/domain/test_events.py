@@ -12,7 +12,9 @@ import pydantic
 import pytest
 
 from agent_runtime.domain.events import (
+    ApprovalRecorded,
     ApprovalRequired,
+    ApprovalsDiscarded,
     AttentionResolved,
     ErrorBody,
     EventType,
@@ -89,7 +91,15 @@ CASES: list[tuple[TaskEvent, dict[str, Any]]] = [
         RevisionRequested(plan_version=1, feedback="fewer steps", actor="ana"),
         {"plan_version": 1, "feedback": "fewer steps", "actor": "ana"},
     ),
-    (TaskApproved(plan_version=1, actor="ana"), {"plan_version": 1, "actor": "ana"}),
+    (
+        TaskApproved(plan_version=1, actor="ana", content_hash="sha256:ab", approvers=["ana"]),
+        {"plan_version": 1, "actor": "ana", "content_hash": "sha256:ab", "approvers": ["ana"]},
+    ),
+    (
+        ApprovalRecorded(plan_version=1, actor="ana", content_hash="sha256:ab", approvals=1, required=2),
+        {"plan_version": 1, "actor": "ana", "content_hash": "sha256:ab", "approvals": 1, "required": 2},
+    ),
+    (ApprovalsDiscarded(plan_version=1, approvers=["ana"]), {"plan_version": 1, "approvers": ["ana"]}),
     (
         TaskRejected(plan_version=1, reason=None, actor=None),
         {"plan_version": 1, "reason": None, "actor": None},
@@ -173,7 +183,7 @@ CASES: list[tuple[TaskEvent, dict[str, Any]]] = [
     ),
     (
         TaskCancelled(reason=None, previous_status=TaskStatus.EXECUTING),
-        {"reason": None, "previous_status": TaskStatus.EXECUTING.value},
+        {"reason": None, "previous_status": TaskStatus.EXECUTING.value, "actor": None},
     ),
 ]
 

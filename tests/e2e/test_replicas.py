@@ -102,9 +102,29 @@ def _cluster(tmp: Path, pg_url: str, llm_root: str, size: int, **sections: Any) 
         f"      env: {{EXAMPLE_MCP_CALL_LOG: '{log}'}}\n" + UNSAFE
     )
     registry = write_registry(tmp, call_log=log, extra=extra)
-    config = write_config(tmp, database_url=pg_url, registry=registry, **sections)
+    auth = {"mode": "keys", "bootstrap_admin_key": False, **sections.pop("auth", {})}
+    config = write_config(tmp, database_url=pg_url, registry=registry, auth=auth, **sections)
     subprocess.run([str(AGENT_RUNTIME), "migrate", "--config", str(config)], check=True, capture_output=True)
-    return Cluster(config, llm_root, tmp, size), log
+    # Authentication is on, as in production: keys made with the CLI, as an operator would.
+    submitter, approver = (
+        _key(config, subject, role) for subject, role in (("sam", "submitter"), ("alice", "approver"))
+    )
+    headers = {"Authorization": f"Bearer {approver}"}
+    return Cluster(
+        config, llm_root, tmp, size, headers=headers, submit_headers={"Authorization": f"Bearer {submitter}"}
+    ), log
+
+
+def _key(config: Path, subject: str, role: str) -> str:
+    """``agent-runtime keys create``: the key is the last line of its stdout."""
+    done = subprocess.run(
+        [str(AGENT_RUNTIME), "keys", "create", "--config", str(config), "--subject", subject, "--tenant", "acme",
+         "--role", role],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    key = done.stdout.strip().splitlines()[-1]
+    assert key.startswith("ar_") and key not in done.stderr
+    return key
 
 
 def _records(log: Path) -> list[dict[str, Any]]:
@@ -115,14 +135,19 @@ async def _submit_and_approve(cluster: Cluster, prompts: list[str]) -> list[str]
     ids: list[str] = []
     replicas = cluster.live()
     for n, prompt in enumerate(prompts):
-        async with httpx.AsyncClient(base_url=replicas[n % len(replicas)].url, timeout=30) as client:
-            ids.append((await client.post("/v1/tasks", json={"prompt": prompt})).json()["id"])
+        async with httpx.AsyncClient(
+            base_url=replicas[n % len(replicas)].url, timeout=30, headers=cluster.headers
+        ) as client:
+            response = await client.post("/v1/tasks", json={"prompt": prompt}, headers=cluster.submit_headers)
+            ids.append(response.json()["id"])
     for n, task_id in enumerate(ids):
         events, _ = await follow(
             cluster, task_id, until=lambda e: e["sse_event"] in ("approval_required", *TERMINAL), start_at=n + 1
         )
         assert events[-1]["sse_event"] == "approval_required", events[-1]
-        async with httpx.AsyncClient(base_url=replicas[(n + 2) % len(replicas)].url, timeout=30) as client:
+        async with httpx.AsyncClient(
+            base_url=replicas[(n + 2) % len(replicas)].url, timeout=30, headers=cluster.headers
+        ) as client:
             response = await client.post(f"/v1/tasks/{task_id}/approve", json={"plan_version": 1})
             assert response.status_code == 202, response.text
     return ids
@@ -162,7 +187,9 @@ async def test_three_replicas_survive_kill_9_without_repeating_completed_or_unsa
                 mine = [r for r in starts if r["arguments"]["seconds"] == 3 and r["pid"]]
                 assert mine, "the in-doubt call was recorded by the server"
                 call_id = events[-1]["data"]["tool_call_id"]
-                async with httpx.AsyncClient(base_url=cluster.live()[n % 3].url, timeout=30) as client:
+                async with httpx.AsyncClient(
+                    base_url=cluster.live()[n % 3].url, timeout=30, headers=cluster.headers
+                ) as client:
                     response = await client.post(
                         f"/v1/tasks/{task_id}/resolve", json={"tool_call_id": call_id, "action": "retry"}
                     )
@@ -228,11 +255,12 @@ async def test_a_hundred_concurrent_approvals_across_replicas_execute_once(
     cluster, _ = _cluster(tmp_path, pg_url, llm_root, 3)
     cluster.start()
     try:
-        async with httpx.AsyncClient(base_url=cluster.replicas[0].url, timeout=30) as client:
-            task_id = (await client.post("/v1/tasks", json={"prompt": "task 0"})).json()["id"]
+        async with httpx.AsyncClient(base_url=cluster.replicas[0].url, timeout=30, headers=cluster.headers) as client:
+            response = await client.post("/v1/tasks", json={"prompt": "task 0"}, headers=cluster.submit_headers)
+            task_id = response.json()["id"]
         await follow(cluster, task_id, until=lambda e: e["sse_event"] == "approval_required")
         codes: list[int] = []
-        clients = [httpx.AsyncClient(base_url=r.url, timeout=60) for r in cluster.replicas]
+        clients = [httpx.AsyncClient(base_url=r.url, timeout=60, headers=cluster.headers) for r in cluster.replicas]
 
         async def approve(n: int) -> None:
             response = await clients[n % 3].post(f"/v1/tasks/{task_id}/approve", json={"plan_version": 1})
@@ -266,7 +294,7 @@ async def test_sigterm_during_execution_hands_the_work_over_and_exits_zero(
         assert pid is not None
         leaving = cluster.by_pid(pid)
         leaving.signal(signal.SIGTERM)
-        async with httpx.AsyncClient(base_url=leaving.url, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=leaving.url, timeout=10, headers=cluster.headers) as client:
             ready = await client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["draining"] is True
         assert leaving.wait(timeout=60) == 0
@@ -285,3 +313,4 @@ class _Without(Cluster):
 
     def __init__(self, cluster: Cluster, excluded: Any) -> None:
         self.replicas = [r for r in cluster.replicas if r is not excluded]
+        self.headers, self.submit_headers = cluster.headers, cluster.submit_headers

@@ -74,7 +74,7 @@ async def test_an_illegal_transition_raises_and_writes_nothing(store: TaskStore)
     task = await store.create_task("p", {})
     with pytest.raises(InvalidStateError) as info:
         async with store.transaction(task.id) as tx:
-            tx.emit(TaskApproved(plan_version=1, actor=None))
+            tx.emit(TaskApproved(plan_version=1, actor=None, content_hash="sha256:0", approvers=[]))
             tx.transition(TaskStatus.COMPLETED)
     assert info.value.details["current_status"] == "queued"
     assert (await store.get_task(task.id)).status == TaskStatus.QUEUED

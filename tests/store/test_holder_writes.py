@@ -61,7 +61,7 @@ async def _executing(store: TaskStore, owner: str = "w1") -> Lease:
         tx.transition(TaskStatus.AWAITING_APPROVAL)
     async with store.transaction(task.id) as tx:
         tx.transition(TaskStatus.APPROVED, approved_plan_version=1)
-        tx.emit(TaskApproved(plan_version=1, actor=None))
+        tx.emit(TaskApproved(plan_version=1, actor=None, content_hash="sha256:0", approvers=[]))
     [lease] = await store.claim(owner, EXECUTION, limit=1, lease_seconds=30)
     async with store.transaction(task.id, lease) as tx:
         tx.transition(TaskStatus.EXECUTING)

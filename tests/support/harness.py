@@ -46,7 +46,8 @@ def write_registry(tmp: Path, *, call_log: Path | None = None, extra: str = "") 
 
 
 def make_settings(tmp: Path, *, registry: Path | None = None, **sections: Any) -> Settings:
-    """Settings for a test: SQLite in ``tmp``, the example tool server, fast leases."""
+    """Settings for a test: SQLite in ``tmp``, the example tool server, fast leases, authentication
+    disabled unless ``auth=...`` turns it on."""
     base: dict[str, Any] = {
         "database": {"url": f"sqlite+aiosqlite:///{tmp / 'db.sqlite'}"},
         "tools": {
@@ -57,6 +58,9 @@ def make_settings(tmp: Path, *, registry: Path | None = None, **sections: Any) -
         "runner": {"lease_seconds": 5, "heartbeat_seconds": 1, "safety_poll_seconds": 1},
         "server": {"shutdown_grace_seconds": 2, "sse_ping_seconds": 5},
         "llm": {"planner": {"provider": "offline"}, "executor": {"provider": "offline"}},
+        # Explicitly off: most tests are about other things; tests/api/test_auth*.py turn it on
+        # (``auth={"mode": "keys"}``) and make keys with ``tests.support.identity``.
+        "auth": {"mode": "disabled"},
     }
     for key, value in sections.items():
         base[key] = {**base.get(key, {}), **value}

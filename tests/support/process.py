@@ -28,6 +28,7 @@ def write_config(tmp: Path, *, database_url: str, registry: Path, **sections: An
         "tools": {"registry_path": str(registry), "workspace_root": str(tmp / "workspaces")},
         "runner": {"lease_seconds": 2, "heartbeat_seconds": 0.5, "safety_poll_seconds": 0.5},
         "llm": {"planner": {"provider": "openai"}, "executor": {"provider": "openai"}},
+        "auth": {"mode": "disabled"},  # tests that need authentication pass auth={...}
     }
     for key, value in sections.items():
         config[key] = {**config.get(key, {}), **value}

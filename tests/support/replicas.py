@@ -20,7 +20,20 @@ TERMINAL = {"task_completed", "task_failed", "task_cancelled", "task_rejected"}
 
 
 class Cluster:
-    def __init__(self, config: Path, llm_root: str, tmp: Path, size: int) -> None:
+    def __init__(
+        self,
+        config: Path,
+        llm_root: str,
+        tmp: Path,
+        size: int,
+        *,
+        headers: dict[str, str] | None = None,
+        submit_headers: dict[str, str] | None = None,
+    ) -> None:
+        self.headers = headers or {}
+        """Sent on every request (an approver's key when authentication is on)."""
+        self.submit_headers = submit_headers or self.headers
+        """Sent with submissions (a submitter's key: the approver may not approve its own tasks)."""
         self.replicas = [
             ServiceProcess(config, llm_root=llm_root, log_path=tmp / f"replica-{i}.log") for i in range(size)
         ]
@@ -74,7 +87,9 @@ async def follow(
             turn += 1
             try:
                 async with (
-                    httpx.AsyncClient(base_url=replica.url, timeout=httpx.Timeout(30, read=60)) as client,
+                    httpx.AsyncClient(
+                        base_url=replica.url, timeout=httpx.Timeout(30, read=60), headers=cluster.headers
+                    ) as client,
                     aconnect_sse(
                         client, "GET", f"/v1/tasks/{task_id}/stream", headers={"Last-Event-ID": str(last)}
                     ) as source,

@@ -21,6 +21,11 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_STATE: 409,
     ErrorCode.STALE_PLAN_VERSION: 409,
     ErrorCode.LEASE_LOST: 409,
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.SELF_APPROVAL_FORBIDDEN: 403,
+    ErrorCode.CONTENT_HASH_MISMATCH: 409,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.CONFIG_ERROR: 422,  # only reachable through the API by reloading a bad registry file
     ErrorCode.UNAVAILABLE: 503,
@@ -48,7 +53,8 @@ async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
     status = STATUS.get(exc.code, 500)
     if status >= 500:
         log.error("request_failed", code=exc.code.value, error=exc.message)
-    return JSONResponse(error_body(exc.code.value, exc.message, exc.details), status_code=status)
+    headers = {"WWW-Authenticate": 'Bearer realm="agent-runtime"'} if status == 401 else None
+    return JSONResponse(error_body(exc.code.value, exc.message, exc.details), status_code=status, headers=headers)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

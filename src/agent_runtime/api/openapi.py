@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 
 from agent_runtime.domain.inputs import NON_BLANK, STORABLE_JSON_SCHEMA
 from agent_runtime.domain.plan import STEP_ID
@@ -51,6 +50,9 @@ EVENT_SCHEMA: dict[str, Any] = {
 """The ``data`` of each SSE frame of a task's stream."""
 
 DESCRIPTIONS = {
+    "401": "No valid bearer token (an API key or an OIDC token)",
+    "403": "The caller's roles do not allow this (or self-approval, or an actor that is not the caller)",
+    "415": "Mutating routes take application/json only",
     "404": "No such task (or resource)",
     "409": "Not allowed in the task's current state (details.current_status) or a stale plan version",
     "413": "The request body, or one of its fields, is over a documented limit",
@@ -71,13 +73,17 @@ EXTRA: dict[tuple[str, str], dict[str, str]] = {
 
 
 def install(app: FastAPI, *, event_schema: dict[str, Any] | None = None) -> None:
-    """Replace ``app.openapi`` with the exact document (built once, on first request)."""
+    """Wrap ``app.openapi`` (FastAPI's, plus what other modules added) so the document it returns is
+    made exact, once, on first request."""
+    generate = app.openapi
+    exact_doc: dict[str, Any] | None = None
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            app.openapi_schema = exact(doc, event_schema=event_schema)
-        return app.openapi_schema
+        nonlocal exact_doc
+        if exact_doc is None:
+            exact_doc = exact(generate(), event_schema=event_schema)
+            app.openapi_schema = exact_doc
+        return exact_doc
 
     app.openapi = openapi  # type: ignore[method-assign]
 
@@ -94,6 +100,12 @@ def exact(doc: dict[str, Any], *, event_schema: dict[str, Any] | None = None) ->
             responses: dict[str, Any] = op.setdefault("responses", {})
             has_input = bool(op.get("parameters")) or "requestBody" in op
             statuses: dict[str, str] = {}
+            security = op.get("security")
+            if security and {} not in security:  # a bearer token is required
+                statuses["401"] = DESCRIPTIONS["401"]
+                statuses["403"] = DESCRIPTIONS["403"]
+            if "requestBody" in op or (security and method in ("post", "put", "patch", "delete")):
+                statuses["415"] = DESCRIPTIONS["415"]
             if has_input:
                 statuses["422"] = DESCRIPTIONS["422"]
             if "{task_id}" in path:

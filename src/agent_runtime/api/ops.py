@@ -7,18 +7,22 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from agent_runtime.api.auth import GuardedRoute, access, authenticator_of
 from agent_runtime.api.deps import runtime_of
+from agent_runtime.domain.identity import Permission
 from agent_runtime.errors import NotFoundError
+from agent_runtime.services.authn import DISABLED_WARNING
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=GuardedRoute)
+PUBLIC = access(Permission.PUBLIC)
 
 
-@router.get("/healthz", summary="Liveness: the process serves requests")
+@router.get("/healthz", summary="Liveness: the process serves requests", openapi_extra=PUBLIC)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: database reachable, migrations applied, not draining")
+@router.get("/readyz", summary="Readiness: database reachable, migrations applied, not draining", openapi_extra=PUBLIC)
 async def readyz(request: Request) -> JSONResponse:
     runtime = runtime_of(request)
     checks: dict[str, Any] = {"draining": runtime.runner.draining}
@@ -32,12 +36,13 @@ async def readyz(request: Request) -> JSONResponse:
     except Exception as exc:
         checks["database"] = f"unreachable: {type(exc).__name__}"
         ready = False
-    return JSONResponse(
-        {"status": "ready" if ready else "unready", "checks": checks}, status_code=200 if ready else 503
-    )
+    body: dict[str, Any] = {"status": "ready" if ready else "unready", "checks": checks}
+    if authenticator_of(request).disabled:
+        body["warnings"] = [DISABLED_WARNING]
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get("/metrics", summary="Prometheus metrics", openapi_extra=access(Permission.METRICS))
 async def metrics(request: Request) -> Response:
     runtime = runtime_of(request)
     if not runtime.settings.observability.metrics_enabled:
@@ -49,7 +54,7 @@ async def metrics(request: Request) -> Response:
     return Response(payload, media_type=content_type)
 
 
-@router.get("/v1/tools", summary="The tool catalogue the planner sees")
+@router.get("/v1/tools", summary="The tool catalogue the planner sees", openapi_extra=access(Permission.READ))
 async def tools(request: Request) -> dict[str, Any]:
     runtime = runtime_of(request)
     return {
@@ -69,7 +74,11 @@ async def tools(request: Request) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/admin/reload-tools", summary="Reload tool_registry.yaml and refresh the catalogue")
+@router.post(
+    "/v1/admin/reload-tools",
+    summary="Reload tool_registry.yaml and refresh the catalogue",
+    openapi_extra=access(Permission.ADMIN),
+)
 async def reload_tools(request: Request) -> dict[str, Any]:
     runtime = runtime_of(request)
     await runtime.reload_tools()

@@ -7,10 +7,13 @@ Python client; they are re-exported here so the routes name them as ``schemas.Ta
 from __future__ import annotations
 
 from agent_runtime.domain.records import PlanVersionRecord, StepRecord, ToolCallRecord
+from agent_runtime.schemas import ApprovalOut as ApprovalOut
 from agent_runtime.schemas import Approve as Approve
 from agent_runtime.schemas import AttentionOut as AttentionOut
 from agent_runtime.schemas import Cancel as Cancel
 from agent_runtime.schemas import EditPlan as EditPlan
+from agent_runtime.schemas import InboxItemOut as InboxItemOut
+from agent_runtime.schemas import InboxPage as InboxPage
 from agent_runtime.schemas import PlanOut as PlanOut
 from agent_runtime.schemas import PlanVersionOut as PlanVersionOut
 from agent_runtime.schemas import Reject as Reject
@@ -59,6 +62,8 @@ def task_out(view: TaskView) -> TaskOut:
     return TaskOut(
         id=t.id,
         status=t.status.value,
+        tenant=t.tenant,
+        submitted_by=t.submitted_by,
         prompt=t.prompt,
         metadata=t.metadata,
         created_at=t.created_at,

@@ -13,16 +13,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
 
+from agent_runtime.api.auth import GuardedRoute, access, principal_of
 from agent_runtime.api.deps import runtime_of
 from agent_runtime.api.sse import LastChunk, SSEResponse
 from agent_runtime.api.tasks import TaskId
 from agent_runtime.domain.events import Event
+from agent_runtime.domain.identity import Permission
 from agent_runtime.domain.inputs import CURSOR_PATTERN, MAX_CURSOR
 from agent_runtime.domain.states import is_terminal
 from agent_runtime.errors import InputValidationError
 from agent_runtime.runtime import Runtime
 
-router = APIRouter(prefix="/v1/tasks", tags=["stream"])
+router = APIRouter(prefix="/v1/tasks", tags=["stream"], route_class=GuardedRoute)
 
 PAGE = 500
 
@@ -148,7 +150,7 @@ async def _follow(
         runtime.metrics.sse_client_disconnected()
 
 
-@router.get("/{task_id}/stream", summary="Follow a task's events (SSE)")
+@router.get("/{task_id}/stream", summary="Follow a task's events (SSE)", openapi_extra=access(Permission.READ))
 async def stream(
     task_id: TaskId,
     request: Request,
@@ -165,7 +167,7 @@ async def stream(
     ] = None,
 ) -> SSEResponse:
     runtime = runtime_of(request)
-    task = await runtime.store.get_task(task_id)  # 404 before the stream starts
+    task = await runtime.tasks.get(task_id, principal_of(request))  # 404 before the stream starts
     start = _position(last_event_id, after, task.last_seq)
     return SSEResponse(
         _follow(runtime, task_id, start, task.last_seq, is_terminal(task.status)),

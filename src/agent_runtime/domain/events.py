@@ -29,6 +29,10 @@ class EventType(StrEnum):
     PLAN_EDITED = "plan_edited"
     REVISION_REQUESTED = "revision_requested"
     TASK_APPROVED = "task_approved"
+    APPROVAL_RECORDED = "approval_recorded"
+    """One of ``approvals.required`` distinct approvals of a plan version (the task still waits)."""
+    APPROVALS_DISCARDED = "approvals_discarded"
+    """A new plan version replaced one that had partial approvals; they no longer count."""
     TASK_REJECTED = "task_rejected"
     EXECUTION_STARTED = "execution_started"
     TASK_RESUMED = "task_resumed"
@@ -183,6 +187,27 @@ class TaskApproved(_Record):
     type: Literal["task_approved"] = "task_approved"
     plan_version: int
     actor: str | None
+    content_hash: str
+    approvers: list[str] = Field(description="Every distinct approver of this version and hash")
+
+
+class ApprovalRecorded(_Record):
+    """One of ``approvals.required`` distinct approvals of a plan version; the task still waits."""
+
+    type: Literal["approval_recorded"] = "approval_recorded"
+    plan_version: int
+    actor: str | None
+    content_hash: str
+    approvals: int
+    required: int
+
+
+class ApprovalsDiscarded(_Record):
+    """A new plan version (edit or revision) replaced one that had partial approvals; they no longer count."""
+
+    type: Literal["approvals_discarded"] = "approvals_discarded"
+    plan_version: int
+    approvers: list[str]
 
 
 class TaskRejected(_Record):
@@ -347,6 +372,7 @@ class TaskCancelled(_Record):
     type: Literal["task_cancelled"] = "task_cancelled"
     reason: str | None
     previous_status: TaskStatus
+    actor: str | None = None
 
 
 TaskEvent = Annotated[
@@ -358,6 +384,8 @@ TaskEvent = Annotated[
     | PlanEdited
     | RevisionRequested
     | TaskApproved
+    | ApprovalRecorded
+    | ApprovalsDiscarded
     | TaskRejected
     | ExecutionStarted
     | TaskResumed

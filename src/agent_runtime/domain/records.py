@@ -27,6 +27,10 @@ class TaskRecord:
     lease_expires_at: datetime | None
     lease_epoch: int
     last_seq: int
+    tenant: str = "default"
+    """The submitter's tenant; every read and command is scoped to it."""
+    submitted_by: str | None = None
+    """The authenticated subject that submitted the task (None before migration 0005)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,8 @@ class ApprovalRecord:
     actor: str | None
     reason: str | None
     created_at: datetime
+    actor_roles: list[str] | None = None
+    content_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,12 @@
 
 Each command is one store transaction that checks the state table and writes its events. Workers
 pick the task up from the database; nothing here waits for planning or execution.
+
+Every query and command takes the caller's :class:`Principal` (``None``: a trusted in-process
+caller, treated as the unidentified admin of tenant ``default``). A task the principal may not see
+(another tenant's; another submitter's, for a submitter) answers exactly as a missing one: 404.
+The actor recorded for a command is the principal's subject. Approval rules (self-approval,
+distinct approvers, content hash) are in :mod:`agent_runtime.services.approvals`.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from agent_runtime.domain.events import (
+    ApprovalRecorded,
     ApprovalRequired,
+    ApprovalsDiscarded,
     AttentionResolved,
     ErrorBody,
     PlanEdited,
@@ -22,19 +30,29 @@ from agent_runtime.domain.events import (
     TaskFailed,
     TaskRejected,
 )
+from agent_runtime.domain.identity import Permission, Principal, unauthenticated
 from agent_runtime.domain.plan import Plan, check_plan
-from agent_runtime.domain.records import PlanVersionRecord, StepRecord, TaskRecord, ToolCallRecord
+from agent_runtime.domain.records import (
+    ApprovalRecord,
+    PlanVersionRecord,
+    StepRecord,
+    TaskRecord,
+    ToolCallRecord,
+)
 from agent_runtime.domain.states import StepStatus, TaskStatus, ToolCallStatus, is_terminal
 from agent_runtime.domain.text import is_blank
 from agent_runtime.errors import (
+    ForbiddenError,
     InputValidationError,
     InvalidStateError,
     NotFoundError,
     PayloadTooLargeError,
     StalePlanVersionError,
 )
-from agent_runtime.settings import LimitSettings
+from agent_runtime.services import approvals as rules
+from agent_runtime.settings import ApprovalSettings, LimitSettings
 from agent_runtime.store.store import TaskStore
+from agent_runtime.store.tx import TaskTx
 
 Resolution = Literal["retry", "skip", "fail"]
 
@@ -50,15 +68,40 @@ class TaskView:
 
 
 class TaskService:
-    def __init__(self, store: TaskStore, limits: LimitSettings, known_tools: Callable[[], Iterable[str]]) -> None:
+    def __init__(
+        self,
+        store: TaskStore,
+        limits: LimitSettings,
+        known_tools: Callable[[], Iterable[str]],
+        approvals: ApprovalSettings | None = None,
+    ) -> None:
         self.store = store
         self.limits = limits
         self._known_tools = known_tools
+        self.approvals = approvals or ApprovalSettings()
 
     # -- queries --------------------------------------------------------------------------------
 
-    async def view(self, task_id: str) -> TaskView:
-        return await self.view_of(await self.store.get_task(task_id))
+    async def get(self, task_id: str, principal: Principal | None = None) -> TaskRecord:
+        """The task row, if ``principal`` may see it (else 404, as for a task that does not exist)."""
+        return _visible(await self.store.get_task(task_id), principal)
+
+    async def view(self, task_id: str, principal: Principal | None = None) -> TaskView:
+        return await self.view_of(await self.get(task_id, principal))
+
+    async def list(
+        self, principal: Principal | None, *, status: TaskStatus | None, limit: int, cursor: str | None
+    ) -> tuple[list[TaskRecord], str | None]:
+        """The tasks ``principal`` may see, newest first: its tenant's, or (a submitter) its own."""
+        who = principal or unauthenticated()
+        own_only = not who.sees(who.tenant, None)
+        return await self.store.list_tasks(
+            status=status,
+            limit=limit,
+            cursor=cursor,
+            tenant=who.tenant if who.authenticated else None,
+            submitted_by=who.subject if own_only else None,
+        )
 
     async def view_of(self, task: TaskRecord) -> TaskView:
         """``task`` (as read, or as a command's transaction returned it) with its current plan
@@ -77,7 +120,10 @@ class TaskService:
 
     # -- commands -------------------------------------------------------------------------------
 
-    async def submit(self, prompt: str, metadata: dict[str, Any] | None) -> TaskRecord:
+    async def submit(
+        self, prompt: str, metadata: dict[str, Any] | None, *, principal: Principal | None = None
+    ) -> TaskRecord:
+        who = _allowed(principal, Permission.SUBMIT)
         if is_blank(prompt):
             raise InputValidationError("prompt must not be empty", details={"field": "prompt"})
         if len(prompt) > self.limits.max_prompt_chars:
@@ -91,12 +137,61 @@ class TaskService:
                 f"metadata is larger than {self.limits.max_metadata_bytes} bytes",
                 details={"field": "metadata", "limit": self.limits.max_metadata_bytes},
             )
-        return await self.store.create_task(prompt, meta)
+        return await self.store.create_task(
+            prompt, meta, tenant=who.tenant, submitted_by=who.subject if who.authenticated else None
+        )
 
-    async def approve(self, task_id: str, plan_version: int, actor: str | None) -> tuple[TaskRecord, bool]:
-        """Approve ``plan_version``. Returns (task, created): a repeat of the same approval is a no-op."""
+    async def approve(
+        self,
+        task_id: str,
+        plan_version: int,
+        actor: str | None = None,
+        *,
+        principal: Principal | None = None,
+        content_hash: str | None = None,
+        comment: str | None = None,
+    ) -> tuple[TaskRecord, bool]:
+        """Approve ``plan_version`` (and, when given, its ``content_hash``). Returns (task, created):
+        a repeat of the same approval is a no-op. With ``approvals.required`` > 1 an approval is
+        recorded and the task stays awaiting approval until enough distinct approvers agree."""
+        who = _allowed(principal or unauthenticated(actor), Permission.DECIDE)
+        # Everything the decision reads is read *before* the transaction: a read inside it would
+        # need a second pooled connection while the first waits on the task's row lock, and a burst
+        # of approvals would starve the pool. Plan versions never change; the approvals read is
+        # checked against the task's event sequence number inside the transaction (every approval
+        # writes an event), and read again if another decision came in between.
+        for _ in range(MAX_DECISION_RETRIES):
+            seen = await self._decision_snapshot(task_id, plan_version)
+            try:
+                return await self._approve_once(task_id, plan_version, who, content_hash, comment, seen)
+            except _Raced:
+                continue
+        raise InvalidStateError("too many concurrent decisions on this task; try again", details={"task_id": task_id})
+
+    async def _decision_snapshot(self, task_id: str, plan_version: int | None) -> _Snapshot:
+        version: PlanVersionRecord | None = None
+        if plan_version is not None:
+            try:
+                version = await self.store.plan_version(task_id, plan_version)
+            except NotFoundError:
+                version = None  # the transaction reports it (as stale, or as a task it cannot see)
+        if self.approvals.required <= 1:
+            return _Snapshot(None, version, [])
+        task = await self.store.get_task(task_id)
+        return _Snapshot(task.last_seq, version, list(await self.store.approvals(task_id)))
+
+    async def _approve_once(
+        self,
+        task_id: str,
+        plan_version: int,
+        who: Principal,
+        content_hash: str | None,
+        comment: str | None,
+        seen: _Snapshot,
+    ) -> tuple[TaskRecord, bool]:
         async with self.store.transaction(task_id) as tx:
-            task = tx.task
+            task = _visible(tx.task, who)
+            rules.refuse_submitter(task, who, self.approvals)
             if task.approved_plan_version == plan_version and task.status in (
                 TaskStatus.APPROVED,
                 TaskStatus.EXECUTING,
@@ -106,58 +201,108 @@ class TaskService:
                 return task, False
             self._require(task, TaskStatus.AWAITING_APPROVAL, "approve")
             self._require_current(task, plan_version)
-            tx.transition(TaskStatus.APPROVED, approved_plan_version=plan_version)
-            tx.add_approval(plan_version, "approved", actor, None)
-            tx.emit(TaskApproved(plan_version=plan_version, actor=actor))
+            version = seen.version
+            if version is None:  # current, yet unread: created between the read and this transaction
+                raise _Raced
+            rules.check_hash(task, version, content_hash)
+            rules.refuse_author(task, version, who, self.approvals)
+            if seen.last_seq is not None and seen.last_seq != task.last_seq:
+                raise _Raced
+            approvers = rules.approvers_of(seen.approvals, version)
+            if who.subject in approvers:
+                return task, False  # this approver's approval of this version is already counted
+            approvers.append(who.subject)
+            tx.add_approval(
+                plan_version,
+                "approved",
+                who.subject,
+                comment,
+                actor_roles=who.sorted_roles,
+                content_hash=version.content_hash,
+            )
+            data: dict[str, Any] = {
+                "plan_version": plan_version, "actor": who.subject, "content_hash": version.content_hash,
+            }  # fmt: skip
+            if len(approvers) >= self.approvals.required:
+                tx.transition(TaskStatus.APPROVED, approved_plan_version=plan_version)
+                tx.emit(TaskApproved(**data, approvers=approvers))
+            else:
+                tx.emit(ApprovalRecorded(**data, approvals=len(approvers), required=self.approvals.required))
         return tx.task, True
 
-    async def reject(self, task_id: str, reason: str | None, actor: str | None) -> TaskRecord:
+    async def reject(
+        self, task_id: str, reason: str | None, actor: str | None = None, *, principal: Principal | None = None
+    ) -> TaskRecord:
+        who = _allowed(principal or unauthenticated(actor), Permission.DECIDE)
         async with self.store.transaction(task_id) as tx:
+            _visible(tx.task, who)
             self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "reject")
             version = tx.task.current_plan_version or 0
             tx.transition(TaskStatus.REJECTED, error={"code": "rejected", "message": reason or "rejected"})
-            tx.add_approval(version, "rejected", actor, reason)
-            tx.emit(TaskRejected(plan_version=version, reason=reason, actor=actor))
+            tx.add_approval(version, "rejected", who.subject, reason, actor_roles=who.sorted_roles)
+            tx.emit(TaskRejected(plan_version=version, reason=reason, actor=who.subject))
         return tx.task
 
-    async def request_revision(self, task_id: str, feedback: str, actor: str | None) -> TaskRecord:
+    async def request_revision(
+        self, task_id: str, feedback: str, actor: str | None = None, *, principal: Principal | None = None
+    ) -> TaskRecord:
+        who = _allowed(principal or unauthenticated(actor), Permission.DECIDE)
         if is_blank(feedback):
             raise InputValidationError("feedback must not be empty", details={"field": "feedback"})
+        seen = await self._decision_snapshot(task_id, None)
         async with self.store.transaction(task_id) as tx:
+            _visible(tx.task, who)
             self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "request a revision")
             version = tx.task.current_plan_version or 0
+            self._discard_partial(tx, version, seen)
             tx.transition(TaskStatus.QUEUED, revision_feedback=feedback)
-            tx.add_approval(version, "revision_requested", actor, feedback)
-            tx.emit(RevisionRequested(plan_version=version, feedback=feedback, actor=actor))
+            tx.add_approval(version, "revision_requested", who.subject, feedback, actor_roles=who.sorted_roles)
+            tx.emit(RevisionRequested(plan_version=version, feedback=feedback, actor=who.subject))
         return tx.task
 
-    async def edit_plan(self, task_id: str, base_version: int, plan: Plan, actor: str | None) -> TaskRecord:
+    async def edit_plan(
+        self,
+        task_id: str,
+        base_version: int,
+        plan: Plan,
+        actor: str | None = None,
+        *,
+        principal: Principal | None = None,
+    ) -> TaskRecord:
+        who = _allowed(principal or unauthenticated(actor), Permission.DECIDE)
+        actor = who.subject
+        await self.get(task_id, who)  # a task the caller may not see is 404 before its plan is judged
         problems = check_plan(plan, known_tools=self._known_tools(), max_steps=self.limits.max_steps_per_plan)
         if problems:
             raise InputValidationError(
                 "the edited plan is invalid: " + "; ".join(problems), details={"field": "plan", "problems": problems}
             )
+        seen = await self._decision_snapshot(task_id, None)
         async with self.store.transaction(task_id) as tx:
+            _visible(tx.task, who)
             self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "edit the plan")
             self._require_current(tx.task, base_version)
-            version = tx.add_plan_version(plan, f"operator:{actor or 'unknown'}")
+            self._discard_partial(tx, base_version, seen)
+            version = tx.add_plan_version(plan, f"{rules.OPERATOR}{actor}")
             tx.transition(TaskStatus.AWAITING_APPROVAL)
-            tx.add_approval(base_version, "edited", actor, None)
+            tx.add_approval(base_version, "edited", actor, None, actor_roles=who.sorted_roles)
             tx.emit(
-                PlanEdited(
-                    plan_version=version,
-                    based_on=base_version,
-                    content_hash=plan.content_hash(),
-                    actor=actor,
-                )
+                PlanEdited(plan_version=version, based_on=base_version, content_hash=plan.content_hash(), actor=actor)
             )
             tx.emit(ApprovalRequired(plan_version=version))
         return tx.task
 
-    async def cancel(self, task_id: str, reason: str | None = None) -> TaskRecord:
+    async def cancel(
+        self, task_id: str, reason: str | None = None, *, principal: Principal | None = None
+    ) -> TaskRecord:
         """Cancel at once. Bumping the lease epoch fences off the worker; the runner also stops it."""
+        who = _allowed(principal, Permission.CANCEL)
         async with self.store.transaction(task_id) as tx:
-            task = tx.task
+            task = _visible(tx.task, who)
+            if not who.may_cancel(task.submitted_by):
+                raise ForbiddenError(
+                    "a submitter may cancel only its own tasks", details={"required": Permission.CANCEL.value}
+                )
             if is_terminal(task.status):
                 raise InvalidStateError(
                     f"cannot cancel: task is already {task.status.value}",
@@ -175,21 +320,31 @@ class TaskService:
             tx.update_tool_calls_where(
                 {ToolCallStatus.STARTED, ToolCallStatus.IN_DOUBT}, status=ToolCallStatus.CANCELLED, finished_at=tx.now
             )
-            tx.emit(TaskCancelled(reason=reason, previous_status=task.status))
+            tx.emit(TaskCancelled(reason=reason, previous_status=task.status, actor=who.subject))
         return tx.task
 
     async def resolve_attention(
-        self, task_id: str, tool_call_id: str, action: Resolution, result: str | None, actor: str | None
+        self,
+        task_id: str,
+        tool_call_id: str,
+        action: Resolution,
+        result: str | None,
+        actor: str | None = None,
+        *,
+        principal: Principal | None = None,
     ) -> TaskRecord:
         """Decide an in-doubt tool call: ``retry`` it, ``skip`` it with a stated result, or ``fail`` the task."""
+        who = _allowed(principal or unauthenticated(actor), Permission.DECIDE)
+        actor = who.subject
         if action == "skip" and result is None:
             raise InputValidationError("skip needs a stated result", details={"field": "result"})
-        self._require(await self.store.get_task(task_id), TaskStatus.NEEDS_ATTENTION, "resolve a tool call")
+        self._require(await self.get(task_id, who), TaskStatus.NEEDS_ATTENTION, "resolve a tool call")
         calls = {c.id: c for c in await self.store.tool_calls(task_id)}
         call = calls.get(tool_call_id)
         if call is None:
             raise NotFoundError(f"task {task_id} has no tool call {tool_call_id}", details={"field": "tool_call_id"})
         async with self.store.transaction(task_id) as tx:
+            _visible(tx.task, who)
             self._require(tx.task, TaskStatus.NEEDS_ATTENTION, "resolve a tool call")
             if call.status != ToolCallStatus.IN_DOUBT:
                 raise InvalidStateError(
@@ -219,6 +374,19 @@ class TaskService:
 
     # -- helpers --------------------------------------------------------------------------------
 
+    def _discard_partial(self, tx: TaskTx, version: int, seen: _Snapshot) -> None:
+        """A new plan version is coming: approvals of ``version`` that did not reach
+        ``approvals.required`` no longer count (they named that version and its hash); say so.
+        ``seen`` was read before the transaction; approvals recorded since are named as well only
+        if the read was current (it is informational: the count itself is per version and hash)."""
+        if self.approvals.required <= 1 or version <= 0:
+            return
+        approvers = sorted(
+            {r.actor for r in seen.approvals if r.decision == "approved" and r.plan_version == version and r.actor}
+        )
+        if approvers:
+            tx.emit(ApprovalsDiscarded(plan_version=version, approvers=approvers))
+
     @staticmethod
     def _require(task: TaskRecord, status: TaskStatus, action: str) -> None:
         if task.status != status:
@@ -234,3 +402,35 @@ class TaskService:
                 f"plan version {plan_version} is not the current version ({task.current_plan_version})",
                 details={"current_status": task.status.value, "current_plan_version": task.current_plan_version},
             )
+
+
+MAX_DECISION_RETRIES = 8
+
+
+class _Raced(Exception):
+    """Another decision committed between a command's reads and its transaction: read again."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """What a decision read before its transaction (see ``approve``)."""
+
+    last_seq: int | None
+    version: PlanVersionRecord | None
+    approvals: list[ApprovalRecord]
+
+
+def _allowed(principal: Principal | None, permission: Permission) -> Principal:
+    who = principal or unauthenticated()
+    if not who.may(permission):
+        raise ForbiddenError(f"this needs the {permission.value!r} permission", details={"required": permission.value})
+    return who
+
+
+def _visible(task: TaskRecord, principal: Principal | None) -> TaskRecord:
+    """``task`` if ``principal`` may see it; else the same 404 a missing task gets."""
+    if principal is None or not principal.authenticated:
+        return task
+    if not principal.sees(task.tenant, task.submitted_by):
+        raise NotFoundError(f"task {task.id} not found", details={"task_id": task.id})
+    return task

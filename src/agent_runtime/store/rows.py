@@ -73,6 +73,8 @@ def task(row: Mapping[Any, Any]) -> TaskRecord:
         lease_expires_at=aware(row["lease_expires_at"]),
         lease_epoch=row["lease_epoch"],
         last_seq=row["last_seq"],
+        tenant=row["tenant"],
+        submitted_by=row["submitted_by"],
     )
 
 
@@ -127,6 +129,8 @@ def approval(row: Mapping[Any, Any]) -> ApprovalRecord:
         actor=row["actor"],
         reason=row["reason"],
         created_at=_req(row["created_at"]),
+        actor_roles=row["actor_roles"],
+        content_hash=row["content_hash"],
     )
 
 

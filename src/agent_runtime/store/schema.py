@@ -29,7 +29,11 @@ tasks = sa.Table(
     sa.Column("lease_epoch", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_seq", sa.Integer, nullable=False, server_default="0"),
     sa.Column("finished_at", TS),
+    # Identity (migration 0005): set once when the task is created, never updated.
+    sa.Column("tenant", sa.String(200), nullable=False, server_default="default"),
+    sa.Column("submitted_by", sa.String(200)),
 )
+sa.Index("ix_tasks_tenant_id", tasks.c.tenant, tasks.c.id)
 sa.Index("ix_tasks_status_lease", tasks.c.status, tasks.c.lease_expires_at)
 sa.Index("ix_tasks_finished_at", tasks.c.finished_at)
 
@@ -88,8 +92,26 @@ approvals = sa.Table(
     sa.Column("actor", sa.String(200)),
     sa.Column("reason", sa.Text),
     sa.Column("created_at", TS, nullable=False),
+    # Identity (migration 0005): the approver's roles and the plan content hash the decision names.
+    sa.Column("actor_roles", JSONType),
+    sa.Column("content_hash", sa.String(80)),
 )
 sa.Index("ix_approvals_task", approvals.c.task_id)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("tenant", sa.String(200), nullable=False),
+    sa.Column("roles", JSONType, nullable=False),
+    sa.Column("description", sa.String(400)),
+    sa.Column("created_by", sa.String(200)),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("expires_at", TS),
+    sa.Column("revoked_at", TS),
+)
 
 events = sa.Table(
     "events",

@@ -256,13 +256,16 @@ class TaskStore:
 
     # -- commands -------------------------------------------------------------------------------
 
-    async def create_task(self, prompt: str, metadata: dict[str, Any]) -> TaskRecord:
+    async def create_task(
+        self, prompt: str, metadata: dict[str, Any], *, tenant: str = "default", submitted_by: str | None = None
+    ) -> TaskRecord:
         now = rows.utcnow()
         task_id = rows.new_id("task")
         record = TaskRecord(
             id=task_id, status=TaskStatus.QUEUED, prompt=prompt, metadata=metadata, created_at=now,
             updated_at=now, current_plan_version=None, approved_plan_version=None, result=None, error=None,
             revision_feedback=None, lease_owner=None, lease_expires_at=None, lease_epoch=0, last_seq=0,
+            tenant=tenant, submitted_by=submitted_by,
         )  # fmt: skip
         tx = TaskTx(record, now)
         tx.emit(TaskCreated(status=TaskStatus.QUEUED))
@@ -273,6 +276,7 @@ class TaskStore:
             row = {
                 "id": task_id, "status": TaskStatus.QUEUED, "prompt": prompt, "metadata": metadata,
                 "created_at": now, "updated_at": now, "lease_epoch": 0, "last_seq": 0,
+                "tenant": tenant, "submitted_by": submitted_by,
             }  # fmt: skip
             execute(conn, _TASK_INSERT, row)
             events, _ = tx.flush(conn, None)
@@ -572,12 +576,23 @@ class TaskStore:
         return await self._read(lambda conn: _load_task(conn, task_id, False))
 
     async def list_tasks(
-        self, *, status: TaskStatus | None, limit: int, cursor: str | None
+        self,
+        *,
+        status: TaskStatus | None,
+        limit: int,
+        cursor: str | None,
+        tenant: str | None = None,
+        submitted_by: str | None = None,
     ) -> tuple[list[TaskRecord], str | None]:
-        """Newest first. ``cursor`` is the last id of the previous page."""
+        """Newest first. ``cursor`` is the last id of the previous page. ``tenant`` and
+        ``submitted_by``, when given, keep only that tenant's (that subject's) tasks."""
         stmt = sa.select(t.tasks).order_by(t.tasks.c.id.desc()).limit(limit + 1)
         if status is not None:
             stmt = stmt.where(t.tasks.c.status == status)
+        if tenant is not None:
+            stmt = stmt.where(t.tasks.c.tenant == tenant)
+        if submitted_by is not None:
+            stmt = stmt.where(t.tasks.c.submitted_by == submitted_by)
         if cursor:
             stmt = stmt.where(t.tasks.c.id < cursor)
         found = await self._read(lambda conn: [rows.task(r) for r in conn.execute(stmt).mappings()])

@@ -58,7 +58,8 @@ def _kinds(table: sa.Table, keys: frozenset[str]) -> dict[str, str]:
 
 
 # What agent_runtime_apply (migration 0002) can write; a test checks these against the function.
-TASK_KINDS = _kinds(t.tasks, frozenset({"id", "updated_at", "last_seq"}))
+TASK_KINDS = _kinds(t.tasks, frozenset({"id", "updated_at", "last_seq", "tenant", "submitted_by"}))
+"""``tenant`` and ``submitted_by`` are set once at creation (migration 0005), never by a lease holder."""
 STEP_KINDS = _kinds(t.steps, frozenset({"task_id", "plan_version", "step_id"}))
 CALL_KINDS = _kinds(t.tool_calls, frozenset({"id", "task_id"}))
 NEW_CALL_KINDS = _kinds(t.tool_calls, frozenset())
@@ -272,7 +273,16 @@ class TaskTx:
             .values(**fields)
         )
 
-    def add_approval(self, version: int, decision: str, actor: str | None, reason: str | None) -> None:
+    def add_approval(
+        self,
+        version: int,
+        decision: str,
+        actor: str | None,
+        reason: str | None,
+        *,
+        actor_roles: list[str] | None = None,
+        content_hash: str | None = None,
+    ) -> None:
         row = {
             "task_id": self.task.id,
             "plan_version": version,
@@ -280,6 +290,8 @@ class TaskTx:
             "actor": actor,
             "reason": reason,
             "created_at": self.now,
+            "actor_roles": actor_roles,
+            "content_hash": content_hash,
         }
         self._op(_APPROVAL_INSERT, [row])
 

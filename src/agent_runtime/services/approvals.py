@@ -1,0 +1,149 @@
+"""Approval integrity rules, the approval trail and the approver's inbox.
+
+The anchors are deployment tools, not agent frameworks: Atlantis refuses an apply when the plan
+changed since it was approved, wants an approver other than the author, and drops approvals when
+a new plan runs; GitHub environments can forbid self-review. Here:
+
+* an approval names a plan version (and may name its content hash); it counts for that version
+  and hash only, once per approver, so it can never approve a later or different plan;
+* the submitter may not approve its own task, nor may the operator who wrote the current plan
+  version by editing it (``approvals.allow_self_approval: false``, the default): 403
+  ``self_approval_forbidden``;
+* ``approvals.required: N`` needs N distinct approvers of the same version; approvals of a version
+  that a revision or an edit replaced are discarded (``approvals_discarded``).
+
+With authentication disabled nobody is identified, so the people-comparing rules do not apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from agent_runtime.domain.identity import Permission, Principal
+from agent_runtime.domain.records import ApprovalRecord, PlanVersionRecord, TaskRecord
+from agent_runtime.domain.states import TaskStatus
+from agent_runtime.errors import ContentHashMismatchError, ForbiddenError, SelfApprovalForbiddenError
+from agent_runtime.settings import ApprovalSettings
+from agent_runtime.store.store import TaskStore
+
+OPERATOR = "operator:"
+"""Prefix of a plan version's author when an operator wrote it by editing."""
+EXCERPT = 200
+
+
+def refuse_submitter(task: TaskRecord, who: Principal, settings: ApprovalSettings) -> None:
+    if who.authenticated and not settings.allow_self_approval and task.submitted_by == who.subject:
+        raise SelfApprovalForbiddenError(
+            f"{who.subject!r} submitted this task and may not approve it (approvals.allow_self_approval is false)",
+            details={"task_id": task.id, "submitted_by": task.submitted_by},
+        )
+
+
+def refuse_author(task: TaskRecord, version: PlanVersionRecord, who: Principal, settings: ApprovalSettings) -> None:
+    if who.authenticated and not settings.allow_self_approval and version.author == f"{OPERATOR}{who.subject}":
+        raise SelfApprovalForbiddenError(
+            f"{who.subject!r} wrote plan version {version.version} and may not approve it "
+            "(approvals.allow_self_approval is false)",
+            details={"task_id": task.id, "plan_version": version.version, "author": version.author},
+        )
+
+
+def check_hash(task: TaskRecord, version: PlanVersionRecord, content_hash: str | None) -> None:
+    if content_hash is not None and content_hash != version.content_hash:
+        raise ContentHashMismatchError(
+            f"plan version {version.version} has content hash {version.content_hash}, not {content_hash}",
+            details={
+                "field": "content_hash",
+                "current_status": task.status.value,
+                "current_plan_version": task.current_plan_version,
+                "content_hash": version.content_hash,
+            },
+        )
+
+
+def approvers_of(records: Sequence[ApprovalRecord], version: PlanVersionRecord) -> list[str]:
+    """Distinct subjects whose approvals count for ``version`` (same version number and hash)."""
+    out: list[str] = []
+    for r in records:
+        if (
+            r.decision == "approved"
+            and r.plan_version == version.version
+            and r.content_hash in (None, version.content_hash)
+            and r.actor is not None
+            and r.actor not in out
+        ):
+            out.append(r.actor)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    task: TaskRecord
+    plan: PlanVersionRecord
+    approvals: int
+    required: int
+
+    @property
+    def prompt_excerpt(self) -> str:
+        p = self.task.prompt
+        return p if len(p) <= EXCERPT else p[: EXCERPT - 1] + "…"
+
+    @property
+    def tools(self) -> list[str]:
+        return sorted({tool for step in self.plan.plan.steps for tool in step.tools})
+
+    @property
+    def waiting_since(self) -> datetime:
+        return self.plan.created_at
+
+
+class ApprovalQueries:
+    """The approval trail of a task, and what waits for a principal's decision."""
+
+    def __init__(self, store: TaskStore, settings: ApprovalSettings) -> None:
+        self.store = store
+        self.settings = settings
+
+    async def trail(self, task: TaskRecord) -> list[ApprovalRecord]:
+        """Every decision on ``task`` (approve, reject, revision, edit), oldest first. The caller
+        has already checked that the principal may see ``task``."""
+        return await self.store.approvals(task.id)
+
+    async def inbox(self, who: Principal, *, limit: int, cursor: str | None) -> tuple[list[InboxItem], str | None]:
+        """Tasks of ``who``'s tenant awaiting approval that ``who`` may decide and has not yet
+        approved, newest first. ``cursor``: the last task id of the previous page."""
+        if not who.may(Permission.DECIDE):
+            raise ForbiddenError("the inbox is for approvers", details={"required": Permission.DECIDE.value})
+        items: list[InboxItem] = []
+        scan = cursor
+        while True:
+            page, more = await self.store.list_tasks(
+                status=TaskStatus.AWAITING_APPROVAL,
+                limit=limit,
+                cursor=scan,
+                tenant=who.tenant if who.authenticated else None,
+            )
+            for task in page:
+                scan = task.id
+                item = await self._item(task, who)
+                if item is not None:
+                    items.append(item)
+                    if len(items) == limit:
+                        return items, scan
+            if more is None:
+                return items, None
+
+    async def _item(self, task: TaskRecord, who: Principal) -> InboxItem | None:
+        if task.current_plan_version is None:
+            return None
+        if who.authenticated and not self.settings.allow_self_approval and task.submitted_by == who.subject:
+            return None
+        plan = await self.store.plan_version(task.id, task.current_plan_version)
+        if who.authenticated and not self.settings.allow_self_approval and plan.author == f"{OPERATOR}{who.subject}":
+            return None
+        approvers = approvers_of(await self.store.approvals(task.id), plan)
+        if who.authenticated and who.subject in approvers:
+            return None
+        return InboxItem(task=task, plan=plan, approvals=len(approvers), required=self.settings.required)
