@@ -1,20 +1,29 @@
 """Task commands from frontends and operators: submit, approve, reject, revise, edit, cancel, resolve.
 
-Each command is one store transaction that checks the state table and writes its events. Workers
-pick the task up from the database; nothing here waits for planning or execution.
+Each command is one store transaction that checks the state table and writes its events. Nothing
+here waits for planning or execution.
+
+**Hand-off.** A command that makes a task claimable (submit, approve, revise, resolve) offers it to
+this process's runner first: if the runner has a free slot, the service reserves it, leases the
+task to the runner *in the command's own transaction* (a new epoch), and after the commit hands
+the lease to the runner, which starts the job at once (no claim transaction, no trip through the
+claim loop). If the write fails the slot is freed; with no free slot the task waits for a claim by
+any replica, as before.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
 
 from agent_runtime.domain.events import EventType
 from agent_runtime.domain.plan import Plan, check_plan
-from agent_runtime.domain.records import PlanVersionRecord, StepRecord, TaskRecord, ToolCallRecord
-from agent_runtime.domain.states import StepStatus, TaskStatus, ToolCallStatus, is_terminal
+from agent_runtime.domain.records import Lease, PlanVersionRecord, StepRecord, TaskRecord, ToolCallRecord
+from agent_runtime.domain.states import CLAIMABLE, StepStatus, TaskStatus, ToolCallStatus, is_terminal
 from agent_runtime.errors import (
     InputValidationError,
     InvalidStateError,
@@ -24,6 +33,7 @@ from agent_runtime.errors import (
 )
 from agent_runtime.settings import LimitSettings
 from agent_runtime.store.store import TaskStore
+from agent_runtime.store.tx import TaskTx
 
 Resolution = Literal["retry", "skip", "fail"]
 
@@ -38,11 +48,36 @@ class TaskView:
     attention: list[ToolCallRecord]
 
 
+class HandOff(Protocol):
+    """This process's runner, as the commands see it (``services.runner.Runner`` implements it)."""
+
+    def reserve(self, status: TaskStatus) -> tuple[str, float] | None:
+        """Hold a free slot for a task about to become claimable in ``status``: (owner, lease
+        seconds), or None to leave the task to the claims (no room, draining, global limits)."""
+        ...
+
+    def adopt(self, lease: Lease) -> None:
+        """The lease was committed: run the task in the reserved slot."""
+        ...
+
+    def unreserve(self, status: TaskStatus) -> None:
+        """The write failed: free the reserved slot."""
+        ...
+
+
 class TaskService:
-    def __init__(self, store: TaskStore, limits: LimitSettings, known_tools: Callable[[], Iterable[str]]) -> None:
+    def __init__(
+        self,
+        store: TaskStore,
+        limits: LimitSettings,
+        known_tools: Callable[[], Iterable[str]],
+        hand_off: HandOff | None = None,
+    ) -> None:
         self.store = store
         self.limits = limits
         self._known_tools = known_tools
+        self._hand_off = hand_off
+        """None: commands only wake workers (``runner.hand_off: false``, or no local runner)."""
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -80,11 +115,21 @@ class TaskService:
                 f"metadata is larger than {self.limits.max_metadata_bytes} bytes",
                 details={"field": "metadata", "limit": self.limits.max_metadata_bytes},
             )
-        return await self.store.create_task(prompt, meta)
+        reserved = self._hand_off.reserve(TaskStatus.QUEUED) if self._hand_off is not None else None
+        if reserved is None:
+            return await self.store.create_task(prompt, meta)
+        owner, seconds = reserved
+        try:
+            task = await self.store.create_task(prompt, meta, lease_to=(owner, _now() + timedelta(seconds=seconds)))
+        except BaseException:
+            self._give_back(TaskStatus.QUEUED)
+            raise
+        self._adopt(task, TaskStatus.QUEUED)
+        return task
 
     async def approve(self, task_id: str, plan_version: int, actor: str | None) -> tuple[TaskRecord, bool]:
         """Approve ``plan_version``. Returns (task, created): a repeat of the same approval is a no-op."""
-        async with self.store.transaction(task_id) as tx:
+        async with self._command(task_id) as tx:
             task = tx.task
             if task.approved_plan_version == plan_version and task.status in (
                 TaskStatus.APPROVED,
@@ -101,7 +146,7 @@ class TaskService:
         return tx.task, True
 
     async def reject(self, task_id: str, reason: str | None, actor: str | None) -> TaskRecord:
-        async with self.store.transaction(task_id) as tx:
+        async with self._command(task_id) as tx:
             self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "reject")
             version = tx.task.current_plan_version or 0
             tx.transition(TaskStatus.REJECTED, error={"code": "rejected", "message": reason or "rejected"})
@@ -112,7 +157,7 @@ class TaskService:
     async def request_revision(self, task_id: str, feedback: str, actor: str | None) -> TaskRecord:
         if not feedback.strip():
             raise InputValidationError("feedback must not be empty", details={"field": "feedback"})
-        async with self.store.transaction(task_id) as tx:
+        async with self._command(task_id) as tx:
             self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "request a revision")
             version = tx.task.current_plan_version or 0
             tx.transition(TaskStatus.QUEUED, revision_feedback=feedback)
@@ -126,7 +171,7 @@ class TaskService:
             raise InputValidationError(
                 "the edited plan is invalid: " + "; ".join(problems), details={"field": "plan", "problems": problems}
             )
-        async with self.store.transaction(task_id) as tx:
+        async with self._command(task_id) as tx:
             self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "edit the plan")
             self._require_current(tx.task, base_version)
             version = tx.add_plan_version(plan, f"operator:{actor or 'unknown'}")
@@ -146,7 +191,7 @@ class TaskService:
 
     async def cancel(self, task_id: str, reason: str | None = None) -> TaskRecord:
         """Cancel at once. Bumping the lease epoch fences off the worker; the runner also stops it."""
-        async with self.store.transaction(task_id) as tx:
+        async with self._command(task_id) as tx:
             task = tx.task
             if is_terminal(task.status):
                 raise InvalidStateError(
@@ -178,7 +223,7 @@ class TaskService:
             raise NotFoundError(f"task {task_id} has no tool call {tool_call_id}", details={"field": "tool_call_id"})
         if action == "skip" and result is None:
             raise InputValidationError("skip needs a stated result", details={"field": "result"})
-        async with self.store.transaction(task_id) as tx:
+        async with self._command(task_id) as tx:
             self._require(tx.task, TaskStatus.NEEDS_ATTENTION, "resolve a tool call")
             if call.status != ToolCallStatus.IN_DOUBT:
                 raise InvalidStateError(
@@ -206,6 +251,46 @@ class TaskService:
                 tx.emit(EventType.ATTENTION_RESOLVED, payload)
         return tx.task
 
+    # -- hand-off ---------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _command(self, task_id: str) -> AsyncIterator[TaskTx]:
+        """A command's transaction; if it makes the task claimable, hand it off (module docstring)."""
+        offered: TaskStatus | None = None
+        try:
+            async with self.store.transaction(task_id) as tx:
+                yield tx
+                offered = self._offer(tx)
+        except BaseException:
+            if offered is not None:
+                self._give_back(offered)
+            raise
+        if offered is not None:
+            self._adopt(tx.task, offered)
+
+    def _offer(self, tx: TaskTx) -> TaskStatus | None:
+        """Lease the task to the local runner in ``tx`` if it has a free slot; the status offered.
+
+        Only when the task starts from a status no claim can take (e.g. awaiting approval): then no
+        other worker can have leased it since it was read, and the new epoch is the read one + 1."""
+        if self._hand_off is None or not tx.wakes_workers or tx.started_from.status in CLAIMABLE:
+            return None
+        status = tx.task.status
+        reserved = self._hand_off.reserve(status)
+        if reserved is None:
+            return None
+        owner, seconds = reserved
+        tx.lease_to(owner, tx.now + timedelta(seconds=seconds))
+        return status
+
+    def _adopt(self, task: TaskRecord, offered: TaskStatus) -> None:
+        assert self._hand_off is not None and task.lease_owner is not None
+        self._hand_off.adopt(Lease(task.id, task.lease_owner, task.lease_epoch, offered, task.last_seq))
+
+    def _give_back(self, offered: TaskStatus) -> None:
+        assert self._hand_off is not None
+        self._hand_off.unreserve(offered)
+
     # -- helpers --------------------------------------------------------------------------------
 
     @staticmethod
@@ -223,3 +308,7 @@ class TaskService:
                 f"plan version {plan_version} is not the current version ({task.current_plan_version})",
                 details={"current_status": task.status.value, "current_plan_version": task.current_plan_version},
             )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
