@@ -44,7 +44,7 @@ class _Store:
 
 def _runtime(store: _Store, bus: EventBus) -> Runtime:
     metrics = SimpleNamespace(sse_client_connected=lambda: None, sse_client_disconnected=lambda: None)
-    return cast(Runtime, SimpleNamespace(store=store, bus=bus, metrics=metrics, runner=SimpleNamespace(draining=False)))
+    return cast(Runtime, SimpleNamespace(tasks=store, bus=bus, metrics=metrics, runner=SimpleNamespace(draining=False)))
 
 
 def test_encoded_frame_is_byte_for_byte_the_sse_starlette_event_we_used_to_send() -> None:

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from agent_runtime.api import schemas as s
-from agent_runtime.api.deps import runtime_of, tasks_of
+from agent_runtime.api.deps import tasks_of
 from agent_runtime.domain.records import TaskRecord
 from agent_runtime.domain.states import TaskStatus
 from agent_runtime.services.tasks import TaskService
@@ -41,7 +41,7 @@ async def list_tasks(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
 ) -> s.TaskPage:
-    found, next_cursor = await runtime_of(request).store.list_tasks(status=status, limit=limit, cursor=cursor)
+    found, next_cursor = await tasks_of(request).list_tasks(status=status, limit=limit, cursor=cursor)
     items = [
         s.TaskSummary(
             id=t.id,
@@ -63,13 +63,11 @@ async def get_task(task_id: str, request: Request) -> s.TaskOut:
 
 @router.get("/{task_id}/plan/versions", response_model=list[s.PlanVersionOut], summary="Every plan version")
 async def plan_versions(task_id: str, request: Request) -> list[s.PlanVersionOut]:
-    runtime = runtime_of(request)
-    await runtime.store.get_task(task_id)
     return [
         s.PlanVersionOut(
             version=v.version, content_hash=v.content_hash, author=v.author, created_at=v.created_at, plan=v.plan
         )
-        for v in await runtime.store.plan_versions(task_id)
+        for v in await tasks_of(request).plan_versions(task_id)
     ]
 
 

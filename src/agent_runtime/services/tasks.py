@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from agent_runtime.domain.events import EventType
+from agent_runtime.domain.events import Event, EventType
 from agent_runtime.domain.plan import Plan, check_plan
 from agent_runtime.domain.records import Lease, PlanVersionRecord, StepRecord, TaskRecord, ToolCallRecord
 from agent_runtime.domain.states import CLAIMABLE, StepStatus, TaskStatus, ToolCallStatus, is_terminal
@@ -80,6 +80,31 @@ class TaskService:
         """None: commands only wake workers (``runner.hand_off: false``, or no local runner)."""
 
     # -- queries --------------------------------------------------------------------------------
+
+    async def get(self, task_id: str) -> TaskRecord:
+        return await self.store.get_task(task_id)
+
+    async def list_tasks(
+        self, *, status: TaskStatus | None, limit: int, cursor: str | None
+    ) -> tuple[list[TaskRecord], str | None]:
+        """A page of tasks, newest first; ``cursor`` is the previous page's (None: no more)."""
+        return await self.store.list_tasks(status=status, limit=limit, cursor=cursor)
+
+    async def plan_versions(self, task_id: str) -> list[PlanVersionRecord]:
+        """Every plan version of the task, oldest first (:class:`NotFoundError` for no such task)."""
+        await self.store.get_task(task_id)
+        return await self.store.plan_versions(task_id)
+
+    async def events_after(self, task_id: str, after: int, limit: int) -> list[Event]:
+        """Up to ``limit`` stored events of the task with a sequence number above ``after``."""
+        return await self.store.events_after(task_id, after, limit)
+
+    async def count_by_status(self) -> dict[str, int]:
+        return await self.store.count_by_status()
+
+    async def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        await self.store.ping()
 
     async def view(self, task_id: str) -> TaskView:
         return await self.view_of(await self.store.get_task(task_id))
