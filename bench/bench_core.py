@@ -54,6 +54,7 @@ from agent_runtime.logging import configure_logging
 from agent_runtime.runtime import Overrides, Runtime, build_runtime, serve_background, stop_runtime
 from agent_runtime.settings import ServerSettings
 from agent_runtime.store import schema
+from agent_runtime.store.sqlite import SqliteStore
 from agent_runtime.store.store import TaskStore
 
 BENCH = Path(__file__).resolve().parent
@@ -144,13 +145,11 @@ class Transactions:
             # pysqlite (``store.prepared``), and BEGIN/COMMIT.
             dbapi_connection.set_trace_callback(on_statement)
 
-        for engine in (store.engine.sync_engine, store._sync):
-            if engine is not None:
-                sa.event.listen(engine, "begin", on_begin)
-        if store._sync is not None:
-            sa.event.listen(store._sync, "connect", on_connect)
-        if store._loop_conn is not None:
-            driver = store._loop_conn.connection.driver_connection
+        sa.event.listen(store.engine.sync_engine, "begin", on_begin)
+        if isinstance(store, SqliteStore):
+            sa.event.listen(store.sync_engine, "begin", on_begin)
+            sa.event.listen(store.sync_engine, "connect", on_connect)
+            driver = store.loop_connection().connection.driver_connection
             if driver is not None:
                 on_connect(driver, None)
 

@@ -735,8 +735,6 @@ async def bench_steps_in_process(tmp: Path, budget: Budget) -> dict[str, Any]:
         variants = (
             ("as_shipped", "on", {}),
             ("synchronous_commit_off", "off", {}),
-            ("what_if_statements", "on", {"one_statement": False}),
-            ("what_if_no_echo_fetch", "on", {"echo_fetch": False}),
         )
         for label, mode, knobs in variants:
             admin = await asyncpg.connect(asyncpg_dsn(url))
@@ -756,14 +754,10 @@ async def _steps_run(
     budget: Budget,
     label: str,
     *,
-    one_statement: bool = True,
-    echo_fetch: bool = True,
     pre_ping: bool | None = None,
 ) -> dict[str, Any]:
-    """One in-process measurement. The what-if knobs change the running objects, never src/:
-    ``one_statement=False`` makes the store write every transaction statement by statement (as
-    before migration 0002); ``echo_fetch=False`` drops the bus's fetcher, so NOTIFYs of this
-    process's own commits (already delivered in process) are not read back; ``pre_ping`` forces the
+    """One in-process measurement. The what-if knob changes the running objects, never src/:
+    ``pre_ping`` forces the
     pool's pre-ping on or off (None: as shipped, which is off). With a single runtime on the
     database, every NOTIFY it receives is its own."""
     rows: list[dict[str, float]] = []
@@ -800,14 +794,11 @@ async def _steps_run(
         return transaction(task_id, lease)
 
     store.transaction = counted_transaction  # type: ignore[method-assign]  # every write transaction on a task
-    store.apply_function = store.apply_function and one_statement
     engine = store.engine.sync_engine
     sa_event.listen(engine, "before_cursor_execute", count)
     sa_event.listen(engine.pool, "checkout", checkout)
     if pre_ping is not None:
         engine.pool._pre_ping = pre_ping
-    if not echo_fetch:
-        runtime.bus._fetch = None  # what-if knob (see docstring)
     trips = RoundTrips()
     totals = dict.fromkeys([*counted, "round_trips", "one_statement_writes"], 0)
     try:
@@ -850,8 +841,7 @@ async def _steps_run(
         out[f"{k}_per_step"] = v / max(1, steps_measured)
     out["service_cpu_ms_per_step_whole_task"] = cpu_s * 1000 / max(1, steps_measured)
     out["service_cpu_ms_per_step_period"] = summary(step_cpu)
-    # the store sends agent_runtime_apply on the asyncpg connection itself, past SQLAlchemy's events
-    out["statements_per_step"] = out["sqlalchemy_statements_per_step"] + out["one_statement_writes_per_step"]
+    out["statements_per_step"] = out["sqlalchemy_statements_per_step"]
     tx_per_step = out["transactions_per_step"]
     out["orchestration_per_transaction_ms"] = m["orchestration_ms"] / tx_per_step if tx_per_step else float("nan")
     out["orchestration_ms_per_round_trip"] = m["orchestration_ms"] / max(1e-9, out["round_trips_per_step"])
@@ -882,7 +872,7 @@ class RoundTrips:
     which waits for its reply: statements (an ``executemany`` batch is one), BEGIN/COMMIT/ROLLBACK,
     pings, and prepares of statements not yet cached on the connection. (asyncpg's own first-use
     prepare inside ``execute``/``fetch`` is not seen: a lower bound, exact once connections are warm.)
-    Also counts the store's ``agent_runtime_apply`` calls, which it sends on the asyncpg connection."""
+    Also counts the store's ``agent_runtime_apply_v2`` calls (every task transaction)."""
 
     METHODS = (
         (asyncpg.connection.Connection, ("execute", "executemany", "fetch", "fetchrow", "fetchval", "prepare")),
@@ -896,7 +886,7 @@ class RoundTrips:
     def _wrap(self, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def counted(*args: Any, **kwargs: Any) -> Any:
             self.n["round_trips"] += 1
-            if len(args) > 1 and isinstance(args[1], str) and "agent_runtime_apply(" in args[1]:
+            if len(args) > 1 and isinstance(args[1], str) and "agent_runtime_apply_v2(" in args[1]:
                 self.n["one_statement_writes"] += 1
             return await fn(*args, **kwargs)
 

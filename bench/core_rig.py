@@ -339,9 +339,12 @@ async def build_bench_runtime(
     runtime.runner = Runner(
         runtime.store, runtime.bus, settings.runner, plan_job=jobs.plan, execute_job=execute, metrics=runtime.metrics
     )
-    if settings.runner.hand_off:
-        runtime.store.dispatcher = runtime.runner
-    runtime.tasks = TaskService(runtime.store, settings.limits, lambda: [t.qualified_name for t in catalog.tools()])
+    runtime.tasks = TaskService(
+        runtime.store,
+        settings.limits,
+        lambda: [t.qualified_name for t in catalog.tools()],
+        hand_off=runtime.runner if settings.runner.hand_off else None,
+    )
     return runtime
 
 

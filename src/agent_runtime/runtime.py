@@ -1,10 +1,13 @@
 """The runtime: every long-lived part of the service, built and torn down in one place.
 
-:func:`build_runtime` builds store, event bus, LLM clients, tool catalogue and pool, services and
-the runner; :func:`serve_background` starts their background work; :func:`drain_runtime` turns the
-replica unready, ends SSE streams (``Runtime.shutdown_event``) and hands work back;
-:func:`stop_runtime` drains, then closes tool servers and connections. ``create_app`` calls them
-from the FastAPI lifespan; tests and benchmarks can use them directly.
+:func:`build_runtime` builds each part once, in dependency order, with what it needs (no setters
+afterwards): engine → event bus → store (tells the bus about commits) → metrics, tracing, tool
+catalogue and pool, LLM clients → jobs → runner → task service (hands work off to the runner).
+:func:`serve_background` starts the background work (tool discovery, the runner's claim loop, the
+PostgreSQL listener, housekeeping); :func:`drain_runtime` turns the replica unready, ends SSE
+streams (``Runtime.shutdown_event``) and hands work back; :func:`stop_runtime` drains, then closes
+tool servers and connections. ``create_app`` calls them from the
+FastAPI lifespan; tests and benchmarks can use them directly.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from agent_runtime.settings import Settings
 from agent_runtime.store import migrate
 from agent_runtime.store.engine import create_engine
 from agent_runtime.store.rows import utcnow
-from agent_runtime.store.store import TaskStore
+from agent_runtime.store.store import TaskStore, open_store
 from agent_runtime.tools.catalog import ToolCatalog
 from agent_runtime.tools.pool import ToolPool
 from agent_runtime.tools.registry import load_registry
@@ -90,8 +93,7 @@ async def build_runtime(settings: Settings, overrides: Overrides | None = None) 
         revision = await migrate.upgrade(engine)
         log.info("migrations_applied", revision=revision)
     bus = EventBus()
-    store = TaskStore(engine, bus)
-    bus.set_fetcher(store.events_after)
+    store = open_store(engine, bus)
     metrics = Metrics()
     tracing = setup_tracing(settings, span_exporter=overrides.span_exporter)
     registry = load_registry(settings.tools.registry_path)
@@ -109,10 +111,12 @@ async def build_runtime(settings: Settings, overrides: Overrides | None = None) 
         on_crash=jobs.fail_unexpected,
         metrics=metrics,
     )
-    if settings.runner.hand_off:
-        store.dispatcher = runner
     tasks = TaskService(
-        store, settings.limits, lambda: [t.qualified_name for t in catalog.tools()], approvals=settings.approvals
+        store,
+        settings.limits,
+        lambda: [t.qualified_name for t in catalog.tools()],
+        approvals=settings.approvals,
+        hand_off=runner if settings.runner.hand_off else None,
     )
     return Runtime(settings, store, bus, metrics, catalog, pool, tasks, runner, planner_llm, executor_llm, tracing)
 
@@ -153,7 +157,9 @@ async def serve_background(runtime: Runtime, tg: TaskGroup) -> None:
     if runtime.store.is_postgres:
         from agent_runtime.services.pg_listener import listen_forever
 
-        tg.start_soon(listen_forever, runtime.settings.database.url, runtime.bus, runtime.store.origin)
+        tg.start_soon(
+            listen_forever, runtime.settings.database.url, runtime.bus, runtime.store.events_after, runtime.store.origin
+        )
     tg.start_soon(_housekeeping, runtime)
     tg.start_soon(_reload_on_sighup, runtime)
 

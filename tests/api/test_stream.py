@@ -46,7 +46,7 @@ class _Store:
 
 def _runtime(store: _Store, bus: EventBus) -> Runtime:
     metrics = SimpleNamespace(sse_client_connected=lambda: None, sse_client_disconnected=lambda: None)
-    return cast(Runtime, SimpleNamespace(store=store, bus=bus, metrics=metrics, runner=SimpleNamespace(draining=False)))
+    return cast(Runtime, SimpleNamespace(tasks=store, bus=bus, metrics=metrics, runner=SimpleNamespace(draining=False)))
 
 
 def test_an_encoded_frame_is_id_event_and_one_line_of_compact_json() -> None:

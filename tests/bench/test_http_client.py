@@ -155,6 +155,6 @@ async def test_a_whole_task_through_the_service_on_two_kept_alive_connections(tm
             assert [int(e.id or 0) for e in seen] == list(range(1, len(seen) + 1))
             assert seen[0].event == "task_created" and seen[-1].event == "task_completed"
         with pytest.raises(HTTPError, match="404"):
-            async with client.events("/v1/tasks/task_nope/stream"):
+            async with client.events("/v1/tasks/task_000000000000000000000000/stream"):
                 pass
     assert client.connections_opened == 2

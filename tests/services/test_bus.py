@@ -32,11 +32,10 @@ async def test_remote_commits_are_fetched_once_per_task_for_all_local_subscriber
         fetched.append((task_id, after))
         return [_event(s) for s in range(after + 1, 4)]
 
-    bus.set_fetcher(fetch)
     subs = [bus.subscribe("t1", after=0) for _ in range(50)]
-    await bus.remote_commit("t1", 3, work=False)
-    await bus.remote_commit("t1", 3, work=False)  # already delivered: no second fetch
-    await bus.remote_commit("t9", 7, work=False)  # nobody here follows t9: no fetch
+    await bus.remote_commit("t1", 3, work=False, fetch=fetch)
+    await bus.remote_commit("t1", 3, work=False, fetch=fetch)  # already delivered: no second fetch
+    await bus.remote_commit("t9", 7, work=False, fetch=fetch)  # nobody here follows t9: no fetch
     assert fetched == [("t1", 0)]
     assert all([e.seq for e in s.drain()] == [1, 2, 3] for s in subs)
 

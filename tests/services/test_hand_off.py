@@ -1,27 +1,33 @@
 """Hand-off: a command that makes a task claimable leases it, in its own transaction, to this
 process's runner when that has a free slot; otherwise the task waits for a claim as before.
 
-The runner here is the real one over a real store; its jobs are small test jobs that record the
-lease they were given and wait until the test lets them finish."""
+The service and runner here are the real ones over a real store; the runner's jobs are small test
+jobs that record the lease they were given (and the context they run in) and wait until the test
+lets them finish."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 import pytest
+import sqlalchemy as sa
+import structlog
 
 from agent_runtime.domain.plan import Plan, PlanStep
 from agent_runtime.domain.records import Lease
 from agent_runtime.domain.states import TaskStatus
 from agent_runtime.services.bus import EventBus
 from agent_runtime.services.runner import Runner
-from agent_runtime.settings import RunnerSettings
+from agent_runtime.services.tasks import TaskService
+from agent_runtime.settings import LimitSettings, RunnerSettings
 from agent_runtime.store.store import TaskStore
 from tests.support.databases import migrated_store
 
@@ -31,11 +37,15 @@ WAIT = 10.0
 @dataclass
 class Jobs:
     started: list[Lease] = field(default_factory=list)
+    context: list[dict[str, Any]] = field(default_factory=list)
+    """The structlog context variables each job started with."""
     release: anyio.Event = field(default_factory=anyio.Event)
     arrived: anyio.Event = field(default_factory=anyio.Event)
 
     async def job(self, lease: Lease) -> None:
         self.started.append(lease)
+        self.context.append(structlog.contextvars.get_contextvars())
+        structlog.get_logger("test_job").info("job_started")
         self.arrived.set()
         await self.release.wait()
 
@@ -51,6 +61,7 @@ class Rig:
     store: TaskStore
     runner: Runner
     jobs: Jobs
+    tasks: TaskService
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -66,14 +77,14 @@ async def running(backend: str, tmp: Path) -> AsyncIterator[Rig]:
         jobs = Jobs()
         settings = RunnerSettings(
             worker_id="local", lease_seconds=30, heartbeat_seconds=10, safety_poll_seconds=3600,
-            max_concurrent_planning=1,
+            max_concurrent_planning=1, max_concurrent_execution=1,
         )  # fmt: skip
         runner = Runner(store, bus, settings, plan_job=jobs.job, execute_job=jobs.job)
-        store.dispatcher = runner
+        tasks = TaskService(store, LimitSettings(), lambda: ["x.y"], hand_off=runner)
         async with anyio.create_task_group() as tg:
             await tg.start(_run, runner)
             try:
-                yield Rig(store, runner, jobs)
+                yield Rig(store, runner, jobs, tasks)
             finally:
                 jobs.release.set()
                 tg.cancel_scope.cancel()
@@ -90,7 +101,7 @@ async def _run(runner: Runner, *, task_status: anyio.abc.TaskStatus[None]) -> No
 
 async def _awaiting_approval(rig: Rig) -> tuple[str, int]:
     """A task planned under its handed-off lease (the test plays the planning job)."""
-    task = await rig.store.create_task("p", {})
+    task = await rig.tasks.submit("p", {})
     lease = await rig.jobs.next_start()
     async with rig.store.transaction(task.id, lease) as tx:
         tx.transition(TaskStatus.PLANNING)
@@ -104,7 +115,7 @@ async def test_a_new_task_is_leased_to_the_local_runner_in_its_creating_transact
     backend: str, tmp_path: Path
 ) -> None:
     async with running(backend, tmp_path) as rig:
-        task = await rig.store.create_task("p", {})
+        task = await rig.tasks.submit("p", {})
         # Leased by the commit itself, before the runner could have run anything.
         assert (task.lease_owner, task.lease_epoch) == ("local", 1)
         stored = await rig.store.get_task(task.id)
@@ -120,9 +131,9 @@ async def test_a_new_task_is_leased_to_the_local_runner_in_its_creating_transact
 
 async def test_with_no_free_slot_the_task_waits_for_a_claim(backend: str, tmp_path: Path) -> None:
     async with running(backend, tmp_path) as rig:
-        first = await rig.store.create_task("one", {})
+        first = await rig.tasks.submit("one", {})
         await rig.jobs.next_start()  # the only planning slot is busy
-        second = await rig.store.create_task("two", {})
+        second = await rig.tasks.submit("two", {})
         stored = await rig.store.get_task(second.id)
         assert (stored.lease_owner, stored.lease_epoch) == (None, 0)
         assert rig.runner.reserve(TaskStatus.QUEUED) is None
@@ -135,8 +146,7 @@ async def test_with_no_free_slot_the_task_waits_for_a_claim(backend: str, tmp_pa
 async def test_approval_hands_the_task_to_the_local_runner(backend: str, tmp_path: Path) -> None:
     async with running(backend, tmp_path) as rig:
         task_id, version = await _awaiting_approval(rig)
-        async with rig.store.transaction(task_id) as tx:
-            tx.transition(TaskStatus.APPROVED, approved_plan_version=version)
+        await rig.tasks.approve(task_id, version, "alice")
         lease = await rig.jobs.next_start()
         assert (lease.task_id, lease.epoch, lease.status) == (task_id, 2, TaskStatus.APPROVED)
         stored = await rig.store.get_task(task_id)
@@ -148,7 +158,7 @@ async def test_approval_hands_the_task_to_the_local_runner(backend: str, tmp_pat
 async def test_nothing_is_handed_off_while_draining(backend: str, tmp_path: Path) -> None:
     async with running(backend, tmp_path) as rig:
         rig.runner.begin_drain()
-        task = await rig.store.create_task("p", {})
+        task = await rig.tasks.submit("p", {})
         stored = await rig.store.get_task(task.id)
         assert (stored.lease_owner, stored.lease_epoch) == (None, 0)
         assert rig.jobs.started == []
@@ -156,9 +166,24 @@ async def test_nothing_is_handed_off_while_draining(backend: str, tmp_path: Path
 
 async def test_a_failed_write_frees_the_reserved_slot(backend: str, tmp_path: Path) -> None:
     async with running(backend, tmp_path) as rig:
-        with pytest.raises(Exception, match="not JSON serializable"):
-            await rig.store.create_task("p", {"not json": object()})
-        assert rig.runner._reserved == {k: 0 for k in rig.runner._reserved}
-        # The slot is still there for the next task.
-        task = await rig.store.create_task("p", {})
-        assert (await rig.jobs.next_start()).task_id == task.id
+        task_id, version = await _awaiting_approval(rig)
+        async with rig.store.engine.begin() as conn:  # the approval's write will fail in the database
+            await conn.execute(sa.text("DROP TABLE approvals"))
+        with pytest.raises((sa.exc.DBAPIError, sqlite3.Error)):  # SQLite's kept statements run on pysqlite
+            await rig.tasks.approve(task_id, version, "alice")
+        assert (await rig.store.get_task(task_id)).status == TaskStatus.AWAITING_APPROVAL
+        # The one execution slot was given back: it can be reserved again.
+        assert rig.runner.reserve(TaskStatus.APPROVED) is not None
+        rig.runner.unreserve(TaskStatus.APPROVED)
+
+
+async def test_a_handed_off_job_does_not_inherit_the_requests_context(backend: str, tmp_path: Path) -> None:
+    async with running(backend, tmp_path) as rig:
+        with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+            with structlog.contextvars.bound_contextvars(request_id="req-approve-1"):
+                task = await rig.tasks.submit("p", {})
+            lease = await rig.jobs.next_start()
+        assert lease.task_id == task.id and lease.epoch == 1  # handed off, not claimed
+        assert "request_id" not in rig.jobs.context[-1]
+        [line] = [entry for entry in logs if entry["event"] == "job_started"]
+        assert "request_id" not in line and line["task_id"] == task.id

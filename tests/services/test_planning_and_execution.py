@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from agent_runtime.llm.base import LLMClient, LLMResponse, Message, ModelT, TextDeltaHandler, ToolSpec, Usage
+from agent_runtime.runtime import Overrides
 from tests.support.fake_llm import FakeLLM, Reply, ScriptedCall
 from tests.support.harness import REPO, live_service, make_settings, read_stream, write_registry
 from tests.support.scripted import ScriptedModel, one_step_plan, openai_overrides, wire
@@ -177,13 +179,31 @@ async def test_a_step_that_keeps_calling_tools_fails_with_a_limit_error(tmp_path
         }
 
 
+class _BrokenLLM(LLMClient):
+    """An LLM client with a bug: it raises something that is not one of our errors."""
+
+    provider = "broken"
+    model = "broken"
+
+    async def generate_structured(
+        self, *, system: str, messages: list[Message], schema: type[ModelT], tools_hint: list[ToolSpec] | None = None
+    ) -> tuple[ModelT, Usage]:
+        raise RuntimeError("a bug")
+
+    async def generate(
+        self,
+        *,
+        system: str,
+        messages: list[Message],
+        tools: list[ToolSpec],
+        on_text_delta: TextDeltaHandler | None = None,
+    ) -> LLMResponse:
+        raise RuntimeError("a bug")
+
+
 async def test_an_unexpected_crash_in_a_worker_fails_the_task_clearly(tmp_path: Path) -> None:
-    async with live_service(make_settings(tmp_path)) as live:
-
-        async def broken_plan_job(lease: object) -> None:
-            raise RuntimeError("a bug")
-
-        live.runtime.runner._plan_job = broken_plan_job  # a stand-in for a bug in our own code
+    broken = _BrokenLLM()
+    async with live_service(make_settings(tmp_path), Overrides(planner_llm=broken, executor_llm=broken)) as live:
         created = await live.submit("anything")
         events = await read_stream(live.client, created["id"])
         assert events[-1]["sse_event"] == "task_failed"

@@ -25,7 +25,7 @@ from agent_runtime.services.runner import Runner
 from agent_runtime.settings import DatabaseSettings, RunnerSettings
 from agent_runtime.store import migrate
 from agent_runtime.store.engine import create_engine
-from agent_runtime.store.store import TaskStore
+from agent_runtime.store.store import TaskStore, open_store
 from tests.support.databases import database_url
 
 WAIT = 10.0
@@ -86,7 +86,7 @@ async def running(backend: str, tmp: Path, heartbeat_seconds: float = 3600) -> A
         bus = EventBus()
         engine = create_engine(DatabaseSettings(url=url))
         await migrate.upgrade(engine)
-        store, other = TaskStore(engine, bus), TaskStore(create_engine(DatabaseSettings(url=url)))
+        store, other = open_store(engine, bus), open_store(create_engine(DatabaseSettings(url=url)))
         jobs = Jobs()
         # Leases far longer than the heartbeat: none expires (to be claimed again) on a loaded machine.
         settings = RunnerSettings(

@@ -1,12 +1,16 @@
-"""Lease holders' writes: optimistic (from the holder's last view, fenced), and on PostgreSQL the
-journal's transactions in one statement (``agent_runtime_apply``, migration 0002).
+"""Lease holders' writes: optimistic (from the holder's last view, fenced on the lease only), and
+on PostgreSQL every task transaction in one function call (``agent_runtime_apply_v2``, migration
+0004) that stores exactly what SQLite's statements store.
 
-The contract parts run on every backend; the one-statement parts on PostgreSQL only.
+The contract parts run on every backend; the function's parts on PostgreSQL only.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,11 +37,11 @@ from agent_runtime.domain.records import Lease, TaskRecord
 from agent_runtime.domain.states import StepStatus, TaskStatus, ToolCallStatus
 from agent_runtime.errors import LeaseLostError
 from agent_runtime.services.pg_listener import asyncpg_dsn
-from agent_runtime.store import rows
+from agent_runtime.store import pg_document, rows
 from agent_runtime.store import schema as t
-from agent_runtime.store import tx as tx_module
 from agent_runtime.store.store import NOTIFY_CHANNEL, TaskStore
 from agent_runtime.store.tx import TaskTx
+from tests.support.databases import migrated_store, require_postgres
 
 EXECUTION = (TaskStatus.APPROVED, TaskStatus.EXECUTING)
 
@@ -80,7 +84,8 @@ async def _table(store: TaskStore, table: sa.Table, task_id: str) -> list[dict[s
     stmt = stmt.order_by(*table.primary_key.columns)
 
     def read(conn: sa.Connection) -> list[dict[str, Any]]:
-        return [dict(r) for r in conn.execute(stmt).mappings()]
+        found = [dict(r) for r in conn.execute(stmt).mappings()]
+        return [{k: rows.aware(v) if isinstance(v, datetime) else v for k, v in r.items()} for r in found]
 
     async with store.engine.connect() as conn:
         return await conn.run_sync(read)
@@ -133,17 +138,16 @@ async def test_a_holder_keeps_no_view_after_its_lease_ends(store: TaskStore) -> 
     async with store.transaction(lease.task_id, lease) as tx:
         tx.transition(TaskStatus.COMPLETED, result={"summary": "done"})
         tx.emit(TaskCompleted(summary="done"))
-    assert (lease.task_id, lease.epoch) not in store._snapshots
-    assert (lease.task_id, lease.epoch) not in store._holder_locks
+    assert not store.views.holds(lease)
 
 
-# -- PostgreSQL: the one-statement write ---------------------------------------------------------
+# -- PostgreSQL: the one function call --------------------------------------------------------
 
 
 @pytest.fixture
 def pg_store(store: TaskStore) -> TaskStore:
     if not store.is_postgres:
-        pytest.skip("the one-statement write is PostgreSQL only")
+        pytest.skip("agent_runtime_apply_v2 is PostgreSQL only")
     return store
 
 
@@ -159,7 +163,7 @@ class _Clock:
 
 
 async def _journal_run(store: TaskStore, lease: Lease, p: str) -> None:
-    """Every kind of write the execution journal makes, with edge values (None, JSON null, empty).
+    """Every kind of write a transaction can buffer, with edge values (None, JSON null, empty).
     Tool call ids start with ``p``."""
     task = lease.task_id
     async with store.transaction(task, lease) as tx:
@@ -210,6 +214,11 @@ async def _journal_run(store: TaskStore, lease: Lease, p: str) -> None:
         tx.update_step(1, "s2", status=StepStatus.FAILED, error={"code": "x", "message": "m"}, finished_at=tx.now)
         tx.update_step(1, "s2", error=None, output=None)
         tx.emit(StepFailed(step_id="s2", error=ErrorBody(code="x", message="m")))
+    async with store.transaction(task) as tx:  # a command: "where" updates, an approval, a new plan
+        tx.update_tool_calls_where({ToolCallStatus.STARTED}, status=ToolCallStatus.IN_DOUBT)
+        tx.update_steps_where(1, {StepStatus.PENDING, StepStatus.FAILED}, status=StepStatus.SKIPPED)
+        tx.add_approval(1, "edited", None, "why: \u2603")
+        tx.add_plan_version(_plan(), "operator:x")
     async with store.transaction(task, lease) as tx:  # the final transition: task row fields, lease cleared
         tx.transition(TaskStatus.COMPLETED, result={"summary": "done", "steps": 2})
         tx.emit(TaskCompleted(summary="done"))
@@ -224,36 +233,39 @@ def _normalise(found: dict[str, list[dict[str, Any]]], task_id: str, p: str) -> 
     return {name: [{k: norm(v) for k, v in row.items()} for row in table] for name, table in found.items()}
 
 
-async def test_the_one_statement_write_stores_exactly_what_the_statements_store(
-    pg_store: TaskStore, monkeypatch: pytest.MonkeyPatch
+@asynccontextmanager
+async def _sqlite_store(tmp: Any) -> AsyncIterator[TaskStore]:
+    async with migrated_store("sqlite", tmp) as store:
+        yield store
+
+
+async def test_the_function_stores_exactly_what_sqlites_statements_store(
+    pg_store: TaskStore, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    applies: list[str] = []
-    apply = pg_store._apply
-
-    async def counted(document: str) -> bool | None:
-        applies.append(document)
-        return await apply(document)
-
-    monkeypatch.setattr(pg_store, "_apply", counted)
+    require_postgres()
     results = []
-    for one_statement, p in ((True, "f_"), (False, "s_")):
-        monkeypatch.setattr(rows, "utcnow", _Clock())
-        pg_store.apply_function = one_statement
-        lease = await _executing(pg_store)
-        applies.clear()
-        await _journal_run(pg_store, lease, p)
-        assert len(applies) == (4 if one_statement else 0)
-        results.append(_normalise(await _snapshot_of_rows(pg_store, lease.task_id), lease.task_id, p))
-    fast, slow = results
-    assert fast == slow
-    assert len(fast["tool_calls"]) == 3 and len(fast["events"]) == 10
-    calls = {r["id"]: r for r in fast["tool_calls"]}
+    async with _sqlite_store(tmp_path) as sqlite_store:
+        for store, p in ((pg_store, "f_"), (sqlite_store, "s_")):
+            monkeypatch.setattr(rows, "utcnow", _Clock())
+            lease = await _executing(store)
+            await _journal_run(store, lease, p)
+            found = await _snapshot_of_rows(store, lease.task_id)
+            found["approvals"] = [
+                {k: v for k, v in r.items() if k != "id"} for r in await _table(store, t.approvals, lease.task_id)
+            ]
+            found["plan_versions"] = await _table(store, t.plan_versions, lease.task_id)
+            results.append(_normalise(found, lease.task_id, p))
+    pg, lite = results
+    assert pg == lite
+    assert len(pg["tool_calls"]) == 3 and len(pg["events"]) == 10 and len(pg["plan_versions"]) == 2
+    calls = {r["id"]: r for r in pg["tool_calls"]}
     assert calls["call_a"]["result_is_sql_null"] is False
     assert calls["call_c"]["result"] is None and calls["call_c"]["result_is_sql_null"] is False  # JSON null
-    assert [r["error_is_sql_null"] for r in fast["steps"]] == [True, False]  # s2: error set to JSON null
+    assert calls["call_c"]["status"] == "in_doubt"
+    assert [r["error_is_sql_null"] for r in pg["steps"] if r["plan_version"] == 1] == [True, False]
 
 
-async def test_the_one_statement_write_notifies_other_replicas_like_the_statements_do(pg_store: TaskStore) -> None:
+async def test_the_function_notifies_other_replicas(pg_store: TaskStore) -> None:
     lease = await _executing(pg_store)
     got: list[str] = []
     arrived = anyio.Event()
@@ -273,10 +285,12 @@ async def test_the_one_statement_write_notifies_other_replicas_like_the_statemen
     finally:
         await listener.close()
     last = (await pg_store.get_task(lease.task_id)).last_seq
-    assert got == [f'{{"task":"{lease.task_id}","last":{last},"n":2,"work":false,"o":"{pg_store.origin}"}}']
+    assert [json.loads(g) for g in got] == [
+        {"task": lease.task_id, "last": last, "n": 2, "work": False, "o": pg_store.origin}
+    ]
 
 
-async def test_a_refused_one_statement_write_writes_nothing(pg_store: TaskStore) -> None:
+async def test_a_refused_write_writes_nothing(pg_store: TaskStore) -> None:
     lease = await _executing(pg_store)
     async with pg_store.transaction(lease.task_id) as tx:  # cancelled elsewhere: the epoch moves on
         tx.update(lease_epoch=lease.epoch + 1)
@@ -287,10 +301,10 @@ async def test_a_refused_one_statement_write_writes_nothing(pg_store: TaskStore)
             tx.add_tool_call(call_id="call_x", step_id="s1", turn=0, call_index=0, tool_name="x.y", arguments={})
             tx.emit(ToolCallStarted(call_id="call_x", step_id="s1", tool="x.y", arguments={}, retry=False))
     assert await _snapshot_of_rows(pg_store, lease.task_id) == before
-    assert (lease.task_id, lease.epoch) not in pg_store._snapshots
+    assert not pg_store.views.holds(lease)
 
 
-async def test_a_failing_one_statement_write_rolls_back_everything(pg_store: TaskStore) -> None:
+async def test_a_failing_write_rolls_back_everything(pg_store: TaskStore) -> None:
     lease = await _executing(pg_store)
     async with pg_store.transaction(lease.task_id, lease) as tx:
         tx.add_tool_call(call_id="call_dup", step_id="s1", turn=0, call_index=0, tool_name="x.y", arguments={})
@@ -333,51 +347,38 @@ async def test_after_the_database_drops_its_connections_at_most_one_write_fails_
     assert [e.seq for e in deltas] == list(range(deltas[0].seq, deltas[0].seq + len(deltas)))
 
 
-async def test_without_the_function_the_statements_write_instead(pg_store: TaskStore) -> None:
-    """A database not yet migrated to 0002 (rolling upgrade): nothing lost, statements from then on."""
-    lease = await _executing(pg_store)
-    async with pg_store.engine.begin() as conn:
-        await conn.exec_driver_sql("DROP FUNCTION agent_runtime_apply(jsonb)")
-    async with pg_store.transaction(lease.task_id, lease) as tx:
-        tx.update_step(1, "s1", status=StepStatus.RUNNING, started_at=tx.now)
-        tx.emit(StepStarted(step_id="s1", resumed=False))
-    assert pg_store.apply_function is False
-    assert [s.status for s in await pg_store.steps(lease.task_id, 1)] == [StepStatus.RUNNING, StepStatus.PENDING]
-    assert (await pg_store.events_after(lease.task_id, 0))[-1].type == "step_started"
+async def test_the_migration_replaces_the_old_function_with_v2(pg_store: TaskStore) -> None:
+    async with pg_store.engine.connect() as conn:
+        found = await conn.exec_driver_sql(
+            "SELECT proname FROM pg_proc WHERE proname LIKE 'agent_runtime_apply%' ORDER BY proname"
+        )
+        assert [r[0] for r in found] == ["agent_runtime_apply_v2"]
 
 
-async def test_planning_writes_still_go_through_statements(pg_store: TaskStore) -> None:
-    lease = await _executing(pg_store)
-    async with pg_store.transaction(lease.task_id, lease) as tx:
-        tx.update_steps_where(1, {StepStatus.PENDING}, status=StepStatus.SKIPPED)
-        stored, values = tx.prepare()
-        assert tx.apply_document(lease, stored, values, None) is None
+# -- the document ----------------------------------------------------------------------------
 
 
-# -- the typed description ---------------------------------------------------------------------
-
-
-def test_the_function_sets_exactly_the_columns_the_transaction_may_write() -> None:
-    migration = importlib.import_module("agent_runtime.store.migrations.versions.0002_apply_function")
-    assert migration.TASK_COLUMNS == tx_module.TASK_KINDS
-    assert migration.STEP_COLUMNS == tx_module.STEP_KINDS
-    assert migration.CALL_COLUMNS == tx_module.CALL_KINDS
-    assert migration.NEW_CALL_COLUMNS == tx_module.NEW_CALL_KINDS
+def test_the_function_sets_exactly_the_columns_the_document_may_carry() -> None:
+    migration = importlib.import_module("agent_runtime.store.migrations.versions.0004_apply_v2")
+    assert migration.TASK_COLUMNS == pg_document.TASK_KINDS
+    assert migration.STEP_COLUMNS == pg_document.STEP_KINDS
+    assert migration.CALL_COLUMNS == pg_document.CALL_KINDS
+    assert migration.NEW_CALL_COLUMNS == pg_document.NEW_CALL_KINDS
 
 
 @pytest.mark.parametrize(
-    "fields",
+    ("fields", "named"),
     [
-        {"output": 5},  # not text
-        {"position": 1.5},  # not an integer
-        {"position": True},  # bool is not an integer here
-        {"started_at": datetime(2026, 1, 1)},  # naive timestamp  # noqa: DTZ001
-        {"error": {"at": datetime(2026, 1, 1, tzinfo=UTC)}},  # not JSON
-        {"error": {"x": float("nan")}},  # not JSON
-        {"no_such_column": 1},
+        ({"output": 5}, "steps.output"),  # not text
+        ({"position": 1.5}, "steps.position"),  # not an integer
+        ({"position": True}, "steps.position"),  # bool is not an integer here
+        ({"started_at": datetime(2026, 1, 1)}, "steps.started_at"),  # naive timestamp  # noqa: DTZ001
+        ({"error": {"at": datetime(2026, 1, 1, tzinfo=UTC)}}, "not JSON serializable"),
+        ({"error": {"x": float("nan")}}, "not JSON"),
+        ({"no_such_column": 1}, "steps.no_such_column"),
     ],
 )
-def test_values_the_function_cannot_carry_exactly_go_the_statement_path(fields: dict[str, Any]) -> None:
+def test_a_value_the_document_cannot_carry_exactly_is_refused_naming_it(fields: dict[str, Any], named: str) -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     task = TaskRecord(
         id="task_1", status=TaskStatus.EXECUTING, prompt="p", metadata={}, created_at=now, updated_at=now,
@@ -387,5 +388,5 @@ def test_values_the_function_cannot_carry_exactly_go_the_statement_path(fields: 
     tx = TaskTx(task, now)
     tx.update_step(1, "s1", **fields)
     lease = Lease(task_id="task_1", owner="w", epoch=1, status=TaskStatus.EXECUTING, last_seq=3)
-    stored, values = tx.prepare()
-    assert tx.apply_document(lease, stored, values, None) is None
+    with pytest.raises(TypeError, match=named):
+        pg_document.document(tx, lease, None)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_runtime.store import store as store_module
+from agent_runtime.store import sqlite as store_module
 from agent_runtime.store.rows import new_id
 from tests.support.databases import migrated_store
 

@@ -19,7 +19,7 @@ from agent_runtime.services.pg_listener import asyncpg_dsn
 from agent_runtime.settings import DatabaseSettings
 from agent_runtime.store import migrate
 from agent_runtime.store.engine import create_engine
-from agent_runtime.store.store import StoreListener, TaskStore
+from agent_runtime.store.store import StoreListener, TaskStore, open_store
 
 PG_ENV = "AGENT_RUNTIME_TEST_POSTGRES_URL"
 PG_SKIP_REASON = (
@@ -74,7 +74,7 @@ async def migrated_store(backend: str, tmp: Path, listener: StoreListener | None
     async with database_url(backend, tmp) as url:
         engine = create_engine(DatabaseSettings(url=url))
         await migrate.upgrade(engine)
-        store = TaskStore(engine, listener)
+        store = open_store(engine, listener)
         try:
             yield store
         finally:

@@ -28,7 +28,7 @@ async def readyz(request: Request) -> JSONResponse:
     checks: dict[str, Any] = {"draining": runtime.runner.draining}
     ready = not runtime.runner.draining
     try:
-        await runtime.store.ping()
+        await runtime.tasks.ping()
         checks["database"] = "ok"
         pending = await runtime.migrations_pending()
         checks["migrations"] = "pending" if pending else "ok"
@@ -47,7 +47,7 @@ async def metrics(request: Request) -> Response:
     runtime = runtime_of(request)
     if not runtime.settings.observability.metrics_enabled:
         raise NotFoundError("metrics are disabled (observability.metrics_enabled: false)")
-    runtime.metrics.set_task_counts(await runtime.store.count_by_status())
+    runtime.metrics.set_task_counts(await runtime.tasks.count_by_status())
     live = {server.id: 0 for server in runtime.pool.registry.enabled()} | runtime.pool.live_by_server()
     runtime.metrics.set_mcp_processes(live)
     payload, content_type = runtime.metrics.render(request.headers.get("accept"))

@@ -112,7 +112,7 @@ async def _follow(
     try:
         while True:  # replay from the store, then follow the bus
             while True:
-                batch = await runtime.store.events_after(task_id, last, PAGE)
+                batch = await runtime.tasks.events_after(task_id, last, PAGE)
                 if batch:
                     chunk, done = _chunk(batch, encode)
                     yield chunk

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from agent_runtime.api import schemas as s
 from agent_runtime.api.auth import GuardedRoute, access, acting, principal_of
-from agent_runtime.api.deps import runtime_of, tasks_of
+from agent_runtime.api.deps import tasks_of
 from agent_runtime.domain.identity import Permission
 from agent_runtime.domain.records import TaskRecord
 from agent_runtime.domain.states import TaskStatus
@@ -51,7 +51,9 @@ async def list_tasks(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(pattern=TASK_ID, description="next_cursor of the previous page")] = None,
 ) -> s.TaskPage:
-    found, next_cursor = await tasks_of(request).list(principal_of(request), status=status, limit=limit, cursor=cursor)
+    found, next_cursor = await tasks_of(request).list_tasks(
+        principal_of(request), status=status, limit=limit, cursor=cursor
+    )
     items = [
         s.TaskSummary(
             id=t.id,
@@ -79,13 +81,11 @@ async def get_task(task_id: TaskId, request: Request) -> s.TaskOut:
     "/{task_id}/plan/versions", response_model=list[s.PlanVersionOut], summary="Every plan version", openapi_extra=READ
 )
 async def plan_versions(task_id: TaskId, request: Request) -> list[s.PlanVersionOut]:
-    runtime = runtime_of(request)
-    await runtime.tasks.get(task_id, principal_of(request))
     return [
         s.PlanVersionOut(
             version=v.version, content_hash=v.content_hash, author=v.author, created_at=v.created_at, plan=v.plan
         )
-        for v in await runtime.store.plan_versions(task_id)
+        for v in await tasks_of(request).plan_versions(task_id, principal_of(request))
     ]
 
 

@@ -130,7 +130,6 @@ class EventBus:
         self._delivered: dict[str, int] = {}
         self._max_buffer = max_buffer
         self._work = anyio.Event()
-        self._fetch: Fetcher | None = None
 
     # -- store listener ---------------------------------------------------------------------------
 
@@ -150,19 +149,18 @@ class EventBus:
 
     # -- remote commits (PostgreSQL NOTIFY) -------------------------------------------------------
 
-    def set_fetcher(self, fetch: Fetcher) -> None:
-        self._fetch = fetch
-
-    async def remote_commit(self, task_id: str, last_seq: int, work: bool) -> None:
-        """Another process committed events up to ``last_seq`` for ``task_id``."""
+    async def remote_commit(self, task_id: str, last_seq: int, work: bool, fetch: Fetcher) -> None:
+        """Another process committed events up to ``last_seq`` for ``task_id``: if someone here
+        follows the task and has not seen them, read them once with ``fetch`` (the store's
+        ``events_after``) and fan them out."""
         if work:
             self.work_available()
-        if self._fetch is None or not self._subs.get(task_id):
+        if not self._subs.get(task_id):
             return
         known = self._delivered.get(task_id, 0)
         if last_seq <= known:
             return
-        self.events_committed(await self._fetch(task_id, known))
+        self.events_committed(await fetch(task_id, known))
 
     def resync_all(self) -> None:
         """After the listener reconnects, notifications may have been missed: let subscribers re-read."""

@@ -1,8 +1,10 @@
 """One ``LISTEN`` connection per process on PostgreSQL, feeding the in-process event bus.
 
-Commits by other replicas arrive as ``NOTIFY agent_runtime, '{"task":..,"last":..,"work":..}'``.
-The listener reconnects with backoff; after a reconnect it tells the bus to resync, because
-notifications sent while it was away are lost.
+Commits by other replicas arrive as ``NOTIFY agent_runtime, '{"task":..,"last":..,"work":..,"o":..}'``
+(sent by ``agent_runtime_apply_v2`` and the store's lease release). The listener asks the bus to
+fan out what local subscribers have not seen, reading it once through ``fetch`` (the store's
+``events_after``). It reconnects with backoff; after a reconnect it tells the bus to resync,
+because notifications sent while it was away are lost.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import asyncpg
 import structlog
 from anyio.streams.memory import MemoryObjectSendStream
 
-from agent_runtime.services.bus import EventBus
+from agent_runtime.services.bus import EventBus, Fetcher
 from agent_runtime.store.store import NOTIFY_CHANNEL
 
 log = structlog.get_logger(__name__)
@@ -26,7 +28,7 @@ def asyncpg_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-async def listen_forever(url: str, bus: EventBus, origin: str) -> None:
+async def listen_forever(url: str, bus: EventBus, fetch: Fetcher, origin: str) -> None:
     """Listen until cancelled; notifications this process sent itself (``origin``) are ignored."""
     delay = 0.2
     first = True
@@ -54,7 +56,7 @@ async def listen_forever(url: str, bus: EventBus, origin: str) -> None:
                     with anyio.move_on_after(5):
                         payload = await receive.receive()
                     if payload is not None:  # dispatch outside the timeout: it must never be cut short
-                        await _dispatch(bus, payload, origin)
+                        await _dispatch(bus, fetch, payload, origin)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("pg_listener_lost", error=str(exc))
         finally:
@@ -74,14 +76,13 @@ def _forwarder(send: MemoryObjectSendStream[str], bus: EventBus) -> Callable[[An
     return on_notify
 
 
-async def _dispatch(bus: EventBus, payload: str, origin: str) -> None:
+async def _dispatch(bus: EventBus, fetch: Fetcher, payload: str, origin: str) -> None:
     try:
         msg = json.loads(payload)
         if msg.get("o") == origin:
             return  # our own commit: the bus already delivered it in process
         task_id, last, work = str(msg["task"]), int(msg.get("last", 0)), bool(msg.get("work"))
-    except (ValueError, KeyError, TypeError):
-        if payload.startswith("work:"):
-            bus.work_available()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        log.warning("pg_listener_bad_payload", size=len(payload))
         return
-    await bus.remote_commit(task_id, last, work)
+    await bus.remote_commit(task_id, last, work, fetch)

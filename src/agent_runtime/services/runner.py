@@ -10,6 +10,7 @@ releases the leases so another replica resumes.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import secrets
 import socket
@@ -106,7 +107,7 @@ class Runner:
             self._tg = None
             self._stopped.set()
 
-    # -- hand-off: work this process's own commits make claimable (store.Dispatcher) -------------
+    # -- hand-off: work this process's own commands lease to it (services.handoff.HandOff) ---------
 
     def _kind(self, status: TaskStatus) -> tuple[tuple[TaskStatus, ...], dict[str, _Slot], int, Job]:
         if status in PLANNING_STATES:
@@ -176,10 +177,12 @@ class Runner:
         on_stale = partial(tg.start_soon, self._recheck, slot)
         slot.watch = self.bus.watch(lease.task_id, partial(self._on_event, slot), on_stale, after=lease.last_seq)
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
-        tg.start_soon(self._work, slot, slots, job)
+        # In a clean context: a job handed off by a command (``adopt``) is started from the
+        # request's task and must not inherit its context variables (its request_id, log binds).
+        contextvars.Context().run(tg.start_soon, self._work, slot, slots, job)
         if not self._beating:
             self._beating = True
-            tg.start_soon(self._heartbeats)
+            contextvars.Context().run(tg.start_soon, self._heartbeats)
 
     async def _work(self, slot: _Slot, slots: dict[str, _Slot], job: Job) -> None:
         lease = slot.lease

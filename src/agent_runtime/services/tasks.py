@@ -1,7 +1,8 @@
 """Task commands from frontends and operators: submit, approve, reject, revise, edit, cancel, resolve.
 
-Each command is one store transaction that checks the state table and writes its events. Workers
-pick the task up from the database; nothing here waits for planning or execution.
+Each command is one store transaction that checks the state table and writes its events. Nothing
+here waits for planning or execution; a command that makes a task claimable hands it to this
+process's runner when it has room (:mod:`agent_runtime.services.handoff`).
 
 Every query and command takes the caller's :class:`Principal` (``None``: a trusted in-process
 caller, treated as the unidentified admin of tenant ``default``). A task the principal may not see
@@ -23,6 +24,7 @@ from agent_runtime.domain.events import (
     ApprovalsDiscarded,
     AttentionResolved,
     ErrorBody,
+    Event,
     PlanEdited,
     RevisionRequested,
     TaskApproved,
@@ -50,6 +52,7 @@ from agent_runtime.errors import (
     StalePlanVersionError,
 )
 from agent_runtime.services import approvals as rules
+from agent_runtime.services.handoff import Commands, HandOff
 from agent_runtime.settings import ApprovalSettings, LimitSettings
 from agent_runtime.store.store import TaskStore
 from agent_runtime.store.tx import TaskTx
@@ -74,11 +77,13 @@ class TaskService:
         limits: LimitSettings,
         known_tools: Callable[[], Iterable[str]],
         approvals: ApprovalSettings | None = None,
+        hand_off: HandOff | None = None,
     ) -> None:
         self.store = store
         self.limits = limits
         self._known_tools = known_tools
         self.approvals = approvals or ApprovalSettings()
+        self._commands = Commands(store, hand_off)
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -89,7 +94,7 @@ class TaskService:
     async def view(self, task_id: str, principal: Principal | None = None) -> TaskView:
         return await self.view_of(await self.get(task_id, principal))
 
-    async def list(
+    async def list_tasks(
         self, principal: Principal | None, *, status: TaskStatus | None, limit: int, cursor: str | None
     ) -> tuple[list[TaskRecord], str | None]:
         """The tasks ``principal`` may see, newest first: its tenant's, or (a submitter) its own."""
@@ -102,6 +107,22 @@ class TaskService:
             tenant=who.tenant if who.authenticated else None,
             submitted_by=who.subject if own_only else None,
         )
+
+    async def plan_versions(self, task_id: str, principal: Principal | None = None) -> list[PlanVersionRecord]:
+        """Every plan version of the task, oldest first (404 for a task ``principal`` may not see)."""
+        await self.get(task_id, principal)
+        return await self.store.plan_versions(task_id)
+
+    async def events_after(self, task_id: str, after: int, limit: int) -> list[Event]:
+        """Up to ``limit`` stored events of the task with a sequence number above ``after``."""
+        return await self.store.events_after(task_id, after, limit)
+
+    async def count_by_status(self) -> dict[str, int]:
+        return await self.store.count_by_status()
+
+    async def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        await self.store.ping()
 
     async def view_of(self, task: TaskRecord) -> TaskView:
         """``task`` (as read, or as a command's transaction returned it) with its current plan
@@ -137,8 +158,11 @@ class TaskService:
                 f"metadata is larger than {self.limits.max_metadata_bytes} bytes",
                 details={"field": "metadata", "limit": self.limits.max_metadata_bytes},
             )
-        return await self.store.create_task(
-            prompt, meta, tenant=who.tenant, submitted_by=who.subject if who.authenticated else None
+        submitted_by = who.subject if who.authenticated else None
+        return await self._commands.create(
+            lambda lease_to: self.store.create_task(
+                prompt, meta, tenant=who.tenant, submitted_by=submitted_by, lease_to=lease_to
+            )
         )
 
     async def approve(
@@ -189,7 +213,7 @@ class TaskService:
         comment: str | None,
         seen: _Snapshot,
     ) -> tuple[TaskRecord, bool]:
-        async with self.store.transaction(task_id) as tx:
+        async with self._commands.transaction(task_id) as tx:
             task = _visible(tx.task, who)
             rules.refuse_submitter(task, who, self.approvals)
             if task.approved_plan_version == plan_version and task.status in (
@@ -234,7 +258,7 @@ class TaskService:
         self, task_id: str, reason: str | None, actor: str | None = None, *, principal: Principal | None = None
     ) -> TaskRecord:
         who = _allowed(principal or unauthenticated(actor), Permission.DECIDE)
-        async with self.store.transaction(task_id) as tx:
+        async with self._commands.transaction(task_id) as tx:
             _visible(tx.task, who)
             self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "reject")
             version = tx.task.current_plan_version or 0
@@ -250,7 +274,7 @@ class TaskService:
         if is_blank(feedback):
             raise InputValidationError("feedback must not be empty", details={"field": "feedback"})
         seen = await self._decision_snapshot(task_id, None)
-        async with self.store.transaction(task_id) as tx:
+        async with self._commands.transaction(task_id) as tx:
             _visible(tx.task, who)
             self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "request a revision")
             version = tx.task.current_plan_version or 0
@@ -278,7 +302,7 @@ class TaskService:
                 "the edited plan is invalid: " + "; ".join(problems), details={"field": "plan", "problems": problems}
             )
         seen = await self._decision_snapshot(task_id, None)
-        async with self.store.transaction(task_id) as tx:
+        async with self._commands.transaction(task_id) as tx:
             _visible(tx.task, who)
             self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "edit the plan")
             self._require_current(tx.task, base_version)
@@ -297,7 +321,7 @@ class TaskService:
     ) -> TaskRecord:
         """Cancel at once. Bumping the lease epoch fences off the worker; the runner also stops it."""
         who = _allowed(principal, Permission.CANCEL)
-        async with self.store.transaction(task_id) as tx:
+        async with self._commands.transaction(task_id) as tx:
             task = _visible(tx.task, who)
             if not who.may_cancel(task.submitted_by):
                 raise ForbiddenError(
@@ -343,7 +367,7 @@ class TaskService:
         call = calls.get(tool_call_id)
         if call is None:
             raise NotFoundError(f"task {task_id} has no tool call {tool_call_id}", details={"field": "tool_call_id"})
-        async with self.store.transaction(task_id) as tx:
+        async with self._commands.transaction(task_id) as tx:
             _visible(tx.task, who)
             self._require(tx.task, TaskStatus.NEEDS_ATTENTION, "resolve a tool call")
             if call.status != ToolCallStatus.IN_DOUBT:

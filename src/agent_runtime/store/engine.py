@@ -37,7 +37,7 @@ def create_engine(db: DatabaseSettings) -> AsyncEngine:
 
 def _sqlite_engine(db: DatabaseSettings, database: str | None) -> AsyncEngine:
     """The async SQLite engine: used for migrations and administration; the store's own reads and
-    writes go through :func:`sync_sqlite_engine` on a worker thread (far fewer thread hops)."""
+    writes go through :func:`sync_sqlite_engine`, inline on the event loop (see ``store.sqlite``)."""
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(db.url, echo=db.echo, connect_args={"timeout": 30})
@@ -68,7 +68,7 @@ def _sqlite_hooks(engine: Engine, *, autocheckpoint: bool = True) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
-        if not autocheckpoint:  # the store checkpoints off the event loop (see ``store.store``)
+        if not autocheckpoint:  # the store checkpoints off the event loop (see ``store.sqlite``)
             cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 

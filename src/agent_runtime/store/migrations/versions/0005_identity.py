@@ -2,17 +2,51 @@
 roles and the plan hash they name, and API keys are stored (hashed).
 
 Tasks created before this revision belong to tenant ``default`` and have no recorded submitter.
+On PostgreSQL, ``agent_runtime_apply_v2`` (0004) is redefined to write the new columns: a new task's
+``tenant`` and ``submitted_by``, an approval's ``actor_roles`` and ``content_hash``.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 """
+
+import importlib
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
+
+_V2: Any = importlib.import_module("agent_runtime.store.migrations.versions.0004_apply_v2")
+_EDITS = (
+    (
+        """        INSERT INTO tasks (id, status, prompt, metadata, created_at, updated_at, lease_epoch, last_seq)
+        VALUES (v_task, n->>'status', n->>'prompt', n->'metadata', (n->>'created_at')::timestamptz,
+                (n->>'created_at')::timestamptz, 0, 0);""",
+        """        INSERT INTO tasks (id, status, prompt, metadata, created_at, updated_at, lease_epoch, last_seq,
+                           tenant, submitted_by)
+        VALUES (v_task, n->>'status', n->>'prompt', n->'metadata', (n->>'created_at')::timestamptz,
+                (n->>'created_at')::timestamptz, 0, 0, coalesce(n->>'tenant', 'default'), n->>'submitted_by');""",
+    ),
+    (
+        """            INSERT INTO approvals (task_id, plan_version, decision, actor, reason, created_at)
+            VALUES (v_task, (o->>'v')::integer, o->>'decision', o->>'actor', o->>'reason', v_now);""",
+        """            INSERT INTO approvals (task_id, plan_version, decision, actor, reason, created_at,
+                                   actor_roles, content_hash)
+            VALUES (v_task, (o->>'v')::integer, o->>'decision', o->>'actor', o->>'reason', v_now,
+                    o->'roles', o->>'hash');""",
+    ),
+)
+
+
+def _function() -> str:
+    text: str = _V2.FUNCTION
+    for old, new in _EDITS:
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
 
 JSON_TYPE = sa.JSON().with_variant(JSONB(), "postgresql")
 
@@ -38,9 +72,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("key_hash"),
     )
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(_function())
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(_V2.FUNCTION)
     op.drop_table("api_keys")
     with op.batch_alter_table("approvals") as batch:
         batch.drop_column("content_hash")
