@@ -100,6 +100,10 @@ class ForkServer:
         except TimeoutError:
             await self.aclose()
             raise ForkUnavailableError(f"the fork server did not import the server within {timeout:g} s") from None
+        except BaseException:  # cancelled while it started (e.g. at shutdown): close the socket and the process
+            with anyio.CancelScope(shield=True):
+                await self.aclose()
+            raise
         if not ready.get("ok"):
             await self.aclose()
             raise ForkUnavailableError(str(ready.get("error") or "the fork server stopped before it was ready"))
