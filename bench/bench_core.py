@@ -44,9 +44,6 @@ import aiosqlite
 import anyio
 import psutil
 import sqlalchemy as sa
-from core_rig import REPO, ToolKind, ZeroLLM, bench_settings, build_bench_runtime, in_process_tools, until
-from http_client import EventStream, HttpClient
-from stats import summary
 
 from agent_runtime.domain.events import Event, EventType, TextDelta
 from agent_runtime.domain.states import TaskStatus
@@ -56,6 +53,14 @@ from agent_runtime.settings import ServerSettings
 from agent_runtime.store import schema
 from agent_runtime.store.sqlite import SqliteStore
 from agent_runtime.store.store import TaskStore
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # runnable as ``python bench/<script>.py``
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench.core_rig import REPO, ToolKind, ZeroLLM, bench_settings, build_bench_runtime, in_process_tools, until  # noqa: E402
+from bench.http_client import EventStream, HttpClient  # noqa: E402
+from bench.stats import summary  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results" / "core.json"
@@ -630,8 +635,8 @@ async def bench_http(
                 _log(f"  {tool} tool: throughput: {clients} concurrent clients for {plan.window_seconds:g} s")
                 row = await _throughput(client, clients, plan.window_seconds, server, me)
                 throughput.append({"tool": tool, **row, "connections_opened": client.connections_opened})
-    client = "bench/http_client.py: HTTP/1.1 keep-alive connections and SSE on asyncio streams"
-    return {"client": client, "latency": latency, "throughput": throughput}
+    client_kind = "bench/http_client.py: HTTP/1.1 keep-alive connections and SSE on asyncio streams"
+    return {"client": client_kind, "latency": latency, "throughput": throughput}
 
 
 async def _throughput(

@@ -56,7 +56,6 @@ import anyio  # noqa: E402
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 import psutil  # noqa: E402
-from bench.stats import code_version, log, pct, summary  # noqa: E402
 from httpx_sse import aconnect_sse  # noqa: E402
 from sqlalchemy import event as sa_event  # noqa: E402
 
@@ -75,6 +74,7 @@ from agent_runtime.logging import configure_logging  # noqa: E402
 from agent_runtime.runtime import Overrides, build_runtime, serve_background, stop_runtime  # noqa: E402
 from agent_runtime.services.pg_listener import asyncpg_dsn  # noqa: E402
 from agent_runtime.settings import load_settings  # noqa: E402
+from bench.stats import code_version, log, pct, summary  # noqa: E402
 from tests.support.databases import fresh_postgres_database  # noqa: E402
 from tests.support.fake_llm import FakeLLM, RecordedRequest, Reply, ScriptedCall, serve_on_loopback  # noqa: E402
 from tests.support.harness import write_registry  # noqa: E402
@@ -121,6 +121,17 @@ def ts(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU seconds at one instant: the machine's busy total and per process of each group."""
+
+    at: float
+    busy: float
+    own: dict[int, float]
+    replicas: dict[int, float]
+    postgres: dict[int, float]
+
+
 class CpuProbe:
     """Where the machine's CPU went during a phase: this bench process (clients + fake LLM), the
     service processes (with their MCP server children), PostgreSQL, and everything else.
@@ -137,7 +148,7 @@ class CpuProbe:
             t = psutil.Process(pid).cpu_times()
         except psutil.Error:
             return 0.0
-        return t.user + t.system + t.children_user + t.children_system
+        return float(t.user + t.system + t.children_user + t.children_system)
 
     def _tree(self, pids: Iterable[int]) -> dict[int, float]:
         out: dict[int, float] = {}
@@ -156,29 +167,31 @@ class CpuProbe:
         for proc in psutil.process_iter(["name", "cpu_times"]):
             if proc.info["name"] and proc.info["name"].startswith("postgres") and proc.info["cpu_times"]:
                 t = proc.info["cpu_times"]
-                out[proc.pid] = t.user + t.system
+                out[proc.pid] = float(t.user + t.system)
         return out
 
-    def _snapshot(self) -> tuple[float, float, dict[int, float], dict[int, float], dict[int, float]]:
+    def _snapshot(self) -> CpuSnapshot:
         t = psutil.cpu_times()
-        busy = sum(t) - t.idle - getattr(t, "iowait", 0.0)
+        busy = float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
         me = psutil.Process().cpu_times()  # this process only: the replicas are its children
-        own = {os.getpid(): me.user + me.system}
-        return time.perf_counter(), busy, own, self._tree(self._pids()), self._postgres()
+        own = {os.getpid(): float(me.user + me.system)}
+        return CpuSnapshot(time.perf_counter(), busy, own, self._tree(self._pids()), self._postgres())
 
     def start(self) -> CpuProbe:
         self._before = self._snapshot()
         return self
 
     def stop(self) -> dict[str, float]:
-        after = self._snapshot()
-        wall = after[0] - self._before[0]
+        before, after = self._before, self._snapshot()
+        wall = after.at - before.at
 
-        def delta(i: int) -> float:
-            return sum(v - self._before[i].get(pid, 0.0) for pid, v in after[i].items())  # type: ignore[union-attr]
+        def delta(then: dict[int, float], now: dict[int, float]) -> float:
+            return sum(v - then.get(pid, 0.0) for pid, v in now.items())
 
-        busy = after[1] - self._before[1]
-        bench, replicas, pg = delta(2), delta(3), delta(4)
+        busy = after.busy - before.busy
+        bench = delta(before.own, after.own)
+        replicas = delta(before.replicas, after.replicas)
+        pg = delta(before.postgres, after.postgres)
         return {
             "wall_s": wall,
             "machine_busy_cores": busy / wall,
@@ -209,7 +222,7 @@ def plan_for(prompt: str) -> dict[str, Any]:
     assert m is not None, prompt
     kind = m.group(1)
     if kind == "none":
-        steps = [("s1", [])]
+        steps: list[tuple[str, list[str]]] = [("s1", [])]
     elif kind == "echo":
         steps = [("s1", ["example.echo"])]
     elif kind.startswith("steps="):
@@ -454,17 +467,20 @@ async def bench_latency(rig: Rig, samples: int) -> dict[str, Any]:
         cpu = probe.stop()
     finally:
         await close_all(posts + streams)
+    to_event = summary([r["approve_to_event_ms"] for r in rows])
+    roundtrip = summary([r["approve_post_roundtrip_ms"] for r in rows])
+    to_receipt = summary([r["event_created_to_receipt_ms"] for r in rows])
     out = {
         "samples": len(rows),
-        "approve_to_event_ms": summary([r["approve_to_event_ms"] for r in rows]),
-        "approve_post_roundtrip_ms": summary([r["approve_post_roundtrip_ms"] for r in rows]),
-        "event_created_to_receipt_ms": summary([r["event_created_to_receipt_ms"] for r in rows]),
+        "approve_to_event_ms": to_event,
+        "approve_post_roundtrip_ms": roundtrip,
+        "event_created_to_receipt_ms": to_receipt,
         "event_before_post_response": sum(r["approve_to_event_ms"] < r["approve_post_roundtrip_ms"] for r in rows),
         "cpu": cpu,
     }
-    log(f"[latency] approve on A -> task_approved on B: {fmt(out['approve_to_event_ms'])}")
-    log(f"[latency] approve POST round trip on A:      {fmt(out['approve_post_roundtrip_ms'])}")
-    log(f"[latency] event created_at -> receipt on B:  {fmt(out['event_created_to_receipt_ms'])}")
+    log(f"[latency] approve on A -> task_approved on B: {fmt(to_event)}")
+    log(f"[latency] approve POST round trip on A:      {fmt(roundtrip)}")
+    log(f"[latency] event created_at -> receipt on B:  {fmt(to_receipt)}")
     log(f"[latency] {cpu_line(cpu)}")
     return out
 
@@ -514,6 +530,7 @@ async def run_load(rig: Rig, kind: str, clients: int, seconds: float, tag: str) 
         await close_all(posts + streams)
     cpu = probe.stop()
     elapsed = max(done, default=start) - start
+    latency = summary(durations)
     out = {
         "replicas": len(replicas),
         "kind": kind,
@@ -523,7 +540,7 @@ async def run_load(rig: Rig, kind: str, clients: int, seconds: float, tag: str) 
         "failures": failures[:3],
         "elapsed_s": elapsed,
         "tasks_per_second": len(done) / elapsed if elapsed > 0 else 0.0,
-        "task_latency_ms": summary(durations),
+        "task_latency_ms": latency,
         "cpu": cpu,
         "cpu_seconds_per_task": {
             k.replace("_cores", "_cpu_s"): cpu[k] * cpu["wall_s"] / max(1, len(done))
@@ -533,7 +550,7 @@ async def run_load(rig: Rig, kind: str, clients: int, seconds: float, tag: str) 
     log(
         f"[throughput] {kind:<4} {len(replicas)} replica(s), {clients} clients: {out['tasks_per_second']:.2f} tasks/s "
         f"({len(done)} in {elapsed:.1f} s, {failed} failed); submit->completed p50 "
-        f"{out['task_latency_ms']['p50']:.0f} ms"
+        f"{latency['p50']:.0f} ms"
     )
     log(f"[throughput]   {cpu_line(cpu)}")
     for f in failures[:3]:
@@ -571,7 +588,7 @@ def step_breakdown(
             continue
         slot = by_step.setdefault(step, {})
         slot.setdefault(e["type"], e)
-    rows = []
+    rows: list[dict[str, float]] = []
     for k in range(1, steps):
         cur, nxt = by_step[f"s{k}"], by_step[f"s{k + 1}"]
         s0 = ts(cur["step_started"]["created_at"])
@@ -579,8 +596,8 @@ def step_breakdown(
         c = ts(cur["tool_call_started"]["created_at"])
         d = ts(cur["tool_call_completed"]["created_at"])
         t = ts(cur["text_delta"]["created_at"])
-        e = ts(cur["step_completed"]["created_at"])
-        tool = cur["tool_call_completed"]["data"]["duration_ms"] / 1000
+        ended = ts(cur["step_completed"]["created_at"])
+        tool = float(cur["tool_call_completed"]["data"]["duration_ms"]) / 1000
         llm = [(a, b) for a, b in llm_calls if s0 <= a < s1]
         llm_s = sum(b - a for a, b in llm)
         period = s1 - s0
@@ -594,8 +611,8 @@ def step_breakdown(
                 "seg_step_started_to_call_started_ms": (c - s0) * 1000,
                 "seg_call_started_to_completed_minus_tool_ms": (d - c - tool) * 1000,
                 "seg_call_completed_to_text_delta_ms": (t - d) * 1000,
-                "seg_text_delta_to_step_completed_ms": (e - t) * 1000,
-                "seg_step_completed_to_next_step_ms": (s1 - e) * 1000,
+                "seg_text_delta_to_step_completed_ms": (ended - t) * 1000,
+                "seg_step_completed_to_next_step_ms": (s1 - ended) * 1000,
             }
         )
     return rows
@@ -609,7 +626,7 @@ def whole_task_per_step(events: list[dict[str, Any]], llm_calls: list[tuple[floa
     commit stamps it: at most 0.1 ms per step of a 20-step plan, in the figure's favour."""
     first = {e["type"]: e for e in reversed(events)}
     started, completed = ts(first["step_started"]["created_at"]), ts(first["task_completed"]["created_at"])
-    tool = sum(e["data"]["duration_ms"] for e in events if e["type"] == "tool_call_completed") / 1000
+    tool = sum(float(e["data"]["duration_ms"]) for e in events if e["type"] == "tool_call_completed") / 1000
     llm = sum(b - a for a, b in llm_calls if started <= a < completed)
     return (completed - started - tool - llm) * 1000 / steps
 
@@ -732,7 +749,7 @@ async def bench_steps_in_process(tmp: Path, budget: Budget) -> dict[str, Any]:
             f"{results['commit_probe']['synchronous_commit_on_p50_ms']:.2f} ms, off "
             f"{results['commit_probe']['synchronous_commit_off_p50_ms']:.2f} ms"
         )
-        variants = (
+        variants: tuple[tuple[str, str, dict[str, Any]], ...] = (
             ("as_shipped", "on", {}),
             ("synchronous_commit_off", "off", {}),
         )
@@ -1096,7 +1113,7 @@ class Fan:
                     f"Accept: text/event-stream\r\nLast-Event-ID: {self.after}\r\n\r\n"
                 )
                 transport.write(request.encode())
-            self._transports.append(transport)  # type: ignore[arg-type]
+            self._transports.append(transport)
             await done
             self.finished += i in self._terminal
         except Exception as exc:

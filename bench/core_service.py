@@ -17,6 +17,7 @@ import cProfile
 import gc
 import json
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,17 @@ from typing import Any
 import anyio
 import psutil
 import uvicorn
-from core_rig import ZeroLLM, bench_app, bench_settings, build_bench_runtime, in_process_tools, until
 
 from agent_runtime.cli import tune_gc
 from agent_runtime.domain.events import EventType
 from agent_runtime.logging import configure_logging
 from agent_runtime.runtime import Runtime, serve_background, stop_runtime
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # runnable as ``python bench/<script>.py``
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench.core_rig import ZeroLLM, bench_app, bench_settings, build_bench_runtime, in_process_tools, until  # noqa: E402
 
 PROMPT = "Echo a greeting for the benchmark."
 

@@ -16,6 +16,9 @@ from agent_runtime.llm.factory import build_llm_client
 from agent_runtime.runtime import Overrides
 from tests.support.fake_llm import FakeLLM, RecordedRequest, Reply, ScriptedCall, resolved_for
 
+ToolCalls = list[tuple[str, dict[str, Any]]]
+"""The (namespaced tool name, arguments) pairs a scripted model calls in one turn."""
+
 
 def wire(name: str) -> str:
     server, _, tool = name.partition(".")
@@ -25,7 +28,7 @@ def wire(name: str) -> str:
 @dataclass
 class ScriptedModel:
     plan: dict[str, Any]
-    calls: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
+    calls: dict[str, ToolCalls] = field(default_factory=dict)
     """step id -> [(tool, arguments)] the model calls in that step's first turn."""
 
     def __call__(self, request: RecordedRequest) -> Reply:
