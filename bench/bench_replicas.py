@@ -74,12 +74,18 @@ from agent_runtime.logging import configure_logging  # noqa: E402
 from agent_runtime.runtime import Overrides, build_runtime, serve_background, stop_runtime  # noqa: E402
 from agent_runtime.services.pg_listener import asyncpg_dsn  # noqa: E402
 from agent_runtime.settings import load_settings  # noqa: E402
+from agent_runtime.testing import (  # noqa: E402
+    FakeLLM,
+    RecordedRequest,
+    Reply,
+    ScriptedCall,
+    serve_on_loopback,
+    wire,
+)
 from bench.stats import code_version, log, pct, summary  # noqa: E402
 from tests.support.databases import fresh_postgres_database  # noqa: E402
-from tests.support.fake_llm import FakeLLM, RecordedRequest, Reply, ScriptedCall, serve_on_loopback  # noqa: E402
 from tests.support.harness import write_registry  # noqa: E402
 from tests.support.process import AGENT_RUNTIME, ServiceProcess, write_config  # noqa: E402
-from tests.support.scripted import wire  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "replicas.json"
 TERMINAL = {"task_completed", "task_failed", "task_cancelled", "task_rejected"}

@@ -48,13 +48,19 @@ import psutil  # noqa: E402
 from httpx_sse import aconnect_sse  # noqa: E402
 
 from agent_runtime.settings import ToolSettings  # noqa: E402
+from agent_runtime.testing import (  # noqa: E402
+    FakeLLM,
+    RecordedRequest,
+    Reply,
+    ScriptedCall,
+    serve_on_loopback,
+    wire,
+)
 from agent_runtime.tools.pool import ToolPool  # noqa: E402
 from agent_runtime.tools.registry import load_registry  # noqa: E402
 from bench.stats import code_version, log, pct, summary  # noqa: E402
-from tests.support.fake_llm import FakeLLM, RecordedRequest, Reply, ScriptedCall, serve_on_loopback  # noqa: E402
 from tests.support.harness import EXAMPLE_SERVER  # noqa: E402
 from tests.support.process import ServiceProcess, write_config  # noqa: E402
-from tests.support.scripted import wire  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "tools.json"
 SERVERS = ("example", "example2", "example3")

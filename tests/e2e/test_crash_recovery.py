@@ -16,10 +16,9 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.fake_llm import serve_on_loopback
+from agent_runtime.testing import ScriptedModel, ToolCalls, serve_on_loopback
 from tests.support.harness import read_stream, write_registry
 from tests.support.process import ServiceProcess, write_config
-from tests.support.scripted import ScriptedModel, ToolCalls
 
 pytestmark = pytest.mark.e2e
 

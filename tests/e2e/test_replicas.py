@@ -19,12 +19,11 @@ import anyio
 import httpx
 import pytest
 
+from agent_runtime.testing import RecordedRequest, Reply, ScriptedCall, ToolCalls, serve_on_loopback, wire
 from tests.support.databases import fresh_postgres_database, require_postgres
-from tests.support.fake_llm import RecordedRequest, Reply, ScriptedCall, serve_on_loopback
 from tests.support.harness import write_registry
 from tests.support.process import AGENT_RUNTIME, write_config
 from tests.support.replicas import TERMINAL, Cluster, follow, lease_owner_pid
-from tests.support.scripted import ToolCalls, wire
 
 pytestmark = pytest.mark.e2e
 
@@ -82,7 +81,7 @@ def responder(request: RecordedRequest) -> Reply:
 
 @pytest.fixture
 def llm_root() -> Iterator[str]:
-    from tests.support.fake_llm import FakeLLM
+    from agent_runtime.testing import FakeLLM
 
     with serve_on_loopback(FakeLLM(responder=responder)) as root:
         yield root
