@@ -18,6 +18,7 @@ hard-coded. What runs where:
 The LLM is ``core_rig.zero_llm()`` (``agent_runtime.testing.ScriptedModel`` in process: a fixed plan,
 no I/O); the tool is the example MCP server's ``echo`` called in process through
 ``mcp.Client(server_object)`` ("mcp"), or a plain function ("function").
+"""
 
 from __future__ import annotations
 
@@ -58,7 +59,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # runnable as ``python bench/<script>.py``
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench.core_rig import REPO, ToolKind, bench_settings, build_bench_runtime, in_process_tools, until, zero_llm  # noqa: E402
+from bench.core_rig import (  # noqa: E402
+    REPO,
+    ToolKind,
+    bench_settings,
+    build_bench_runtime,
+    in_process_tools,
+    until,
+    zero_llm,
+)
 from bench.http_client import EventStream, HttpClient  # noqa: E402
 from bench.stats import summary  # noqa: E402
 
