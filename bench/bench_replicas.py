@@ -14,13 +14,14 @@ What runs where (everything on 127.0.0.1):
 
 * replicas are real ``agent-runtime serve`` processes (``tests.support.process.ServiceProcess``),
   migrated with ``agent-runtime migrate`` first, sharing one fresh database;
-* the LLM is the fake OpenAI wire server (``tests.support.fake_llm``) in this process, answering at
-  once; the replicas reach it through the real OpenAI SDK (``OPENAI_BASE_URL``);
+* the LLM is the scripted test model (``agent_runtime.testing.ScriptedModel``, rules in
+  :func:`bench_model`) behind its fake OpenAI wire server in this process, answering at once; the
+  replicas reach it through the real OpenAI SDK (``OPENAI_BASE_URL``);
 * the tool is the example MCP server (stdio), started per task by the pool (``prewarm: 0``);
 * clients are httpx (+ httpx-sse) in this process;
 * the per-step overhead is measured twice: in a replica process (LLM time seen by the fake server)
-  and in this process on the real runtime (``build_runtime`` + ``serve_background``) with a zero-I/O
-  scripted LLM whose calls are timed exactly, which is the figure compared with the target.
+  and in this process on the real runtime (``build_runtime`` + ``serve_background``) with the same
+  scripted model in process (zero I/O, its calls timed exactly), the figure compared with the target.
 """
 
 from __future__ import annotations
@@ -59,29 +60,11 @@ import psutil  # noqa: E402
 from httpx_sse import aconnect_sse  # noqa: E402
 from sqlalchemy import event as sa_event  # noqa: E402
 
-from agent_runtime.domain.plan import Plan  # noqa: E402
-from agent_runtime.llm.base import (  # noqa: E402
-    LLMClient,
-    LLMResponse,
-    Message,
-    ModelT,
-    TextDeltaHandler,
-    ToolCallRequest,
-    ToolSpec,
-    Usage,
-)
 from agent_runtime.logging import configure_logging  # noqa: E402
 from agent_runtime.runtime import Overrides, build_runtime, serve_background, stop_runtime  # noqa: E402
 from agent_runtime.services.pg_listener import asyncpg_dsn  # noqa: E402
 from agent_runtime.settings import load_settings  # noqa: E402
-from agent_runtime.testing import (  # noqa: E402
-    FakeLLM,
-    RecordedRequest,
-    Reply,
-    ScriptedCall,
-    serve_on_loopback,
-    wire,
-)
+from agent_runtime.testing import ScriptedModel, ToolCalls, serve_on_loopback  # noqa: E402
 from bench.stats import code_version, log, pct, summary  # noqa: E402
 from tests.support.databases import fresh_postgres_database  # noqa: E402
 from tests.support.harness import write_registry  # noqa: E402
@@ -220,7 +203,6 @@ def cpu_line(c: dict[str, float]) -> str:
 # -- the fake model: plans and tool calls chosen by the prompt ---------------------------------------
 
 KIND = re.compile(r"bench (none|echo|steps=(\d+)|wait=([\d.]+)x(\d+)) #([\w-]+)")
-STEP = re.compile(r"Your step \((s\d+):")
 
 
 def plan_for(prompt: str) -> dict[str, Any]:
@@ -256,21 +238,17 @@ def first_turn(prompt_blob: str, step_id: str) -> tuple[str, dict[str, Any]] | N
     return "example.echo", {"text": f"{step_id} of #{m.group(5)}"}
 
 
-def responder(request: RecordedRequest) -> Reply:
-    body = request.body
-    messages: list[dict[str, Any]] = body["messages"]
-    blob = json.dumps(messages)
-    if "response_format" in body:
-        return Reply(json=plan_for(blob))
-    if messages[-1]["role"] == "tool":
-        return Reply(text=("ok",))  # one streamed delta
-    step = STEP.search(str(messages[-1]["content"]))
-    if step is None:
-        return Reply(text=("done",))  # the final summary
-    call = first_turn(blob, step.group(1))
-    if call is None:
-        return Reply(text=("ok",))
-    return Reply.calls(ScriptedCall(name=wire(call[0]), arguments=call[1]))
+def bench_calls(conversation: str, step_id: str) -> ToolCalls:
+    """A step's first-turn calls for the task kind named in the conversation (none: answer "ok")."""
+    call = first_turn(conversation, step_id)
+    return [] if call is None else [call]
+
+
+def bench_model() -> ScriptedModel:
+    """The scripted test model with this benchmark's rules: plans and calls by the task kind in the
+    prompt, one-delta answers ("ok" after a step's tools, "done" for the summary). Served behind the
+    wire fake for the process runs and in process (zero latency) for the in-process run."""
+    return ScriptedModel(plan_for, bench_calls, step_text="ok", summary_text="done", text_deltas=1)
 
 
 class TimedASGI:
@@ -673,55 +651,6 @@ async def bench_steps_process(rig: Rig, budget: Budget) -> dict[str, Any]:
     return out
 
 
-class ScriptLLM(LLMClient):
-    """Zero-I/O planner and executor for the in-process run; every ``generate`` is timed (wall clock),
-    excluding the time spent in the service's ``on_text_delta`` callback (a journal write)."""
-
-    provider = "openai"
-    model = "bench-script"
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[float, float]] = []
-
-    async def generate_structured(
-        self, *, system: str, messages: list[Message], schema: type[ModelT], tools_hint: list[ToolSpec] | None = None
-    ) -> tuple[ModelT, Usage]:
-        plan = Plan(**plan_for(messages[-1].content))
-        assert schema is Plan
-        return plan, Usage()  # type: ignore[return-value]
-
-    async def generate(
-        self,
-        *,
-        system: str,
-        messages: list[Message],
-        tools: list[ToolSpec],
-        on_text_delta: TextDeltaHandler | None = None,
-    ) -> LLMResponse:
-        start = time.time()
-        in_callback = 0.0
-        last = messages[-1]
-        step = STEP.search(last.content) if last.role == "user" else None
-        if last.role == "tool" or step is not None and first_turn(messages[0].content, step.group(1)) is None:
-            text = "ok"
-            if on_text_delta is not None:
-                t = time.time()
-                await on_text_delta(text)
-                in_callback += time.time() - t
-            response = LLMResponse(text=text)
-        elif step is not None:
-            call = first_turn(messages[0].content, step.group(1))
-            assert call is not None
-            response = LLMResponse(
-                text="", tool_calls=(ToolCallRequest(id=f"c-{step.group(1)}", name=call[0], arguments=call[1]),)
-            )
-        else:
-            response = LLMResponse(text="done")
-        end = time.time()
-        self.calls.append((start, end - in_callback))
-        return response
-
-
 async def commit_latency(url: str, n: int = 60) -> dict[str, float]:
     """A one-row INSERT + COMMIT on a regular table: the WAL flush a durable commit waits for."""
     conn = await asyncpg.connect(asyncpg_dsn(url))
@@ -797,8 +726,8 @@ async def _steps_run(
         server={"log_level": "warning", "log_format": "json"},
     )
     configure_logging(settings.server)
-    llm = ScriptLLM()
-    runtime = await build_runtime(settings, Overrides(planner_llm=ScriptLLM(), executor_llm=llm))
+    llm = bench_model().client()
+    runtime = await build_runtime(settings, Overrides(planner_llm=bench_model().client(), executor_llm=llm))
     counted = {"sqlalchemy_statements": 0, "checkouts": 0, "event_fetches": 0, "transactions": 0}
 
     def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
@@ -848,8 +777,8 @@ async def _steps_run(
                     cpu_s += time.process_time() - before_cpu
                     steps_measured += budget.step_count
                     events = [e.to_json() for e in await store.events_after(task.id, 0, 10_000)]
-                    rows += step_breakdown(events, llm.calls, steps=budget.step_count)
-                    whole.append(whole_task_per_step(events, llm.calls, steps=budget.step_count))
+                    rows += step_breakdown(events, llm.spans, steps=budget.step_count)
+                    whole.append(whole_task_per_step(events, llm.spans, steps=budget.step_count))
                 tg.cancel_scope.cancel()
     finally:
         await stop_runtime(runtime)
@@ -1346,7 +1275,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"mode": "quick" if args.quick else "full", "machine": await machine_info()}
     log(f"machine: {results['machine']}")
     began = time.perf_counter()
-    fake = FakeLLM(responder=responder)
+    fake = bench_model().fake()
     timed = TimedASGI(fake.app)
     fake.app = timed  # type: ignore[assignment]
     with tempfile.TemporaryDirectory(prefix="bench-replicas-") as tmp_name, serve_on_loopback(fake) as root:
