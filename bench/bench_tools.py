@@ -5,8 +5,9 @@
 
 Prints the figures and writes ``bench/results/tools.json``. Every figure comes from this run.
 
-Setup (everything on 127.0.0.1): one ``agent-runtime serve`` process on SQLite, the fake OpenAI wire
-server (``tests.support.fake_llm``) answering at once, and the example MCP server
+Setup (everything on 127.0.0.1): one ``agent-runtime serve`` process on SQLite, the scripted test
+model (``agent_runtime.testing.ScriptedModel``) behind its fake OpenAI wire server, answering at
+once, and the example MCP server
 (``examples/mcp_server/server.py``, stdio) registered three times, as ``example``, ``example2`` and
 ``example3``. A plan "needs N servers" when its step lists tools of N of them; the model then calls
 ``example.echo`` first.
@@ -48,14 +49,7 @@ import psutil  # noqa: E402
 from httpx_sse import aconnect_sse  # noqa: E402
 
 from agent_runtime.settings import ToolSettings  # noqa: E402
-from agent_runtime.testing import (  # noqa: E402
-    FakeLLM,
-    RecordedRequest,
-    Reply,
-    ScriptedCall,
-    serve_on_loopback,
-    wire,
-)
+from agent_runtime.testing import ScriptedModel, ToolCalls, serve_on_loopback  # noqa: E402
 from agent_runtime.tools.pool import ToolPool  # noqa: E402
 from agent_runtime.tools.registry import load_registry  # noqa: E402
 from bench.stats import code_version, log, pct, summary  # noqa: E402
@@ -98,22 +92,26 @@ def registry_text(prewarm: int) -> str:
 NEEDS = re.compile(r"bench servers=(\d) #([\w-]+)")
 
 
-def responder(request: RecordedRequest) -> Reply:
-    body = request.body
-    messages: list[dict[str, Any]] = body["messages"]
-    blob = json.dumps(messages)
-    m = NEEDS.search(blob)
+def _needs(conversation: str) -> re.Match[str]:
+    m = NEEDS.search(conversation)
     assert m is not None, "every prompt names how many servers it needs"
-    servers = SERVERS[: int(m.group(1))]
-    if "response_format" in body:
-        tools = [f"{sid}.echo" for sid in servers]
-        step = {"id": "s1", "title": "echo", "instruction": "echo", "tools": tools, "depends_on": []}
-        return Reply(json={"summary": f"{len(servers)} servers", "steps": [step]})
-    if messages[-1]["role"] == "tool":
-        return Reply(text=("ok",))
-    if "Your step (s1:" in str(messages[-1]["content"]):
-        return Reply.calls(ScriptedCall(name=wire("example.echo"), arguments={"text": m.group(2)}))
-    return Reply(text=("done",))
+    return m
+
+
+def plan_for(conversation: str) -> dict[str, Any]:
+    """One step allowed the ``echo`` of as many servers as the prompt asks for."""
+    servers = SERVERS[: int(_needs(conversation).group(1))]
+    step = {"id": "s1", "title": "echo", "instruction": "echo", "tools": [f"{sid}.echo" for sid in servers]}
+    return {"summary": f"{len(servers)} servers", "steps": [{**step, "depends_on": []}]}
+
+
+def calls_for(conversation: str, step_id: str) -> ToolCalls:
+    return [("example.echo", {"text": _needs(conversation).group(2)})]
+
+
+def bench_model() -> ScriptedModel:
+    """The scripted test model with this benchmark's rules; one-delta answers ("ok", then "done")."""
+    return ScriptedModel(plan_for, calls_for, step_text="ok", summary_text="done", text_deltas=1)
 
 
 # -- 1. the servers alone, through the service's pool -------------------------------------------------
@@ -344,7 +342,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         tmp = Path(tmp_name)
         cpu0 = psutil.cpu_times()
         results["pool"] = await bench_pool_direct(tmp, samples)
-        with serve_on_loopback(FakeLLM(responder=responder)) as root:
+        with serve_on_loopback(bench_model().fake()) as root:
             results["service"] = await bench_service(tmp, root, samples)
         cpu1 = psutil.cpu_times()
     wall = time.perf_counter() - began
