@@ -15,8 +15,9 @@ hard-coded. What runs where:
   clients share the 2 cores with the service, and httpx + httpx-sse cost ~7 ms of CPU per task);
 * memory is measured in a fresh child process (``core_service.py memory``).
 
-The LLM is ``core_rig.ZeroLLM`` (a fixed plan, no I/O); the tool is the example MCP server's ``echo``
-called in process through ``mcp.Client(server_object)`` ("mcp"), or a plain function ("function").
+The LLM is ``core_rig.zero_llm()`` (``agent_runtime.testing.ScriptedModel`` in process: a fixed plan,
+no I/O); the tool is the example MCP server's ``echo`` called in process through
+``mcp.Client(server_object)`` ("mcp"), or a plain function ("function").
 """
 
 from __future__ import annotations
@@ -44,9 +45,6 @@ import aiosqlite
 import anyio
 import psutil
 import sqlalchemy as sa
-from core_rig import REPO, ToolKind, ZeroLLM, bench_settings, build_bench_runtime, in_process_tools, until
-from http_client import EventStream, HttpClient
-from stats import summary
 
 from agent_runtime.domain.events import Event, EventType, TextDelta
 from agent_runtime.domain.states import TaskStatus
@@ -56,6 +54,22 @@ from agent_runtime.settings import ServerSettings
 from agent_runtime.store import schema
 from agent_runtime.store.sqlite import SqliteStore
 from agent_runtime.store.store import TaskStore
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # runnable as ``python bench/<script>.py``
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench.core_rig import (  # noqa: E402
+    REPO,
+    ToolKind,
+    bench_settings,
+    build_bench_runtime,
+    in_process_tools,
+    until,
+    zero_llm,
+)
+from bench.http_client import EventStream, HttpClient  # noqa: E402
+from bench.stats import summary  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results" / "core.json"
@@ -187,7 +201,7 @@ def _log(message: str) -> None:
 
 async def bench_store(tmp: Path, ops: int) -> dict[str, Any]:
     """Per-operation cost of the store primitives the runtime is built from."""
-    runtime = await build_runtime(bench_settings(tmp), Overrides(planner_llm=ZeroLLM(1), executor_llm=ZeroLLM(1)))
+    runtime = await build_runtime(bench_settings(tmp), Overrides(planner_llm=zero_llm(1), executor_llm=zero_llm(1)))
     store = runtime.store
     try:
         task = await store.create_task(PROMPT, {})
@@ -325,7 +339,7 @@ async def bench_steps(
     ``profiler`` (if given) runs from each measured approval to that task's completion.
     """
     settings = bench_settings(tmp)
-    llm = ZeroLLM(steps)
+    llm = zero_llm(steps)
     catalog, pool = await in_process_tools(kind, settings, tmp / "notes")
     execute_seconds: dict[str, tuple[float, float]] = {}
     runtime = await build_bench_runtime(settings, llm, catalog, pool, execute_seconds=execute_seconds)
@@ -443,7 +457,7 @@ async def bench_inproc_throughput(tmp: Path, clients: tuple[int, ...], seconds: 
 async def _inproc_run(tmp: Path, k: int, seconds: float, kind: ToolKind) -> dict[str, Any]:
     settings = bench_settings(tmp)
     catalog, pool = await in_process_tools(kind, settings, tmp / "notes")
-    runtime = await build_bench_runtime(settings, ZeroLLM(1), catalog, pool)
+    runtime = await build_bench_runtime(settings, zero_llm(1), catalog, pool)
     done: list[float] = []
     stop = anyio.Event()
 
@@ -630,8 +644,8 @@ async def bench_http(
                 _log(f"  {tool} tool: throughput: {clients} concurrent clients for {plan.window_seconds:g} s")
                 row = await _throughput(client, clients, plan.window_seconds, server, me)
                 throughput.append({"tool": tool, **row, "connections_opened": client.connections_opened})
-    client = "bench/http_client.py: HTTP/1.1 keep-alive connections and SSE on asyncio streams"
-    return {"client": client, "latency": latency, "throughput": throughput}
+    client_kind = "bench/http_client.py: HTTP/1.1 keep-alive connections and SSE on asyncio streams"
+    return {"client": client_kind, "latency": latency, "throughput": throughput}
 
 
 async def _throughput(
@@ -904,7 +918,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "mode": "quick" if args.quick else "full",
         "plan": asdict(plan),
         "command": " ".join(["uv run python bench/bench_core.py", *sys.argv[1:]]),
-        "llm": "core_rig.ZeroLLM: fixed plan and tool call, no I/O (not the offline test model)",
+        "llm": "core_rig.zero_llm: agent_runtime.testing.ScriptedModel in process, fixed plan and tool call, no I/O",
         "tool": "example MCP server 'echo', in process via mcp.Client(server_object); 'function' = plain function",
     }
     profile_dir = Path(tempfile.mkdtemp(prefix="bench-core-prof-")) if args.profile else None

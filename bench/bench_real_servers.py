@@ -26,11 +26,11 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import anyio  # noqa: E402
-from bench.stats import log, summary  # noqa: E402
 
 from agent_runtime.settings import ToolSettings  # noqa: E402
 from agent_runtime.tools.pool import ToolPool  # noqa: E402
 from agent_runtime.tools.registry import Registry  # noqa: E402
+from bench.stats import log, summary  # noqa: E402
 
 TIME = REPO / ".tools" / "mcp-time-venv" / "bin" / "mcp-server-time"
 
@@ -75,8 +75,8 @@ async def run_mode(mode: str, tasks: int, root: Path) -> dict[str, Any]:
         wall = time.perf_counter() - began
     finally:
         await pool.aclose()
-    out = {"mode": mode, "tasks": tasks, "wall_s": wall, "tasks_per_s": tasks / wall, "open_ms": summary(opened)}
-    s = out["open_ms"]
+    s = summary(opened)
+    out = {"mode": mode, "tasks": tasks, "wall_s": wall, "tasks_per_s": tasks / wall, "open_ms": s}
     log(
         f"[{mode}] {tasks} tasks at once: {tasks / wall:.2f} tasks/s; open p50 {s['p50']:.0f} ms, p95 {s['p95']:.0f} ms"
     )

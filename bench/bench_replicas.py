@@ -14,13 +14,14 @@ What runs where (everything on 127.0.0.1):
 
 * replicas are real ``agent-runtime serve`` processes (``tests.support.process.ServiceProcess``),
   migrated with ``agent-runtime migrate`` first, sharing one fresh database;
-* the LLM is the fake OpenAI wire server (``tests.support.fake_llm``) in this process, answering at
-  once; the replicas reach it through the real OpenAI SDK (``OPENAI_BASE_URL``);
+* the LLM is the scripted test model (``agent_runtime.testing.ScriptedModel``, rules in
+  :func:`bench_model`) behind its fake OpenAI wire server in this process, answering at once; the
+  replicas reach it through the real OpenAI SDK (``OPENAI_BASE_URL``);
 * the tool is the example MCP server (stdio), started per task by the pool (``prewarm: 0``);
 * clients are httpx (+ httpx-sse) in this process;
 * the per-step overhead is measured twice: in a replica process (LLM time seen by the fake server)
-  and in this process on the real runtime (``build_runtime`` + ``serve_background``) with a zero-I/O
-  scripted LLM whose calls are timed exactly, which is the figure compared with the target.
+  and in this process on the real runtime (``build_runtime`` + ``serve_background``) with the same
+  scripted model in process (zero I/O, its calls timed exactly), the figure compared with the target.
 """
 
 from __future__ import annotations
@@ -56,30 +57,18 @@ import anyio  # noqa: E402
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 import psutil  # noqa: E402
-from bench.stats import code_version, log, pct, summary  # noqa: E402
 from httpx_sse import aconnect_sse  # noqa: E402
 from sqlalchemy import event as sa_event  # noqa: E402
 
-from agent_runtime.domain.plan import Plan  # noqa: E402
-from agent_runtime.llm.base import (  # noqa: E402
-    LLMClient,
-    LLMResponse,
-    Message,
-    ModelT,
-    TextDeltaHandler,
-    ToolCallRequest,
-    ToolSpec,
-    Usage,
-)
 from agent_runtime.logging import configure_logging  # noqa: E402
 from agent_runtime.runtime import Overrides, build_runtime, serve_background, stop_runtime  # noqa: E402
 from agent_runtime.services.pg_listener import asyncpg_dsn  # noqa: E402
 from agent_runtime.settings import load_settings  # noqa: E402
+from agent_runtime.testing import ScriptedModel, ToolCalls, serve_on_loopback  # noqa: E402
+from bench.stats import code_version, log, pct, summary  # noqa: E402
 from tests.support.databases import fresh_postgres_database  # noqa: E402
-from tests.support.fake_llm import FakeLLM, RecordedRequest, Reply, ScriptedCall, serve_on_loopback  # noqa: E402
 from tests.support.harness import write_registry  # noqa: E402
 from tests.support.process import AGENT_RUNTIME, ServiceProcess, write_config  # noqa: E402
-from tests.support.scripted import wire  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "replicas.json"
 TERMINAL = {"task_completed", "task_failed", "task_cancelled", "task_rejected"}
@@ -121,6 +110,17 @@ def ts(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU seconds at one instant: the machine's busy total and per process of each group."""
+
+    at: float
+    busy: float
+    own: dict[int, float]
+    replicas: dict[int, float]
+    postgres: dict[int, float]
+
+
 class CpuProbe:
     """Where the machine's CPU went during a phase: this bench process (clients + fake LLM), the
     service processes (with their MCP server children), PostgreSQL, and everything else.
@@ -137,7 +137,7 @@ class CpuProbe:
             t = psutil.Process(pid).cpu_times()
         except psutil.Error:
             return 0.0
-        return t.user + t.system + t.children_user + t.children_system
+        return float(t.user + t.system + t.children_user + t.children_system)
 
     def _tree(self, pids: Iterable[int]) -> dict[int, float]:
         out: dict[int, float] = {}
@@ -156,29 +156,31 @@ class CpuProbe:
         for proc in psutil.process_iter(["name", "cpu_times"]):
             if proc.info["name"] and proc.info["name"].startswith("postgres") and proc.info["cpu_times"]:
                 t = proc.info["cpu_times"]
-                out[proc.pid] = t.user + t.system
+                out[proc.pid] = float(t.user + t.system)
         return out
 
-    def _snapshot(self) -> tuple[float, float, dict[int, float], dict[int, float], dict[int, float]]:
+    def _snapshot(self) -> CpuSnapshot:
         t = psutil.cpu_times()
-        busy = sum(t) - t.idle - getattr(t, "iowait", 0.0)
+        busy = float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
         me = psutil.Process().cpu_times()  # this process only: the replicas are its children
-        own = {os.getpid(): me.user + me.system}
-        return time.perf_counter(), busy, own, self._tree(self._pids()), self._postgres()
+        own = {os.getpid(): float(me.user + me.system)}
+        return CpuSnapshot(time.perf_counter(), busy, own, self._tree(self._pids()), self._postgres())
 
     def start(self) -> CpuProbe:
         self._before = self._snapshot()
         return self
 
     def stop(self) -> dict[str, float]:
-        after = self._snapshot()
-        wall = after[0] - self._before[0]
+        before, after = self._before, self._snapshot()
+        wall = after.at - before.at
 
-        def delta(i: int) -> float:
-            return sum(v - self._before[i].get(pid, 0.0) for pid, v in after[i].items())  # type: ignore[union-attr]
+        def delta(then: dict[int, float], now: dict[int, float]) -> float:
+            return sum(v - then.get(pid, 0.0) for pid, v in now.items())
 
-        busy = after[1] - self._before[1]
-        bench, replicas, pg = delta(2), delta(3), delta(4)
+        busy = after.busy - before.busy
+        bench = delta(before.own, after.own)
+        replicas = delta(before.replicas, after.replicas)
+        pg = delta(before.postgres, after.postgres)
         return {
             "wall_s": wall,
             "machine_busy_cores": busy / wall,
@@ -201,7 +203,6 @@ def cpu_line(c: dict[str, float]) -> str:
 # -- the fake model: plans and tool calls chosen by the prompt ---------------------------------------
 
 KIND = re.compile(r"bench (none|echo|steps=(\d+)|wait=([\d.]+)x(\d+)) #([\w-]+)")
-STEP = re.compile(r"Your step \((s\d+):")
 
 
 def plan_for(prompt: str) -> dict[str, Any]:
@@ -209,7 +210,7 @@ def plan_for(prompt: str) -> dict[str, Any]:
     assert m is not None, prompt
     kind = m.group(1)
     if kind == "none":
-        steps = [("s1", [])]
+        steps: list[tuple[str, list[str]]] = [("s1", [])]
     elif kind == "echo":
         steps = [("s1", ["example.echo"])]
     elif kind.startswith("steps="):
@@ -237,21 +238,17 @@ def first_turn(prompt_blob: str, step_id: str) -> tuple[str, dict[str, Any]] | N
     return "example.echo", {"text": f"{step_id} of #{m.group(5)}"}
 
 
-def responder(request: RecordedRequest) -> Reply:
-    body = request.body
-    messages: list[dict[str, Any]] = body["messages"]
-    blob = json.dumps(messages)
-    if "response_format" in body:
-        return Reply(json=plan_for(blob))
-    if messages[-1]["role"] == "tool":
-        return Reply(text=("ok",))  # one streamed delta
-    step = STEP.search(str(messages[-1]["content"]))
-    if step is None:
-        return Reply(text=("done",))  # the final summary
-    call = first_turn(blob, step.group(1))
-    if call is None:
-        return Reply(text=("ok",))
-    return Reply.calls(ScriptedCall(name=wire(call[0]), arguments=call[1]))
+def bench_calls(conversation: str, step_id: str) -> ToolCalls:
+    """A step's first-turn calls for the task kind named in the conversation (none: answer "ok")."""
+    call = first_turn(conversation, step_id)
+    return [] if call is None else [call]
+
+
+def bench_model() -> ScriptedModel:
+    """The scripted test model with this benchmark's rules: plans and calls by the task kind in the
+    prompt, one-delta answers ("ok" after a step's tools, "done" for the summary). Served behind the
+    wire fake for the process runs and in process (zero latency) for the in-process run."""
+    return ScriptedModel(plan_for, bench_calls, step_text="ok", summary_text="done", text_deltas=1)
 
 
 class TimedASGI:
@@ -454,17 +451,20 @@ async def bench_latency(rig: Rig, samples: int) -> dict[str, Any]:
         cpu = probe.stop()
     finally:
         await close_all(posts + streams)
+    to_event = summary([r["approve_to_event_ms"] for r in rows])
+    roundtrip = summary([r["approve_post_roundtrip_ms"] for r in rows])
+    to_receipt = summary([r["event_created_to_receipt_ms"] for r in rows])
     out = {
         "samples": len(rows),
-        "approve_to_event_ms": summary([r["approve_to_event_ms"] for r in rows]),
-        "approve_post_roundtrip_ms": summary([r["approve_post_roundtrip_ms"] for r in rows]),
-        "event_created_to_receipt_ms": summary([r["event_created_to_receipt_ms"] for r in rows]),
+        "approve_to_event_ms": to_event,
+        "approve_post_roundtrip_ms": roundtrip,
+        "event_created_to_receipt_ms": to_receipt,
         "event_before_post_response": sum(r["approve_to_event_ms"] < r["approve_post_roundtrip_ms"] for r in rows),
         "cpu": cpu,
     }
-    log(f"[latency] approve on A -> task_approved on B: {fmt(out['approve_to_event_ms'])}")
-    log(f"[latency] approve POST round trip on A:      {fmt(out['approve_post_roundtrip_ms'])}")
-    log(f"[latency] event created_at -> receipt on B:  {fmt(out['event_created_to_receipt_ms'])}")
+    log(f"[latency] approve on A -> task_approved on B: {fmt(to_event)}")
+    log(f"[latency] approve POST round trip on A:      {fmt(roundtrip)}")
+    log(f"[latency] event created_at -> receipt on B:  {fmt(to_receipt)}")
     log(f"[latency] {cpu_line(cpu)}")
     return out
 
@@ -514,6 +514,7 @@ async def run_load(rig: Rig, kind: str, clients: int, seconds: float, tag: str) 
         await close_all(posts + streams)
     cpu = probe.stop()
     elapsed = max(done, default=start) - start
+    latency = summary(durations)
     out = {
         "replicas": len(replicas),
         "kind": kind,
@@ -523,7 +524,7 @@ async def run_load(rig: Rig, kind: str, clients: int, seconds: float, tag: str) 
         "failures": failures[:3],
         "elapsed_s": elapsed,
         "tasks_per_second": len(done) / elapsed if elapsed > 0 else 0.0,
-        "task_latency_ms": summary(durations),
+        "task_latency_ms": latency,
         "cpu": cpu,
         "cpu_seconds_per_task": {
             k.replace("_cores", "_cpu_s"): cpu[k] * cpu["wall_s"] / max(1, len(done))
@@ -533,7 +534,7 @@ async def run_load(rig: Rig, kind: str, clients: int, seconds: float, tag: str) 
     log(
         f"[throughput] {kind:<4} {len(replicas)} replica(s), {clients} clients: {out['tasks_per_second']:.2f} tasks/s "
         f"({len(done)} in {elapsed:.1f} s, {failed} failed); submit->completed p50 "
-        f"{out['task_latency_ms']['p50']:.0f} ms"
+        f"{latency['p50']:.0f} ms"
     )
     log(f"[throughput]   {cpu_line(cpu)}")
     for f in failures[:3]:
@@ -571,7 +572,7 @@ def step_breakdown(
             continue
         slot = by_step.setdefault(step, {})
         slot.setdefault(e["type"], e)
-    rows = []
+    rows: list[dict[str, float]] = []
     for k in range(1, steps):
         cur, nxt = by_step[f"s{k}"], by_step[f"s{k + 1}"]
         s0 = ts(cur["step_started"]["created_at"])
@@ -579,8 +580,8 @@ def step_breakdown(
         c = ts(cur["tool_call_started"]["created_at"])
         d = ts(cur["tool_call_completed"]["created_at"])
         t = ts(cur["text_delta"]["created_at"])
-        e = ts(cur["step_completed"]["created_at"])
-        tool = cur["tool_call_completed"]["data"]["duration_ms"] / 1000
+        ended = ts(cur["step_completed"]["created_at"])
+        tool = float(cur["tool_call_completed"]["data"]["duration_ms"]) / 1000
         llm = [(a, b) for a, b in llm_calls if s0 <= a < s1]
         llm_s = sum(b - a for a, b in llm)
         period = s1 - s0
@@ -594,8 +595,8 @@ def step_breakdown(
                 "seg_step_started_to_call_started_ms": (c - s0) * 1000,
                 "seg_call_started_to_completed_minus_tool_ms": (d - c - tool) * 1000,
                 "seg_call_completed_to_text_delta_ms": (t - d) * 1000,
-                "seg_text_delta_to_step_completed_ms": (e - t) * 1000,
-                "seg_step_completed_to_next_step_ms": (s1 - e) * 1000,
+                "seg_text_delta_to_step_completed_ms": (ended - t) * 1000,
+                "seg_step_completed_to_next_step_ms": (s1 - ended) * 1000,
             }
         )
     return rows
@@ -609,7 +610,7 @@ def whole_task_per_step(events: list[dict[str, Any]], llm_calls: list[tuple[floa
     commit stamps it: at most 0.1 ms per step of a 20-step plan, in the figure's favour."""
     first = {e["type"]: e for e in reversed(events)}
     started, completed = ts(first["step_started"]["created_at"]), ts(first["task_completed"]["created_at"])
-    tool = sum(e["data"]["duration_ms"] for e in events if e["type"] == "tool_call_completed") / 1000
+    tool = sum(float(e["data"]["duration_ms"]) for e in events if e["type"] == "tool_call_completed") / 1000
     llm = sum(b - a for a, b in llm_calls if started <= a < completed)
     return (completed - started - tool - llm) * 1000 / steps
 
@@ -650,55 +651,6 @@ async def bench_steps_process(rig: Rig, budget: Budget) -> dict[str, Any]:
     return out
 
 
-class ScriptLLM(LLMClient):
-    """Zero-I/O planner and executor for the in-process run; every ``generate`` is timed (wall clock),
-    excluding the time spent in the service's ``on_text_delta`` callback (a journal write)."""
-
-    provider = "openai"
-    model = "bench-script"
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[float, float]] = []
-
-    async def generate_structured(
-        self, *, system: str, messages: list[Message], schema: type[ModelT], tools_hint: list[ToolSpec] | None = None
-    ) -> tuple[ModelT, Usage]:
-        plan = Plan(**plan_for(messages[-1].content))
-        assert schema is Plan
-        return plan, Usage()  # type: ignore[return-value]
-
-    async def generate(
-        self,
-        *,
-        system: str,
-        messages: list[Message],
-        tools: list[ToolSpec],
-        on_text_delta: TextDeltaHandler | None = None,
-    ) -> LLMResponse:
-        start = time.time()
-        in_callback = 0.0
-        last = messages[-1]
-        step = STEP.search(last.content) if last.role == "user" else None
-        if last.role == "tool" or step is not None and first_turn(messages[0].content, step.group(1)) is None:
-            text = "ok"
-            if on_text_delta is not None:
-                t = time.time()
-                await on_text_delta(text)
-                in_callback += time.time() - t
-            response = LLMResponse(text=text)
-        elif step is not None:
-            call = first_turn(messages[0].content, step.group(1))
-            assert call is not None
-            response = LLMResponse(
-                text="", tool_calls=(ToolCallRequest(id=f"c-{step.group(1)}", name=call[0], arguments=call[1]),)
-            )
-        else:
-            response = LLMResponse(text="done")
-        end = time.time()
-        self.calls.append((start, end - in_callback))
-        return response
-
-
 async def commit_latency(url: str, n: int = 60) -> dict[str, float]:
     """A one-row INSERT + COMMIT on a regular table: the WAL flush a durable commit waits for."""
     conn = await asyncpg.connect(asyncpg_dsn(url))
@@ -732,7 +684,7 @@ async def bench_steps_in_process(tmp: Path, budget: Budget) -> dict[str, Any]:
             f"{results['commit_probe']['synchronous_commit_on_p50_ms']:.2f} ms, off "
             f"{results['commit_probe']['synchronous_commit_off_p50_ms']:.2f} ms"
         )
-        variants = (
+        variants: tuple[tuple[str, str, dict[str, Any]], ...] = (
             ("as_shipped", "on", {}),
             ("synchronous_commit_off", "off", {}),
         )
@@ -774,8 +726,8 @@ async def _steps_run(
         server={"log_level": "warning", "log_format": "json"},
     )
     configure_logging(settings.server)
-    llm = ScriptLLM()
-    runtime = await build_runtime(settings, Overrides(planner_llm=ScriptLLM(), executor_llm=llm))
+    llm = bench_model().client()
+    runtime = await build_runtime(settings, Overrides(planner_llm=bench_model().client(), executor_llm=llm))
     counted = {"sqlalchemy_statements": 0, "checkouts": 0, "event_fetches": 0, "transactions": 0}
 
     def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
@@ -825,8 +777,8 @@ async def _steps_run(
                     cpu_s += time.process_time() - before_cpu
                     steps_measured += budget.step_count
                     events = [e.to_json() for e in await store.events_after(task.id, 0, 10_000)]
-                    rows += step_breakdown(events, llm.calls, steps=budget.step_count)
-                    whole.append(whole_task_per_step(events, llm.calls, steps=budget.step_count))
+                    rows += step_breakdown(events, llm.spans, steps=budget.step_count)
+                    whole.append(whole_task_per_step(events, llm.spans, steps=budget.step_count))
                 tg.cancel_scope.cancel()
     finally:
         await stop_runtime(runtime)
@@ -1096,7 +1048,7 @@ class Fan:
                     f"Accept: text/event-stream\r\nLast-Event-ID: {self.after}\r\n\r\n"
                 )
                 transport.write(request.encode())
-            self._transports.append(transport)  # type: ignore[arg-type]
+            self._transports.append(transport)
             await done
             self.finished += i in self._terminal
         except Exception as exc:
@@ -1323,7 +1275,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"mode": "quick" if args.quick else "full", "machine": await machine_info()}
     log(f"machine: {results['machine']}")
     began = time.perf_counter()
-    fake = FakeLLM(responder=responder)
+    fake = bench_model().fake()
     timed = TimedASGI(fake.app)
     fake.app = timed  # type: ignore[assignment]
     with tempfile.TemporaryDirectory(prefix="bench-replicas-") as tmp_name, serve_on_loopback(fake) as root:

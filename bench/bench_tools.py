@@ -5,8 +5,9 @@
 
 Prints the figures and writes ``bench/results/tools.json``. Every figure comes from this run.
 
-Setup (everything on 127.0.0.1): one ``agent-runtime serve`` process on SQLite, the fake OpenAI wire
-server (``tests.support.fake_llm``) answering at once, and the example MCP server
+Setup (everything on 127.0.0.1): one ``agent-runtime serve`` process on SQLite, the scripted test
+model (``agent_runtime.testing.ScriptedModel``) behind its fake OpenAI wire server, answering at
+once, and the example MCP server
 (``examples/mcp_server/server.py``, stdio) registered three times, as ``example``, ``example2`` and
 ``example3``. A plan "needs N servers" when its step lists tools of N of them; the model then calls
 ``example.echo`` first.
@@ -45,16 +46,15 @@ if str(REPO) not in sys.path:  # also runnable as ``python bench/bench_tools.py`
 import anyio  # noqa: E402
 import httpx  # noqa: E402
 import psutil  # noqa: E402
-from bench.stats import code_version, log, pct, summary  # noqa: E402
 from httpx_sse import aconnect_sse  # noqa: E402
 
 from agent_runtime.settings import ToolSettings  # noqa: E402
+from agent_runtime.testing import ScriptedModel, ToolCalls, serve_on_loopback  # noqa: E402
 from agent_runtime.tools.pool import ToolPool  # noqa: E402
 from agent_runtime.tools.registry import load_registry  # noqa: E402
-from tests.support.fake_llm import FakeLLM, RecordedRequest, Reply, ScriptedCall, serve_on_loopback  # noqa: E402
+from bench.stats import code_version, log, pct, summary  # noqa: E402
 from tests.support.harness import EXAMPLE_SERVER  # noqa: E402
 from tests.support.process import ServiceProcess, write_config  # noqa: E402
-from tests.support.scripted import wire  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "tools.json"
 SERVERS = ("example", "example2", "example3")
@@ -92,22 +92,26 @@ def registry_text(prewarm: int) -> str:
 NEEDS = re.compile(r"bench servers=(\d) #([\w-]+)")
 
 
-def responder(request: RecordedRequest) -> Reply:
-    body = request.body
-    messages: list[dict[str, Any]] = body["messages"]
-    blob = json.dumps(messages)
-    m = NEEDS.search(blob)
+def _needs(conversation: str) -> re.Match[str]:
+    m = NEEDS.search(conversation)
     assert m is not None, "every prompt names how many servers it needs"
-    servers = SERVERS[: int(m.group(1))]
-    if "response_format" in body:
-        tools = [f"{sid}.echo" for sid in servers]
-        step = {"id": "s1", "title": "echo", "instruction": "echo", "tools": tools, "depends_on": []}
-        return Reply(json={"summary": f"{len(servers)} servers", "steps": [step]})
-    if messages[-1]["role"] == "tool":
-        return Reply(text=("ok",))
-    if "Your step (s1:" in str(messages[-1]["content"]):
-        return Reply.calls(ScriptedCall(name=wire("example.echo"), arguments={"text": m.group(2)}))
-    return Reply(text=("done",))
+    return m
+
+
+def plan_for(conversation: str) -> dict[str, Any]:
+    """One step allowed the ``echo`` of as many servers as the prompt asks for."""
+    servers = SERVERS[: int(_needs(conversation).group(1))]
+    step = {"id": "s1", "title": "echo", "instruction": "echo", "tools": [f"{sid}.echo" for sid in servers]}
+    return {"summary": f"{len(servers)} servers", "steps": [{**step, "depends_on": []}]}
+
+
+def calls_for(conversation: str, step_id: str) -> ToolCalls:
+    return [("example.echo", {"text": _needs(conversation).group(2)})]
+
+
+def bench_model() -> ScriptedModel:
+    """The scripted test model with this benchmark's rules; one-delta answers ("ok", then "done")."""
+    return ScriptedModel(plan_for, calls_for, step_text="ok", summary_text="done", text_deltas=1)
 
 
 # -- 1. the servers alone, through the service's pool -------------------------------------------------
@@ -158,30 +162,29 @@ async def bench_pool_direct(tmp: Path, samples: int) -> dict[str, Any]:
     all_single = [v for vs in single.values() for v in vs]
     per_id = {sid: summary(vs) for sid, vs in single.items()}
     slowest = max(per_id.values(), key=lambda s: s["p50"])
+    cold, three_ready, ratio = summary(all_single), summary(three), pct(three, 50) / slowest["p50"]
+    single_cpu_ms, three_cpu_ms, teardown_ms = summary(single_cpu), summary(three_cpu), summary(teardown)
     out = {
-        "single_cold_start_ms": summary(all_single),
+        "single_cold_start_ms": cold,
         "single_cold_start_by_server_ms": per_id,
         "slowest_single_p50_ms": slowest["p50"],
-        "three_concurrent_ready_ms": summary(three),
-        "ratio_three_over_slowest_single": pct(three, 50) / slowest["p50"],
-        "server_process_cpu_ms_at_ready": summary(single_cpu),
-        "three_servers_cpu_ms_at_ready": summary(three_cpu),
-        "teardown_ms": summary(teardown),
+        "three_concurrent_ready_ms": three_ready,
+        "ratio_three_over_slowest_single": ratio,
+        "server_process_cpu_ms_at_ready": single_cpu_ms,
+        "three_servers_cpu_ms_at_ready": three_cpu_ms,
+        "teardown_ms": teardown_ms,
         "cores": os.cpu_count(),
     }
-    log(f"[pool] one server cold start (spawn -> initialized + tools listed): {fmt(out['single_cold_start_ms'])}")
+    log(f"[pool] one server cold start (spawn -> initialized + tools listed): {fmt(cold)}")
     for sid, s in per_id.items():
         log(f"[pool]   {sid}: p50 {s['p50']:.1f} ms (n={s['n']})")
-    log(f"[pool] three servers at once, all ready: {fmt(out['three_concurrent_ready_ms'])}")
+    log(f"[pool] three servers at once, all ready: {fmt(three_ready)}")
+    log(f"[pool] 3 servers ready / slowest single (p50 {slowest['p50']:.1f} ms) = {ratio:.2f}x (target <= 1.1x)")
     log(
-        f"[pool] 3 servers ready / slowest single (p50 {slowest['p50']:.1f} ms) = "
-        f"{out['ratio_three_over_slowest_single']:.2f}x (target <= 1.1x)"
+        f"[pool] CPU a fresh server process used until ready: {fmt(single_cpu_ms)}; "
+        f"three servers together: p50 {three_cpu_ms['p50']:.0f} ms on {os.cpu_count()} cores"
     )
-    log(
-        f"[pool] CPU a fresh server process used until ready: {fmt(out['server_process_cpu_ms_at_ready'])}; "
-        f"three servers together: p50 {out['three_servers_cpu_ms_at_ready']['p50']:.0f} ms on {os.cpu_count()} cores"
-    )
-    log(f"[pool] teardown (open_task exit: servers stopped): {fmt(out['teardown_ms'])}")
+    log(f"[pool] teardown (open_task exit: servers stopped): {fmt(teardown_ms)}")
     return out
 
 
@@ -295,7 +298,7 @@ async def bench_service(tmp: Path, root: str, samples: int) -> dict[str, Any]:
                     if i > 0:
                         rows.append(row)
                 handed = (await pool_status(client))["warm"]["handed_out"] - before
-                case = {k: summary([r[k] for r in rows]) for k in rows[0]}
+                case: dict[str, Any] = {k: summary([r[k] for r in rows]) for k in rows[0]}
                 case["warm_instances_handed_out"] = handed
                 case["tasks"] = samples + 1
                 results[f"{mode}_{servers}"] = case
@@ -339,7 +342,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         tmp = Path(tmp_name)
         cpu0 = psutil.cpu_times()
         results["pool"] = await bench_pool_direct(tmp, samples)
-        with serve_on_loopback(FakeLLM(responder=responder)) as root:
+        with serve_on_loopback(bench_model().fake()) as root:
             results["service"] = await bench_service(tmp, root, samples)
         cpu1 = psutil.cpu_times()
     wall = time.perf_counter() - began

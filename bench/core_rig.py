@@ -3,7 +3,7 @@
 Everything the service does is the production code path (``build_runtime``: SQLite store in a temp
 dir, event bus, runner, ``TaskJobs``, ``TaskService``, the FastAPI app). Three things are swapped:
 
-* the LLM is :class:`ZeroLLM`, a tiny ``LLMClient`` that returns a fixed plan and a fixed tool call
+* the LLM is :func:`zero_llm`, the scripted test model in process: a fixed plan and a fixed tool call
   without any I/O (it is not the service's offline test model, which builds plans from JSON schemas);
 * the tool pool and catalogue handed to ``TaskJobs`` are :class:`InProcessPool` and
   :class:`InProcessCatalog`, which call the example MCP server in process through
@@ -36,22 +36,14 @@ from agent_runtime.domain.events import Event
 from agent_runtime.domain.plan import Plan, PlanStep
 from agent_runtime.domain.records import Lease
 from agent_runtime.errors import ToolNotAllowedError
-from agent_runtime.llm.base import (
-    LLMClient,
-    LLMResponse,
-    Message,
-    ModelT,
-    TextDeltaHandler,
-    ToolCallRequest,
-    ToolSpec,
-    Usage,
-)
+from agent_runtime.llm.base import LLMClient
 from agent_runtime.runtime import Overrides, Runtime, build_runtime, serve_background, stop_runtime
 from agent_runtime.services.bus import Subscription
 from agent_runtime.services.jobs import TaskJobs
 from agent_runtime.services.runner import Runner
 from agent_runtime.services.tasks import TaskService
 from agent_runtime.settings import Settings, load_settings
+from agent_runtime.testing import ScriptedLLM, ScriptedModel, ToolCalls
 from agent_runtime.tools.base import ToolInfo, ToolResult, split_name
 from agent_runtime.tools.convert import tool_info, tool_result
 from agent_runtime.tools.workspace import Workspaces
@@ -86,61 +78,21 @@ def bench_settings(tmp: Path, **sections: dict[str, Any]) -> Settings:
 # -- the 0 ms LLM ------------------------------------------------------------------------------------
 
 
-class ZeroLLM(LLMClient):
-    """Plans ``steps`` steps, each allowed ``tool``; in a step, calls the tool once, then answers.
+def zero_llm(steps: int, tool: str = TOOL) -> ScriptedLLM:
+    """The scripted test model in process: plans ``steps`` steps, each allowed ``tool``; in a step,
+    calls the tool once, then answers "done" without streaming it (no text_delta events, as before).
 
-    No I/O and no sleeping: the time it takes is the cost of building the reply objects.
+    No I/O and no sleeping: its own time (``.seconds``) is the cost of applying the rules.
     """
-
-    provider = "bench"
-    model = "zero-ms"
-
-    def __init__(self, steps: int, tool: str = TOOL) -> None:
-        self.steps = steps
-        self.tool = tool
-        self.seconds = 0.0
-        self.calls = 0
-        self._plan = Plan(
-            summary=f"echo {steps} times",
-            steps=[
-                PlanStep(id=f"s{i}", title=f"Echo {i}", instruction=f"Echo {i}.", tools=[tool], depends_on=[])
-                for i in range(1, steps + 1)
-            ],
-        ).model_dump()
-
-    async def generate_structured(
-        self,
-        *,
-        system: str,
-        messages: list[Message],
-        schema: type[ModelT],
-        tools_hint: list[ToolSpec] | None = None,
-    ) -> tuple[ModelT, Usage]:
-        started = time.perf_counter()
-        value = schema.model_validate(self._plan)
-        self._charge(started)
-        return value, Usage(input_tokens=1, output_tokens=1)
-
-    async def generate(
-        self,
-        *,
-        system: str,
-        messages: list[Message],
-        tools: list[ToolSpec],
-        on_text_delta: TextDeltaHandler | None = None,
-    ) -> LLMResponse:
-        started = time.perf_counter()
-        if tools and messages[-1].role == "user":
-            call = ToolCallRequest(id=f"call_{self.calls}", name=tools[0].name, arguments={"text": "bench"})
-            response = LLMResponse(text="", tool_calls=(call,), stop_reason="tool_use")
-        else:
-            response = LLMResponse(text="done", stop_reason="end_turn")
-        self._charge(started)
-        return response
-
-    def _charge(self, started: float) -> None:
-        self.calls += 1
-        self.seconds += time.perf_counter() - started
+    plan = Plan(
+        summary=f"echo {steps} times",
+        steps=[
+            PlanStep(id=f"s{i}", title=f"Echo {i}", instruction=f"Echo {i}.", tools=[tool], depends_on=[])
+            for i in range(1, steps + 1)
+        ],
+    ).model_dump()
+    calls: dict[str, ToolCalls] = {f"s{i}": [(tool, {"text": "bench"})] for i in range(1, steps + 1)}
+    return ScriptedModel(plan, calls, step_text="done", summary_text="done", text_deltas=0).client()
 
 
 # -- the in-process tool -----------------------------------------------------------------------------

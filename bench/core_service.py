@@ -1,6 +1,6 @@
 """The service under benchmark, in its own process (started by ``bench_core.py``; not run by hand).
 
-``serve``  serves the bench app (real routes, real runtime, ``ZeroLLM``, in-process tool) with uvicorn
+``serve``  serves the bench app (real routes, real runtime, ``zero_llm()``, in-process tool) with uvicorn
            on 127.0.0.1, the way ``agent-runtime serve`` does (uvicorn defaults: uvloop + httptools,
            ``log_config=None``, the service's own logging at ``warning``, ``cli.tune_gc``). Prints one JSON line
            ``{"port": ...}`` once it accepts connections; stops on SIGINT/SIGTERM (graceful drain).
@@ -17,6 +17,7 @@ import cProfile
 import gc
 import json
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,17 @@ from typing import Any
 import anyio
 import psutil
 import uvicorn
-from core_rig import ZeroLLM, bench_app, bench_settings, build_bench_runtime, in_process_tools, until
 
 from agent_runtime.cli import tune_gc
 from agent_runtime.domain.events import EventType
 from agent_runtime.logging import configure_logging
 from agent_runtime.runtime import Runtime, serve_background, stop_runtime
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # runnable as ``python bench/<script>.py``
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench.core_rig import bench_app, bench_settings, build_bench_runtime, in_process_tools, until, zero_llm  # noqa: E402
 
 PROMPT = "Echo a greeting for the benchmark."
 
@@ -50,7 +56,7 @@ def serve(args: argparse.Namespace) -> None:
     tmp = Path(args.dir)
     settings = bench_settings(tmp)
     configure_logging(settings.server)
-    app = bench_app(settings, ZeroLLM(args.steps), args.tool, tmp / "notes")
+    app = bench_app(settings, zero_llm(args.steps), args.tool, tmp / "notes")
     tune_gc()  # as `agent-runtime serve` does
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -74,7 +80,7 @@ async def _memory(args: argparse.Namespace) -> dict[str, Any]:
     settings = bench_settings(tmp)
     configure_logging(settings.server)
     catalog, pool = await in_process_tools("mcp", settings, tmp / "notes")
-    runtime = await build_bench_runtime(settings, ZeroLLM(1), catalog, pool)
+    runtime = await build_bench_runtime(settings, zero_llm(1), catalog, pool)
     proc = psutil.Process()
     curve: list[tuple[int, int]] = []
     async with anyio.create_task_group() as tg:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import anyio
 
+from agent_runtime.testing import ScriptedModel, one_step_plan, openai_overrides
 from tests.support.harness import live_service, make_settings, read_stream, write_registry
-from tests.support.scripted import ScriptedModel, one_step_plan, openai_overrides
 
 
 async def test_concurrent_approvals_of_one_version_start_exactly_one_execution(tmp_path: Path) -> None:

@@ -10,27 +10,28 @@ from typing import Any
 
 import anyio
 import pytest
+from starlette.types import Message, Scope
 
 from agent_runtime.api.sse import LastChunk, SSEResponse
 
-GET = {"type": "http", "method": "GET"}
+GET: Scope = {"type": "http", "method": "GET"}
 
 
 class _Client:
     """The ASGI side: every message sent lands in ``sent``; ``leave()`` makes ``receive`` report a disconnect."""
 
     def __init__(self, *, stuck_after: int | None = None) -> None:
-        self.sent: list[dict[str, Any]] = []
+        self.sent: list[Message] = []
         self._arrived = anyio.Event()
         self._left = anyio.Event()
         self._stuck_after = stuck_after
         self._count = 0
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> Message:
         await self._left.wait()
         return {"type": "http.disconnect"}
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Message) -> None:
         self._count += 1
         if self._stuck_after is not None and self._count > self._stuck_after:
             await anyio.Event().wait()  # the client stopped reading: this send never completes
@@ -38,7 +39,7 @@ class _Client:
         self._arrived.set()
         self._arrived = anyio.Event()
 
-    async def message(self, index: int) -> dict[str, Any]:
+    async def message(self, index: int) -> Message:
         while len(self.sent) <= index:
             await self._arrived.wait()
         return self.sent[index]
@@ -164,7 +165,7 @@ async def test_the_stream_ends_when_the_shutdown_event_is_set_mid_stream_or_befo
 
 async def test_an_error_in_a_watcher_surfaces_as_itself_and_ends_the_stream() -> None:
     class _Broken(_Client):
-        async def receive(self) -> dict[str, Any]:
+        async def receive(self) -> Message:
             raise RuntimeError("the server's receive failed")
 
     client, body = _Broken(), _Body([b"id: 1\r\n\r\n"], then_wait=True)

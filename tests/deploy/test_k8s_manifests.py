@@ -44,11 +44,14 @@ def test_example_secret_is_not_applied_and_holds_only_fake_values(resources: Res
 
 
 def _pod(resources: Resources, kind: str) -> dict[str, Any]:
-    return only(resources, kind)["spec"]["template"]["spec"]
+    pod = only(resources, kind)["spec"]["template"]["spec"]
+    assert isinstance(pod, dict), f"{kind}: spec.template.spec is not a mapping"
+    return pod
 
 
 def _container(pod: dict[str, Any]) -> dict[str, Any]:
     (container,) = pod["containers"]
+    assert isinstance(container, dict), "a pod's container is not a mapping"
     return container
 
 

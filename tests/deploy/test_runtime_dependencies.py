@@ -70,8 +70,8 @@ def _imports(path: Path) -> set[str]:
             found.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found.add(node.module.split(".")[0])
-        for child in ast.iter_child_nodes(node):
-            visit(child)
+        for nested in ast.iter_child_nodes(node):
+            visit(nested)
 
     visit(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
     return found

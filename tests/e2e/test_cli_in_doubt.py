@@ -17,10 +17,9 @@ import anyio
 import pytest
 
 from agent_runtime.client import AsyncClient
-from tests.support.fake_llm import serve_on_loopback
+from agent_runtime.testing import ScriptedModel, serve_on_loopback
 from tests.support.harness import write_registry
 from tests.support.process import AGENT_RUNTIME, ServiceProcess, write_config
-from tests.support.scripted import ScriptedModel
 
 pytestmark = pytest.mark.e2e
 

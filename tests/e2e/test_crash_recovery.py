@@ -16,10 +16,9 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.fake_llm import serve_on_loopback
+from agent_runtime.testing import ScriptedModel, ToolCalls, serve_on_loopback
 from tests.support.harness import read_stream, write_registry
 from tests.support.process import ServiceProcess, write_config
-from tests.support.scripted import ScriptedModel
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +31,7 @@ PLAN = {
         {"id": "s4", "title": "echo", "instruction": "echo", "tools": ["example.echo"], "depends_on": ["s3"]},
     ],
 }
-CALLS = {
+CALLS: dict[str, ToolCalls] = {
     "s1": [("example.add", {"a": 2, "b": 3})],
     "s2": [("example.write_note", {"name": "n1", "text": "hello"})],
     "s3": [("example.wait", {"seconds": 4, "steps": 4})],

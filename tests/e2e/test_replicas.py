@@ -19,12 +19,11 @@ import anyio
 import httpx
 import pytest
 
+from agent_runtime.testing import RecordedRequest, Reply, ScriptedCall, ToolCalls, serve_on_loopback, wire
 from tests.support.databases import fresh_postgres_database, require_postgres
-from tests.support.fake_llm import RecordedRequest, Reply, ScriptedCall, serve_on_loopback
 from tests.support.harness import write_registry
 from tests.support.process import AGENT_RUNTIME, write_config
 from tests.support.replicas import TERMINAL, Cluster, follow, lease_owner_pid
-from tests.support.scripted import wire
 
 pytestmark = pytest.mark.e2e
 
@@ -51,14 +50,15 @@ def _plan(i: int) -> dict[str, Any]:
     }
 
 
-def _calls(i: int, step: str) -> list[tuple[str, dict[str, Any]]]:
+def _calls(i: int, step: str) -> ToolCalls:
     server = "unsafe" if i % 2 else "example"
-    return {
+    by_step: dict[str, ToolCalls] = {
         "s1": [("example.add", {"a": i, "b": 1000})],
         "s2": [("example.write_note", {"name": f"n{i}", "text": "x"})],
         "s3": [(f"{server}.wait", {"seconds": 3, "steps": 3})],
         "s4": [("example.echo", {"text": f"t{i}"})],
-    }[step]
+    }
+    return by_step[step]
 
 
 def responder(request: RecordedRequest) -> Reply:
@@ -81,7 +81,7 @@ def responder(request: RecordedRequest) -> Reply:
 
 @pytest.fixture
 def llm_root() -> Iterator[str]:
-    from tests.support.fake_llm import FakeLLM
+    from agent_runtime.testing import FakeLLM
 
     with serve_on_loopback(FakeLLM(responder=responder)) as root:
         yield root

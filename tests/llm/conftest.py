@@ -10,7 +10,7 @@ import pytest
 from agent_runtime.llm.base import LLMClient
 from agent_runtime.llm.factory import build_llm_client
 from agent_runtime.settings import Provider
-from tests.support.fake_llm import FakeLLM, resolved_for
+from agent_runtime.testing import FakeLLM, resolved_for
 
 ClientFactory = Callable[..., LLMClient]  # what the make_client fixture yields
 

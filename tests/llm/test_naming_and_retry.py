@@ -15,7 +15,7 @@ from agent_runtime.llm.factory import build_llm_client
 from agent_runtime.llm.naming import WIRE_NAME_RE, ToolNameMap, plain_wire_name
 from agent_runtime.llm.retry import RetryPolicy, SDKErrors, call_with_retries, retry_after_seconds
 from agent_runtime.settings import Provider
-from tests.support.fake_llm import resolved_for
+from agent_runtime.testing import resolved_for
 
 
 def test_namespaced_names_map_to_readable_wire_names_and_back() -> None:

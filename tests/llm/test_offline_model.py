@@ -17,7 +17,7 @@ from agent_runtime.errors import ConfigError
 from agent_runtime.llm.base import Message, ToolCallRequest, ToolSpec
 from agent_runtime.llm.factory import build_llm_client
 from agent_runtime.llm.offline import OFFLINE_MARK, OfflineTestModel
-from tests.support.fake_llm import resolved_for
+from agent_runtime.testing import resolved_for
 
 TOOLS = [
     ToolSpec(

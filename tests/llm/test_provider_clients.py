@@ -14,7 +14,7 @@ from agent_runtime.errors import LLMAuthError, LLMError, LLMRateLimitError, LLMT
 from agent_runtime.llm.base import LLMClient, Message, ToolCallRequest, ToolSpec, Usage
 from agent_runtime.llm.factory import build_llm_client
 from agent_runtime.settings import Provider
-from tests.support.fake_llm import FakeLLM, RecordedRequest, Reply, ScriptedCall, resolved_for, serve_on_loopback
+from agent_runtime.testing import FakeLLM, RecordedRequest, Reply, ScriptedCall, resolved_for, serve_on_loopback
 
 ClientFactory = Callable[..., LLMClient]  # the ``make_client`` fixture
 READ_FILE = ToolSpec(

@@ -195,10 +195,13 @@ async def test_real_sdk_exports_nested_spans_with_attributes_when_installed() ->
         raise RuntimeError("boom")
     tracing.shutdown()
 
-    spans = {(s.name, s.attributes.get("step")): s for s in exporter.get_finished_spans()}
+    finished = exporter.get_finished_spans()
+    assert all(s.attributes is not None for s in finished), "every exported span carries its attributes"
+    spans = {(s.name, (s.attributes or {}).get("step")): s for s in finished}
     outer = spans[("task.execute", None)]
     inner = spans[("step.run", 1)]
     failed = spans[("step.run", 2)]
+    assert outer.attributes is not None
     assert outer.attributes["task_id"] == "t1"
     assert inner.parent is not None
     assert inner.parent.span_id == outer.context.span_id

@@ -9,9 +9,8 @@ import pytest
 
 from agent_runtime.llm.base import LLMClient, LLMResponse, Message, ModelT, TextDeltaHandler, ToolSpec, Usage
 from agent_runtime.runtime import Overrides
-from tests.support.fake_llm import FakeLLM, Reply, ScriptedCall
+from agent_runtime.testing import FakeLLM, Reply, ScriptedCall, ScriptedModel, one_step_plan, openai_overrides, wire
 from tests.support.harness import REPO, live_service, make_settings, read_stream, write_registry
-from tests.support.scripted import ScriptedModel, one_step_plan, openai_overrides, wire
 
 BAD_TOOL_PLAN = one_step_plan("example.teleport")
 

@@ -17,9 +17,9 @@ import pytest
 import sqlalchemy as sa
 
 from agent_runtime.store import schema as t
+from agent_runtime.testing import ScriptedModel, one_step_plan, openai_overrides
 from tests.support.databases import database_url
 from tests.support.harness import Live, live_service, make_settings, read_stream, write_registry
-from tests.support.scripted import ScriptedModel, one_step_plan, openai_overrides
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

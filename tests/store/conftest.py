@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +18,7 @@ class RecordingListener:
     events: list[Event] = field(default_factory=list)
     wakeups: int = 0
 
-    def events_committed(self, events: list[Event]) -> None:
+    def events_committed(self, events: Sequence[Event]) -> None:
         self.events.extend(events)
 
     def work_available(self) -> None:

@@ -1,0 +1,1 @@
+"""Benchmarks: runnable scripts (``python bench/<script>.py``) and their shared rig."""
