@@ -31,24 +31,35 @@ from typing import Any
 
 import sqlalchemy as sa
 
-_ESCAPED_JSON = re.compile(r"(?<!\\)((?:\\\\)*)\\u000([01])")
-"""A ``\\u0000``/``\\u0001`` escape in JSON text (an even run of backslashes before it: not itself escaped)."""
-_STORED_JSON = re.compile(r"(?<!\\)((?:\\\\)*)\\u0001([01])")
+_WRITTEN_ESCAPE = re.compile(r"\\(u000[01]|.)", re.DOTALL)
+"""One escape in JSON text, left to right: an escaped backslash is consumed whole, so a literal
+``\\u0000`` (backslash, then the text ``u0000``) is never taken for an escape."""
+_STORED_ESCAPE = re.compile(r"\\(u0001[01]|.)", re.DOTALL)
 _STORED_TEXT = re.compile("\x01([01])")
+_ENCODED = {"u0000": "\\u00010", "u0001": "\\u00011"}
+_DECODED = {"u00010": "\\u0000", "u00011": "\\u0001"}
+
+
+def _encode_escape(match: re.Match[str]) -> str:
+    return _ENCODED.get(match[1], match[0])
+
+
+def _decode_escape(match: re.Match[str]) -> str:
+    return _DECODED.get(match[1], match[0])
 
 
 def encode_json(text: str) -> str:
     """JSON text with every U+0000 and U+0001 in its strings (and keys) escaped for PostgreSQL."""
     if "\\u000" not in text:
         return text
-    return _ESCAPED_JSON.sub(r"\1\\u0001\2", text)
+    return _WRITTEN_ESCAPE.sub(_encode_escape, text)
 
 
 def decode_json_text(text: str) -> str:
     """The JSON text PostgreSQL returned, with the escapes of :func:`encode_json` undone."""
     if "\\u0001" not in text:
         return text
-    return _STORED_JSON.sub(r"\1\\u000\2", text)
+    return _STORED_ESCAPE.sub(_decode_escape, text)
 
 
 def loads(text: str) -> Any:
