@@ -11,6 +11,8 @@ LEVELS = {"debug", "info", "warning", "error", "exception", "critical"}
 EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 PENDING: set[str] = set()
 """Packages still being moved to this style on another branch; drop an entry once it has landed."""
+TABLE_DRIVEN = {"services/lifecycle_log.py": "name"}
+"""Modules whose one log call takes its event name from a table (checked below), and that argument."""
 
 
 def _log_calls(path: Path) -> list[tuple[int, str]]:
@@ -33,7 +35,15 @@ def test_every_log_call_outside_pending_packages_names_an_event_and_binds_fields
         for line, first in _log_calls(path):
             checked += 1
             name = first.strip("'\"")
+            if TABLE_DRIVEN.get(str(path.relative_to(SRC))) == first:
+                continue
             if first[0] not in "'\"" or not EVENT_NAME.match(name):
                 bad.append(f"{path.relative_to(SRC)}:{line}: {first}")
     assert checked > 20  # the scan sees the service's log calls
     assert bad == []
+
+
+def test_the_lifecycle_log_table_names_events_in_the_same_style() -> None:
+    from agent_runtime.services.lifecycle_log import LIFECYCLE
+
+    assert [name for name, _ in LIFECYCLE.values() if not EVENT_NAME.match(name)] == []

@@ -78,7 +78,11 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
     security.install(app, settings.cors)
-    app.add_middleware(RequestContext, tracing=lambda: getattr(getattr(app.state, "runtime", None), "tracing", None))
+    app.add_middleware(
+        RequestContext,
+        tracing=lambda: getattr(getattr(app.state, "runtime", None), "tracing", None),
+        access_log=settings.server.access_log,
+    )
     # The routers' routes go straight onto the app's router instead of through ``include_router``:
     # FastAPI (0.16x) matches an included router's routes once to pick the router and again inside
     # it, on every request, which cost more than the rest of the routing. The routes carry their

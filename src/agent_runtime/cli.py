@@ -45,6 +45,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=settings.server.host,
         port=settings.server.port,
         log_config=None,
+        access_log=False,  # ours is structured: server.access_log (api/middleware.py)
         timeout_graceful_shutdown=int(settings.server.shutdown_grace_seconds) + 5,
     )
     DrainingServer(config).run()

@@ -62,6 +62,8 @@ class ServerSettings(_Section):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_payloads: bool = False
     """Log prompts and tool arguments. Off by default: they may hold secrets or personal data."""
+    access_log: bool = False
+    """One ``http_request`` line per request (method, path, status, duration_ms, request_id)."""
     sse_ping_seconds: float = Field(default=15.0, gt=0)
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     """On SIGTERM: how long in-flight work may run before its leases are released."""

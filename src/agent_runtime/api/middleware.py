@@ -1,9 +1,11 @@
-"""Request context: a request id on every log line and response, and a trace span per request."""
+"""Request context: a request id on every log line and response, a trace span per request, and
+(``server.access_log``) one ``http_request`` log line per request when its response has ended."""
 
 from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable
 
 import structlog
@@ -13,6 +15,7 @@ from agent_runtime.observability.tracing import Tracing
 
 HEADER = "x-request-id"
 _HEADER = HEADER.encode()
+log = structlog.get_logger(__name__)
 _SAFE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -33,9 +36,10 @@ def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
 class RequestContext:
     """Pure ASGI middleware (streams pass through untouched)."""
 
-    def __init__(self, app: ASGIApp, tracing: Callable[[], Tracing | None]) -> None:
+    def __init__(self, app: ASGIApp, tracing: Callable[[], Tracing | None], access_log: bool = False) -> None:
         self.app = app
         self._tracing = tracing
+        self._access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,10 +47,14 @@ class RequestContext:
             return
         request_id = _request_id(scope["headers"])
         header = (_HEADER, request_id.encode())
+        status = 500  # no response started: the server answers 500
+        started = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), header]
+                status = message["status"]
             await send(message)
 
         tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -62,4 +70,8 @@ class RequestContext:
             ):
                 await self.app(scope, receive, send_with_id)
         finally:
+            if self._access_log:  # the path only: query strings may carry cursors and filters
+                duration_ms = round((time.perf_counter() - started) * 1000, 2)
+                log.info("http_request", method=scope["method"], path=scope["path"], status=status,
+                         duration_ms=duration_ms)  # fmt: skip
             structlog.contextvars.reset_contextvars(**tokens)

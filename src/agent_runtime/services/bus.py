@@ -17,6 +17,7 @@ from typing import Protocol, TypeVar
 import anyio
 
 from agent_runtime.domain.events import Event
+from agent_runtime.services.lifecycle_log import log_committed
 
 Fetcher = Callable[[str, int], Awaitable[list[Event]]]
 
@@ -134,6 +135,11 @@ class EventBus:
     # -- store listener ---------------------------------------------------------------------------
 
     def events_committed(self, events: Sequence[Event]) -> None:
+        """This process committed ``events``: log the lifecycle changes and deliver them."""
+        log_committed(events)
+        self._deliver(events)
+
+    def _deliver(self, events: Sequence[Event]) -> None:
         for event in events:
             subs = self._subs.get(event.task_id)
             if not subs:
@@ -160,7 +166,7 @@ class EventBus:
         known = self._delivered.get(task_id, 0)
         if last_seq <= known:
             return
-        self.events_committed(await fetch(task_id, known))
+        self._deliver(await fetch(task_id, known))
 
     def resync_all(self) -> None:
         """After the listener reconnects, notifications may have been missed: let subscribers re-read."""

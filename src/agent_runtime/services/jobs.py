@@ -248,7 +248,6 @@ class TaskJobs:
 
     async def _fail(self, lease: Lease, exc: ServiceError, *, version: int | None = None) -> None:
         error = {"code": exc.code.value, "message": exc.message, **({"details": exc.details} if exc.details else {})}
-        log.warning("task_failed", code=exc.code.value)
         async with self.store.transaction(lease.task_id, lease) as tx:
             if is_terminal(tx.task.status):
                 return

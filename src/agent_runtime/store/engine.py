@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from agent_runtime.errors import ConfigError
 from agent_runtime.settings import DatabaseSettings
+from agent_runtime.store import pg_text
 
 SUPPORTED = ("sqlite+aiosqlite", "postgresql+asyncpg")
 
@@ -30,8 +31,14 @@ def create_engine(db: DatabaseSettings) -> AsyncEngine:
         return _sqlite_engine(db, url.database)
     # No pre-ping: it costs a round trip per checkout. A dead connection fails one operation (the
     # runner and clients retry) and is replaced; recycling bounds how stale a pooled one can get.
+    # JSON values come back through pg_text.loads: NUL in stored strings is escaped (store/pg_text.py).
     return create_async_engine(
-        db.url, echo=db.echo, pool_size=db.pool_size, max_overflow=db.pool_size, pool_recycle=1800
+        db.url,
+        echo=db.echo,
+        pool_size=db.pool_size,
+        max_overflow=db.pool_size,
+        pool_recycle=1800,
+        json_deserializer=pg_text.loads,
     )
 
 

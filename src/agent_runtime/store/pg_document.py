@@ -11,7 +11,8 @@ The document::
 Values are encoded per column kind (:data:`TASK_KINDS` and friends, derived from the schema; a
 test checks the migration reads the same kinds) and cast back by the function, so they keep the
 semantics of SQLAlchemy's statements: JSON ``null`` in a JSONB column stays JSON null, ``None``
-elsewhere is SQL NULL. A value the document cannot carry exactly (a naive timestamp, text that is
+elsewhere is SQL NULL. Every string's U+0000 and U+0001 are escaped (:mod:`.pg_text`). A value
+the document cannot carry exactly (a naive timestamp, text that is
 not a string, an unknown column, anything not JSON) raises ``TypeError`` naming the column.
 """
 
@@ -24,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from agent_runtime.domain.records import Lease
+from agent_runtime.store import pg_text
 from agent_runtime.store import schema as t
 from agent_runtime.store.tx import (
     CallsWhere,
@@ -44,7 +46,7 @@ def _kinds(table: sa.Table, keys: frozenset[str]) -> dict[str, str]:
     for col in table.columns:
         if col.name in keys:
             continue
-        typ = col.type
+        typ = col.type.impl_instance if isinstance(col.type, sa.types.TypeDecorator) else col.type
         if isinstance(typ, sa.JSON):
             out[col.name] = "json"
         elif isinstance(typ, sa.DateTime):
@@ -136,6 +138,7 @@ def document(tx: TaskTx, fence: Lease | None, notify: dict[str, Any] | None) -> 
     if notify is not None:
         doc["notify"] = notify
     try:
-        return json.dumps(doc, separators=(",", ":"), allow_nan=False)
+        text = json.dumps(doc, separators=(",", ":"), allow_nan=False)
     except ValueError as exc:  # NaN or infinity: not JSON
         raise TypeError(f"task {task.id}: a value is not JSON: {exc}") from exc
+    return pg_text.encode_json(text)  # NUL in model output or a tool result: escaped (store/pg_text.py)

@@ -37,13 +37,15 @@ from sqlalchemy.util import greenlet_spawn
 
 from agent_runtime.domain.events import Event
 from agent_runtime.domain.records import Lease, TaskRecord
-from agent_runtime.store import leases, pg_document, queries, rows
+from agent_runtime.store import leases, pg_document, pg_text, queries, rows
+from agent_runtime.store import schema as t
 from agent_runtime.store.store import NOTIFY_CHANNEL, StoreListener, TaskStore
 from agent_runtime.store.tx import TaskTx
 
 APPLY = "SELECT * FROM agent_runtime_apply_v2($1::jsonb)"
 T = TypeVar("T")
 _JSON_COLUMNS = ("metadata", "result", "error")
+_TEXT_COLUMNS = tuple(c.name for c in t.tasks.columns if isinstance(c.type, pg_text.EscapedString))
 
 
 class PostgresStore(TaskStore):
@@ -168,9 +170,13 @@ class PostgresStore(TaskStore):
 
 
 def _task(row: Mapping[Any, Any]) -> TaskRecord:
-    """The task row the function returned (a driver row: JSON columns arrive as text)."""
+    """The task row the function returned (a driver row: no SQLAlchemy type processing, so JSON
+    columns may arrive as text and escaped text columns are restored here; store/pg_text.py)."""
     values = dict(row)
     for name in _JSON_COLUMNS:
         if isinstance(values[name], str):
-            values[name] = json.loads(values[name])
+            values[name] = pg_text.loads(values[name])
+    for name in _TEXT_COLUMNS:
+        if isinstance(values[name], str):
+            values[name] = pg_text.decode_text(values[name])
     return rows.task(values)

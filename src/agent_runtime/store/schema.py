@@ -1,9 +1,14 @@
-"""Table definitions (SQLAlchemy Core). Migrations in ``migrations/`` create exactly these."""
+"""Table definitions (SQLAlchemy Core). Migrations in ``migrations/`` create exactly these.
+
+Columns that may hold free text (model output, tool names, client text) are ``Escaped*`` types:
+NUL-safe on PostgreSQL (``store/pg_text.py``), plain text on SQLite."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
+
+from agent_runtime.store.pg_text import EscapedString, EscapedText
 
 metadata = sa.MetaData()
 
@@ -15,7 +20,7 @@ tasks = sa.Table(
     metadata,
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("status", sa.String(32), nullable=False),
-    sa.Column("prompt", sa.Text, nullable=False),
+    sa.Column("prompt", EscapedText(), nullable=False),
     sa.Column("metadata", JSONType, nullable=False),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
@@ -23,15 +28,15 @@ tasks = sa.Table(
     sa.Column("approved_plan_version", sa.Integer),
     sa.Column("result", JSONType),
     sa.Column("error", JSONType),
-    sa.Column("revision_feedback", sa.Text),
+    sa.Column("revision_feedback", EscapedText()),
     sa.Column("lease_owner", sa.String(200)),
     sa.Column("lease_expires_at", TS),
     sa.Column("lease_epoch", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_seq", sa.Integer, nullable=False, server_default="0"),
     sa.Column("finished_at", TS),
     # Identity (migration 0005): set once when the task is created, never updated.
-    sa.Column("tenant", sa.String(200), nullable=False, server_default="default"),
-    sa.Column("submitted_by", sa.String(200)),
+    sa.Column("tenant", EscapedString(200), nullable=False, server_default="default"),
+    sa.Column("submitted_by", EscapedString(200)),
 )
 sa.Index("ix_tasks_tenant_id", tasks.c.tenant, tasks.c.id)
 sa.Index("ix_tasks_status_lease", tasks.c.status, tasks.c.lease_expires_at)
@@ -44,7 +49,7 @@ plan_versions = sa.Table(
     sa.Column("version", sa.Integer, primary_key=True),
     sa.Column("content_hash", sa.String(80), nullable=False),
     sa.Column("plan", JSONType, nullable=False),
-    sa.Column("author", sa.String(200), nullable=False),
+    sa.Column("author", EscapedString(200), nullable=False),
     sa.Column("created_at", TS, nullable=False),
 )
 
@@ -56,7 +61,7 @@ steps = sa.Table(
     sa.Column("step_id", sa.String(40), primary_key=True),
     sa.Column("position", sa.Integer, nullable=False),
     sa.Column("status", sa.String(32), nullable=False),
-    sa.Column("output", sa.Text),
+    sa.Column("output", EscapedText()),
     sa.Column("error", JSONType),
     sa.Column("started_at", TS),
     sa.Column("finished_at", TS),
@@ -71,7 +76,7 @@ tool_calls = sa.Table(
     sa.Column("step_id", sa.String(40), nullable=False),
     sa.Column("turn", sa.Integer, nullable=False),
     sa.Column("call_index", sa.Integer, nullable=False),
-    sa.Column("tool_name", sa.String(200), nullable=False),
+    sa.Column("tool_name", EscapedString(200), nullable=False),
     sa.Column("arguments", JSONType, nullable=False),
     sa.Column("status", sa.String(32), nullable=False),
     sa.Column("result", JSONType),
@@ -89,8 +94,8 @@ approvals = sa.Table(
     sa.Column("task_id", sa.String(40), sa.ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
     sa.Column("plan_version", sa.Integer, nullable=False),
     sa.Column("decision", sa.String(32), nullable=False),
-    sa.Column("actor", sa.String(200)),
-    sa.Column("reason", sa.Text),
+    sa.Column("actor", EscapedString(200)),
+    sa.Column("reason", EscapedText()),
     sa.Column("created_at", TS, nullable=False),
     # Identity (migration 0005): the approver's roles and the plan content hash the decision names.
     sa.Column("actor_roles", JSONType),
@@ -104,7 +109,7 @@ api_keys = sa.Table(
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("subject", sa.String(200), nullable=False),
-    sa.Column("tenant", sa.String(200), nullable=False),
+    sa.Column("tenant", EscapedString(200), nullable=False),
     sa.Column("roles", JSONType, nullable=False),
     sa.Column("description", sa.String(400)),
     sa.Column("created_by", sa.String(200)),

@@ -8,6 +8,9 @@ ready, waits for the stop event and exits. Any other task may call tools on the 
 Failures are translated at this edge: a call that outlives its timeout raises
 :class:`ToolTimeoutError`; a server that cannot start, exits or dies raises :class:`ToolServerError`
 with the server id and the tail of its stderr; an ``isError`` result is data (``ToolResult``).
+Every stderr tail and error text made here has the values the registry injected into this server
+redacted (``LaunchSpec.redact``), so service logs, the catalogue's status, task errors and events,
+which all take their text from here, never show them.
 """
 
 from __future__ import annotations
@@ -106,7 +109,7 @@ class ServerConnection:
         return self._child is not None
 
     def stderr_tail(self) -> str:
-        return processes.read_tail(self._stderr) or self._final_tail
+        return self.spec.redact(processes.read_tail(self._stderr) or self._final_tail)
 
     def alive(self) -> bool:
         """Ready and, for stdio, its process still running (a dead one is marked failed and stopped)."""
@@ -176,7 +179,7 @@ class ServerConnection:
 
     def _fail(self, what: str) -> None:
         if self.error is None:
-            self.error = self.failure_text(what)
+            self.error = self.spec.redact(self.failure_text(what))
         self.state = "failed"
         self._settled.set()
 
@@ -205,7 +208,9 @@ class ServerConnection:
                 self._fail(f"did not finish connecting within {self.spec.connect_timeout:g} s")
         except OSError as exc:  # missing executable, bad cwd: expected, no traceback needed
             self._fail(f"could not be started: {describe_exception(exc)}")
-            log.warning("tool_server_start_failed", server=self.server_id, error=describe_exception(exc))
+            log.warning(
+                "tool_server_start_failed", server=self.server_id, error=self.spec.redact(describe_exception(exc))
+            )
         except Exception as exc:  # top level of the owner task: record, never propagate
             if self.state == "ready":
                 self._fail(f"closed unexpectedly: {describe_exception(exc)}")
@@ -298,18 +303,19 @@ class ServerConnection:
                     meta=cast(Any, meta),
                 )
         except MCPError as exc:
+            message = self.spec.redact(exc.message)
             if exc.code == mcp_types.REQUEST_TIMEOUT:
                 raise ToolTimeoutError(
                     f"tool {self.server_id}.{name} did not answer within {limit:g} s", details=details
                 ) from exc
             if exc.code in _MODEL_ERRORS:
-                return protocol_error_result(self.server_id, name, exc.code, exc.message)
+                return protocol_error_result(self.server_id, name, exc.code, message)
             if exc.code == mcp_types.CONNECTION_CLOSED:
                 gone = not self._process_running()
                 self._mark_dead(f"{'exited' if gone else 'closed the connection'} during a call to {name!r}")
-                raise ToolServerError(self.error or exc.message, details=details) from exc
+                raise ToolServerError(self.error or message, details=details) from exc
             raise ToolServerError(
-                f"tool server {self.server_id!r} answered {name!r} with protocol error {exc.code}: {exc.message}",
+                f"tool server {self.server_id!r} answered {name!r} with protocol error {exc.code}: {message}",
                 details=details,
             ) from exc
         except TimeoutError as exc:

@@ -44,6 +44,10 @@ from agent_runtime.errors import ConfigError
 from agent_runtime.settings import ToolSettings
 
 SPECIAL_VARIABLES = ("PYTHON", "REGISTRY_DIR", "WORKSPACE", "TASK_ID")
+REDACTED = "***"
+MIN_SECRET_CHARS = 6
+"""Injected values shorter than this are not redacted: no credible secret, and hiding every ``1`` or
+``true`` would make a stderr tail unreadable."""
 DISCOVERY_TASK_ID = "catalogue-discovery"
 """What ``${TASK_ID}`` becomes while the catalogue lists a server's tools (no task is involved)."""
 _VARIABLE = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*|file:[^}]+)\})")
@@ -263,20 +267,35 @@ class LaunchSpec:
     static_env: Mapping[str, str] = field(default_factory=dict)
     """The part of ``env`` that is the same for every task (no ``${WORKSPACE}``/``${TASK_ID}``, no
     task ``env``): what a fork server imports the server's modules with."""
+    secrets: tuple[str, ...] = ()
+    """What the registry injected that may be secret (see :func:`resolve_launch`), longest first:
+    :meth:`redact` hides them in the server's stderr tail and error texts."""
+
+    def redact(self, text: str) -> str:
+        """``text`` with every injected value of this server replaced by ``***``."""
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
 
 
-def expand(text: str, variables: Mapping[str, str], where: str) -> str:
-    """Replace ``${NAME}`` from ``variables`` and ``$$`` by ``$``; a missing name is a ConfigError."""
+def expand(text: str, variables: Mapping[str, str], where: str, injected: list[str] | None = None) -> str:
+    """Replace ``${NAME}`` from ``variables`` and ``$$`` by ``$``; a missing name is a ConfigError.
+    ``injected`` collects the values of ``${file:...}`` and of every non-special ``${NAME}``."""
 
     def replace(match: re.Match[str]) -> str:
         if match.group(1):
             return "$"
         name = match.group(2)
         if name.startswith("file:"):
-            return _read_secret_file(name[len("file:") :], where)
-        if name not in variables:
+            value = _read_secret_file(name[len("file:") :], where)
+        elif name not in variables:
             raise ConfigError(f"{where}: ${{{name}}} is not set in the service's environment")
-        return variables[name]
+        else:
+            value = variables[name]
+        if injected is not None and name not in SPECIAL_VARIABLES:
+            injected.append(value)
+        return value
 
     return _VARIABLE.sub(replace, text)
 
@@ -309,6 +328,7 @@ def resolve_launch(
     if task_id is not None:
         variables["TASK_ID"] = task_id
     prefix = f"{registry.path or 'registry'}: server {entry.id!r}: config"
+    injected: list[str] = []
     common: dict[str, Any] = {
         "server_id": entry.id,
         "connect_timeout": entry.connect_timeout_seconds or settings.connect_timeout_seconds,
@@ -316,22 +336,24 @@ def resolve_launch(
         "idempotent_overrides": entry.idempotent_overrides(),
     }
     if isinstance(entry, HttpServer):
-        headers = {k: expand(v, variables, f"{prefix}.headers.{k}") for k, v in entry.config.headers.items()}
+        headers = {k: expand(v, variables, f"{prefix}.headers.{k}", injected) for k, v in entry.config.headers.items()}
+        injected.extend(v for v in entry.config.headers.values() if "$" not in v)  # written in the registry
         if task_id is not None:
             headers.setdefault(TASK_HEADER, task_id)
-        url = expand(entry.config.url, variables, f"{prefix}.url")
-        return LaunchSpec(transport="remote_http", url=url, headers=headers, **common)
+        url = expand(entry.config.url, variables, f"{prefix}.url", injected)
+        return LaunchSpec(transport="remote_http", url=url, headers=headers, secrets=_secrets(injected), **common)
     cfg = entry.config
-    command = expand(cfg.command, variables, f"{prefix}.command")
+    command = expand(cfg.command, variables, f"{prefix}.command", injected)
     if "/" in command and not Path(command).is_absolute():
         command = str(registry.base_dir / command)
-    args = tuple(expand(a, variables, f"{prefix}.args[{i}]") for i, a in enumerate(cfg.args))
-    env = {k: expand(v, variables, f"{prefix}.env.{k}") for k, v in cfg.env.items()}
+    args = tuple(expand(a, variables, f"{prefix}.args[{i}]", injected) for i, a in enumerate(cfg.args))
+    env = {k: expand(v, variables, f"{prefix}.env.{k}", injected) for k, v in cfg.env.items()}
+    injected.extend(v for v in cfg.env.values() if "$" not in v)  # written in the registry itself
     static_env = {k: env[k] for k, v in cfg.env.items() if "${WORKSPACE}" not in v and "${TASK_ID}" not in v}
     env.update(extra_env or {})
     for key in extra_env or {}:
         static_env.pop(key, None)
-    cwd = workspace if cfg.cwd is None else workspace / expand(cfg.cwd, variables, f"{prefix}.cwd")
+    cwd = workspace if cfg.cwd is None else workspace / expand(cfg.cwd, variables, f"{prefix}.cwd", injected)
     return LaunchSpec(
         transport="local_stdio",
         command=command,
@@ -340,5 +362,11 @@ def resolve_launch(
         cwd=cwd,
         fork_server=entry.fork_server,
         static_env=static_env,
+        secrets=_secrets(injected),
         **common,
     )
+
+
+def _secrets(injected: list[str]) -> tuple[str, ...]:
+    """The injected values worth redacting, longest first (so a secret inside another goes too)."""
+    return tuple(sorted({v for v in injected if len(v) >= MIN_SECRET_CHARS}, key=len, reverse=True))

@@ -48,6 +48,7 @@ def _function() -> str:
         text = text.replace(old, new)
     return text
 
+
 JSON_TYPE = sa.JSON().with_variant(JSONB(), "postgresql")
 
 
