@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +42,21 @@ def write_config(directory: Path) -> Path:
     return path
 
 
-def one_start(config: Path, port: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU of ``pid`` and its live descendants (the fork server, discovery's servers)."""
+    total = 0.0
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def one_start(config: Path, port: int) -> tuple[float, float]:
+    """(seconds to the first /readyz 200, CPU-seconds the service and its children used by then)."""
     binary = REPO / ".venv" / "bin" / "agent-runtime"
     started = time.perf_counter()
     proc = subprocess.Popen(
@@ -58,7 +73,7 @@ def one_start(config: Path, port: int) -> float:
                     raise RuntimeError(f"serve exited with {proc.returncode} before it was ready")
                 try:
                     if client.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                        return time.perf_counter() - started
+                        return time.perf_counter() - started, cpu_seconds(proc.pid)
                 except httpx.TransportError:
                     pass
                 time.sleep(0.01)
@@ -76,17 +91,21 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--port", type=int, default=18731)
     args = parser.parse_args()
-    fresh: list[float] = []
-    restart: list[float] = []
+    results: dict[str, list[tuple[float, float]]] = {"fresh database": [], "restart": []}
     for n in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
             config = write_config(Path(tmp))
-            fresh.append(one_start(config, args.port))
-            restart.append(one_start(config, args.port))
-        log(f"run {n + 1}: fresh {fresh[-1] * 1000:.0f} ms, restart {restart[-1] * 1000:.0f} ms")
-    for name, values in (("fresh database", fresh), ("restart", restart)):
-        s = summary([v * 1000 for v in values])
-        print(f"{name}: n={s['n']:.0f} min {s['min']:.0f} ms, p50 {s['p50']:.0f} ms, max {s['max']:.0f} ms")
+            results["fresh database"].append(one_start(config, args.port))
+            results["restart"].append(one_start(config, args.port))
+        (fw, fc), (rw, rc) = results["fresh database"][-1], results["restart"][-1]
+        log(f"run {n + 1}: fresh {fw * 1000:.0f} ms ({fc:.2f} CPU-s), restart {rw * 1000:.0f} ms ({rc:.2f} CPU-s)")
+    for name, values in results.items():
+        s = summary([wall * 1000 for wall, _ in values])
+        cpu = summary([c for _, c in values])
+        print(
+            f"{name}: n={s['n']:.0f} min {s['min']:.0f} ms, p50 {s['p50']:.0f} ms, max {s['max']:.0f} ms; "
+            f"CPU-s at ready p50 {cpu['p50']:.2f}"
+        )
 
 
 if __name__ == "__main__":
