@@ -25,6 +25,7 @@ from anyio.abc import TaskGroup
 from agent_runtime.errors import ConfigError
 from agent_runtime.llm.base import LLMClient
 from agent_runtime.llm.factory import build_llm_client
+from agent_runtime.llm.lazy import LazyLLM
 from agent_runtime.llm.metered import MeteredLLM
 from agent_runtime.observability.metrics import Metrics
 from agent_runtime.observability.tracing import Tracing, setup_tracing
@@ -162,6 +163,10 @@ async def serve_background(runtime: Runtime, tg: TaskGroup) -> None:
         )
     tg.start_soon(_housekeeping, runtime)
     tg.start_soon(_reload_on_sighup, runtime)
+    for llm in (runtime.planner_llm, runtime.executor_llm):
+        inner = llm.inner if isinstance(llm, MeteredLLM) else llm
+        if isinstance(inner, LazyLLM):  # import the provider SDK while serving, not before
+            tg.start_soon(inner.prepare)
 
 
 async def drain_runtime(runtime: Runtime) -> None:

@@ -173,8 +173,13 @@ class RunnerSettings(_Section):
     heartbeat_seconds: float = Field(default=3.0, gt=0)
     safety_poll_seconds: float = Field(default=2.0, gt=0)
     """Work is picked up on notification; this slow poll only catches expired leases and lost wake-ups."""
-    max_concurrent_planning: int = Field(default=8, ge=1)
-    max_concurrent_execution: int = Field(default=8, ge=1)
+    max_concurrent_planning: int = Field(default=256, ge=1)
+    max_concurrent_execution: int = Field(default=256, ge=1)
+    """Tasks a replica runs at once. Slots are cheap: a running task spends its time waiting on LLM
+    and tool I/O and holds no database connection while it waits; each costs one lease renewal per
+    ``heartbeat_seconds`` (256 tasks: ~85 one-row writes/s, well inside SQLite's single writer).
+    Real limits are elsewhere: ``tools.max_server_processes`` (tasks wait for a process slot there)
+    and the LLM provider's rate limits."""
     global_max_planning: int | None = Field(default=None, ge=1)
     global_max_execution: int | None = Field(default=None, ge=1)
     hand_off: bool = True

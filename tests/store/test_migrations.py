@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,3 +38,43 @@ async def _check(url: str) -> None:
         assert await migrate.pending(engine) is False
     finally:
         await engine.dispose()
+
+
+def test_the_head_revision_constant_is_alembics_head() -> None:
+    assert migrate.head_revision() == migrate.HEAD_REVISION
+
+
+def test_a_database_at_the_head_is_served_without_importing_alembic(tmp_path: Path) -> None:
+    # A fresh interpreter: this test process has imported Alembic already.
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+    code = f"""
+import asyncio, sys
+from agent_runtime.settings import DatabaseSettings
+from agent_runtime.store import migrate
+from agent_runtime.store.engine import create_engine
+
+async def main() -> None:
+    engine = create_engine(DatabaseSettings(url={url!r}))
+    await migrate.upgrade(engine)  # migrates: imports Alembic
+    await engine.dispose()
+
+asyncio.run(main())
+"""
+    check = f"""
+import asyncio, sys
+from agent_runtime.settings import DatabaseSettings
+from agent_runtime.store import migrate
+from agent_runtime.store.engine import create_engine
+
+async def main() -> None:
+    engine = create_engine(DatabaseSettings(url={url!r}))
+    assert await migrate.pending(engine) is False
+    assert await migrate.upgrade(engine) == migrate.HEAD_REVISION
+    await engine.dispose()
+
+asyncio.run(main())
+print(sorted(m for m in sys.modules if m.split(".")[0] == "alembic"))
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", check], check=True, timeout=120, capture_output=True, text=True)
+    assert done.stdout.strip() == "[]"

@@ -230,22 +230,68 @@ async def test_closing_the_pool_stops_the_servers_of_open_tasks(tool_settings: T
             await tools.call("example.echo", {"text": "x"})
 
 
-async def test_the_process_cap_makes_a_second_task_fail_clearly(tmp_path: Path) -> None:
+async def test_a_task_needing_more_processes_than_the_cap_fails_at_once_naming_the_setting(tmp_path: Path) -> None:
+    settings = ToolSettings(workspace_root=tmp_path / "ws", max_server_processes=1, connect_timeout_seconds=30)
+    registry = make_registry(script_entry("a", "tiny_server.py"), script_entry("b", "tiny_server.py"))
+    with anyio.fail_after(30):
+        async with (
+            running_pool(registry, settings) as pool,
+            pool.open_task("t", ["a", "b"], {"a.echo", "b.echo"}, tmp_path) as tools,
+        ):
+            failed = tools.failed_servers()
+            assert set(failed) == {"a", "b"}
+            assert "needs 2 tool-server processes at once but tools.max_server_processes is 1" in failed["a"]
+            assert pool.status()["live_processes"] == 0
+
+
+async def test_tasks_beyond_the_process_cap_wait_for_slots_past_the_connect_timeout_and_all_complete(
+    tmp_path: Path,
+) -> None:
+    # Each task needs two servers and the cap fits two tasks: taking a task's slots one by one
+    # could deadlock (each task holding one), so a task takes all of its slots at once.
     settings = ToolSettings(
-        workspace_root=tmp_path / "ws",
-        max_server_processes=1,
-        connect_timeout_seconds=30,
-        call_timeout_seconds=20,
+        workspace_root=tmp_path / "ws", max_server_processes=4, connect_timeout_seconds=1.0, call_timeout_seconds=20
     )
-    registry = make_registry(example_entry(), example_entry("quick", connect_timeout_seconds=0.5))
-    async with (
-        running_pool(registry, settings) as pool,
-        pool.open_task("t1", ["example"], ALL_EXAMPLE, tmp_path) as first,
-    ):
-        async with pool.open_task("t2", ["quick"], {"quick.echo"}, tmp_path) as second:
-            assert "process slots (tools.max_server_processes) stayed busy" in second.failed_servers()["quick"]
-        assert (await first.call("example.echo", {"text": "unaffected"})).text == "unaffected"
-        assert pool.status()["live_processes"] == 1
+    registry = make_registry(script_entry("a", "tiny_server.py"), script_entry("b", "tiny_server.py"))
+    allowed = {"a.echo", "b.echo"}
+    release_first = anyio.Event()
+    first_inside: list[str] = []
+    done: list[str] = []
+    most_live = 0
+
+    async with running_pool(registry, settings) as pool:
+
+        async def one_task(task_id: str, hold: bool) -> None:
+            nonlocal most_live
+            workspace = pool.workspaces.create(task_id)
+            async with pool.open_task(task_id, ["a", "b"], allowed, workspace) as tools:
+                assert tools.failed_servers() == {}
+                most_live = max(most_live, pool.status()["live_processes"])
+                if hold:
+                    first_inside.append(task_id)
+                    await release_first.wait()
+                for server in ("a", "b"):
+                    assert (await tools.call(f"{server}.echo", {"text": task_id})).text == task_id
+            done.append(task_id)
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                for n in range(2):
+                    tg.start_soon(one_task, f"held_{n}", True)
+                await anyio.wait_all_tasks_blocked()
+                assert len(first_inside) == 2
+                for n in range(6):
+                    tg.start_soon(one_task, f"queued_{n}", False)
+                await anyio.wait_all_tasks_blocked()
+                assert pool.status()["tasks_waiting_for_slots"] == 6
+                # Let the old per-start deadline (the connect timeout) pass: queued tasks keep waiting.
+                await anyio.sleep(1.3)
+                assert pool.status()["tasks_waiting_for_slots"] == 6 and done == []
+                release_first.set()
+        assert sorted(done) == sorted([f"held_{n}" for n in range(2)] + [f"queued_{n}" for n in range(6)])
+        assert most_live <= 4
+        assert pool.status()["tasks_waiting_for_slots"] == 0 and pool.status()["live_processes"] == 0
+    assert marked_children() == []
 
 
 async def test_a_remote_http_server_is_used_through_the_pool(

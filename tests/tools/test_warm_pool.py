@@ -87,3 +87,45 @@ async def test_an_instance_idle_past_the_limit_is_replaced_by_a_fresh_one(tool_s
             (new_pid,) = warm_pids()
             assert new_pid != old_pid  # the old instance was stopped (marked_children skips zombies)
     assert marked_children() == []
+
+
+async def test_with_prewarm_one_consecutive_tasks_each_find_a_ready_instance(tool_settings: ToolSettings) -> None:
+    registry = make_registry(script_entry("tiny", "tiny_server.py", prewarm=1))
+    with anyio.fail_after(60):
+        async with running_pool(registry, tool_settings, wait_for_warm=True) as pool:
+            for n in range(1, 6):
+                workspace = pool.workspaces.create(f"task_{n}")
+                async with pool.open_task(f"task_{n}", ["tiny"], {"tiny.echo"}, workspace) as tools:
+                    status = pool.status()["warm"]
+                    assert status["handed_out"] == n and status["missed"] == 0
+                    # The replacement started at hand-out, while this task still runs.
+                    assert status["servers"]["tiny"]["starting"] + status["servers"]["tiny"]["ready"] == 1
+                    assert (await tools.call("tiny.echo", {"text": f"hi {n}"})).text == f"hi {n}"
+                await pool.wait_warm()
+                assert pool.status()["warm"]["servers"]["tiny"]["ready"] == 1
+            assert pool.status()["warm"]["missed"] == 0
+    assert marked_children() == []
+
+
+async def test_a_refill_waits_for_a_free_process_slot_and_starts_when_one_is_given_back(
+    tool_settings: ToolSettings,
+) -> None:
+    settings = tool_settings.model_copy(update={"max_server_processes": 1})
+    registry = make_registry(script_entry("tiny", "tiny_server.py", prewarm=1))
+    with anyio.fail_after(60):
+        async with running_pool(registry, settings, wait_for_warm=True) as pool:
+            workspace = pool.workspaces.create("only")
+            async with pool.open_task("only", ["tiny"], {"tiny.echo"}, workspace) as tools:
+                status = pool.status()
+                assert status["live_processes"] == 1  # the handed-out instance holds the one slot
+                assert status["warm"]["servers"]["tiny"] == {
+                    "target": 1,
+                    "ready": 0,
+                    "starting": 0,
+                    "last_error": None,
+                }
+                assert (await tools.call("tiny.echo", {"text": "x"})).text == "x"
+            await pool.wait_warm()  # the slot came back with the task's end: the refill ran
+            status = pool.status()
+            assert status["warm"]["servers"]["tiny"]["ready"] == 1 and status["live_processes"] == 1
+    assert marked_children() == []

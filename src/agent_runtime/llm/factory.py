@@ -1,8 +1,9 @@
 """Build the :class:`LLMClient` that resolved settings ask for.
 
 Provider SDKs are imported only when their provider is chosen (``import anthropic`` alone costs
-more than a second). A missing key is a :class:`ConfigError` that names the variable to set,
-raised before any SDK is touched.
+more than a second), and then only on first use (:class:`LazyLLM`), so start-up does not wait on
+them. A missing key is a :class:`ConfigError` that names the variable to set, raised at once,
+before any SDK is touched.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import httpx2
 
 from agent_runtime.errors import ConfigError
 from agent_runtime.llm.base import LLMClient
+from agent_runtime.llm.lazy import LazyLLM
 from agent_runtime.llm.offline import OfflineTestModel
 from agent_runtime.settings import ResolvedLLM
 
@@ -34,11 +36,19 @@ def build_llm_client(resolved: ResolvedLLM, *, http_client: httpx2.AsyncClient |
             "to run with the offline test model"
         )
     if resolved.provider == "openai":
-        from agent_runtime.llm.openai_client import OpenAIClient
 
-        return OpenAIClient(resolved, http_client=http_client)
-    if resolved.provider == "anthropic":
-        from agent_runtime.llm.anthropic_client import AnthropicClient
+        def build() -> LLMClient:
+            from agent_runtime.llm.openai_client import OpenAIClient
 
-        return AnthropicClient(resolved, http_client=http_client)
-    raise ConfigError(f"unknown llm provider {resolved.provider!r}")
+            return OpenAIClient(resolved, http_client=http_client)
+
+    elif resolved.provider == "anthropic":
+
+        def build() -> LLMClient:
+            from agent_runtime.llm.anthropic_client import AnthropicClient
+
+            return AnthropicClient(resolved, http_client=http_client)
+
+    else:
+        raise ConfigError(f"unknown llm provider {resolved.provider!r}")
+    return LazyLLM(resolved.provider, resolved.model, build)

@@ -7,8 +7,9 @@ server that fails to start is reported by ``failed_servers()`` without aborting 
 that crashes is restarted on its next call, at most ``max_restarts_per_step`` times per step. The
 crashed call itself is not repeated: whether a call may run twice is the executor's decision.
 
-The pool caps live server processes at ``max_server_processes`` (a start waits up to its connect
-timeout for a slot, then fails clearly) and keeps the warm instances of ``warm.py``.
+The pool caps live server processes at ``max_server_processes``: a task takes the slots of all its
+stdio servers at once and waits for them as long as it takes (back-pressure, see ``launcher.py``);
+a crashed server's restart reuses its slot. It keeps the warm instances of ``warm.py``.
 """
 
 from __future__ import annotations
@@ -235,9 +236,9 @@ class TaskTools:
                 restart=server.restarts,
                 limit=limit,
             )
-            await self._pool.launcher.release(conn)
+            await self._pool.launcher.release(conn, keep_slot=True)
             server.conn = None
-            await self._start(server)
+            await self._start(server, held=conn.spec.transport == "local_stdio")
             if server.conn is None:
                 raise ToolServerError(server.error or "restart failed", details={"server_id": server.server_id})
             return server.conn
@@ -248,16 +249,27 @@ class TaskTools:
         warm = {}
         if not self._env:
             warm = self._pool.claim_warm(self.task_id, self.server_ids, self.workspace, self._registry)
-        async with anyio.create_task_group() as tg:
-            for server in self._servers.values():
-                entry = self._registry.get(server.server_id)
-                if entry is not None and entry.enabled and entry.scope == "shared":
-                    self._attach_shared(server)
-                elif server.server_id in warm:
-                    server.conn = warm[server.server_id]
+        cold: list[tuple[_Server, bool]] = []
+        for server in self._servers.values():
+            entry = self._registry.get(server.server_id)
+            if entry is not None and entry.enabled and entry.scope == "shared":
+                self._attach_shared(server)
+            elif server.server_id in warm:
+                server.conn = warm[server.server_id]
+                server.starts += 1
+            else:
+                cold.append((server, isinstance(entry, StdioServer) and entry.enabled))
+        try:
+            await self._pool.launcher.reserve_slots(sum(held for _, held in cold), owner=f"task {self.task_id}")
+        except ToolServerError as exc:  # more stdio servers than the cap: none of them can start
+            for server, held in cold:
+                if held:
                     server.starts += 1
-                else:
-                    tg.start_soon(self._start, server)
+                    server.error = exc.message
+            cold = [(server, held) for server, held in cold if not held]
+        async with anyio.create_task_group() as tg:
+            for server, held in cold:
+                tg.start_soon(self._start, server, held)
         failed = self.failed_servers()
         if failed:
             log.warning("tool_servers_failed_to_start", task_id=self.task_id, servers=sorted(failed))
@@ -273,9 +285,11 @@ class TaskTools:
         if server.shared is None:
             server.error = f"shared tool server {server.server_id!r} is not running"
 
-    async def _start(self, server: _Server) -> None:
+    async def _start(self, server: _Server, held: bool = False) -> None:
+        """Start ``server``; ``held``: a process slot is already held for it (given back on failure)."""
         server.starts += 1
         entry = self._registry.get(server.server_id)
+        launching = False
         try:
             if entry is None or not entry.enabled:
                 state = "not in the tool registry" if entry is None else "disabled in the tool registry"
@@ -290,11 +304,21 @@ class TaskTools:
             )
             logs = self._pool.workspaces.logs_dir(self.task_id)
             stderr_path = logs / f"{server.server_id}-{server.starts}.stderr.log"
+            if held and spec.transport != "local_stdio":
+                self._pool.launcher.give_back_slots(1)
+                held = False
+            launching = True
             server.conn = await self._pool.launcher.launch(
-                spec, stderr_path=stderr_path if isinstance(entry, StdioServer) else None
+                spec,
+                stderr_path=stderr_path if isinstance(entry, StdioServer) else None,
+                slot="held" if held else "wait",
             )
             server.error = None
-        except (ToolServerError, ConfigError) as exc:
+        except BaseException as exc:
+            if held and not launching:
+                self._pool.launcher.give_back_slots(1)
+            if not isinstance(exc, ToolServerError | ConfigError):
+                raise
             server.error = exc.message
             log.warning("tool_server_unavailable", task_id=self.task_id, server=server.server_id, error=exc.message)
 
