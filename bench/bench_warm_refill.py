@@ -22,11 +22,11 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import anyio  # noqa: E402
-from bench.stats import log, summary  # noqa: E402
 
 from agent_runtime.settings import ToolSettings  # noqa: E402
 from agent_runtime.tools.pool import ToolPool  # noqa: E402
 from agent_runtime.tools.registry import Registry  # noqa: E402
+from bench.stats import log, summary  # noqa: E402
 
 TIME = REPO / ".tools" / "mcp-time-venv" / "bin" / "mcp-server-time"
 
