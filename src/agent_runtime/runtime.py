@@ -13,6 +13,7 @@ FastAPI lifespan; tests and benchmarks can use them directly.
 from __future__ import annotations
 
 import signal
+import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -208,9 +209,11 @@ async def _housekeeping(runtime: Runtime) -> None:
 
 
 async def _reload_on_sighup(runtime: Runtime) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals reach only the main thread's loop (an embedding app, tests in a worker thread)
     try:
         signals = anyio.open_signal_receiver(signal.SIGHUP)
-    except (NotImplementedError, ValueError):  # not the main thread (tests) or not supported
+    except (NotImplementedError, ValueError):  # not supported here
         return
     with signals as received:
         async for _ in received:

@@ -22,7 +22,6 @@ from pydantic import (
 )
 
 from agent_runtime.domain.inputs import (
-    JSON_VALUE_REF,
     NO_NUL,
     NON_BLANK,
     check_json,
@@ -39,7 +38,7 @@ NonBlankText = Annotated[str, StringConstraints(pattern=NON_BLANK), AfterValidat
 JsonObject = Annotated[
     dict[str, Any],
     AfterValidator(check_json),
-    WithJsonSchema({"type": "object", "propertyNames": {"pattern": NO_NUL}, "additionalProperties": JSON_VALUE_REF}),
+    WithJsonSchema({"type": "object", "additionalProperties": True}),
 ]
 """Free-form JSON a database can hold and give back: finite numbers, bounded depth, storable text."""
 Version = Annotated[int, Field(ge=1, le=2**31 - 1), BeforeValidator(whole_number)]

@@ -114,13 +114,6 @@ async def test_a_generated_client_reads_and_approves_a_task_of_the_live_service(
         await _get_then_approve(live, task_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "openapi-python-client 0.29.1 cannot parse the recursive StorableJson union of SubmitTask.metadata "
-        "('Invalid property in union') and drops POST /v1/tasks from the generated client (issue 12)"
-    ),
-)
 async def test_a_generated_client_submits_reads_and_approves_a_task(tmp_path: Path, generated: Path) -> None:
     async with _live(tmp_path) as live:
         package = await _generate(live, generated)

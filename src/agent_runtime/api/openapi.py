@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from agent_runtime.domain.inputs import NON_BLANK, STORABLE_JSON_SCHEMA
+from agent_runtime.domain.inputs import NON_BLANK
 from agent_runtime.domain.plan import STEP_ID
 
 ERROR_SCHEMA: dict[str, Any] = {
@@ -93,7 +93,6 @@ def exact(doc: dict[str, Any], *, event_schema: dict[str, Any] | None = None) ->
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
     schemas["Error"] = ERROR_SCHEMA
-    schemas["StorableJson"] = STORABLE_JSON_SCHEMA
     for path, item in doc.get("paths", {}).items():
         for method, op in item.items():
             _no_null_parameters(op)

@@ -27,24 +27,12 @@ NO_NUL = r"^[^\x00]*$"
 NON_BLANK = r"^[^\x00]*[^\x00 \t\n\v\f\r][^\x00]*$"
 """Storable text with a character other than ASCII white space (``BLANK``; regex engines disagree on
 which other characters ``\\s`` covers, so the contract names them: ``domain.text.BLANK``)."""
-JSON_VALUE_REF = {"$ref": "#/components/schemas/StorableJson"}
-"""Where the OpenAPI document describes a storable JSON value (``api/openapi.py``)."""
-STORABLE_JSON_SCHEMA = {
-    "description": f"Any JSON value without NUL characters in its strings, nested at most {MAX_JSON_DEPTH} levels.",
-    "anyOf": [
-        {"type": "string", "pattern": NO_NUL},
-        {"type": "number"},
-        {"type": "boolean"},
-        {"type": "null"},
-        {"type": "array", "items": JSON_VALUE_REF},
-        {"type": "object", "propertyNames": {"pattern": NO_NUL}, "additionalProperties": JSON_VALUE_REF},
-    ],
-}
 
 
-def text_problem(value: str) -> str | None:
-    """Why ``value`` cannot be stored as text, or None."""
-    if "\x00" in value:
+def text_problem(value: str, *, nul_ok: bool = False) -> str | None:
+    """Why ``value`` cannot be stored as text, or None. ``nul_ok``: the value goes into a JSON
+    document, which the store keeps faithfully on both backends (``store/pg_text.py``)."""
+    if not nul_ok and "\x00" in value:
         return "must not contain NUL (\\u0000) characters"
     if not value.isascii():
         try:
@@ -54,7 +42,7 @@ def text_problem(value: str) -> str | None:
     return None
 
 
-def json_problem(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> tuple[str, str] | None:
+def json_problem(value: Any, *, max_depth: int = MAX_JSON_DEPTH, nul_ok: bool = False) -> tuple[str, str] | None:
     """The first (path, reason) in the JSON ``value`` that cannot be stored, or None.
 
     Walks iteratively, so a hostile depth costs no recursion."""
@@ -66,11 +54,11 @@ def json_problem(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> tuple[str, s
                 return path, f"is nested deeper than {max_depth} levels"
             children = item.items() if isinstance(item, dict) else enumerate(item)
             for key, child in children:
-                if isinstance(key, str) and (why := text_problem(key)) is not None:
+                if isinstance(key, str) and (why := text_problem(key, nul_ok=nul_ok)) is not None:
                     return _join(path, "<key>"), f"has a key that {why}"
                 stack.append((child, _join(path, str(key)), depth + 1))
         elif isinstance(item, str):
-            if (why := text_problem(item)) is not None:
+            if (why := text_problem(item, nul_ok=nul_ok)) is not None:
                 return path, why
         elif isinstance(item, float) and not math.isfinite(item):
             return path, "must be a finite number (NaN and Infinity are not JSON)"
@@ -85,8 +73,9 @@ def check_text(value: str) -> str:
 
 
 def check_json(value: Any) -> Any:
-    """A pydantic ``AfterValidator`` for free-form JSON fields; the error names the inner path."""
-    found = json_problem(value)
+    """A pydantic ``AfterValidator`` for free-form JSON fields (NUL allowed: stored faithfully);
+    the error names the inner path."""
+    found = json_problem(value, nul_ok=True)
     if found is not None:
         path, why = found
         raise ValueError(f"{path}: {why}" if path else why)
