@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agent_runtime.domain.events import EventType
 from tests.support.harness import live_service, make_settings
 
 ROUTES = {
@@ -63,3 +64,17 @@ async def test_a_known_path_with_another_method_is_405_in_the_error_shape(tmp_pa
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "method_not_allowed"
     assert response.headers["allow"] == "GET, POST"  # every method some route serves at this path
+
+
+async def test_the_stream_is_documented_as_server_sent_events_of_the_typed_event_union(tmp_path: Path) -> None:
+    async with live_service(make_settings(tmp_path)) as live:
+        doc = (await live.client.get("/openapi.json")).json()
+    frame = doc["paths"]["/v1/tasks/{task_id}/stream"]["get"]["responses"]["200"]["content"]["text/event-stream"]
+    data = frame["schema"]["properties"]["data"]
+    assert data["contentMediaType"] == "application/json"
+    variants = data["contentSchema"]["oneOf"]
+    assert sorted(v["properties"]["type"]["const"] for v in variants) == sorted(t.value for t in EventType)
+    for variant in variants:
+        ref = variant["properties"]["data"]["$ref"].rsplit("/", 1)[-1]
+        assert "type" not in doc["components"]["schemas"][ref]["properties"]  # data is the payload alone
+    assert doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"].keys() == {"text/plain"}

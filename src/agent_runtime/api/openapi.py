@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from agent_runtime.domain.events import TASK_EVENT
 from agent_runtime.domain.inputs import NON_BLANK
 from agent_runtime.domain.plan import STEP_ID
 
@@ -72,7 +73,7 @@ EXTRA: dict[tuple[str, str], dict[str, str]] = {
 """Statuses a rule cannot see from the route's shape."""
 
 
-def install(app: FastAPI, *, event_schema: dict[str, Any] | None = None) -> None:
+def install(app: FastAPI) -> None:
     """Wrap ``app.openapi`` (FastAPI's, plus what other modules added) so the document it returns is
     made exact, once, on first request."""
     generate = app.openapi
@@ -81,14 +82,14 @@ def install(app: FastAPI, *, event_schema: dict[str, Any] | None = None) -> None
     def openapi() -> dict[str, Any]:
         nonlocal exact_doc
         if exact_doc is None:
-            exact_doc = exact(generate(), event_schema=event_schema)
+            exact_doc = exact(generate())
             app.openapi_schema = exact_doc
         return exact_doc
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def exact(doc: dict[str, Any], *, event_schema: dict[str, Any] | None = None) -> dict[str, Any]:
+def exact(doc: dict[str, Any]) -> dict[str, Any]:
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
@@ -124,6 +125,9 @@ def exact(doc: dict[str, Any], *, event_schema: dict[str, Any] | None = None) ->
                         "content": {"application/json": {"schema": ERROR_REF}},
                     }
     _media(doc, "get", "/metrics", "text/plain", {"type": "string"}, "Prometheus text exposition format")
+    event_schema, records = event_stream_schema()
+    for name, record in records.items():  # the records' own names and their nested models (Plan, …)
+        schemas.setdefault(name, record)
     frame = {
         "type": "object",
         "description": "One server-sent event: id (the sequence number), event (the type), data (JSON)",
@@ -134,7 +138,7 @@ def exact(doc: dict[str, Any], *, event_schema: dict[str, Any] | None = None) ->
             "data": {
                 "type": "string",
                 "contentMediaType": "application/json",
-                "contentSchema": event_schema or EVENT_SCHEMA,
+                "contentSchema": event_schema,
             },
         },
     }
@@ -171,3 +175,32 @@ def _media(doc: dict[str, Any], method: str, path: str, media: str, schema: dict
     op = doc.get("paths", {}).get(path, {}).get(method)
     if op is not None:
         op["responses"]["200"] = {"description": text, "content": {media: {"schema": schema}}}
+
+
+def event_stream_schema() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``data`` of a stream frame as the typed event union (``domain/events.py``): one envelope
+    per event type, its ``data`` that type's record without ``type``. Returns (schema, the records'
+    component schemas)."""
+    union = TASK_EVENT.json_schema(mode="validation", ref_template="#/components/schemas/{model}")
+    components: dict[str, Any] = union.get("$defs", {})
+    variants = []
+    for ref in union["discriminator"]["mapping"].values():
+        name = ref.rsplit("/", 1)[-1]
+        record = components[name]
+        type_value = record["properties"]["type"]["const"]
+        data = {k: v for k, v in record.items() if k not in ("properties", "required")}
+        data["properties"] = {k: v for k, v in record["properties"].items() if k != "type"}
+        data["required"] = [k for k in record.get("required", []) if k != "type"]
+        components[f"{name}Data"] = data
+        variants.append(
+            {
+                "type": "object",
+                "required": ["task_id", "seq", "type", "data", "created_at"],
+                "properties": {
+                    **EVENT_SCHEMA["properties"],
+                    "type": {"const": type_value},
+                    "data": {"$ref": f"#/components/schemas/{name}Data"},
+                },
+            }
+        )
+    return {"oneOf": variants}, components
