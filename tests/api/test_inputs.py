@@ -190,3 +190,14 @@ async def test_a_stream_resumed_beyond_the_last_event_still_ends_with_the_final_
                 await live.client.post(f"/v1/tasks/{task_id}/reject", json={"reason": "no"})
                 seen = [sse.event async for sse in source.aiter_sse() if sse.data]
         assert seen == ["task_rejected"]
+
+
+async def test_an_empty_body_cancel_sent_as_a_form_or_text_is_refused_and_cancels_nothing(tmp_path: Path) -> None:
+    async with live_service(make_settings(tmp_path)) as live:
+        task_id = (await live.submit("Echo a."))["id"]
+        await live.wait_for(task_id, "approval_required")
+        for media in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+            response = await live.client.post(f"/v1/tasks/{task_id}/cancel", headers={"content-type": media})
+            assert response.status_code == 415, (media, response.text)
+        assert (await live.task(task_id))["status"] == "awaiting_approval"  # a web page cannot forge a cancel
+        assert (await live.client.post(f"/v1/tasks/{task_id}/cancel")).status_code == 200  # no body, no type: fine
