@@ -165,7 +165,10 @@ async def test_three_replicas_survive_kill_9_without_repeating_completed_or_unsa
         killed: list[str] = []
         for victim_task in rng.sample(range(count), 2):  # two kills at moments chosen by the seed
             task_id = ids[victim_task]
-            await follow(cluster, task_id, until=lambda e: e["sse_event"] in ("tool_progress", *TERMINAL))
+            # (the first kill may already have left this task waiting for an operator: needs_attention)
+            await follow(
+                cluster, task_id, until=lambda e: e["sse_event"] in ("tool_progress", "needs_attention", *TERMINAL)
+            )
             pid = await lease_owner_pid(pg_url, task_id)
             if pid is None:
                 continue

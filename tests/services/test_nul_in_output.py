@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from agent_runtime.testing.scripted import ToolCalls
 from tests.support.databases import database_url
-from tests.support.fake_llm import RecordedRequest, Reply
 from tests.support.harness import live_service, make_settings, read_stream, write_registry
 from tests.support.scripted import ScriptedModel, one_step_plan, openai_overrides
 
@@ -27,11 +27,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 class _OddModel(ScriptedModel):
     """The scripted model, whose tool arguments and answers carry :data:`ODD`."""
 
-    def __call__(self, request: RecordedRequest) -> Reply:
-        reply = super().__call__(request)
-        if isinstance(reply.text, str) and reply.json is None and not reply.tool_calls:
-            return Reply(text=reply.text + " " + ODD)
-        return reply
+    def turn(self, conversation: str, last_role: str, last_text: str, results: list[str]) -> str | ToolCalls:
+        answer = super().turn(conversation, last_role, last_text, results)
+        return answer + " " + ODD if isinstance(answer, str) else answer
 
 
 async def test_nul_in_model_output_and_a_tool_result_is_stored_and_read_back_intact(
