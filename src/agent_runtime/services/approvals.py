@@ -24,7 +24,7 @@ from datetime import datetime
 from agent_runtime.domain.identity import Permission, Principal
 from agent_runtime.domain.records import ApprovalRecord, PlanVersionRecord, TaskRecord
 from agent_runtime.domain.states import TaskStatus
-from agent_runtime.errors import ContentHashMismatchError, ForbiddenError, SelfApprovalForbiddenError
+from agent_runtime.errors import ContentHashMismatchError, ForbiddenError, NotFoundError, SelfApprovalForbiddenError
 from agent_runtime.settings import ApprovalSettings
 from agent_runtime.store.store import TaskStore
 
@@ -147,3 +147,38 @@ class ApprovalQueries:
         if who.authenticated and who.subject in approvers:
             return None
         return InboxItem(task=task, plan=plan, approvals=len(approvers), required=self.settings.required)
+
+
+MAX_DECISION_RETRIES = 8
+"""How often a decision re-reads after another decision committed in between."""
+
+
+class Raced(Exception):
+    """Another decision committed between a command's reads and its transaction: read again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a decision read before its transaction (see ``TaskService.approve``)."""
+
+    last_seq: int | None
+    version: PlanVersionRecord | None
+    approvals: list[ApprovalRecord]
+
+
+async def decision_snapshot(
+    store: TaskStore, settings: ApprovalSettings, task_id: str, plan_version: int | None
+) -> Snapshot:
+    """Read what a decision needs *before* its transaction: a read inside it would need a second
+    pooled connection while the first waits on the task's row lock. The approvals are only read
+    (and checked against ``last_seq`` in the transaction) when several approvers are required."""
+    version: PlanVersionRecord | None = None
+    if plan_version is not None:
+        try:
+            version = await store.plan_version(task_id, plan_version)
+        except NotFoundError:
+            version = None  # the transaction reports it (as stale, or as a task it cannot see)
+    if settings.required <= 1:
+        return Snapshot(None, version, [])
+    task = await store.get_task(task_id)
+    return Snapshot(task.last_seq, version, list(await store.approvals(task_id)))

@@ -35,7 +35,6 @@ from agent_runtime.domain.events import (
 from agent_runtime.domain.identity import Permission, Principal, unauthenticated
 from agent_runtime.domain.plan import Plan, check_plan
 from agent_runtime.domain.records import (
-    ApprovalRecord,
     PlanVersionRecord,
     StepRecord,
     TaskRecord,
@@ -184,25 +183,13 @@ class TaskService:
         # of approvals would starve the pool. Plan versions never change; the approvals read is
         # checked against the task's event sequence number inside the transaction (every approval
         # writes an event), and read again if another decision came in between.
-        for _ in range(MAX_DECISION_RETRIES):
-            seen = await self._decision_snapshot(task_id, plan_version)
+        for _ in range(rules.MAX_DECISION_RETRIES):
+            seen = await rules.decision_snapshot(self.store, self.approvals, task_id, plan_version)
             try:
                 return await self._approve_once(task_id, plan_version, who, content_hash, comment, seen)
-            except _Raced:
+            except rules.Raced:
                 continue
         raise InvalidStateError("too many concurrent decisions on this task; try again", details={"task_id": task_id})
-
-    async def _decision_snapshot(self, task_id: str, plan_version: int | None) -> _Snapshot:
-        version: PlanVersionRecord | None = None
-        if plan_version is not None:
-            try:
-                version = await self.store.plan_version(task_id, plan_version)
-            except NotFoundError:
-                version = None  # the transaction reports it (as stale, or as a task it cannot see)
-        if self.approvals.required <= 1:
-            return _Snapshot(None, version, [])
-        task = await self.store.get_task(task_id)
-        return _Snapshot(task.last_seq, version, list(await self.store.approvals(task_id)))
 
     async def _approve_once(
         self,
@@ -211,7 +198,7 @@ class TaskService:
         who: Principal,
         content_hash: str | None,
         comment: str | None,
-        seen: _Snapshot,
+        seen: rules.Snapshot,
     ) -> tuple[TaskRecord, bool]:
         async with self._commands.transaction(task_id) as tx:
             task = _visible(tx.task, who)
@@ -227,11 +214,11 @@ class TaskService:
             self._require_current(task, plan_version)
             version = seen.version
             if version is None:  # current, yet unread: created between the read and this transaction
-                raise _Raced
+                raise rules.Raced
             rules.check_hash(task, version, content_hash)
             rules.refuse_author(task, version, who, self.approvals)
             if seen.last_seq is not None and seen.last_seq != task.last_seq:
-                raise _Raced
+                raise rules.Raced
             approvers = rules.approvers_of(seen.approvals, version)
             if who.subject in approvers:
                 return task, False  # this approver's approval of this version is already counted
@@ -273,7 +260,7 @@ class TaskService:
         who = _allowed(principal or unauthenticated(actor), Permission.DECIDE)
         if is_blank(feedback):
             raise InputValidationError("feedback must not be empty", details={"field": "feedback"})
-        seen = await self._decision_snapshot(task_id, None)
+        seen = await rules.decision_snapshot(self.store, self.approvals, task_id, None)
         async with self._commands.transaction(task_id) as tx:
             _visible(tx.task, who)
             self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "request a revision")
@@ -301,7 +288,7 @@ class TaskService:
             raise InputValidationError(
                 "the edited plan is invalid: " + "; ".join(problems), details={"field": "plan", "problems": problems}
             )
-        seen = await self._decision_snapshot(task_id, None)
+        seen = await rules.decision_snapshot(self.store, self.approvals, task_id, None)
         async with self._commands.transaction(task_id) as tx:
             _visible(tx.task, who)
             self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "edit the plan")
@@ -398,7 +385,7 @@ class TaskService:
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def _discard_partial(self, tx: TaskTx, version: int, seen: _Snapshot) -> None:
+    def _discard_partial(self, tx: TaskTx, version: int, seen: rules.Snapshot) -> None:
         """A new plan version is coming: approvals of ``version`` that did not reach
         ``approvals.required`` no longer count (they named that version and its hash); say so.
         ``seen`` was read before the transaction; approvals recorded since are named as well only
@@ -426,22 +413,6 @@ class TaskService:
                 f"plan version {plan_version} is not the current version ({task.current_plan_version})",
                 details={"current_status": task.status.value, "current_plan_version": task.current_plan_version},
             )
-
-
-MAX_DECISION_RETRIES = 8
-
-
-class _Raced(Exception):
-    """Another decision committed between a command's reads and its transaction: read again."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Snapshot:
-    """What a decision read before its transaction (see ``approve``)."""
-
-    last_seq: int | None
-    version: PlanVersionRecord | None
-    approvals: list[ApprovalRecord]
 
 
 def _allowed(principal: Principal | None, permission: Permission) -> Principal:
