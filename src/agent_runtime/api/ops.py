@@ -83,3 +83,19 @@ async def reload_tools(request: Request) -> dict[str, Any]:
     runtime = runtime_of(request)
     await runtime.reload_tools()
     return {"servers": runtime.catalog.status()}
+
+
+@router.post(
+    "/v1/admin/reload-policy",
+    summary="Reload the approval policy file; an invalid file answers 422 and the old policy stays",
+    openapi_extra=access(Permission.ADMIN),
+)
+async def reload_policy(request: Request) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    runtime.reload_policy()
+    policy = runtime.policy.policy
+    return {
+        "path": str(runtime.policy.path) if runtime.policy.path else None,
+        "plan_rules": [r.id for r in policy.plan_rules],
+        "call_rules": [r.id for r in policy.call_rules],
+    }

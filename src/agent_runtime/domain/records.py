@@ -39,6 +39,8 @@ class TaskRecord:
     budget: dict[str, Any] | None = None
     estimate: dict[str, Any] | None = None
     """The current plan version's estimate."""
+    submitter_roles: list[str] | None = None
+    """The submitter's roles when it submitted (policy rules may match them)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,7 @@ def task(row: Mapping[Any, Any]) -> TaskRecord:
         usage=row["usage"],
         budget=row["budget"],
         estimate=row["estimate"],
+        submitter_roles=row["submitter_roles"],
     )
 
 

@@ -43,6 +43,7 @@ tasks = sa.Table(
     sa.Column("usage", JSONType),
     sa.Column("budget", JSONType),
     sa.Column("estimate", JSONType),
+    sa.Column("submitter_roles", JSONType),
 )
 sa.Index("ix_tasks_gate_expires_at", tasks.c.gate_expires_at)
 sa.Index("ix_tasks_tenant_id", tasks.c.tenant, tasks.c.id)

@@ -1,4 +1,4 @@
-"""Approval policies, call-time gates, budgets and estimates: five task columns.
+"""Approval policies, call-time gates, budgets and estimates: six task columns.
 
 * ``gate``: what the decision the task waits for requires (the policy rule that asked for it,
   the roles that may decide, how many distinct approvers, what happens on expiry); null when no
@@ -7,6 +7,7 @@
 * ``usage``: tokens, cost, LLM and tool calls spent so far (written with each LLM call's record).
 * ``budget``: the task's effective budget (config defaults, overridden by the matching rule).
 * ``estimate``: the current plan version's estimate (tokens, cost, wall time).
+* ``submitter_roles``: the submitter's roles when it submitted (policy rules may match them).
 
 On PostgreSQL, ``agent_runtime_apply_v2`` (0004, 0005) is redefined to set the new columns.
 
@@ -32,6 +33,7 @@ NEW_TASK_COLUMNS: dict[str, str] = {
     "usage": "json",
     "budget": "json",
     "estimate": "json",
+    "submitter_roles": "json",
 }
 TASK_COLUMNS: dict[str, str] = {**_V2.TASK_COLUMNS, **NEW_TASK_COLUMNS}
 STEP_COLUMNS: dict[str, str] = _V2.STEP_COLUMNS
@@ -56,6 +58,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("usage", JSON_TYPE, nullable=True))
         batch.add_column(sa.Column("budget", JSON_TYPE, nullable=True))
         batch.add_column(sa.Column("estimate", JSON_TYPE, nullable=True))
+        batch.add_column(sa.Column("submitter_roles", JSON_TYPE, nullable=True))
     op.create_index("ix_tasks_gate_expires_at", "tasks", ["gate_expires_at"])
     if op.get_bind().dialect.name == "postgresql":
         op.execute(_function())
