@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -60,11 +61,12 @@ def call_facts(
     tenant: str = "acme",
     roles: frozenset[str] = frozenset({"submitter"}),
     metadata: dict[str, Any] | None = None,
+    catalog: Mapping[str, ToolInfo] | None = None,
 ) -> CallFacts:
     return CallFacts(
         tool=name,
         arguments=arguments or {},
-        info=CATALOG.get(name),
+        info=(CATALOG if catalog is None else catalog).get(name),
         tenant=tenant,
         roles=roles,
         metadata=metadata or {},
