@@ -130,6 +130,14 @@ def test_a_valid_file_loads_every_rule_with_its_options(tmp_path: Path) -> None:
             "call_rules:\n  - id: c\n    decision: allow\n  - id: c\n    decision: deny\n",
             r"call_rules\[1\]: id 'c' is already used by call_rules\[0\]",
         ),
+        (
+            "plan_rules:\n  - id: r\n    decision: deny\n    match: {any_tool: {name: []}}\n",
+            r"plan_rules\[0\] \(id 'r'\): match\.any_tool\.name: List should have at least 1 item",
+        ),
+        (
+            "call_rules:\n  - id: c\n    decision: require_call_approval\n    roles: []\n",
+            r"call_rules\[0\] \(id 'c'\): roles: List should have at least 1 item",
+        ),
         ("plan_rule: []\n", r"plan_rule: Extra inputs are not permitted"),
         ("- just a list\n", r"the top level must be a mapping"),
         ("plan_rules: [\n", r"not valid YAML"),

@@ -7,10 +7,12 @@ the service layer decides *when* to ask and records *what* was decided.
 * ``decisions.py``: the facts the engine is given and the decisions it returns;
 * ``engine.py``: :func:`decide_plan` and :func:`decide_call`, fail closed;
 * ``sticky.py``: :func:`is_scope_subset` for Atlantis-style re-approval scope;
+* ``budget.py``: a task's spend against its budget (:func:`breaches`);
 * ``pricing.py``: the price table and :func:`cost_of`;
 * ``estimate.py``: :func:`estimate_plan`.
 """
 
+from agent_runtime.policy.budget import Breach, Spent, breaches, effective_budget
 from agent_runtime.policy.decisions import (
     POLICY_ACTOR_PREFIX,
     Allow,
@@ -38,6 +40,7 @@ __all__ = [
     "DEFAULT_PRICES",
     "POLICY_ACTOR_PREFIX",
     "Allow",
+    "Breach",
     "AutoApprove",
     "Budget",
     "CallDecision",
@@ -56,9 +59,12 @@ __all__ = [
     "RequireCallApproval",
     "StepEstimate",
     "StepSample",
+    "Spent",
+    "breaches",
     "cost_of",
     "decide_call",
     "decide_plan",
+    "effective_budget",
     "estimate_plan",
     "is_scope_subset",
     "load_policy",

@@ -186,7 +186,10 @@ def _plan_match(match: PlanMatch, facts: PlanFacts, views: list[ToolView]) -> tu
 
 
 def decide_call(policy: Policy, facts: CallFacts) -> CallDecision:
-    """Decide whether a tool call may be sent now, must wait for an approver, or is refused."""
+    """Decide whether a tool call may be sent now, must wait for an approver, or is refused.
+
+    Call it again for a call an approver edited, with the tool and arguments of the edit: an edit
+    that names another tool gets that tool's rules, never the gate the original call passed."""
     rule_id = "(policy)"
     try:
         view = ToolView.of(facts.tool, facts.info)

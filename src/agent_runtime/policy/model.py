@@ -74,9 +74,9 @@ class ToolMatch(_Model):
     """Conditions on one tool; all that are set must hold. Annotations are the effective ones
     (``ToolInfo``: MCP hints, MCP defaults for missing hints, registry overrides)."""
 
-    name: list[str] | None = None
+    name: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, min_length=1)
     """Qualified names (``example.wait``) or fnmatch globs (``github.delete_*``, ``*.read_*``); any may match."""
-    server: list[str] | None = None
+    server: list[str] | None = Field(default=None, min_length=1)
     """Server ids; any may match."""
     read_only: bool | None = None
     destructive: bool | None = None
@@ -100,9 +100,9 @@ class Range(_Model):
 class _Who(_Model):
     """Conditions on who submitted the task and on its metadata."""
 
-    tenant: list[str] | None = None
+    tenant: list[str] | None = Field(default=None, min_length=1)
     """The submitter's tenant is one of these."""
-    roles: list[str] | None = None
+    roles: list[str] | None = Field(default=None, min_length=1)
     """The submitter holds at least one of these roles."""
     metadata: dict[str, Any] | None = None
     """Each key is present in the task's metadata with exactly this (JSON) value."""
@@ -136,7 +136,7 @@ class ArgMatch(_Model):
     """fnmatch pattern, case-sensitive, against a string value (a non-string never matches)."""
     regex: str | None = None
     """Python regular expression searched (``re.search``) in a string value; anchor it with ``^…$``."""
-    in_: list[Any] | None = Field(default=None, alias="in")
+    in_: list[Any] | None = Field(default=None, alias="in", min_length=1)
     """The value equals one of these (JSON equality: ``1`` is not ``true``)."""
 
     @model_validator(mode="before")
@@ -199,7 +199,7 @@ class AutoApproveRule(_PlanRule):
 
 class RequireApprovalRule(_PlanRule):
     decision: Literal["require_approval"]
-    roles: list[str] | None = None
+    roles: list[str] | None = Field(default=None, min_length=1)
     """Roles an approver must hold (one of); default: anyone who may decide (approver, admin)."""
     count: int | None = Field(default=None, ge=1, le=10)
     """Distinct approvers needed; default: ``approvals.required``."""
@@ -243,7 +243,8 @@ class AllowCallRule(_CallRule):
 
 class RequireCallApprovalRule(_CallRule):
     decision: Literal["require_call_approval"]
-    roles: list[str] | None = None
+    roles: list[str] | None = Field(default=None, min_length=1)
+    """Roles the approver of the call must hold (one of); default: anyone who may decide."""
     expire_after: Duration | None = None
     on_expiry: Literal["reject", "cancel"] | None = None
     """``reject`` (default): the call is refused and the model told so; ``cancel``: the task is cancelled."""
