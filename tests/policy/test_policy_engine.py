@@ -3,6 +3,7 @@ refusals that name rule and tool, call gates on arguments, and the defaults when
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -19,6 +20,7 @@ from agent_runtime.policy import (
     RequireCallApproval,
     decide_call,
     decide_plan,
+    decision_payload,
 )
 from agent_runtime.policy.model import CallMatch, PlanMatch
 from agent_runtime.settings import ApprovalSettings, Budget
@@ -327,3 +329,43 @@ def test_bad_runtime_data_is_a_refusal_naming_the_rule() -> None:
     assert isinstance(garbage_plan, DenyPlan) and garbage_plan.error and garbage_plan.rule_id == "hit"
     not_a_plan = decide_plan(Policy(), plan_facts("not a plan"), CATALOG)  # type: ignore[arg-type]
     assert isinstance(not_a_plan, DenyPlan) and not_a_plan.error
+
+
+def test_decisions_become_json_ready_payloads() -> None:
+    gate = decide_plan(
+        policy(
+            "plan_rules:\n  - id: gate\n    decision: require_approval\n    roles: [admin, approver]\n"
+            "    expire_after: 90s\n    budget: {cost_usd: 3}\n"
+        ),
+        plan_facts(plan(["notes.write"])),
+        CATALOG,
+    )
+    assert decision_payload(gate) == {
+        "rule_id": "gate",
+        "count": 1,
+        "roles": ["admin", "approver"],
+        "expire_after": 90.0,
+        "on_expiry": "reject",
+        "sticky": False,
+        "budget": {"cost_usd": 3.0},
+        "skipped": [],
+        "decision": "require_approval",
+    }
+    deny = decide_plan(
+        policy("plan_rules:\n  - id: d\n    decision: deny\n    match: {any_tool: {server: [gh]}}\n"),
+        plan_facts(plan(["gh.delete_repo"])),
+        CATALOG,
+    )
+    assert decision_payload(deny) == {
+        "rule_id": "d",
+        "refusals": [{"rule_id": "d", "tool": "gh.delete_repo", "reason": ""}],
+        "error": False,
+        "decision": "deny",
+    }
+    assert json.loads(json.dumps(decision_payload(decide_call(GATE, call_facts("gh.delete_repo"))))) == {
+        "rule_id": "gate-deletes",
+        "roles": ["admin"],
+        "expire_after": 900.0,
+        "on_expiry": "cancel",
+        "decision": "require_call_approval",
+    }

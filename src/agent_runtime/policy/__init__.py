@@ -26,6 +26,7 @@ from agent_runtime.policy.decisions import (
     Refusal,
     RequireApproval,
     RequireCallApproval,
+    decision_payload,
 )
 from agent_runtime.policy.engine import decide_call, decide_plan
 from agent_runtime.policy.estimate import Estimate, StepEstimate, StepSample, estimate_plan
@@ -64,6 +65,7 @@ __all__ = [
     "cost_of",
     "decide_call",
     "decide_plan",
+    "decision_payload",
     "effective_budget",
     "estimate_plan",
     "is_scope_subset",

@@ -8,7 +8,7 @@ union, for a ``match`` statement or a JSON payload.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -146,3 +146,23 @@ class DenyCall:
 
 
 CallDecision = Allow | RequireCallApproval | DenyCall
+
+
+def decision_payload(decision: PlanDecision | CallDecision) -> dict[str, Any]:
+    """A decision as JSON-ready data (for events and views): durations in seconds, role sets as
+    sorted lists, a budget as the limits it sets, refusals as objects."""
+    data: dict[str, Any] = {}
+    for item in fields(decision):
+        name, value = item.name, getattr(decision, item.name)
+        if isinstance(value, timedelta):
+            value = value.total_seconds()
+        elif isinstance(value, frozenset):
+            value = sorted(value)
+        elif isinstance(value, Budget):
+            value = value.model_dump(exclude_none=True)
+        elif name == "refusals":
+            value = [{"rule_id": r.rule_id, "tool": r.tool, "reason": r.reason} for r in value]
+        elif isinstance(value, tuple):
+            value = list(value)
+        data[name] = value
+    return data
