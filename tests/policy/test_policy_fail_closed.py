@@ -65,7 +65,7 @@ plan_match = st.fixed_dictionaries(
 )
 plan_rule: st.SearchStrategy[dict[str, Any]] = st.fixed_dictionaries(
     {
-        "decision": st.sampled_from(["auto_approve", "require_approval", "deny"]),
+        "decision": st.sampled_from(["auto_approve", "auto_approve", "require_approval", "deny"]),
         "match": plan_match,
         "allow_risky": st.booleans(),
     }
@@ -85,7 +85,7 @@ call_match = st.fixed_dictionaries(
     },
 )
 call_rule = st.fixed_dictionaries(
-    {"decision": st.sampled_from(["allow", "require_call_approval", "deny"]), "match": call_match}
+    {"decision": st.sampled_from(["allow", "allow", "require_call_approval", "deny"]), "match": call_match}
 )
 
 

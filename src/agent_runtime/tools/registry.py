@@ -162,9 +162,6 @@ class _ServerBase(_Model):
             raise ValueError("server ids may not contain dots (tool names are 'server.tool')")
         return value
 
-    def idempotent_overrides(self) -> dict[str, bool]:
-        return {name: o.idempotent for name, o in self.tools.items() if o.idempotent is not None}
-
     def tool_overrides(self) -> dict[str, ToolOverride]:
         """The per-tool overrides that set at least one annotation."""
         return {name: o for name, o in self.tools.items() if o.annotations()}
