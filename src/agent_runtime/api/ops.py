@@ -65,7 +65,11 @@ async def tools(request: Request) -> dict[str, Any]:
                 "input_schema": t.input_schema,
                 "read_only": t.read_only,
                 "idempotent": t.idempotent,
+                "destructive": t.destructive,
+                "open_world": t.open_world,
                 "safe_to_repeat": t.safe_to_repeat,
+                "overridden": list(t.overridden),
+                "vouched_by": t.vouched_by,
             }
             for t in runtime.catalog.tools()
         ],
