@@ -304,6 +304,8 @@ class PolicySettings(_Section):
     path: Path | None = None
     """The policy file (YAML, ``policy/`` package); ``None``: the built-in default policy (every plan
     waits for ``approvals.required`` approvers, every call the plan allows is made)."""
+    expiry_check_seconds: float = Field(default=1.0, gt=0, le=60)
+    """How often each replica looks for approvals and call gates past their ``expire_after``."""
 
 
 class Budget(_Section):

@@ -26,6 +26,7 @@ from agent_runtime.domain.identity import Permission, Principal
 from agent_runtime.domain.records import ApprovalRecord, PlanVersionRecord, TaskRecord, ToolCallRecord
 from agent_runtime.domain.states import TaskStatus, ToolCallStatus
 from agent_runtime.errors import ContentHashMismatchError, ForbiddenError, NotFoundError, SelfApprovalForbiddenError
+from agent_runtime.policy.engine import ToolView
 from agent_runtime.settings import ApprovalSettings
 from agent_runtime.store.store import TaskStore
 from agent_runtime.tools.base import ToolInfo
@@ -110,16 +111,14 @@ class InboxItem:
 
 
 def risk_flags(tools: list[str], info: Callable[[str], ToolInfo | None]) -> dict[str, list[str]]:
-    """Which tools are destructive or open-world. MCP's hints are untrusted and default to both
-    when absent (a read-only tool is neither destructive); the registry's overrides win."""
+    """Which tools are destructive or open-world, as the policy sees them (``ToolView``: MCP hints
+    are untrusted and default to both; the registry's overrides win)."""
     flags: dict[str, list[str]] = {}
     for name in tools:
-        t = info(name)
-        read_only = bool(t and t.read_only)
-        if not read_only and (t is None or t.destructive is not False):
-            flags.setdefault("destructive", []).append(name)
-        if t is None or getattr(t, "open_world", None) is not False:
-            flags.setdefault("open_world", []).append(name)
+        view = ToolView.of(name, info(name))
+        for flag, on in (("destructive", view.destructive), ("open_world", view.open_world)):
+            if on:
+                flags.setdefault(flag, []).append(name)
     return flags
 
 

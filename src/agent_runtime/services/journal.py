@@ -45,6 +45,8 @@ from agent_runtime.domain.states import StepStatus, ToolCallStatus
 from agent_runtime.errors import ServiceError
 from agent_runtime.llm.base import LLMResponse
 from agent_runtime.observability.metrics import Metrics
+from agent_runtime.policy.budget import Spent, breaches
+from agent_runtime.settings import Budget
 from agent_runtime.store.rows import new_id
 from agent_runtime.store.store import TaskStore
 from agent_runtime.store.tx import TaskTx
@@ -91,6 +93,8 @@ class StoreJournal:
         self.budget: dict[str, float] = dict(budget or {})
         self._price = price
         self._model = model
+        self._unpriced = False
+        """A call of this run had no price: a cost limit counts as reached (fail closed)."""
         self._clock = time.monotonic()
         self.commits = 0
         """Transactions written so far (for diagnostics and benchmarks)."""
@@ -337,6 +341,7 @@ class StoreJournal:
         self.usage["input_tokens"] += u.input_tokens
         self.usage["output_tokens"] += u.output_tokens
         self.usage["cost_usd"] = round(self.usage["cost_usd"] + (cost or 0.0), 6)
+        self._unpriced = self._unpriced or cost is None
         usage = self._tick()
         event = LLMUsage(
             role="executor",
@@ -354,19 +359,26 @@ class StoreJournal:
         self.stage(record)
 
     def check_budget(self, before: Literal["llm", "tool"], *, calls: int = 0) -> None:
+        """Tokens, cost and time are known only after a call, so nothing new starts once one of
+        them reached its limit (an unpriced model's cost breaches a cost limit: fail closed). Tool
+        calls are known before: the next ``calls`` may take the count up to the limit, not past it."""
         self._tick()
-        for key in USAGE_KEYS:
-            limit = self.budget.get(key)
-            if limit is None:
-                continue
-            if key == "tool_calls":
-                # Known before they run: the next calls may take the count up to the limit, not past it.
-                over = before == "tool" and calls > 0 and self.usage[key] + calls > limit
-            else:
-                # Tokens, cost and time are known only afterwards: nothing new starts once one is reached.
-                over = self.usage[key] >= limit
-            if over:
-                raise BudgetExceededError(key, dict(self.usage), dict(self.budget))
+        if not self.budget:
+            return
+        budget = Budget.model_validate(self.budget)
+        u = self.usage
+        spent = Spent(
+            input_tokens=int(u["input_tokens"]),
+            output_tokens=int(u["output_tokens"]),
+            cost_usd=None if self._unpriced else u["cost_usd"],
+            tool_calls=int(u["tool_calls"]),
+            wall_seconds=u["wall_seconds"],
+        )
+        found: list[str] = [b.limit for b in breaches(budget, spent) if b.limit != "tool_calls"]
+        if before == "tool" and calls and budget.tool_calls is not None and u["tool_calls"] + calls > budget.tool_calls:
+            found.append("tool_calls")
+        if found:
+            raise BudgetExceededError(found[0], dict(u), dict(self.budget))
 
     def _tick(self) -> dict[str, float]:
         """Count the time since the last record as execution time; the usage to write."""
