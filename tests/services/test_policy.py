@@ -320,3 +320,46 @@ async def test_a_malformed_policy_is_refused_on_reload_and_the_old_one_stays(tmp
     message = refused.json()["error"]["message"]
     assert "policy.yaml" in message and "plan_rules[0]" in message and "decision" in message
     assert next(e for e in events if e["type"] == "task_approved")["data"]["actor"] == "policy:read-only"
+
+
+async def test_a_sticky_rule_keeps_approvals_for_a_version_that_only_narrows_the_plan(tmp_path: Path) -> None:
+    policy = """
+plan_rules:
+  - id: two-eyes
+    match: {}
+    decision: require_approval
+    count: 2
+    sticky: true
+"""
+    plan = {
+        "summary": "write then read",
+        "steps": [
+            {"id": "s1", "title": "w", "instruction": "w", "tools": ["example.write_note"], "depends_on": []},
+            {"id": "s2", "title": "r", "instruction": "r", "tools": ["example.read_note"], "depends_on": ["s1"]},
+        ],
+    }
+    narrower = {**plan, "steps": plan["steps"][:1]}
+    wider = {**plan, "steps": [*plan["steps"], {**plan["steps"][1], "id": "s3", "tools": ["example.echo"]}]}
+    keys = {"mode": "keys", "bootstrap_admin_key": False, "key_cache_seconds": 0}
+    async with _service(tmp_path, ScriptedModel(plan, {"s1": []}), policy=policy, auth=keys) as (live, _log):
+        sam = await make_key(live, "sam", "acme", "submitter")
+        ann, bob, cat = [await make_key(live, who, "acme", "approver") for who in ("ann", "bob", "cat")]
+        task_id = await submit_as(live, sam, "write and read")
+        url = f"/v1/tasks/{task_id}"
+        first = await live.client.post(f"{url}/approve", json={"plan_version": 1}, headers=bearer(ann))
+        assert first.status_code == 202 and first.json()["status"] == "awaiting_approval"
+        edit = await live.client.put(f"{url}/plan", json={"base_version": 1, "plan": narrower}, headers=bearer(bob))
+        assert edit.status_code == 200, edit.text
+        inbox = (await live.client.get("/v1/approvals", headers=bearer(cat))).json()["items"]
+        assert [(i["plan_version"], i["approvals"], i["required"]) for i in inbox] == [(2, 1, 2)]  # ann's carried
+        done = await live.client.post(f"{url}/approve", json={"plan_version": 2}, headers=bearer(cat))
+        assert done.status_code == 202 and done.json()["status"] == "approved", done.text
+        # A version that adds a tool needs a decision of its own: nothing carries over to it.
+        task_2 = await submit_as(live, sam, "again")
+        await live.client.post(f"/v1/tasks/{task_2}/approve", json={"plan_version": 1}, headers=bearer(ann))
+        widened = await live.client.put(
+            f"/v1/tasks/{task_2}/plan", json={"base_version": 1, "plan": wider}, headers=bearer(bob)
+        )
+        assert widened.status_code == 200, widened.text
+        one = await live.client.post(f"/v1/tasks/{task_2}/approve", json={"plan_version": 2}, headers=bearer(cat))
+    assert one.status_code == 202 and one.json()["status"] == "awaiting_approval"

@@ -246,7 +246,9 @@ class TaskJobs:
             # Committed while the task's servers are still up (stopping them takes a while), in the
             # same transaction as the last step's records.
             def finish(tx: TaskTx) -> None:
-                tx.transition(TaskStatus.COMPLETED, result={"summary": summary, "outputs": outputs})
+                # What it cost beside what the approver was told it would (the estimate's quality).
+                result = {"summary": summary, "outputs": outputs, "usage": journal.usage, "estimate": task.estimate}
+                tx.transition(TaskStatus.COMPLETED, result=result)
                 tx.emit(TaskCompleted(summary=summary))
 
             await journal.commit(finish)

@@ -235,9 +235,10 @@ class TaskService:
             required = int(gate.get("required") or self.approvals.required)
             if seen.last_seq is not None and seen.last_seq != task.last_seq:
                 raise rules.Raced
-            if required > 1 and seen.last_seq is None:
-                raise rules.Raced(with_approvals=True)  # the policy's gate asks for several approvers
-            approvers = rules.approvers_of(seen.approvals, version)
+            sticky = bool(gate.get("sticky"))
+            if (required > 1 or sticky) and seen.last_seq is None:
+                raise rules.Raced(with_approvals=True)  # the policy's gate needs the approvals read
+            approvers = rules.approvers_of(seen.approvals, version, seen.versions if sticky else ())
             if who.subject in approvers:
                 return task, False  # this approver's approval of this version is already counted
             approvers.append(who.subject)
