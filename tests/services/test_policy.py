@@ -6,17 +6,21 @@ server as a process) with a policy file; the example server's own call log prove
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from agent_runtime.testing import ScriptedModel, one_step_plan, openai_overrides
 from tests.support.databases import database_url
 from tests.support.harness import Live, live_service, make_settings, read_stream, write_registry
 from tests.support.identity import bearer, make_key, submit_as, wait_for_as
+from tests.support.process import AGENT_RUNTIME
 
 POLICY = """
 plan_rules:
@@ -331,7 +335,7 @@ plan_rules:
     count: 2
     sticky: true
 """
-    plan = {
+    plan: dict[str, Any] = {
         "summary": "write then read",
         "steps": [
             {"id": "s1", "title": "w", "instruction": "w", "tools": ["example.write_note"], "depends_on": []},
@@ -363,3 +367,24 @@ plan_rules:
         assert widened.status_code == 200, widened.text
         one = await live.client.post(f"/v1/tasks/{task_2}/approve", json={"plan_version": 2}, headers=bearer(cat))
     assert one.status_code == 202 and one.json()["status"] == "awaiting_approval"
+
+
+def test_a_malformed_policy_stops_the_start_naming_file_rule_and_key(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("call_rules:\n  - id: gate\n    match: {nmae: [example.write_note]}\n    decision: allow\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"},
+                "tools": {"registry_path": str(write_registry(tmp_path))},
+                "policy": {"path": "policy.yaml"},
+            }
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_RUNTIME_", "OPENAI_", "ANTHROPIC_"))}
+    done = subprocess.run(
+        [str(AGENT_RUNTIME), "check-config", "--config", str(config)], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 2, done.stderr
+    assert "policy.yaml" in done.stderr and "call_rules[0]" in done.stderr and "nmae" in done.stderr
