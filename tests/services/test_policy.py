@@ -60,7 +60,7 @@ async def _service(
             tmp,
             registry=registry,
             database={"url": url, "auto_migrate": True},
-            policy={"path": str(path), "expiry_check_seconds": 0.1},
+            policy={"path": str(path), "expiry_check_seconds": 0.1, "estimate_history_seconds": 0},
             **sections,
         )
         async with live_service(settings, openai_overrides(model.fake())) as live:
@@ -388,3 +388,18 @@ def test_a_malformed_policy_stops_the_start_naming_file_rule_and_key(tmp_path: P
     )
     assert done.returncode == 2, done.stderr
     assert "policy.yaml" in done.stderr and "call_rules[0]" in done.stderr and "nmae" in done.stderr
+
+
+async def test_the_estimate_learns_from_completed_steps_with_the_same_tools(tmp_path: Path) -> None:
+    model = ScriptedModel(one_step_plan("example.echo"), {"s1": [("example.echo", {"text": "hi"})]})
+    async with _service(tmp_path, model) as (live, _log):
+        first = (await live.submit("echo once"))["id"]
+        first_events = await live.wait_for(first, "task_completed")
+        done = await live.task(first)
+        second = (await live.submit("echo again"))["id"]
+        second_events = await live.wait_for(second, "plan_proposed")
+    before = next(e for e in first_events if e["type"] == "plan_proposed")["data"]["estimate"]
+    after = second_events[-1]["data"]["estimate"]
+    assert before["basis"] == "heuristic" and after["basis"] == "history"
+    assert done["result"]["usage"]["tool_calls"] == 1 and done["result"]["estimate"] == before
+    assert after["tool_calls"] == 1  # learned: one call per such step

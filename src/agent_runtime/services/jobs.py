@@ -142,7 +142,7 @@ class TaskJobs:
             await self._fail(lease, exc)
             return
         offline = self.planner_llm.provider == "offline"
-        proposal = gov.propose(task, outcome.plan, outcome.usage) if gov is not None else None
+        proposal = await gov.propose(task, outcome.plan, outcome.usage) if gov is not None else None
         refused = proposal.refused() if proposal is not None else None
         if refused is not None:  # the policy changed (a reload) since the planner's check
             await self._fail(lease, PlanInvalidError(refused.message(), problems=[refused.message()]))

@@ -308,7 +308,7 @@ class TaskService:
         actor = who.subject
         task = await self.get(task_id, who)  # a task the caller may not see is 404 before its plan is judged
         problems = check_plan(plan, known_tools=self._known_tools(), max_steps=self.limits.max_steps_per_plan)
-        proposal = self.governance.propose(task, plan, None, edited=True) if self.governance else None
+        proposal = await self.governance.propose(task, plan, None, edited=True) if self.governance else None
         refused = proposal.refused() if proposal is not None else None
         if refused is not None:
             problems += [r.describe() for r in refused.refusals] or ["refused by the approval policy"]
