@@ -31,7 +31,10 @@ TYPES = (
     "task_rejected",
 )
 _IN = ", ".join(f"'{t}'" for t in TYPES)
-_COPY = "INSERT INTO webhook_outbox (task_id, seq, type, created_at) VALUES (NEW.task_id, NEW.seq, NEW.type, NEW.created_at)"
+_COPY = (
+    "INSERT INTO webhook_outbox (task_id, seq, type, created_at) "
+    "VALUES (NEW.task_id, NEW.seq, NEW.type, NEW.created_at)"
+)
 
 SQLITE_TRIGGER = f"""
 CREATE TRIGGER agent_runtime_webhook_outbox AFTER INSERT ON events
