@@ -168,7 +168,7 @@ class WebhookDeliverer:
                 "webhook_attempt",
                 delivery_id=d.id,
                 endpoint=d.endpoint_id,
-                event=d.type,
+                event_type=d.type,
                 task_id=d.task_id,
                 seq=d.seq,
                 attempt=attempts,
