@@ -72,11 +72,13 @@ async def deliveries(live: Live, **params: Any) -> list[dict[str, Any]]:
 async def wait_for_deliveries(
     live: Live, check: Callable[[list[dict[str, Any]]], bool], timeout: float = 30, **params: Any
 ) -> list[dict[str, Any]]:
-    """Read the delivery record until ``check`` holds (the state lives in the database: polled)."""
+    """Read the delivery record until ``check`` holds, again after each attempt the service records."""
     with anyio.fail_after(timeout):
-        while not check(found := await deliveries(live, **params)):
-            await anyio.sleep(0.02)
-    return found
+        while True:
+            seen = live.runtime.webhooks.attempts_recorded
+            if check(found := await deliveries(live, **params)):
+                return found
+            await live.runtime.webhooks.wait_attempts(seen)
 
 
 def verified(secret: str, request: Any) -> dict[str, Any]:
@@ -171,7 +173,9 @@ async def test_a_receiver_answering_500_is_retried_with_backoff_until_it_accepts
         async with service(backend, tmp_path, hook) as live:
             task_id = (await live.submit(PROMPT))["id"]
             await rx.wait_for(lambda r: len(r.requests) == 3)
-            [record] = await wait_for_deliveries(live, lambda d: d and d[0]["status"] == "delivered", task_id=task_id)
+            [record] = await wait_for_deliveries(
+                live, lambda d: bool(d) and d[0]["status"] == "delivered", task_id=task_id
+            )
     assert [r.status for r in rx.requests] == [500, 500, 204]
     assert len({r.headers["webhook-id"] for r in rx.requests}) == 1  # the same message every time
     assert all(verified(secret, r)["data"]["task_id"] == task_id for r in rx.requests)

@@ -91,6 +91,9 @@ class WebhookDeliverer:
         self._in_flight: set[int] = set()
         self._stopped = anyio.Event()
         self._scope: anyio.CancelScope | None = None
+        self.attempts_recorded = 0
+        """Attempts this replica sent and recorded (see :meth:`wait_attempts`)."""
+        self._recorded = anyio.Event()
 
     # -- wake-ups -------------------------------------------------------------------------------
 
@@ -98,6 +101,12 @@ class WebhookDeliverer:
         """The bus's commit hook: wake at once when this replica stored a notifiable event."""
         if any(e.type in self.subscribers for e in events):
             self._wake.set()
+
+    async def wait_attempts(self, more_than: int) -> None:
+        """Wait until this replica has recorded more than ``more_than`` attempts (tests and embedding
+        applications wait on delivery progress with this instead of polling the record)."""
+        while self.attempts_recorded <= more_than:
+            await self._recorded.wait()
 
     def wake(self) -> None:
         """Look for due deliveries now (e.g. after a retry was asked for)."""
@@ -164,6 +173,9 @@ class WebhookDeliverer:
                 fields.update(next_attempt_at=now + timedelta(seconds=backoff(endpoint, attempts)))
             with anyio.CancelScope(shield=True):  # the receiver has it: record that, even while stopping
                 finished = await self.outbox.finish(d.id, self.owner, **fields)
+            self.attempts_recorded += 1
+            self._recorded.set()
+            self._recorded = anyio.Event()
             log.info(
                 "webhook_attempt",
                 delivery_id=d.id,
