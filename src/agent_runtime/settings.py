@@ -374,16 +374,19 @@ class WebhookSettings(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> WebhookSettings:
+        problems = []
         ids = [e.id for e in self.endpoints]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
-            raise ValueError(f"endpoint ids must be unique; repeated: {', '.join(duplicates)}")
-        slow = [e.id for e in self.endpoints if e.timeout_seconds >= self.claim_seconds]
+            problems.append(f"endpoint ids must be unique; repeated: {', '.join(duplicates)}")
+        slow = sorted({e.id for e in self.endpoints if e.timeout_seconds >= self.claim_seconds})
         if slow:
-            raise ValueError(
+            problems.append(
                 f"claim_seconds ({self.claim_seconds}) must exceed every endpoint's timeout_seconds "
                 f"(not so for {', '.join(slow)}), or a slow delivery is sent twice"
             )
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
