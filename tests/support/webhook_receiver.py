@@ -38,6 +38,8 @@ class Receiver:
     answers: Callable[[int], int] = lambda _n: 200
     """The status to answer the n-th request (0-based)."""
     requests: list[Request] = field(default_factory=list)
+    hold: anyio.Event | None = None
+    """When given, each request is recorded at once but answered only after this event is set."""
     _changed: anyio.Event = field(default_factory=anyio.Event)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -58,6 +60,10 @@ class Receiver:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         status = self.answers(len(self.requests))
         self.requests.append(Request(headers, body, status, time.monotonic()))
+        if self.hold is not None:
+            self._changed.set()
+            self._changed = anyio.Event()
+            await self.hold.wait()
         await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": b"" if status == 204 else b"ok" if status < 300 else b"no"})
         self._changed.set()
