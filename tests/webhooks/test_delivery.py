@@ -46,9 +46,9 @@ def endpoint(url: str, secret: str, events: list[str], **extra: Any) -> dict[str
 
 
 @asynccontextmanager
-async def service(backend: str, tmp: Path, *endpoints: dict[str, Any], poll: float = 5.0) -> AsyncIterator[Live]:
-    """The service with these webhook endpoints. The poll is slow on purpose: deliveries must start
-    on the commit's wake-up and on retries coming due, not wait for the poll."""
+async def service(backend: str, tmp: Path, *endpoints: dict[str, Any], poll: float = 60) -> AsyncIterator[Live]:
+    """The service with these webhook endpoints. The poll (60 s) is longer than any wait here on
+    purpose: deliveries must start on the commit's wake-up and on retries coming due."""
     async with (
         database_url(backend, tmp) as url,
         live_service(

@@ -84,8 +84,8 @@ class WebhookDeliverer:
         self.subscribers: dict[str, list[str]] = {
             typ: [e.id for e in settings.endpoints if typ in e.events] for typ in NOTIFIABLE_EVENTS
         }
-        self._http = http_client or httpx2.AsyncClient(headers={"user-agent": USER_AGENT}, follow_redirects=False)
-        self._owns_http = http_client is None
+        self._http = http_client
+        """Made when :meth:`run` starts (and closed when it ends) unless one is given."""
         self._wake = anyio.Event()
         self._stopping = False
         self._in_flight: set[int] = set()
@@ -116,15 +116,19 @@ class WebhookDeliverer:
 
     async def run(self) -> None:
         """Deliver until :meth:`stop` (or cancellation)."""
+        owned = self._http is None
+        if self._http is None:
+            self._http = httpx2.AsyncClient(headers={"user-agent": USER_AGENT}, follow_redirects=False)
         try:
             with anyio.CancelScope() as self._scope:
                 async with anyio.create_task_group() as tg:
                     await self._loop(tg)
         finally:
             self._stopped.set()
-            if self._owns_http:
+            if owned:
                 with anyio.CancelScope(shield=True):
                     await self._http.aclose()
+                self._http = None
 
     async def _loop(self, tg: TaskGroup) -> None:
         endpoints = sorted(self.endpoints)
@@ -211,6 +215,7 @@ class WebhookDeliverer:
             "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": self._signers[endpoint.id].sign(msg_id, now, content),
         }
+        assert self._http is not None  # sends run inside run()
         try:
             with anyio.fail_after(endpoint.timeout_seconds):
                 async with self._http.stream(
