@@ -69,3 +69,12 @@ def test_a_valid_endpoint_loads_with_its_defaults(tmp_path: Path) -> None:
     assert endpoint.events == ["task_failed"]
     assert (endpoint.max_attempts, endpoint.backoff_base_seconds, endpoint.timeout_seconds) == (8, 5.0, 10.0)
     assert SECRET not in repr(endpoint)
+
+
+def test_endpoints_can_come_from_the_environment_as_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    endpoints = f'[{{"id": "ops", "url": "https://h.example/x", "events": ["task_failed"], "secret": "{SECRET}"}}]'
+    monkeypatch.setenv("AGENT_RUNTIME_WEBHOOKS__ENDPOINTS", endpoints)
+    config = tmp_path / "config.yaml"
+    config.write_text("{}\n")
+    [endpoint] = load_settings(config).webhooks.endpoints
+    assert (endpoint.id, endpoint.secret.get_secret_value()) == ("ops", SECRET)
