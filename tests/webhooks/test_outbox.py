@@ -35,7 +35,8 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 def test_the_trigger_copies_exactly_the_notifiable_event_types() -> None:
-    migration = importlib.import_module("agent_runtime.store.migrations.versions.0006_webhooks")
+    [path] = (Path(t.__file__).parent / "migrations" / "versions").glob("*_webhooks.py")
+    migration = importlib.import_module(f"agent_runtime.store.migrations.versions.{path.stem}")
     assert tuple(migration.TYPES) == NOTIFIABLE_EVENTS
 
 

@@ -1,9 +1,9 @@
 """Which event types can be sent to webhooks (``webhooks`` in ``config.yaml``). Pure data.
 
-Migration 0006's trigger copies events of exactly these types into the webhook outbox, in the
-transaction that stores them; ``tests/webhooks/test_outbox.py`` keeps the two lists equal. Some
-are emitted by features still being built (call gates, budgets, approval expiry); they can be
-subscribed to already.
+The webhooks migration's trigger (``store/migrations/versions/*_webhooks.py``) copies events of
+exactly these types into the webhook outbox, in the transaction that stores them;
+``tests/webhooks/test_outbox.py`` keeps the two lists equal. Some are emitted by features still
+being built (call gates, budgets, approval expiry); they can be subscribed to already.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The webhook outbox and its deliveries (tables from migration 0006).
+"""The webhook outbox and its deliveries (tables from the ``*_webhooks.py`` migration).
 
 Events reach ``webhook_outbox`` by a database trigger, in the transaction that stores them; this
 module never writes events. What it does, as plain functions over a ``Connection`` run through the

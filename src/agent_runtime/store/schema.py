@@ -136,7 +136,7 @@ housekeeping = sa.Table(
     sa.Column("expires_at", TS),
 )
 
-# Webhooks (migration 0006). A trigger on ``events`` copies every notifiable event (its key and
+# Webhooks (migration ``*_webhooks.py``). A trigger on ``events`` copies every notifiable event (its key and
 # type; the payload stays in ``events``) into the outbox in the transaction that stores it; the
 # deliverer fans each outbox row out to one delivery per subscribed endpoint (``dispatched_at``
 # set) and sends the deliveries (services/webhooks.py). Both go with their task (FK cascade).
