@@ -2,10 +2,12 @@
 
 :func:`build_runtime` builds each part once, in dependency order, with what it needs (no setters
 afterwards): engine → event bus → store (tells the bus about commits) → metrics, tracing, tool
-catalogue and pool, LLM clients → jobs → runner → task service (hands work off to the runner).
+catalogue and pool, LLM clients → jobs → runner → task service (hands work off to the runner) →
+webhook deliverer (woken by the bus's commit hook).
 :func:`serve_background` starts the background work (tool discovery, the runner's claim loop, the
-PostgreSQL listener, housekeeping); :func:`drain_runtime` turns the replica unready, ends SSE
-streams (``Runtime.shutdown_event``) and hands work back; :func:`stop_runtime` drains, then closes
+PostgreSQL listener, housekeeping, webhook delivery); :func:`drain_runtime` turns the replica
+unready, ends SSE streams (``Runtime.shutdown_event``), hands work back and lets webhooks in flight
+finish; :func:`stop_runtime` drains, then closes
 tool servers and connections. ``create_app`` calls them from the
 FastAPI lifespan; tests and benchmarks can use them directly.
 """
@@ -39,9 +41,11 @@ from agent_runtime.services.handoff import Commands
 from agent_runtime.services.jobs import TaskJobs
 from agent_runtime.services.runner import Runner
 from agent_runtime.services.tasks import TaskService
+from agent_runtime.services.webhooks import WebhookDeliverer
 from agent_runtime.settings import Settings
 from agent_runtime.store import migrate
 from agent_runtime.store.engine import create_engine
+from agent_runtime.store.outbox import Outbox
 from agent_runtime.store.rows import utcnow
 from agent_runtime.store.store import TaskStore, open_store
 from agent_runtime.tools.catalog import ToolCatalog
@@ -78,6 +82,7 @@ class Runtime:
     policy: PolicyHolder
     gates: Gates
     approvals: ApprovalQueries
+    webhooks: WebhookDeliverer
     shutdown_event: anyio.Event = field(default_factory=anyio.Event)
     _migrated: bool = False
 
@@ -148,9 +153,11 @@ async def build_runtime(settings: Settings, overrides: Overrides | None = None) 
     )
     gates = Gates(store, Commands(store, hand_off), settings.approvals, catalog.get, governance)
     approvals = ApprovalQueries(store, settings.approvals, catalog.get)
+    webhooks = WebhookDeliverer(Outbox(store), settings.webhooks, runner.owner)
+    bus.on_commit(webhooks.events_committed)
     return Runtime(
         settings, store, bus, metrics, catalog, pool, tasks, runner, planner_llm, executor_llm, tracing,
-        policy, gates, approvals,
+        policy, gates, approvals, webhooks,
     )  # fmt: skip
 
 
@@ -196,6 +203,7 @@ async def serve_background(runtime: Runtime, tg: TaskGroup) -> None:
         )
     tg.start_soon(_housekeeping, runtime)
     tg.start_soon(_expire_gates, runtime)
+    tg.start_soon(runtime.webhooks.run)
     tg.start_soon(_reload_on_sighup, runtime)
     for llm in (runtime.planner_llm, runtime.executor_llm):
         inner = llm.inner if isinstance(llm, MeteredLLM) else llm
@@ -212,7 +220,10 @@ async def drain_runtime(runtime: Runtime) -> None:
     runtime.runner.begin_drain()
     runtime.shutdown_event.set()
     runtime.bus.close_all()
-    await runtime.runner.drain(runtime.settings.server.shutdown_grace_seconds)
+    grace = runtime.settings.server.shutdown_grace_seconds
+    async with anyio.create_task_group() as tg:  # webhooks in flight get the same grace, side by side
+        tg.start_soon(runtime.webhooks.stop, grace)
+        await runtime.runner.drain(grace)
 
 
 async def stop_runtime(runtime: Runtime) -> None:

@@ -15,11 +15,14 @@ this module only picks the file and words the errors. Nothing here is created at
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -39,6 +42,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from agent_runtime.domain.notifications import NOTIFIABLE_EVENTS
 from agent_runtime.errors import ConfigError
 
 Provider = Literal["openai", "anthropic", "offline"]
@@ -348,6 +352,86 @@ class CorsSettings(_Section):
     max_age_seconds: int = Field(default=600, ge=0)
 
 
+class WebhookEndpoint(_Section):
+    """One receiver of signed event notifications (Standard Webhooks)."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    """Names the endpoint in delivery records and the API; keep it stable (pending deliveries follow it)."""
+    url: str
+    events: list[str] = Field(min_length=1)
+    """Event types sent here; one or more of ``domain.notifications.NOTIFIABLE_EVENTS``."""
+    secret: SecretStr
+    """``whsec_`` + base64 of 24-64 random bytes (Standard Webhooks); the receiver verifies with it."""
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    """After this many failed attempts the delivery is ``failed`` (visible in the API; retry by hand)."""
+    backoff_base_seconds: float = Field(default=5.0, ge=0)
+    """Wait before attempt n+1: ``base * 2**(n-1)``, plus up to 10 % jitter, at most ``backoff_cap_seconds``."""
+    backoff_cap_seconds: float = Field(default=3600.0, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: list[str]) -> list[str]:
+        unknown = [e for e in value if e not in NOTIFIABLE_EVENTS]
+        if unknown:
+            raise ValueError(
+                f"unknown event type(s) {', '.join(map(repr, unknown))}; webhooks can send "
+                f"{', '.join(NOTIFIABLE_EVENTS)}"
+            )
+        return list(dict.fromkeys(value))
+
+    @field_validator("secret")
+    @classmethod
+    def _whsec(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        if not raw.startswith("whsec_"):
+            raise ValueError("must start with 'whsec_' followed by base64 (Standard Webhooks form)")
+        encoded = raw[len("whsec_") :]
+        try:
+            key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("is not valid base64 after 'whsec_'") from None
+        if not 24 <= len(key) <= 64:
+            raise ValueError(f"must decode to 24-64 bytes, not {len(key)}")
+        return value
+
+
+class WebhookSettings(_Section):
+    endpoints: list[WebhookEndpoint] = Field(default_factory=list)
+    poll_seconds: float = Field(default=5.0, gt=0)
+    """Deliveries start as soon as this replica commits an event; this poll catches the rest (events
+    committed by a replica that stopped, retries coming due)."""
+    claim_seconds: float = Field(default=120.0, gt=0)
+    """A replica sending a delivery holds it this long; after that another replica may send it again."""
+    concurrency: int = Field(default=16, ge=1, le=1000)
+    """Deliveries in flight at once per replica."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WebhookSettings:
+        problems = []
+        ids = [e.id for e in self.endpoints]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            problems.append(f"endpoint ids must be unique; repeated: {', '.join(duplicates)}")
+        slow = sorted({e.id for e in self.endpoints if e.timeout_seconds >= self.claim_seconds})
+        if slow:
+            problems.append(
+                f"claim_seconds ({self.claim_seconds}) must exceed every endpoint's timeout_seconds "
+                f"(not so for {', '.join(slow)}), or a slow delivery is sent twice"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
 class Settings(BaseSettings):
     """Every setting of the service. See ``config.yaml`` for a commented example."""
 
@@ -379,6 +463,7 @@ class Settings(BaseSettings):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     budgets: Budget = Field(default_factory=Budget)
     pricing: PricingSettings = Field(default_factory=PricingSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -492,6 +577,7 @@ class _FileOnly(BaseModel):
     policy: PolicySettings | None = None
     budgets: Budget | None = None
     pricing: PricingSettings | None = None
+    webhooks: WebhookSettings | None = None
 
 
 def _relative_to(settings: Settings, base: Path) -> Settings:

@@ -12,7 +12,8 @@ task per cell, so no cell sees another cell's effect.
 Cell codes: a status, or ``403s`` (403 ``self_approval_forbidden``), ``404c`` (404 naming the
 tool call: the caller may see the task, which has no such call), ``404t`` (404 naming the task: the
 caller may not see it; the same answer as for a task that does not exist). A resolve on a visible
-task that needs no attention is a 409 (the state is checked before the call id).
+task that needs no attention is a 409 (the state is checked before the call id). ``404d``: 404 naming a
+webhook delivery (this world has none, so an admin's retry finds nothing; tests/webhooks has the rest).
 """
 
 from __future__ import annotations
@@ -100,6 +101,12 @@ MATRIX: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/v1/admin/reload-policy"):
         {"none": "401 401 401 401", "viewer": "403 403 403 403", "submitter": "403 403 403 403",
          "approver": "403 403 403 403", "admin": "200 200 200 200"},
+    ("GET", "/v1/webhooks/deliveries"):
+        {"none": "401 401 401 401", "viewer": "403 403 403 403", "submitter": "403 403 403 403",
+         "approver": "403 403 403 403", "admin": "200 200 200 200"},
+    ("POST", "/v1/webhooks/deliveries/{delivery_id}/retry"):
+        {"none": "401 401 401 401", "viewer": "403 403 403 403", "submitter": "403 403 403 403",
+         "approver": "403 403 403 403", "admin": "404d 404d 404d 404d"},
 }
 # fmt: on
 
@@ -123,6 +130,7 @@ BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("POST", "/v1/tasks/{task_id}/calls/{call_id}/decision"): {"decision": "approve"},
     ("POST", "/v1/tasks/{task_id}/budget"): {"tool_calls": 10},
     ("POST", "/v1/admin/reload-policy"): None,
+    ("POST", "/v1/webhooks/deliveries/{delivery_id}/retry"): None,
 }
 NO_CALL = "call_" + "0" * 24
 CELLS = [(TENANT, "own"), (TENANT, "other"), (OTHER_TENANT, "own"), (OTHER_TENANT, "other")]
@@ -189,6 +197,8 @@ def _observed(response: httpx.Response) -> str:
         error = response.json()["error"]
         if error["code"] == "self_approval_forbidden":
             return "403s"
+        if response.status_code == 404 and "delivery_id" in error["details"]:
+            return "404d"
         if response.status_code == 404:
             return "404c" if error["details"].get("field") in ("tool_call_id", "call_id") else "404t"
     return status
@@ -223,6 +233,7 @@ async def _run_matrix(world: World) -> tuple[list[str], int]:
                     else:
                         task_id = shared[owner]
                     target = path.replace("{task_id}", task_id).replace("{call_id}", NO_CALL)
+                target = target.replace("{delivery_id}", "1")
                 response = await _call(live.client, method, target, key, BODIES.get((method, path)))
                 calls += 1
                 got = _observed(response)

@@ -29,6 +29,8 @@ ROUTES = {
     ("post", "/v1/admin/reload-policy"): ("operations", None),
     ("get", "/v1/tasks/{task_id}/approvals"): ("approvals", "ApprovalOut"),
     ("get", "/v1/approvals"): ("approvals", "InboxPage"),
+    ("get", "/v1/webhooks/deliveries"): ("webhooks", "DeliveryPage"),
+    ("post", "/v1/webhooks/deliveries/{delivery_id}/retry"): ("webhooks", "DeliveryOut"),
 }
 OPEN = {("get", "/healthz"), ("get", "/readyz")}
 

@@ -131,6 +131,11 @@ class EventBus:
         self._delivered: dict[str, int] = {}
         self._max_buffer = max_buffer
         self._work = anyio.Event()
+        self._commit_hooks: list[Callable[[Sequence[Event]], None]] = []
+
+    def on_commit(self, hook: Callable[[Sequence[Event]], None]) -> None:
+        """Also hand every batch this process commits to ``hook`` (the webhook deliverer's wake-up)."""
+        self._commit_hooks.append(hook)
 
     # -- store listener ---------------------------------------------------------------------------
 
@@ -138,6 +143,8 @@ class EventBus:
         """This process committed ``events``: log the lifecycle changes and deliver them."""
         log_committed(events)
         self._deliver(events)
+        for hook in self._commit_hooks:
+            hook(events)
 
     def _deliver(self, events: Sequence[Event]) -> None:
         for event in events:

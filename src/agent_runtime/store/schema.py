@@ -143,3 +143,49 @@ housekeeping = sa.Table(
     sa.Column("owner", sa.String(200)),
     sa.Column("expires_at", TS),
 )
+
+# Webhooks (migration ``*_webhooks.py``). A trigger on ``events`` copies every notifiable event (its key and
+# type; the payload stays in ``events``) into the outbox in the transaction that stores it; the
+# deliverer fans each outbox row out to one delivery per subscribed endpoint (``dispatched_at``
+# set) and sends the deliveries (services/webhooks.py). Both go with their task (FK cascade).
+webhook_outbox = sa.Table(
+    "webhook_outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.String(40), sa.ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("type", sa.String(48), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("dispatched_at", TS),
+    sa.UniqueConstraint("task_id", "seq", name="uq_webhook_outbox_event"),
+)
+sa.Index(
+    "ix_webhook_outbox_undispatched",
+    webhook_outbox.c.id,
+    sqlite_where=webhook_outbox.c.dispatched_at.is_(None),
+    postgresql_where=webhook_outbox.c.dispatched_at.is_(None),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("outbox_id", sa.Integer, sa.ForeignKey("webhook_outbox.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("task_id", sa.String(40), sa.ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("type", sa.String(48), nullable=False),
+    sa.Column("endpoint_id", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", TS, nullable=False),
+    sa.Column("last_attempt_at", TS),
+    sa.Column("last_status_code", sa.Integer),
+    sa.Column("last_error", sa.String(500)),
+    sa.Column("delivered_at", TS),
+    sa.Column("claim_owner", sa.String(200)),
+    sa.Column("claim_expires_at", TS),
+    sa.Column("created_at", TS, nullable=False),
+    sa.UniqueConstraint("outbox_id", "endpoint_id", name="uq_webhook_deliveries_endpoint"),
+)
+sa.Index("ix_webhook_deliveries_due", webhook_deliveries.c.status, webhook_deliveries.c.next_attempt_at)
+sa.Index("ix_webhook_deliveries_task", webhook_deliveries.c.task_id, webhook_deliveries.c.id)
