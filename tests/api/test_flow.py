@@ -17,12 +17,13 @@ async def test_submit_plan_approve_execute_streams_real_tool_calls_until_complet
         assert created["status"] == "queued"
         assert created["links"]["stream"] == f"/v1/tasks/{created['id']}/stream"
         seen = await live.wait_for(created["id"], "approval_required")
-        assert [e["sse_event"] for e in seen] == [
+        assert [e["sse_event"] for e in seen if e["sse_event"] != "llm_usage"] == [
             "task_created",
             "planning_started",
             "plan_proposed",
             "approval_required",
         ]
+        assert [e["data"]["role"] for e in seen if e["sse_event"] == "llm_usage"] == ["planner"]
         proposed = seen[2]["data"]
         assert proposed["offline_test"] is True and proposed["author"] == "planner:offline/offline-test"
 
@@ -77,10 +78,10 @@ async def test_revision_and_operator_edit_create_new_plan_versions_and_approval_
     async with live_service(make_settings(tmp_path)) as live:
         created = await live.submit("Add 1 and 2.")
         task_id = created["id"]
-        await live.wait_for(task_id, "approval_required")
+        proposed = await live.wait_for(task_id, "approval_required")
         response = await live.client.post(f"/v1/tasks/{task_id}/revise", json={"feedback": "Also echo the sum."})
         assert response.status_code == 202 and response.json()["status"] == "queued"
-        events = await read_stream(live.client, task_id, after=4, until="approval_required")
+        events = await read_stream(live.client, task_id, after=proposed[-1]["sse_id"], until="approval_required")
         assert [e["sse_event"] for e in events][0] == "revision_requested"
         task = await live.task(task_id)
         assert task["current_plan_version"] == 2
