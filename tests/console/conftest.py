@@ -12,18 +12,23 @@ than the service.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import pytest
+import uvicorn
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from playwright.sync_api import ConsoleMessage, Page, Request, expect
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent_runtime.client import Client
-from tests.support.harness import Live, live_service
+from tests.support.harness import Live, _Server, live_service
 from tests.support.identity import auth_settings, make_key
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -80,6 +85,65 @@ def service(tmp_path_factory: pytest.TempPathFactory, browser_type_launch_args: 
         yield Service(live, portal, *keys)
 
 
+PREFIX = "/ops/agents"
+
+
+class PrefixProxy:
+    """A reverse proxy publishing the service under ``PREFIX``, in one of its two usual set-ups:
+
+    * ``strip``: the proxy removes the prefix (nginx ``location /p/ { proxy_pass http://svc/; }``),
+      and the service knows nothing of it;
+    * ``root_path``: the proxy keeps the prefix and the service runs with ``--root-path`` (the app
+      sees ``root_path`` = the prefix).
+
+    Nothing outside the prefix reaches the service (404, as the proxy would route it elsewhere).
+    """
+
+    def __init__(self, app: ASGIApp, prefix: str, mode: str) -> None:
+        self.app, self.prefix, self.mode = app, prefix, mode
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if not (path == self.prefix or path.startswith(self.prefix + "/")):
+            await send({"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.body", "body": b"not behind the prefix"})
+            return
+        if self.mode == "strip":
+            inner = path[len(self.prefix) :] or "/"
+            scope = {**scope, "path": inner, "raw_path": inner.encode()}
+        else:
+            scope = {**scope, "root_path": self.prefix}
+        await self.app(scope, receive, send)
+
+
+@asynccontextmanager
+async def _serve_behind_prefix(app: ASGIApp, mode: str) -> AsyncIterator[str]:
+    """The already running app served a second time, on another port, behind :class:`PrefixProxy`
+    (no second lifespan: the first server's runtime serves both)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = _Server(uvicorn.Config(PrefixProxy(app, PREFIX, mode), log_config=None, lifespan="off"))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve, [sock])
+        with anyio.fail_after(30):
+            await server.ready.wait()
+        try:
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}{PREFIX}"
+        finally:
+            server.should_exit = True
+    sock.close()
+
+
+@pytest.fixture(params=["strip", "root_path"])
+def prefixed_url(service: Service, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The service's URL behind a path prefix, as a reverse proxy would publish it."""
+    with service.portal.wrap_async_context_manager(_serve_behind_prefix(service.live.app, request.param)) as url:
+        yield url
+
+
 @dataclass
 class Console:
     """A browser page on the console, with what went wrong on it."""
@@ -87,6 +151,8 @@ class Console:
     page: Page
     service: Service
     shots: Path
+    origins: set[str]
+    """Where the page may send requests: the service (and, in the prefix test, its proxy)."""
     problems: list[str] = field(default_factory=list)
     allowed: list[re.Pattern[str]] = field(default_factory=list)
 
@@ -94,11 +160,11 @@ class Console:
         """An expected console error, e.g. Chromium's line about a 422 the test provokes on purpose."""
         self.allowed.append(re.compile(pattern))
 
-    def open(self, fragment: str = "") -> None:
-        self.page.goto(f"{self.service.url}/console/{fragment}")
+    def open(self, fragment: str = "", base: str | None = None) -> None:
+        self.page.goto(f"{base or self.service.url}/console/{fragment}")
 
-    def sign_in(self, key: str | None = None) -> None:
-        self.open()
+    def sign_in(self, key: str | None = None, base: str | None = None) -> None:
+        self.open(base=base)
         self.page.get_by_label("API key").fill(key or self.service.approver)
         self.page.get_by_role("button", name="Sign in").click()
         expect(self.page.get_by_role("heading", name="Inbox")).to_be_visible()
@@ -109,12 +175,16 @@ class Console:
         return path
 
 
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 @pytest.fixture
 def console(page: Page, service: Service, output_path: str) -> Iterator[Console]:
     shots = Path(output_path)
     shots.mkdir(parents=True, exist_ok=True)
-    here = urlsplit(service.url).netloc
-    con = Console(page, service, shots)
+    con = Console(page, service, shots, origins={_origin(service.url)})
 
     def on_console(message: ConsoleMessage) -> None:
         if message.type == "error":
@@ -122,7 +192,7 @@ def console(page: Page, service: Service, output_path: str) -> Iterator[Console]
 
     def on_request(request: Request) -> None:
         parts = urlsplit(request.url)
-        if parts.scheme in ("http", "https", "ws", "wss") and parts.netloc != here:
+        if parts.scheme in ("http", "https", "ws", "wss") and _origin(request.url) not in con.origins:
             con.problems.append(f"request to another host: {request.url}")
 
     page.on("console", on_console)
