@@ -30,7 +30,12 @@ from agent_runtime.llm.lazy import LazyLLM
 from agent_runtime.llm.metered import MeteredLLM
 from agent_runtime.observability.metrics import Metrics
 from agent_runtime.observability.tracing import Tracing, setup_tracing
+from agent_runtime.policy.loader import PolicyHolder
+from agent_runtime.services.approvals import ApprovalQueries
 from agent_runtime.services.bus import EventBus
+from agent_runtime.services.gates import Gates
+from agent_runtime.services.governance import Governance
+from agent_runtime.services.handoff import Commands
 from agent_runtime.services.jobs import TaskJobs
 from agent_runtime.services.runner import Runner
 from agent_runtime.services.tasks import TaskService
@@ -70,6 +75,9 @@ class Runtime:
     planner_llm: LLMClient
     executor_llm: LLMClient
     tracing: Tracing
+    policy: PolicyHolder
+    gates: Gates
+    approvals: ApprovalQueries
     shutdown_event: anyio.Event = field(default_factory=anyio.Event)
     _migrated: bool = False
 
@@ -87,6 +95,12 @@ class Runtime:
         await self.catalog.refresh()
         log.info("tool_registry_reloaded", servers=len(registry.enabled()))
 
+    def reload_policy(self) -> None:
+        """Re-read the policy file; an invalid one raises ``PolicyError`` and the old policy stays."""
+        policy = self.policy.reload()
+        log.info("policy_reloaded", path=str(self.policy.path), plan_rules=len(policy.plan_rules),
+                 call_rules=len(policy.call_rules))  # fmt: skip
+
 
 async def build_runtime(settings: Settings, overrides: Overrides | None = None) -> Runtime:
     overrides = overrides or Overrides()
@@ -103,7 +117,16 @@ async def build_runtime(settings: Settings, overrides: Overrides | None = None) 
     pool = ToolPool(registry, settings.tools)
     planner_llm = MeteredLLM(overrides.planner_llm or _llm(settings, "planner", overrides), metrics)
     executor_llm = MeteredLLM(overrides.executor_llm or _llm(settings, "executor", overrides), metrics)
-    jobs = TaskJobs(store, settings, planner_llm, executor_llm, catalog, pool, metrics, tracing)
+    policy = PolicyHolder(settings.policy.path)
+    governance = Governance(
+        settings,
+        policy,
+        catalog.get,
+        catalog.tools,
+        planner_model=planner_llm.model,
+        executor_model=executor_llm.model,
+    )
+    jobs = TaskJobs(store, settings, planner_llm, executor_llm, catalog, pool, metrics, tracing, governance)
     runner = Runner(
         store,
         bus,
@@ -113,14 +136,21 @@ async def build_runtime(settings: Settings, overrides: Overrides | None = None) 
         on_crash=jobs.fail_unexpected,
         metrics=metrics,
     )
+    hand_off = runner if settings.runner.hand_off else None
     tasks = TaskService(
         store,
         settings.limits,
         lambda: [t.qualified_name for t in catalog.tools()],
         approvals=settings.approvals,
-        hand_off=runner if settings.runner.hand_off else None,
+        hand_off=hand_off,
+        governance=governance,
     )
-    return Runtime(settings, store, bus, metrics, catalog, pool, tasks, runner, planner_llm, executor_llm, tracing)
+    gates = Gates(store, Commands(store, hand_off), settings.approvals, catalog.get, governance)
+    approvals = ApprovalQueries(store, settings.approvals, catalog.get)
+    return Runtime(
+        settings, store, bus, metrics, catalog, pool, tasks, runner, planner_llm, executor_llm, tracing,
+        policy, gates, approvals,
+    )  # fmt: skip
 
 
 async def preflight(settings: Settings) -> None:
@@ -128,6 +158,7 @@ async def preflight(settings: Settings) -> None:
     so a bad configuration stops the process with one clear :class:`ConfigError`."""
     await create_engine(settings.database).dispose()
     load_registry(settings.tools.registry_path)
+    PolicyHolder(settings.policy.path)  # a malformed policy file stops the start with its errors
     for role in ("planner", "executor"):
         await build_llm_client(getattr(settings.llm, role).resolved()).aclose()
 
@@ -163,6 +194,7 @@ async def serve_background(runtime: Runtime, tg: TaskGroup) -> None:
             listen_forever, runtime.settings.database.url, runtime.bus, runtime.store.events_after, runtime.store.origin
         )
     tg.start_soon(_housekeeping, runtime)
+    tg.start_soon(_expire_gates, runtime)
     tg.start_soon(_reload_on_sighup, runtime)
     for llm in (runtime.planner_llm, runtime.executor_llm):
         inner = llm.inner if isinstance(llm, MeteredLLM) else llm
@@ -208,6 +240,17 @@ async def _housekeeping(runtime: Runtime) -> None:
         await anyio.sleep(retention.sweep_interval_seconds)
 
 
+async def _expire_gates(runtime: Runtime) -> None:
+    """Fire due approval expiries (plan approvals, call gates). Every replica sweeps; the
+    transaction that acts clears the timer, so each fires once."""
+    while True:
+        try:
+            await runtime.gates.expire_due()
+        except Exception as exc:  # the database is away: try again next round
+            log.warning("gate_expiry_failed", error=f"{type(exc).__name__}: {exc}")
+        await anyio.sleep(runtime.settings.policy.expiry_check_seconds)
+
+
 async def _reload_on_sighup(runtime: Runtime) -> None:
     if threading.current_thread() is not threading.main_thread():
         return  # signals reach only the main thread's loop (an embedding app, tests in a worker thread)
@@ -221,3 +264,7 @@ async def _reload_on_sighup(runtime: Runtime) -> None:
                 await runtime.reload_tools()
             except ConfigError as exc:
                 log.error("tool_registry_reload_failed", error=exc.message)
+            try:
+                runtime.reload_policy()
+            except ConfigError as exc:
+                log.error("policy_reload_failed", error=exc.message)

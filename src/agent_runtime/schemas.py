@@ -126,6 +126,27 @@ class Resolve(_In):
     actor: Text | None = Field(default=None, max_length=200, description=ACTOR)
 
 
+class CallDecision(_In):
+    decision: Literal["approve", "deny", "edit"]
+    reason: Text | None = Field(
+        default=None, max_length=4000, description="With deny: told to the model as the call's result."
+    )
+    tool: Text | None = Field(
+        default=None, max_length=200, description="With edit: call this tool instead (the step must allow it)."
+    )
+    arguments: JsonObject | None = Field(
+        default=None, description="With edit: the arguments to call it with (checked against its input schema)."
+    )
+
+
+class RaiseBudget(_In):
+    input_tokens: int | None = Field(default=None, ge=1)
+    output_tokens: int | None = Field(default=None, ge=1)
+    cost_usd: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    tool_calls: int | None = Field(default=None, ge=1)
+    wall_seconds: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+
+
 class StepOut(BaseModel):
     id: str
     title: str
@@ -153,6 +174,11 @@ class AttentionOut(BaseModel):
     step_id: str
     tool: str
     arguments: dict[str, Any]
+    kind: Literal["in_doubt", "call_gate"] = Field(
+        default="in_doubt",
+        description="in_doubt: resolve it (POST …/resolve); call_gate: decide it (POST …/calls/{id}/decision)",
+    )
+    rule: str | None = Field(default=None, description="The policy rule that gated the call")
 
 
 class TaskOut(BaseModel):
@@ -170,6 +196,17 @@ class TaskOut(BaseModel):
     result: dict[str, Any] | None
     error: dict[str, Any] | None
     needs_attention: list[AttentionOut]
+    gate: dict[str, Any] | None = Field(
+        default=None,
+        description="What the decision the task waits for requires: kind (plan, call, budget), the policy "
+        "rule, the roles that may decide, distinct approvers needed, what happens on expiry",
+    )
+    gate_expires_at: datetime | None = None
+    usage: dict[str, float] | None = Field(
+        default=None, description="Spent so far: input_tokens, output_tokens, cost_usd, tool_calls, wall_seconds"
+    )
+    budget: dict[str, float] | None = Field(default=None, description="The task's limits (absent: no limit)")
+    estimate: dict[str, Any] | None = Field(default=None, description="The current plan version's estimate")
     last_event_seq: int
     links: dict[str, str]
 
@@ -241,10 +278,25 @@ class InboxItemOut(BaseModel):
     step_count: int
     tools: list[str]
     approvals: int = Field(description="Distinct approvals of this version so far")
-    required: int = Field(description="Distinct approvals needed (approvals.required)")
+    required: int = Field(description="Distinct approvals needed (the policy rule's, else approvals.required)")
     created_at: datetime
     waiting_since: datetime
     links: dict[str, str]
+    kind: Literal["plan", "call", "in_doubt", "budget"] = Field(
+        default="plan",
+        description="plan: a plan version to approve; call: a tool call at a policy gate; in_doubt: an "
+        "in-doubt call to resolve; budget: a task paused by its budget",
+    )
+    rule: str | None = Field(default=None, description="The policy rule that asked for this decision")
+    risk: list[Literal["destructive", "open_world"]] = Field(
+        default_factory=list, description="Risk flags of the plan's tools (unknown annotations count as risky)"
+    )
+    risky_tools: list[str] = Field(default_factory=list)
+    estimate: dict[str, Any] | None = None
+    usage: dict[str, float] | None = None
+    budget: dict[str, float] | None = None
+    expires_at: datetime | None = None
+    call: AttentionOut | None = Field(default=None, description="kind call or in_doubt: the call to decide")
 
 
 class InboxPage(BaseModel):

@@ -300,6 +300,43 @@ class ApprovalSettings(_Section):
     to a new version."""
 
 
+class PolicySettings(_Section):
+    path: Path | None = None
+    """The policy file (YAML, ``policy/`` package); ``None``: the built-in default policy (every plan
+    waits for ``approvals.required`` approvers, every call the plan allows is made)."""
+    expiry_check_seconds: float = Field(default=1.0, gt=0, le=60)
+    """How often each replica looks for approvals and call gates past their ``expire_after``."""
+
+
+class Budget(_Section):
+    """Limits on what one task may spend; ``None`` (the default for each) means no limit."""
+
+    input_tokens: int | None = Field(default=None, ge=0)
+    output_tokens: int | None = Field(default=None, ge=0)
+    cost_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    tool_calls: int | None = Field(default=None, ge=0)
+    wall_seconds: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+    def merged(self, override: Budget | None) -> Budget:
+        """This budget with every limit ``override`` sets replacing its own (a policy rule's budget)."""
+        if override is None:
+            return self
+        return self.model_copy(update=override.model_dump(exclude_none=True))
+
+
+class ModelPrice(_Section):
+    """What a model costs, in USD per million tokens."""
+
+    input_usd_per_mtok: float = Field(ge=0, allow_inf_nan=False)
+    output_usd_per_mtok: float = Field(ge=0, allow_inf_nan=False)
+
+
+class PricingSettings(_Section):
+    models: dict[str, ModelPrice] = Field(default_factory=dict)
+    """Added to (and replacing entries of) the shipped table ``policy.pricing.DEFAULT_PRICES``. A key
+    also prices its dated names: ``gpt-4o`` covers ``gpt-4o-2024-08-06``."""
+
+
 class CorsSettings(_Section):
     allow_origins: list[str] = Field(default_factory=list)
     """Browser origins allowed to call the API (e.g. ``https://console.example.com``); empty: CORS off."""
@@ -334,6 +371,9 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    budgets: Budget = Field(default_factory=Budget)
+    pricing: PricingSettings = Field(default_factory=PricingSettings)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -444,6 +484,9 @@ class _FileOnly(BaseModel):
     auth: AuthSettings | None = None
     approvals: ApprovalSettings | None = None
     cors: CorsSettings | None = None
+    policy: PolicySettings | None = None
+    budgets: Budget | None = None
+    pricing: PricingSettings | None = None
 
 
 def _relative_to(settings: Settings, base: Path) -> Settings:
@@ -453,4 +496,7 @@ def _relative_to(settings: Settings, base: Path) -> Settings:
         "registry_path": tools.registry_path if tools.registry_path.is_absolute() else base / tools.registry_path,
         "workspace_root": tools.workspace_root if tools.workspace_root.is_absolute() else base / tools.workspace_root,
     }
-    return settings.model_copy(update={"tools": tools.model_copy(update=updates)})
+    policy = settings.policy
+    if policy.path is not None and not policy.path.is_absolute():
+        policy = policy.model_copy(update={"path": base / policy.path})
+    return settings.model_copy(update={"tools": tools.model_copy(update=updates), "policy": policy})

@@ -15,6 +15,8 @@ async def test_reload_picks_up_a_new_server_and_refuses_a_broken_file(tmp_path: 
         assert before["servers"]["example"]["ok"] is True
         echo = next(t for t in before["tools"] if t["name"] == "example.echo")
         assert echo["safe_to_repeat"] is True and echo["input_schema"]["required"] == ["text"]
+        assert (echo["read_only"], echo["destructive"], echo["open_world"]) == (True, False, False)
+        assert (echo["overridden"], echo["vouched_by"]) == ([], None)
 
         second = "  - id: second\n    type: local_stdio\n    config:\n      command: ${PYTHON}\n"
         registry.write_text(registry.read_text() + second + f"      args: ['{EXAMPLE_SERVER}']\n")

@@ -57,9 +57,10 @@ async def test_the_sync_client_revises_edits_and_approves_the_version_it_names(t
             with Client(live.url) as client:
                 task = client.wait(client.submit(PROMPT).id, timeout=30)
                 assert task.status == "awaiting_approval" and task.current_plan_version == 1
-                [pending] = client.approvals()
+                [pending] = client.approvals().items
                 assert (pending.task_id, pending.plan_version, pending.step_count) == (task.id, 1, 2)
                 assert pending.tools == ["example.read_note", "example.write_note"]
+                assert pending.kind == "plan" and pending.risky_tools == ["example.write_note"]
 
                 revised = client.revise(task.id, "Also add 2 and 3.")
                 assert revised.status == "queued"
@@ -91,7 +92,7 @@ async def test_the_sync_client_revises_edits_and_approves_the_version_it_names(t
                 client.approve(task.id, 3)
                 done = client.wait(task.id, timeout=30)
                 assert done.status == "completed"
-                assert client.approvals() == []
+                assert client.approvals().items == []
                 page = client.list_tasks(status="completed")
                 assert [t.id for t in page.items] == [task.id]
 

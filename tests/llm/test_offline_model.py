@@ -6,7 +6,7 @@ import datetime as dt
 import json
 from typing import Annotated, Any, Literal
 
-import jsonschema  # type: ignore[import-untyped]  # installed with mcp
+import jsonschema
 import pytest
 from pydantic import BaseModel, Field, SecretStr
 

@@ -33,7 +33,17 @@ async def test_submit_wait_shows_the_plan_then_approve_and_watch_follow_it_to_co
         assert [i["task_id"] for i in inbox.json()["items"]] == [queued.json()["id"], task_id]  # newest first
         assert inbox.json()["items"][1]["step_count"] == 2
         table = await cli("approvals")
-        assert table.out.splitlines()[0].split() == ["task", "plan", "steps", "tools", "proposed", "prompt"]
+        assert table.out.splitlines()[0].split() == [
+            "task",
+            "kind",
+            "plan",
+            "steps",
+            "waiting",
+            "risk",
+            "cost",
+            "expires",
+            "prompt",
+        ]
         assert task_id in table.out and "Write a note named hello" in table.out
 
         approved = await cli("tasks", "approve", task_id)

@@ -81,7 +81,8 @@ def test_timeouts_default_to_the_settings_and_can_be_overridden(tmp_path: Path) 
 
 def test_per_tool_idempotent_overrides_are_kept() -> None:
     registry = make_registry(example_entry(tools={"write_note": {"idempotent": True}, "add": {}}))
-    assert registry.servers[0].idempotent_overrides() == {"write_note": True}
+    overrides = registry.servers[0].tool_overrides()
+    assert {name: o.annotations() for name, o in overrides.items()} == {"write_note": {"idempotent": True}}
 
 
 def test_disabled_servers_are_not_enabled() -> None:

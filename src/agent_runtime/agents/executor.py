@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import structlog
 
@@ -21,7 +21,7 @@ from agent_runtime.domain.plan import Plan, PlanStep, execution_order
 from agent_runtime.domain.records import ToolCallRecord
 from agent_runtime.domain.states import StepStatus, ToolCallStatus
 from agent_runtime.errors import ErrorCode, ServiceError, ToolNotAllowedError, ToolServerError, ToolTimeoutError
-from agent_runtime.llm.base import LLMClient, Message, ToolCallRequest, ToolSpec
+from agent_runtime.llm.base import LLMClient, LLMResponse, Message, ToolCallRequest, ToolSpec
 from agent_runtime.tools.base import ToolResult
 
 ProgressHandler = Callable[[float, float | None, str | None], Awaitable[None]]
@@ -65,9 +65,63 @@ class ExecutionJournal(Protocol):
     async def progress(
         self, call_id: str, step_id: str, progress: float, total: float | None, message: str | None
     ) -> None: ...
+    async def call_gated(
+        self, step_id: str, turn: int, index: int, tool: str, arguments: dict[str, Any], check: CallCheck
+    ) -> str: ...
     async def step_completed(self, step_id: str, output: str) -> None: ...
     async def step_failed(self, step_id: str, error: ServiceError) -> None: ...
     async def prior_calls(self, step_id: str) -> list[ToolCallRecord]: ...
+    async def llm_used(self, step_id: str | None, response: LLMResponse) -> None:
+        """Record one model call's usage (tokens, cost) against the task's budget."""
+
+    def check_budget(self, before: Literal["llm", "tool"], *, calls: int = 0) -> None:
+        """Raise :class:`BudgetExceededError` if the next model call, or the next ``calls`` tool
+        calls, would overrun the budget."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallCheck:
+    """The approval policy's answer for one tool call, asked before it is sent."""
+
+    action: Literal["allow", "deny", "gate"]
+    rule: str | None = None
+    reason: str | None = None
+    roles: tuple[str, ...] = ()
+    expire_after_seconds: float | None = None
+    on_expiry: Literal["reject", "cancel"] = "reject"
+
+
+ALLOW = CallCheck("allow")
+CallPolicy = Callable[[str, dict[str, Any]], CallCheck]
+"""``check(tool, arguments)``: never raises (an error inside the policy is a ``deny``)."""
+
+
+class CallGatedError(ServiceError):
+    """A policy gate stopped a tool call before it was sent: the task pauses for a decision."""
+
+    def __init__(self, call_id: str, step_id: str, tool: str, arguments: dict[str, Any], check: CallCheck) -> None:
+        super().__init__(
+            f"tool call {call_id} to {tool} waits for approval (policy rule {check.rule})",
+            details={"tool_call_id": call_id, "tool": tool, "step_id": step_id, "rule": check.rule},
+        )
+        self.call_id = call_id
+        self.step_id = step_id
+        self.tool = tool
+        self.arguments = arguments
+        self.check = check
+
+
+class BudgetExceededError(ServiceError):
+    """The task's budget would be overrun by the next model or tool call: it pauses."""
+
+    def __init__(self, limit: str, spent: dict[str, float], budget: dict[str, float]) -> None:
+        super().__init__(
+            f"the task's {limit} budget is spent ({spent.get(limit)} of {budget.get(limit)})",
+            details={"limit": limit, "spent": spent, "budget": budget},
+        )
+        self.limit = limit
+        self.spent = spent
+        self.budget = budget
 
 
 class InDoubtError(ServiceError):
@@ -103,10 +157,12 @@ class ExecutorAgent:
         safe_to_repeat: Callable[[str], bool],
         limits: ExecutorLimits,
         span: SpanFactory | None = None,
+        check_call: CallPolicy | None = None,
     ) -> None:
         self.llm = llm
         self._specs = specs
         self._safe = safe_to_repeat
+        self._check: CallPolicy = check_call or (lambda _tool, _args: ALLOW)
         self.limits = limits
         self._span: SpanFactory = span or (lambda _name, **_attrs: nullcontext())
 
@@ -133,11 +189,13 @@ class ExecutorAgent:
                 outputs[step.id] = await self.run_step(
                     prompt=prompt, plan=plan, step=step, deps=deps, tools=tools, journal=journal, resumed=resumed
                 )
+        journal.check_budget("llm")
         response = await self.llm.generate(
             system=prompts.SUMMARY_SYSTEM,
             messages=[Message(role="user", content=prompts.summary_request(prompt, outputs))],
             tools=[],
         )
+        await journal.llm_used(None, response)
         return response.text
 
     async def run_step(
@@ -177,12 +235,17 @@ class ExecutorAgent:
                 return await self._fail(
                     step, journal, f"step {step.id} did not finish within {self.limits.max_turns} turns"
                 )
+            journal.check_budget("llm")
             response = await self.llm.generate(
                 system=prompts.EXECUTOR_SYSTEM, messages=messages, tools=specs, on_text_delta=on_delta
             )
+            await journal.llm_used(step.id, response)
             if not response.tool_calls:
                 await journal.step_completed(step.id, response.text)
                 return response.text
+            # The whole turn fits the budget, or none of it runs: paused here, the step resumes by
+            # asking the model again, so no call of the turn is lost.
+            journal.check_budget("tool", calls=sum(1 for r in response.tool_calls if r.name in allowed))
             messages.append(Message(role="assistant", content=response.text, tool_calls=response.tool_calls))
             for index, request in enumerate(response.tool_calls):
                 if request.name in allowed:
@@ -204,10 +267,23 @@ class ExecutorAgent:
         journal: ExecutionJournal,
         retry_of: str | None = None,
     ) -> Message:
+        """Make one call. ``retry_of``: the recorded call this one settles (an in-doubt retry, or a
+        gated call as an approver decided it): the policy already judged it."""
         if request.name not in allowed:
             reason = f"tool {request.name!r} is not allowed in step {step.id}; allowed: {sorted(allowed)}"
             await journal.call_refused(step.id, turn, index, request.name, request.arguments, reason)
             return Message(role="tool", content=reason, tool_call_id=request.id, tool_name=request.name, is_error=True)
+        if retry_of is None:
+            check = self._check(request.name, request.arguments)
+            if check.action == "deny":
+                reason = f"refused by approval policy rule {check.rule!r}: {check.reason or 'denied'}"
+                await journal.call_refused(step.id, turn, index, request.name, request.arguments, reason)
+                return Message(
+                    role="tool", content=reason, tool_call_id=request.id, tool_name=request.name, is_error=True
+                )
+            if check.action == "gate":
+                call_id = await journal.call_gated(step.id, turn, index, request.name, request.arguments, check)
+                raise CallGatedError(call_id, step.id, request.name, request.arguments, check)
         call_id = await journal.call_started(step.id, turn, index, request.name, request.arguments, retry_of=retry_of)
 
         async def on_progress(progress: float, total: float | None, message: str | None) -> None:
@@ -249,7 +325,9 @@ class ExecutorAgent:
             requests = tuple(ToolCallRequest(id=c.id, name=c.tool_name, arguments=c.arguments) for c in calls)
             messages.append(Message(role="assistant", tool_calls=requests))
             for call, request in zip(calls, requests, strict=True):
-                if call.status == ToolCallStatus.IN_DOUBT:
+                if call.status == ToolCallStatus.AWAITING_DECISION:
+                    messages.append(await self._decided(step, turn, call, request, tools, journal))
+                elif call.status == ToolCallStatus.IN_DOUBT:
                     retry = bool(call.result and call.result.get("operator_retry"))
                     if not (retry or self._safe(call.tool_name)):
                         raise InDoubtError(call)
@@ -262,6 +340,39 @@ class ExecutorAgent:
                     messages.append(_recorded_result(call, request))
         made = sum(1 for c in prior if c.status != ToolCallStatus.REFUSED)
         return last_turn, made
+
+    async def _decided(
+        self,
+        step: PlanStep,
+        turn: int,
+        call: ToolCallRecord,
+        request: ToolCallRequest,
+        tools: StepTools,
+        journal: ExecutionJournal,
+    ) -> Message:
+        """A gated call: make it as an approver decided (approved, or edited into ``tool`` with
+        ``arguments``), or, with no decision yet, pause again. A denial is recorded as refused."""
+        decision = (call.result or {}).get("decision")
+        if not isinstance(decision, dict):
+            gate = (call.result or {}).get("gate") or {}
+            check = CallCheck("gate", rule=gate.get("rule"), roles=tuple(gate.get("roles") or ()))
+            raise CallGatedError(call.id, step.id, call.tool_name, call.arguments, check)
+        tool = str(decision.get("tool", call.tool_name))
+        arguments = decision.get("arguments", call.arguments)
+        made = ToolCallRequest(id=request.id, name=tool, arguments=dict(arguments))
+        message = await self._call(
+            step, turn, call.call_index, made, set(step.tools), tools, journal, retry_of=call.id
+        )
+        if decision.get("decision") == "edit":
+            note = f"[an approver changed this call to {tool} with arguments {arguments}] "
+            message = Message(
+                role="tool",
+                content=note + (message.content or ""),
+                tool_call_id=request.id,
+                tool_name=request.name,
+                is_error=message.is_error,
+            )
+        return message
 
     async def _fail(self, step: PlanStep, journal: ExecutionJournal, message: str) -> str:
         error = StepFailedError(message, details={"step_id": step.id})

@@ -19,6 +19,8 @@ class PlanOutcome:
     author: str
     attempts: int
     usage: Usage
+    calls: tuple[Usage, ...] = ()
+    """Each model call's usage (the total is ``usage``)."""
 
 
 class PlannerAgent:
@@ -38,21 +40,25 @@ class PlannerAgent:
         feedback: str | None = None,
         previous: Plan | None = None,
         on_invalid: InvalidHandler | None = None,
+        check: Callable[[Plan], list[str]] | None = None,
     ) -> PlanOutcome:
-        """Ask the model for a plan; if it is invalid, show it the problems once; then give up."""
+        """Ask the model for a plan; if it is invalid (or ``check``, the approval policy, names
+        problems), show it the problems once; then give up."""
         system = prompts.PLANNER_SYSTEM.format(max_steps=self.max_steps)
         messages = [Message(role="user", content=prompts.planner_request(prompt, tools, feedback, previous))]
         known = {t.name for t in tools}
-        total_in = total_out = 0
+        calls: list[Usage] = []
         for attempt in (1, 2):
             plan, usage = await self.llm.generate_structured(
                 system=system, messages=messages, schema=Plan, tools_hint=tools
             )
-            total_in += usage.input_tokens
-            total_out += usage.output_tokens
+            calls.append(usage)
             problems = check_plan(plan, known_tools=known, max_steps=self.max_steps)
+            if not problems and check is not None:
+                problems = check(plan)
             if not problems:
-                return PlanOutcome(plan, self.author, attempt, Usage(total_in, total_out))
+                total = Usage(sum(u.input_tokens for u in calls), sum(u.output_tokens for u in calls))
+                return PlanOutcome(plan, self.author, attempt, total, tuple(calls))
             if on_invalid is not None:
                 await on_invalid(problems)
             if attempt == 2:

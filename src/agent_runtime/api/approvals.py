@@ -17,8 +17,7 @@ router = APIRouter(tags=["approvals"], route_class=GuardedRoute)
 
 
 def _queries(request: Request) -> ApprovalQueries:
-    runtime = runtime_of(request)
-    return ApprovalQueries(runtime.store, runtime.settings.approvals)
+    return runtime_of(request).approvals
 
 
 @router.get(
@@ -73,6 +72,15 @@ async def inbox(
                 created_at=i.task.created_at,
                 waiting_since=i.waiting_since,
                 links=s.links(i.task.id),
+                kind=i.kind,
+                rule=(i.task.gate or {}).get("rule"),
+                risk=sorted(i.risky),
+                risky_tools=sorted({t for tools in i.risky.values() for t in tools}),
+                estimate=i.task.estimate,
+                usage=i.task.usage,
+                budget=i.task.budget,
+                expires_at=i.task.gate_expires_at,
+                call=s.attention_out(i.call) if i.call is not None else None,
             )
             for i in items
         ],

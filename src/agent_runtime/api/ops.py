@@ -65,7 +65,11 @@ async def tools(request: Request) -> dict[str, Any]:
                 "input_schema": t.input_schema,
                 "read_only": t.read_only,
                 "idempotent": t.idempotent,
+                "destructive": t.destructive,
+                "open_world": t.open_world,
                 "safe_to_repeat": t.safe_to_repeat,
+                "overridden": list(t.overridden),
+                "vouched_by": t.vouched_by,
             }
             for t in runtime.catalog.tools()
         ],
@@ -83,3 +87,19 @@ async def reload_tools(request: Request) -> dict[str, Any]:
     runtime = runtime_of(request)
     await runtime.reload_tools()
     return {"servers": runtime.catalog.status()}
+
+
+@router.post(
+    "/v1/admin/reload-policy",
+    summary="Reload the approval policy file; an invalid file answers 422 and the old policy stays",
+    openapi_extra=access(Permission.ADMIN),
+)
+async def reload_policy(request: Request) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    runtime.reload_policy()
+    policy = runtime.policy.policy
+    return {
+        "path": str(runtime.policy.path) if runtime.policy.path else None,
+        "plan_rules": [r.id for r in policy.plan_rules],
+        "call_rules": [r.id for r in policy.call_rules],
+    }

@@ -7,15 +7,18 @@ Python client; they are re-exported here so the routes name them as ``schemas.Ta
 from __future__ import annotations
 
 from agent_runtime.domain.records import PlanVersionRecord, StepRecord, ToolCallRecord
+from agent_runtime.domain.states import ToolCallStatus
 from agent_runtime.schemas import ApprovalOut as ApprovalOut
 from agent_runtime.schemas import Approve as Approve
 from agent_runtime.schemas import AttentionOut as AttentionOut
+from agent_runtime.schemas import CallDecision as CallDecision
 from agent_runtime.schemas import Cancel as Cancel
 from agent_runtime.schemas import EditPlan as EditPlan
 from agent_runtime.schemas import InboxItemOut as InboxItemOut
 from agent_runtime.schemas import InboxPage as InboxPage
 from agent_runtime.schemas import PlanOut as PlanOut
 from agent_runtime.schemas import PlanVersionOut as PlanVersionOut
+from agent_runtime.schemas import RaiseBudget as RaiseBudget
 from agent_runtime.schemas import Reject as Reject
 from agent_runtime.schemas import Resolve as Resolve
 from agent_runtime.schemas import Revise as Revise
@@ -54,7 +57,15 @@ def plan_out(plan: PlanVersionRecord, steps: list[StepRecord]) -> PlanOut:
 
 
 def attention_out(call: ToolCallRecord) -> AttentionOut:
-    return AttentionOut(tool_call_id=call.id, step_id=call.step_id, tool=call.tool_name, arguments=call.arguments)
+    gated = call.status == ToolCallStatus.AWAITING_DECISION
+    return AttentionOut(
+        tool_call_id=call.id,
+        step_id=call.step_id,
+        tool=call.tool_name,
+        arguments=call.arguments,
+        kind="call_gate" if gated else "in_doubt",
+        rule=((call.result or {}).get("gate") or {}).get("rule") if gated else None,
+    )
 
 
 def task_out(view: TaskView) -> TaskOut:
@@ -74,6 +85,11 @@ def task_out(view: TaskView) -> TaskOut:
         result=t.result,
         error=t.error,
         needs_attention=[attention_out(c) for c in view.attention],
+        gate=t.gate,
+        gate_expires_at=t.gate_expires_at,
+        usage=t.usage,
+        budget=t.budget,
+        estimate=t.estimate,
         last_event_seq=t.last_seq,
         links=links(t.id),
     )

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from agent_runtime.api import schemas as s
 from agent_runtime.api.auth import GuardedRoute, access, acting, principal_of
-from agent_runtime.api.deps import tasks_of
+from agent_runtime.api.deps import runtime_of, tasks_of
 from agent_runtime.domain.identity import Permission
 from agent_runtime.domain.records import TaskRecord
 from agent_runtime.domain.states import TaskStatus
@@ -159,3 +159,39 @@ async def resolve(task_id: TaskId, body: s.Resolve, request: Request) -> s.TaskO
             task_id, body.tool_call_id, body.action, body.result, principal=acting(request, body.actor)
         ),
     )
+
+
+CALL_ID = r"^call_[0-9a-f]{24}$"
+CallId = Annotated[str, Path(pattern=CALL_ID, description="The gated tool call's id")]
+
+
+@router.post(
+    "/{task_id}/calls/{call_id}/decision",
+    response_model=s.TaskOut,
+    summary="Decide a tool call stopped at a policy gate: approve, deny (the model is told) or edit it",
+    openapi_extra=DECIDE,
+)
+async def decide_call(task_id: TaskId, call_id: CallId, body: s.CallDecision, request: Request) -> s.TaskOut:
+    gates = runtime_of(request).gates
+    task = await gates.decide_call(
+        task_id,
+        call_id,
+        body.decision,
+        reason=body.reason,
+        tool=body.tool,
+        arguments=body.arguments,
+        principal=principal_of(request),
+    )
+    return await _answer(tasks_of(request), task)
+
+
+@router.post(
+    "/{task_id}/budget",
+    response_model=s.TaskOut,
+    summary="Raise the budget of a task paused by budget_exceeded; it resumes",
+    openapi_extra=DECIDE,
+)
+async def raise_budget(task_id: TaskId, body: s.RaiseBudget, request: Request) -> s.TaskOut:
+    budget = {k: float(v) for k, v in body.model_dump(exclude_none=True).items()}
+    task = await runtime_of(request).gates.raise_budget(task_id, budget, principal=principal_of(request))
+    return await _answer(tasks_of(request), task)

@@ -15,7 +15,6 @@ the API's schemas.
 
 from agent_runtime.client.aio import AsyncClient
 from agent_runtime.client.base import DEFAULT_SERVER, KEY_ENV
-from agent_runtime.client.calls import PendingApproval
 from agent_runtime.client.errors import (
     APIError,
     ClientError,
@@ -29,7 +28,17 @@ from agent_runtime.client.errors import (
 from agent_runtime.client.resume import FINAL, SETTLED, Backoff
 from agent_runtime.client.sync import Client
 from agent_runtime.domain.plan import Plan, PlanStep
-from agent_runtime.schemas import EventOut, PlanOut, PlanVersionOut, StepOut, TaskOut, TaskPage, TaskSummary
+from agent_runtime.schemas import (
+    EventOut,
+    InboxItemOut,
+    InboxPage,
+    PlanOut,
+    PlanVersionOut,
+    StepOut,
+    TaskOut,
+    TaskPage,
+    TaskSummary,
+)
 
 __all__ = [
     "DEFAULT_SERVER",
@@ -44,9 +53,10 @@ __all__ = [
     "Conflict",
     "ConnectionFailed",
     "EventOut",
+    "InboxItemOut",
+    "InboxPage",
     "InvalidRequest",
     "NotFound",
-    "PendingApproval",
     "Plan",
     "PlanOut",
     "PlanStep",

@@ -13,7 +13,7 @@ from agent_runtime.client.base import DEFAULT_SERVER, ClientConfig, answer, stre
 from agent_runtime.client.errors import APIError, ConnectionFailed
 from agent_runtime.client.resume import FINAL, SETTLED, STATUS_EVENTS, Backoff, Resume, is_terminal
 from agent_runtime.domain.plan import Plan
-from agent_runtime.schemas import EventOut, PlanVersionOut, TaskOut, TaskPage
+from agent_runtime.schemas import EventOut, InboxPage, PlanVersionOut, TaskOut, TaskPage
 
 T = TypeVar("T")
 
@@ -108,9 +108,29 @@ class AsyncClient:
     ) -> TaskOut:
         return await self.call(calls.resolve(task_id, tool_call_id, action, result))
 
-    async def approvals(self, limit: int = 20) -> list[calls.PendingApproval]:
-        """Plan versions waiting for the caller's approval, newest first."""
-        return await self.run(calls.approvals(limit))
+    async def approvals(self, limit: int = 20, cursor: str | None = None) -> InboxPage:
+        """What waits for the caller's decision, newest first: plan versions, gated tool calls,
+        in-doubt calls, budget pauses (``next_cursor`` pages on)."""
+        return await self.call(calls.approvals(limit, cursor))
+
+    async def decide_call(
+        self,
+        task_id: str,
+        call_id: str,
+        decision: Literal["approve", "deny", "edit"],
+        *,
+        reason: str | None = None,
+        tool: str | None = None,
+        arguments: Mapping[str, Any] | None = None,
+    ) -> TaskOut:
+        """Decide a tool call stopped at a policy gate (an edit names new arguments and/or tool)."""
+        return await self.call(
+            calls.decide_call(task_id, call_id, decision, reason=reason, tool=tool, arguments=arguments)
+        )
+
+    async def raise_budget(self, task_id: str, **limits: float) -> TaskOut:
+        """Raise the limits of a task paused by its budget (``tool_calls=10``, ``cost_usd=2.5``, …)."""
+        return await self.call(calls.raise_budget(task_id, **limits))
 
     # --- events ---------------------------------------------------------------------------------
 

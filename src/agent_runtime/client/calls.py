@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import TypeAdapter
 
-from agent_runtime.client.errors import NotFound
 from agent_runtime.domain.plan import Plan
-from agent_runtime.schemas import PlanVersionOut, TaskOut, TaskPage
+from agent_runtime.schemas import InboxPage, PlanVersionOut, TaskOut, TaskPage
 
 T = TypeVar("T")
 
@@ -101,58 +99,24 @@ def stream_path(task_id: str) -> str:
 # --- the approval inbox -----------------------------------------------------------------------
 
 
-class PendingApproval(BaseModel):
-    """A plan version waiting for the caller's decision."""
-
-    task_id: str
-    plan_version: int
-    content_hash: str
-    prompt_excerpt: str
-    summary: str
-    step_count: int
-    tools: list[str]
-    created_at: datetime
-    proposed_at: datetime
+def approvals(limit: int = 20, cursor: str | None = None) -> Call[InboxPage]:
+    """What waits for the caller's decision in its tenant, newest first (``GET /v1/approvals``):
+    plan versions to approve, tool calls at a policy gate, in-doubt calls, budget pauses."""
+    return Call("GET", "/v1/approvals", InboxPage.model_validate, params=_body(limit=limit, cursor=cursor))
 
 
-EXCERPT = 120
+def decide_call(
+    task_id: str,
+    call_id: str,
+    decision: Literal["approve", "deny", "edit"],
+    *,
+    reason: str | None = None,
+    tool: str | None = None,
+    arguments: Mapping[str, Any] | None = None,
+) -> Call[TaskOut]:
+    body = _body(decision=decision, reason=reason, tool=tool, arguments=dict(arguments) if arguments else None)
+    return Call("POST", _task(task_id, f"/calls/{quote(call_id, safe='')}/decision"), TaskOut.model_validate, json=body)
 
 
-def pending_approval(task: TaskOut) -> PendingApproval | None:
-    """The inbox item of a task waiting for plan approval (``None`` once it no longer waits)."""
-    if task.status != "awaiting_approval" or task.plan is None:
-        return None
-    prompt = " ".join(task.prompt.split())
-    tools = sorted({tool for step in task.plan.steps for tool in step.tools})
-    return PendingApproval(
-        task_id=task.id,
-        plan_version=task.plan.version,
-        content_hash=task.plan.content_hash,
-        prompt_excerpt=prompt if len(prompt) <= EXCERPT else prompt[: EXCERPT - 1] + "…",
-        summary=task.plan.summary,
-        step_count=len(task.plan.steps),
-        tools=tools,
-        created_at=task.created_at,
-        proposed_at=task.plan.created_at,
-    )
-
-
-def approvals(limit: int = 20) -> Steps[list[PendingApproval]]:
-    """What waits for the caller's approval, newest first.
-
-    **The one place that knows where the inbox comes from.** Until the service has
-    ``GET /v1/approvals`` (issue 13), it is the tasks in ``awaiting_approval`` (the list route is
-    newest first), each read for its plan; a task decided in between is left out. When the route
-    lands, this becomes a single call.
-    """
-    page = yield list_tasks(status="awaiting_approval", limit=limit)
-    items: list[PendingApproval] = []
-    for summary in page.items:
-        try:
-            task = yield get(summary.id)
-        except NotFound:
-            continue  # removed by retention meanwhile
-        item = pending_approval(task)
-        if item is not None:
-            items.append(item)
-    return items
+def raise_budget(task_id: str, **limits: float) -> Call[TaskOut]:
+    return Call("POST", _task(task_id, "/budget"), TaskOut.model_validate, json=_body(**limits))

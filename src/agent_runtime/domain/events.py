@@ -51,6 +51,12 @@ class EventType(StrEnum):
     TASK_COMPLETED = "task_completed"
     TASK_FAILED = "task_failed"
     TASK_CANCELLED = "task_cancelled"
+    CALL_APPROVAL_REQUIRED = "call_approval_required"
+    CALL_DECIDED = "call_decided"
+    APPROVAL_EXPIRED = "approval_expired"
+    LLM_USAGE = "llm_usage"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    BUDGET_RAISED = "budget_raised"
 
 
 TERMINAL_EVENTS: frozenset[str] = frozenset(
@@ -106,7 +112,7 @@ class _Record(BaseModel):
 
     def payload(self) -> dict[str, Any]:
         """The stored ``data``: every field but ``type``, in declaration order."""
-        return self.model_dump(exclude=_TYPE_ONLY)
+        return self.model_dump(mode="json", exclude=_TYPE_ONLY)
 
 
 _TYPE_ONLY = {"type"}
@@ -153,6 +159,19 @@ class PlanProposed(_Record):
     offline_test: bool
     attempts: int
     plan: Plan
+    estimate: PlanEstimate | None = None
+
+
+class PlanEstimate(BaseModel):
+    """What a plan version is expected to cost (see ``policy.estimate``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None = Field(description="None when a model's price is unknown")
+    wall_seconds: float
+    tool_calls: int
+    basis: str = Field(description="How it was estimated: from the history of similar steps, or the heuristic")
 
 
 class ApprovalRequired(_Record):
@@ -160,6 +179,11 @@ class ApprovalRequired(_Record):
 
     type: Literal["approval_required"] = "approval_required"
     plan_version: int
+    rule: str | None = Field(default=None, description="The policy rule that asked for approval (None: the default)")
+    roles: list[str] = Field(default_factory=list, description="Roles that may approve (empty: any approver)")
+    required: int = Field(default=1, description="Distinct approvers needed")
+    expires_at: datetime | None = None
+    on_expiry: Literal["reject", "cancel", "approve"] | None = None
 
 
 class PlanEdited(_Record):
@@ -375,6 +399,74 @@ class TaskCancelled(_Record):
     actor: str | None = None
 
 
+class CallApprovalRequired(_Record):
+    """A policy rule stopped a tool call before it was sent: it waits for an approver's decision
+    (``POST …/calls/{call_id}/decision``); the task is ``needs_attention`` meanwhile."""
+
+    type: Literal["call_approval_required"] = "call_approval_required"
+    call_id: str
+    step_id: str
+    tool: str
+    arguments: dict[str, Any]
+    rule: str
+    roles: list[str]
+    expires_at: datetime | None = None
+    on_expiry: Literal["reject", "cancel"] | None = None
+
+
+class CallDecided(_Record):
+    """An approver approved, denied or edited a gated tool call (or it expired: ``approval_expired``)."""
+
+    type: Literal["call_decided"] = "call_decided"
+    call_id: str
+    decision: Literal["approve", "deny", "edit"]
+    actor: str | None
+    reason: str | None = None
+    tool: str = Field(description="The tool that will be called (an edit may name another)")
+    arguments: dict[str, Any] = Field(description="The arguments it will be called with (after an edit)")
+
+
+class ApprovalExpired(_Record):
+    """A plan approval or a call gate waited past its ``expire_after``; ``action`` was taken."""
+
+    type: Literal["approval_expired"] = "approval_expired"
+    kind: Literal["plan", "call"]
+    rule: str | None
+    action: Literal["reject", "cancel", "approve"]
+    plan_version: int | None = None
+    call_id: str | None = None
+
+
+class LLMUsage(_Record):
+    """One model call's tokens and cost, recorded durably (the task's budget counts them)."""
+
+    type: Literal["llm_usage"] = "llm_usage"
+    role: Literal["planner", "executor"]
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+    step_id: str | None = None
+
+
+class BudgetExceeded(_Record):
+    """The task reached a budget limit: it is paused (``needs_attention``) before spending more,
+    until an approver raises the budget (``POST …/budget``) or cancels it."""
+
+    type: Literal["budget_exceeded"] = "budget_exceeded"
+    limit: str = Field(description="Which limit: input_tokens, output_tokens, cost_usd, tool_calls or wall_seconds")
+    spent: dict[str, float]
+    budget: dict[str, float]
+
+
+class BudgetRaised(_Record):
+    """An approver raised a paused task's budget; execution continues."""
+
+    type: Literal["budget_raised"] = "budget_raised"
+    actor: str | None
+    budget: dict[str, float]
+
+
 TaskEvent = Annotated[
     TaskCreated
     | PlanningStarted
@@ -403,7 +495,13 @@ TaskEvent = Annotated[
     | StepFailed
     | TaskCompleted
     | TaskFailed
-    | TaskCancelled,
+    | TaskCancelled
+    | CallApprovalRequired
+    | CallDecided
+    | ApprovalExpired
+    | LLMUsage
+    | BudgetExceeded
+    | BudgetRaised,
     Field(discriminator="type"),
 ]
 """Any event's ``type`` and payload, told apart by ``type``."""

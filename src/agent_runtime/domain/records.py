@@ -31,6 +31,16 @@ class TaskRecord:
     """The submitter's tenant; every read and command is scoped to it."""
     submitted_by: str | None = None
     """The authenticated subject that submitted the task (None before migration 0005)."""
+    gate: dict[str, Any] | None = None
+    """What the pending decision requires (rule, roles, approvers, expiry); see ``services.gates``."""
+    gate_expires_at: datetime | None = None
+    usage: dict[str, Any] | None = None
+    """Tokens, cost, LLM and tool calls spent so far."""
+    budget: dict[str, Any] | None = None
+    estimate: dict[str, Any] | None = None
+    """The current plan version's estimate."""
+    submitter_roles: list[str] | None = None
+    """The submitter's roles when it submitted (policy rules may match them)."""
 
 
 @dataclass(frozen=True, slots=True)

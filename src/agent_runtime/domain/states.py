@@ -20,7 +20,8 @@ class TaskStatus(StrEnum):
     """Approved, waiting for a worker to execute it."""
     EXECUTING = "executing"
     NEEDS_ATTENTION = "needs_attention"
-    """Paused: a side-effecting tool call is in doubt; an operator must retry, skip or fail it."""
+    """Paused for a person: a side-effecting tool call is in doubt (retry, skip or fail it), a tool
+    call waits at a policy gate (approve, deny or edit it), or the budget ran out (raise it)."""
     COMPLETED = "completed"
     FAILED = "failed"
     REJECTED = "rejected"
@@ -48,6 +49,9 @@ class ToolCallStatus(StrEnum):
     SKIPPED = "skipped"
     """An operator chose to skip an in-doubt call with a stated result."""
     CANCELLED = "cancelled"
+    AWAITING_DECISION = "awaiting_decision"
+    """A policy rule gated the call before it was sent; an approver approves, denies or edits it.
+    The decision is recorded on the call (its ``result.decision``) and used once."""
 
 
 S = TaskStatus

@@ -101,6 +101,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--action", required=True, choices=["retry", "skip", "fail"])
     p.add_argument("--result", help="with skip: the result to record instead of running the call")
 
+    p = _leaf(verbs, "decide", "commands:decide", "decide a tool call stopped at a policy gate", common)
+    p.add_argument("task")
+    p.add_argument("call", nargs="?", help="the gated call's id (default: the one waiting)")
+    p.add_argument("--decision", required=True, choices=["approve", "deny", "edit"])
+    p.add_argument("--reason", help="with deny: told to the model as the call's result")
+    p.add_argument("--tool", help="with edit: call this tool instead (the step must allow it)")
+    p.add_argument("--arguments", metavar="JSON", help="with edit: the arguments to call it with")
+
+    p = _leaf(verbs, "budget", "commands:budget", "raise the budget of a task paused by it", common)
+    p.add_argument("task")
+    p.add_argument("--input-tokens", type=int)
+    p.add_argument("--output-tokens", type=int)
+    p.add_argument("--cost-usd", type=float)
+    p.add_argument("--tool-calls", type=int)
+    p.add_argument("--wall-seconds", type=float)
+
     p = _leaf(verbs, "watch", "watch:watch", "follow the task's events live (reconnects on its own)", common)
     p.add_argument("task")
     p.add_argument("--after", type=int, default=0, metavar="SEQ", help="start after this event (default: replay all)")
@@ -108,8 +124,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--until-done", action="store_true", help="keep following through approvals and in-doubt calls to the end"
     )
 
-    p = _leaf(sub, "approvals", "commands:approvals", "plans waiting for your approval, newest first", common)
+    p = _leaf(sub, "approvals", "commands:approvals", "what waits for your decision, newest first", common)
     p.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    p.add_argument("--cursor", help="next page: the cursor the previous page printed")
 
 
 def _wait_options(parser: argparse.ArgumentParser, help: str) -> None:

@@ -15,7 +15,7 @@ class Exit(IntEnum):
     STOPPED = 3
     """The task was rejected or cancelled."""
     WAITING = 4
-    """The task waits for a decision: a plan to approve, or an in-doubt tool call to resolve."""
+    """The task waits for a decision: a plan to approve, a gated or in-doubt tool call, a spent budget."""
 
 
 def for_status(status: str) -> Exit:
@@ -34,4 +34,4 @@ EPILOG = """exit codes:
   1  the task failed, or the service refused the request (not found, wrong state) or was unreachable
   2  usage error, or a request the service rejected as invalid (validation_error)
   3  the task was rejected or cancelled
-  4  the task waits for a decision (a plan to approve, an in-doubt tool call to resolve)"""
+  4  the task waits for a decision (a plan to approve, a gated or in-doubt call, a spent budget)"""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -120,6 +121,38 @@ def resolve(client: Client, args: argparse.Namespace, out: Output) -> int:
     return _answer(out, task, f"{call_id} resolved ({args.action})")
 
 
+def decide(client: Client, args: argparse.Namespace, out: Output) -> int:
+    call_id = args.call
+    if call_id is None:
+        gated = [c for c in client.get(args.task).needs_attention if c.kind == "call_gate"]
+        if len(gated) != 1:
+            raise UsageError(f"task {args.task} has no tool call waiting at a policy gate")
+        call_id = gated[0].tool_call_id
+    arguments = None
+    if args.arguments is not None:
+        try:
+            arguments = json.loads(args.arguments)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--arguments is not JSON: {exc}") from None
+    if args.decision == "edit" and arguments is None and args.tool is None:
+        raise UsageError("--decision edit needs --arguments JSON and/or --tool NAME")
+    task = client.decide_call(
+        args.task, call_id, args.decision, reason=args.reason, tool=args.tool, arguments=arguments
+    )
+    return _answer(out, task, f"{call_id}: {args.decision}")
+
+
+def budget(client: Client, args: argparse.Namespace, out: Output) -> int:
+    limits = {
+        name: value
+        for name in ("input_tokens", "output_tokens", "cost_usd", "tool_calls", "wall_seconds")
+        if (value := getattr(args, name)) is not None
+    }
+    if not limits:
+        raise UsageError("name at least one limit to raise, e.g. --tool-calls 20 or --cost-usd 5")
+    return _answer(out, client.raise_budget(args.task, **limits), "budget raised")
+
+
 def _answer(out: Output, task: TaskOut, verb: str) -> int:
     if out.as_json:
         out.data(task)
@@ -173,9 +206,9 @@ def _pick(
 
 
 def approvals(client: Client, args: argparse.Namespace, out: Output) -> int:
-    items = client.approvals(limit=args.limit)
+    page = client.approvals(limit=args.limit, cursor=args.cursor)
     if out.as_json:
-        out.data({"items": [item.model_dump(mode="json") for item in items]})
+        out.data(page)
     else:
-        views.approvals(out, items)
+        views.approvals(out, page)
     return Exit.OK

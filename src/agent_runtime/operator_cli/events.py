@@ -90,6 +90,14 @@ def describe(event: EventOut) -> str:
             return f"{d.get('call_id')} {d.get('tool')} in {d.get('step_id')}"
         case "needs_attention":
             return f"{d.get('tool_call_id')} {d.get('tool')}: resolve with retry, skip or fail"
+        case "call_approval_required":
+            return f"{d.get('call_id')} {d.get('tool')} {d.get('arguments')}: waits at policy rule {d.get('rule')}"
+        case "call_decided":
+            return f"{d.get('call_id')} {d.get('decision')} by {d.get('actor')}: {d.get('tool')} {d.get('arguments')}"
+        case "approval_expired":
+            return f"{d.get('kind')} approval expired: {d.get('action')} (rule {d.get('rule')})"
+        case "budget_exceeded":
+            return f"{d.get('limit')} budget spent: {d.get('spent')}"
         case "attention_resolved":
             return f"{d.get('tool_call_id', '')} {d.get('action', '')}".strip()
         case "step_completed":

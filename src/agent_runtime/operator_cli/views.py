@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from agent_runtime.client import PendingApproval, TaskOut, TaskPage
+from agent_runtime.client import InboxItemOut, InboxPage, TaskOut, TaskPage
 from agent_runtime.operator_cli.output import Output
 
 STATUS_STYLE = {
@@ -94,7 +95,13 @@ def hint(out: Output, task: TaskOut) -> None:
         version = task.plan.version
         out.note(f"next: agent-runtime tasks approve {tid} --version {version}  (or reject, revise, edit, diff)")
     elif task.status == "needs_attention":
-        out.note(f"next: agent-runtime tasks resolve {tid} CALL_ID --action retry|skip|fail")
+        kind = (task.gate or {}).get("kind")
+        if kind == "call":
+            out.note(f"next: agent-runtime tasks decide {tid} --decision approve|deny|edit")
+        elif kind == "budget":
+            out.note(f"next: agent-runtime tasks budget {tid} --tool-calls N (or --cost-usd, --input-tokens, …)")
+        else:
+            out.note(f"next: agent-runtime tasks resolve {tid} CALL_ID --action retry|skip|fail")
     elif task.status not in ("completed", "failed", "rejected", "cancelled"):
         out.note(f"follow it: agent-runtime tasks watch {tid}")
 
@@ -109,19 +116,37 @@ def task_page(out: Output, page: TaskPage) -> None:
         out.note(f"more: --cursor {page.next_cursor}")
 
 
-def approvals(out: Output, items: list[PendingApproval]) -> None:
-    if not items:
-        out.line("nothing waits for your approval")
+def approvals(out: Output, page: InboxPage) -> None:
+    if not page.items:
+        out.line("nothing waits for your decision")
         return
     rows = [
         [
             item.task_id,
+            item.kind,
             f"v{item.plan_version}",
             str(item.step_count),
-            ", ".join(item.tools) or "-",
-            when(item.proposed_at),
-            excerpt(item.prompt_excerpt, 60),
+            _waiting_on(item),
+            ", ".join(item.risk) or "-",
+            _cost(item.estimate),
+            when(item.expires_at) if item.expires_at else "-",
+            excerpt(item.prompt_excerpt, 50),
         ]
-        for item in items
+        for item in page.items
     ]
-    out.table(["task", "plan", "steps", "tools", "proposed", "prompt"], rows)
+    out.table(["task", "kind", "plan", "steps", "waiting", "risk", "cost", "expires", "prompt"], rows)
+    if page.next_cursor:
+        out.note(f"more: --cursor {page.next_cursor}")
+
+
+def _waiting_on(item: InboxItemOut) -> str:
+    if item.call is not None:
+        return f"{item.call.tool_call_id} {item.call.tool}"
+    if item.kind == "budget":
+        return "budget"
+    return f"{item.approvals}/{item.required} approvals"
+
+
+def _cost(estimate: dict[str, Any] | None) -> str:
+    cost = (estimate or {}).get("cost_usd")
+    return f"${cost:.4f}" if isinstance(cost, int | float) else "-"

@@ -17,16 +17,19 @@ With authentication disabled nobody is identified, so the people-comparing rules
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Literal
 
 from agent_runtime.domain.identity import Permission, Principal
-from agent_runtime.domain.records import ApprovalRecord, PlanVersionRecord, TaskRecord
-from agent_runtime.domain.states import TaskStatus
+from agent_runtime.domain.records import ApprovalRecord, PlanVersionRecord, TaskRecord, ToolCallRecord
+from agent_runtime.domain.states import TaskStatus, ToolCallStatus
 from agent_runtime.errors import ContentHashMismatchError, ForbiddenError, NotFoundError, SelfApprovalForbiddenError
+from agent_runtime.policy.engine import ToolView
 from agent_runtime.settings import ApprovalSettings
 from agent_runtime.store.store import TaskStore
+from agent_runtime.tools.base import ToolInfo
 
 OPERATOR = "operator:"
 """Prefix of a plan version's author when an operator wrote it by editing."""
@@ -78,12 +81,20 @@ def approvers_of(records: Sequence[ApprovalRecord], version: PlanVersionRecord) 
     return out
 
 
+InboxKind = Literal["plan", "call", "in_doubt", "budget"]
+
+
 @dataclass(frozen=True, slots=True)
 class InboxItem:
     task: TaskRecord
     plan: PlanVersionRecord
     approvals: int
     required: int
+    kind: InboxKind = "plan"
+    call: ToolCallRecord | None = None
+    """kind ``call`` or ``in_doubt``: the call waiting for a decision."""
+    risky: dict[str, list[str]] = field(default_factory=dict)
+    """Risk flag (``destructive``, ``open_world``) -> the plan's tools that carry it."""
 
     @property
     def prompt_excerpt(self) -> str:
@@ -96,15 +107,30 @@ class InboxItem:
 
     @property
     def waiting_since(self) -> datetime:
-        return self.plan.created_at
+        return self.plan.created_at if self.kind == "plan" else self.task.updated_at
+
+
+def risk_flags(tools: list[str], info: Callable[[str], ToolInfo | None]) -> dict[str, list[str]]:
+    """Which tools are destructive or open-world, as the policy sees them (``ToolView``: MCP hints
+    are untrusted and default to both; the registry's overrides win)."""
+    flags: dict[str, list[str]] = {}
+    for name in tools:
+        view = ToolView.of(name, info(name))
+        for flag, on in (("destructive", view.destructive), ("open_world", view.open_world)):
+            if on:
+                flags.setdefault(flag, []).append(name)
+    return flags
 
 
 class ApprovalQueries:
     """The approval trail of a task, and what waits for a principal's decision."""
 
-    def __init__(self, store: TaskStore, settings: ApprovalSettings) -> None:
+    def __init__(
+        self, store: TaskStore, settings: ApprovalSettings, tool: Callable[[str], ToolInfo | None] | None = None
+    ) -> None:
         self.store = store
         self.settings = settings
+        self._tool = tool or (lambda _name: None)
 
     async def trail(self, task: TaskRecord) -> list[ApprovalRecord]:
         """Every decision on ``task`` (approve, reject, revision, edit), oldest first. The caller
@@ -112,15 +138,17 @@ class ApprovalQueries:
         return await self.store.approvals(task.id)
 
     async def inbox(self, who: Principal, *, limit: int, cursor: str | None) -> tuple[list[InboxItem], str | None]:
-        """Tasks of ``who``'s tenant awaiting approval that ``who`` may decide and has not yet
-        approved, newest first. ``cursor``: the last task id of the previous page."""
+        """What waits for ``who``'s decision in its tenant, newest task first: plan versions to
+        approve (that ``who`` may approve and has not yet approved), tool calls at a policy gate,
+        in-doubt calls, and tasks paused by their budget. ``cursor``: the last task id of the
+        previous page."""
         if not who.may(Permission.DECIDE):
             raise ForbiddenError("the inbox is for approvers", details={"required": Permission.DECIDE.value})
         items: list[InboxItem] = []
         scan = cursor
         while True:
             page, more = await self.store.list_tasks(
-                status=TaskStatus.AWAITING_APPROVAL,
+                status=(TaskStatus.AWAITING_APPROVAL, TaskStatus.NEEDS_ATTENTION),
                 limit=limit,
                 cursor=scan,
                 tenant=who.tenant if who.authenticated else None,
@@ -136,6 +164,12 @@ class ApprovalQueries:
                 return items, None
 
     async def _item(self, task: TaskRecord, who: Principal) -> InboxItem | None:
+        gate = task.gate or {}
+        roles = set(gate.get("roles") or ())
+        if roles and who.authenticated and not roles & {r.value for r in who.roles}:
+            return None  # the rule names roles this principal does not hold
+        if task.status == TaskStatus.NEEDS_ATTENTION:
+            return await self._attention_item(task, gate)
         if task.current_plan_version is None:
             return None
         if who.authenticated and not self.settings.allow_self_approval and task.submitted_by == who.subject:
@@ -146,7 +180,29 @@ class ApprovalQueries:
         approvers = approvers_of(await self.store.approvals(task.id), plan)
         if who.authenticated and who.subject in approvers:
             return None
-        return InboxItem(task=task, plan=plan, approvals=len(approvers), required=self.settings.required)
+        required = int(gate.get("required") or self.settings.required)
+        return InboxItem(
+            task=task,
+            plan=plan,
+            approvals=len(approvers),
+            required=required,
+            risky=risk_flags(sorted(plan.plan.all_tools()), self._tool),
+        )
+
+    async def _attention_item(self, task: TaskRecord, gate: dict[str, Any]) -> InboxItem | None:
+        version = task.approved_plan_version
+        if version is None:
+            return None
+        plan = await self.store.plan_version(task.id, version)
+        risky = risk_flags(sorted(plan.plan.all_tools()), self._tool)
+        if gate.get("kind") == "budget":
+            return InboxItem(task=task, plan=plan, approvals=0, required=1, kind="budget", risky=risky)
+        waiting = (ToolCallStatus.AWAITING_DECISION, ToolCallStatus.IN_DOUBT)
+        call = next((c for c in await self.store.tool_calls(task.id) if c.status in waiting), None)
+        if call is None:
+            return None
+        kind: InboxKind = "call" if call.status == ToolCallStatus.AWAITING_DECISION else "in_doubt"
+        return InboxItem(task=task, plan=plan, approvals=0, required=1, kind=kind, call=call, risky=risky)
 
 
 MAX_DECISION_RETRIES = 8
@@ -154,7 +210,12 @@ MAX_DECISION_RETRIES = 8
 
 
 class Raced(Exception):
-    """Another decision committed between a command's reads and its transaction: read again."""
+    """Another decision committed between a command's reads and its transaction: read again
+    (``with_approvals``: with the approvals, which the policy's gate turned out to need)."""
+
+    def __init__(self, *, with_approvals: bool = False) -> None:
+        super().__init__()
+        self.with_approvals = with_approvals
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,18 +228,24 @@ class Snapshot:
 
 
 async def decision_snapshot(
-    store: TaskStore, settings: ApprovalSettings, task_id: str, plan_version: int | None
+    store: TaskStore,
+    settings: ApprovalSettings,
+    task_id: str,
+    plan_version: int | None,
+    *,
+    with_approvals: bool = False,
 ) -> Snapshot:
     """Read what a decision needs *before* its transaction: a read inside it would need a second
     pooled connection while the first waits on the task's row lock. The approvals are only read
-    (and checked against ``last_seq`` in the transaction) when several approvers are required."""
+    (and checked against ``last_seq`` in the transaction) when several approvers are required
+    (``approvals.required``, or the policy rule that gated the task: ``with_approvals``)."""
     version: PlanVersionRecord | None = None
     if plan_version is not None:
         try:
             version = await store.plan_version(task_id, plan_version)
         except NotFoundError:
             version = None  # the transaction reports it (as stale, or as a task it cannot see)
-    if settings.required <= 1:
+    if settings.required <= 1 and not with_approvals:
         return Snapshot(None, version, [])
     task = await store.get_task(task_id)
     return Snapshot(task.last_seq, version, list(await store.approvals(task_id)))

@@ -12,18 +12,29 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
 import anyio
 import structlog
 
-from agent_runtime.agents.executor import ExecutorAgent, ExecutorLimits, InDoubtError, StepTools
-from agent_runtime.agents.planner import PlannerAgent
+from agent_runtime.agents.executor import (
+    BudgetExceededError,
+    CallGatedError,
+    ExecutorAgent,
+    ExecutorLimits,
+    InDoubtError,
+    StepTools,
+)
+from agent_runtime.agents.planner import PlannerAgent, PlanOutcome
 from agent_runtime.domain.events import (
     ApprovalRequired,
+    BudgetExceeded,
+    CallApprovalRequired,
     ErrorBody,
     ExecutionStarted,
+    LLMUsage,
     NeedsAttention,
     PlanInvalid,
     PlanningStarted,
@@ -36,10 +47,11 @@ from agent_runtime.domain.events import (
 from agent_runtime.domain.plan import Plan
 from agent_runtime.domain.records import Lease, ToolCallRecord
 from agent_runtime.domain.states import StepStatus, TaskStatus, ToolCallStatus, is_terminal
-from agent_runtime.errors import LeaseLostError, ServiceError
+from agent_runtime.errors import LeaseLostError, PlanInvalidError, ServiceError
 from agent_runtime.llm.base import LLMClient, ToolSpec
 from agent_runtime.observability.metrics import Metrics
 from agent_runtime.observability.tracing import Tracing
+from agent_runtime.services.governance import Governance
 from agent_runtime.services.journal import StoreJournal
 from agent_runtime.settings import Settings
 from agent_runtime.store.store import TaskStore
@@ -82,6 +94,8 @@ class TaskJobs:
     pool: Pool
     metrics: Metrics | None = None
     tracing: Tracing | None = None
+    governance: Governance | None = None
+    """Approval policy, budgets and prices (None: no policy, no budget, costs unknown)."""
 
     def _span(self, name: str, **attributes: str | int | None) -> AbstractContextManager[object]:
         return self.tracing.span(name, **attributes) if self.tracing is not None else nullcontext()
@@ -106,14 +120,21 @@ class TaskJobs:
             previous = (await self.store.plan_version(task.id, task.current_plan_version)).plan
         planner = PlannerAgent(self.planner_llm, max_steps=self.settings.limits.max_steps_per_plan)
         specs = [tool_spec(t) for t in self.catalog.tools()]
+        gov = self.governance
 
         async def on_invalid(problems: list[str]) -> None:
             async with self.store.transaction(lease.task_id, lease) as tx:
                 tx.emit(PlanInvalid(problems=problems))
 
+        check = gov.refusals(task) if gov is not None else None
         try:
             outcome = await planner.plan(
-                task.prompt, specs, feedback=task.revision_feedback, previous=previous, on_invalid=on_invalid
+                task.prompt,
+                specs,
+                feedback=task.revision_feedback,
+                previous=previous,
+                on_invalid=on_invalid,
+                check=check,
             )
         except LeaseLostError:
             raise
@@ -121,6 +142,11 @@ class TaskJobs:
             await self._fail(lease, exc)
             return
         offline = self.planner_llm.provider == "offline"
+        proposal = gov.propose(task, outcome.plan, outcome.usage) if gov is not None else None
+        refused = proposal.refused() if proposal is not None else None
+        if refused is not None:  # the policy changed (a reload) since the planner's check
+            await self._fail(lease, PlanInvalidError(refused.message(), problems=[refused.message()]))
+            return
         async with self.store.transaction(lease.task_id, lease) as tx:
             version = tx.add_plan_version(outcome.plan, outcome.author)
             tx.transition(TaskStatus.AWAITING_APPROVAL, revision_feedback=None)
@@ -132,11 +158,36 @@ class TaskJobs:
                     offline_test=offline,
                     attempts=outcome.attempts,
                     plan=outcome.plan,
+                    estimate=proposal.estimate if proposal is not None else None,
                 )
             )
-            tx.emit(ApprovalRequired(plan_version=version))
+            self._planner_usage(tx, outcome)
+            if proposal is None:
+                tx.emit(ApprovalRequired(plan_version=version))
+            else:
+                proposal.apply(tx, version, outcome.plan.content_hash())
         if self.metrics is not None:
             self.metrics.observe_planning(time.perf_counter() - started, "proposed")
+
+    def _planner_usage(self, tx: TaskTx, outcome: PlanOutcome) -> None:
+        """Each planner call's tokens and cost, recorded with the plan (the task's usage so far)."""
+        model = self.planner_llm.model
+        usage = {k: float(v) for k, v in (tx.task.usage or {}).items()}
+        for call in outcome.calls:
+            cost = self.governance.price(model, call.input_tokens, call.output_tokens) if self.governance else None
+            usage["input_tokens"] = usage.get("input_tokens", 0.0) + call.input_tokens
+            usage["output_tokens"] = usage.get("output_tokens", 0.0) + call.output_tokens
+            usage["cost_usd"] = round(usage.get("cost_usd", 0.0) + (cost or 0.0), 6)
+            tx.emit(
+                LLMUsage(
+                    role="planner",
+                    model=model,
+                    input_tokens=call.input_tokens,
+                    output_tokens=call.output_tokens,
+                    cost_usd=cost,
+                )
+            )
+        tx.update(usage=usage)
 
     # -- execution ------------------------------------------------------------------------------
 
@@ -151,8 +202,17 @@ class TaskJobs:
         if version is None or record is None:
             await self._fail(lease, ServiceError("approved task has no approved plan version"))
             return
+        gov = self.governance
         journal = StoreJournal(
-            self.store, lease, version, self.metrics, linger=self.settings.runner.journal_linger_ms / 1000
+            self.store,
+            lease,
+            version,
+            self.metrics,
+            linger=self.settings.runner.journal_linger_ms / 1000,
+            usage=task.usage,
+            budget=task.budget,
+            price=gov.price if gov is not None else None,
+            model=self.executor_llm.model,
         )
         resumed = any(s.status != StepStatus.PENDING for s in steps)
 
@@ -175,6 +235,7 @@ class TaskJobs:
             specs=self._specs,
             safe_to_repeat=self._safe_to_repeat,
             span=self._span,
+            check_call=gov.call_policy(task) if gov is not None else None,
             limits=ExecutorLimits(
                 max_turns=self.settings.limits.max_turns_per_step,
                 max_tool_calls=self.settings.limits.max_tool_calls_per_step,
@@ -206,6 +267,10 @@ class TaskJobs:
                         )
                     )
                 )
+            except CallGatedError as exc:
+                await journal.commit(_call_gate(exc))
+            except BudgetExceededError as exc:
+                await journal.commit(_budget_gate(exc))
             except LeaseLostError:
                 raise
             except ServiceError as exc:
@@ -291,6 +356,40 @@ class TaskJobs:
                 # unless kept by policy. Needs-attention and handed-back tasks keep theirs.
                 if completed or is_terminal((await self.store.get_task(task_id)).status):
                     await self.pool.workspaces.remove(task_id)
+
+
+def _call_gate(exc: CallGatedError) -> Callable[[TaskTx], None]:
+    """Pause at a policy gate: the call (recorded as awaiting a decision) and what deciding it
+    takes are on the task (``gate``), with the expiry timer (``gate_expires_at``)."""
+    check = exc.check
+
+    def pause(tx: TaskTx) -> None:
+        expires = tx.now + timedelta(seconds=check.expire_after_seconds) if check.expire_after_seconds else None
+        gate = {"kind": "call", "call_id": exc.call_id, "rule": check.rule, "roles": list(check.roles),
+                "on_expiry": check.on_expiry}  # fmt: skip
+        tx.transition(TaskStatus.NEEDS_ATTENTION, gate=gate, gate_expires_at=expires)
+        tx.emit(
+            CallApprovalRequired(
+                call_id=exc.call_id,
+                step_id=exc.step_id,
+                tool=exc.tool,
+                arguments=exc.arguments,
+                rule=check.rule or "",
+                roles=list(check.roles),
+                expires_at=expires,
+                on_expiry=check.on_expiry if expires else None,
+            )
+        )
+
+    return pause
+
+
+def _budget_gate(exc: BudgetExceededError) -> Callable[[TaskTx], None]:
+    def pause(tx: TaskTx) -> None:
+        tx.transition(TaskStatus.NEEDS_ATTENTION, gate={"kind": "budget", "limit": exc.limit}, gate_expires_at=None)
+        tx.emit(BudgetExceeded(limit=exc.limit, spent=exc.spent, budget=exc.budget))
+
+    return pause
 
 
 def _needs_attention(event: NeedsAttention) -> Callable[[TaskTx], None]:

@@ -22,12 +22,14 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 
+from agent_runtime.agents.executor import BudgetExceededError, CallCheck
 from agent_runtime.domain.events import (
     ErrorBody,
+    LLMUsage,
     StepCompleted,
     StepFailed,
     StepStarted,
@@ -41,7 +43,10 @@ from agent_runtime.domain.events import (
 from agent_runtime.domain.records import Lease, ToolCallRecord
 from agent_runtime.domain.states import StepStatus, ToolCallStatus
 from agent_runtime.errors import ServiceError
+from agent_runtime.llm.base import LLMResponse
 from agent_runtime.observability.metrics import Metrics
+from agent_runtime.policy.budget import Spent, breaches
+from agent_runtime.settings import Budget
 from agent_runtime.store.rows import new_id
 from agent_runtime.store.store import TaskStore
 from agent_runtime.store.tx import TaskTx
@@ -52,6 +57,10 @@ DELTA_CHARS = 256
 DELTA_SECONDS = 0.05
 
 Record = Callable[[TaskTx], None]
+Pricer = Callable[[str, int, int], float | None]
+"""``price(model, input_tokens, output_tokens)``: USD, or None for a model without a price."""
+USAGE_KEYS = ("input_tokens", "output_tokens", "cost_usd", "tool_calls", "wall_seconds")
+"""What a task spends (``tasks.usage``) and what a budget may limit (``tasks.budget``)."""
 
 
 class StoreJournal:
@@ -69,12 +78,24 @@ class StoreJournal:
         metrics: Metrics | None = None,
         *,
         linger: float = 0.002,
+        usage: dict[str, float] | None = None,
+        budget: dict[str, float] | None = None,
+        price: Pricer | None = None,
+        model: str = "",
     ) -> None:
         self.store = store
         self.lease = lease
         self.plan_version = plan_version
         self.metrics = metrics
         self.linger = linger
+        self.usage: dict[str, float] = {k: float((usage or {}).get(k) or 0) for k in USAGE_KEYS}
+        """What the task has spent, this run included (written with each usage record)."""
+        self.budget: dict[str, float] = dict(budget or {})
+        self._price = price
+        self._model = model
+        self._unpriced = False
+        """A call of this run had no price: a cost limit counts as reached (fail closed)."""
+        self._clock = time.monotonic()
         self.commits = 0
         """Transactions written so far (for diagnostics and benchmarks)."""
         self._step_started: dict[str, float] = {}
@@ -187,11 +208,22 @@ class StoreJournal:
         self, step_id: str, turn: int, index: int, tool: str, arguments: dict[str, Any], *, retry_of: str | None
     ) -> str:
         call_id = retry_of if retry_of is not None else new_id("call")
+        if retry_of is None:
+            self.usage["tool_calls"] += 1
+        usage = self._tick()
 
         def record(tx: TaskTx) -> None:
+            tx.update(usage=usage)
             if retry_of is not None:
+                # An in-doubt retry, or a gated call as decided (an edit may change tool and arguments).
                 tx.update_tool_call(
-                    call_id, status=ToolCallStatus.STARTED, result=None, lease_epoch=self.lease.epoch, started_at=tx.now
+                    call_id,
+                    status=ToolCallStatus.STARTED,
+                    result=None,
+                    tool_name=tool,
+                    arguments=arguments,
+                    lease_epoch=self.lease.epoch,
+                    started_at=tx.now,
                 )
             else:
                 tx.add_tool_call(
@@ -279,6 +311,81 @@ class StoreJournal:
 
         self.stage(record)
         self._observe(tool, "refused", 0.0)
+
+    async def call_gated(
+        self, step_id: str, turn: int, index: int, tool: str, arguments: dict[str, Any], check: CallCheck
+    ) -> str:
+        """Record a call a policy gate stopped before it was sent; the caller pauses the task (see
+        ``services.jobs``), committing this record with the pause."""
+        call_id = new_id("call")
+        gate = {"rule": check.rule, "roles": list(check.roles), "on_expiry": check.on_expiry}
+
+        def record(tx: TaskTx) -> None:
+            tx.add_tool_call(
+                call_id=call_id,
+                step_id=step_id,
+                turn=turn,
+                call_index=index,
+                tool_name=tool,
+                arguments=arguments,
+                status=ToolCallStatus.AWAITING_DECISION,
+                result={"gate": gate},
+            )
+
+        self.stage(record)
+        return call_id
+
+    async def llm_used(self, step_id: str | None, response: LLMResponse) -> None:
+        u = response.usage
+        cost = self._price(self._model, u.input_tokens, u.output_tokens) if self._price is not None else None
+        self.usage["input_tokens"] += u.input_tokens
+        self.usage["output_tokens"] += u.output_tokens
+        self.usage["cost_usd"] = round(self.usage["cost_usd"] + (cost or 0.0), 6)
+        self._unpriced = self._unpriced or cost is None
+        usage = self._tick()
+        event = LLMUsage(
+            role="executor",
+            model=self._model,
+            input_tokens=u.input_tokens,
+            output_tokens=u.output_tokens,
+            cost_usd=cost,
+            step_id=step_id,
+        )
+
+        def record(tx: TaskTx) -> None:
+            tx.update(usage=usage)
+            tx.emit(event)
+
+        self.stage(record)
+
+    def check_budget(self, before: Literal["llm", "tool"], *, calls: int = 0) -> None:
+        """Tokens, cost and time are known only after a call, so nothing new starts once one of
+        them reached its limit (an unpriced model's cost breaches a cost limit: fail closed). Tool
+        calls are known before: the next ``calls`` may take the count up to the limit, not past it."""
+        self._tick()
+        if not self.budget:
+            return
+        budget = Budget.model_validate(self.budget)
+        u = self.usage
+        spent = Spent(
+            input_tokens=int(u["input_tokens"]),
+            output_tokens=int(u["output_tokens"]),
+            cost_usd=None if self._unpriced else u["cost_usd"],
+            tool_calls=int(u["tool_calls"]),
+            wall_seconds=u["wall_seconds"],
+        )
+        found: list[str] = [b.limit for b in breaches(budget, spent) if b.limit != "tool_calls"]
+        if before == "tool" and calls and budget.tool_calls is not None and u["tool_calls"] + calls > budget.tool_calls:
+            found.append("tool_calls")
+        if found:
+            raise BudgetExceededError(found[0], dict(u), dict(self.budget))
+
+    def _tick(self) -> dict[str, float]:
+        """Count the time since the last record as execution time; the usage to write."""
+        now = time.monotonic()
+        self.usage["wall_seconds"] = round(self.usage["wall_seconds"] + now - self._clock, 3)
+        self._clock = now
+        return dict(self.usage)
 
     async def progress(
         self, call_id: str, step_id: str, progress: float, total: float | None, message: str | None

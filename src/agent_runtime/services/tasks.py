@@ -51,6 +51,8 @@ from agent_runtime.errors import (
     StalePlanVersionError,
 )
 from agent_runtime.services import approvals as rules
+from agent_runtime.services.access import allowed, require_roles, visible
+from agent_runtime.services.governance import Governance
 from agent_runtime.services.handoff import Commands, HandOff
 from agent_runtime.settings import ApprovalSettings, LimitSettings
 from agent_runtime.store.store import TaskStore
@@ -77,18 +79,20 @@ class TaskService:
         known_tools: Callable[[], Iterable[str]],
         approvals: ApprovalSettings | None = None,
         hand_off: HandOff | None = None,
+        governance: Governance | None = None,
     ) -> None:
         self.store = store
         self.limits = limits
         self._known_tools = known_tools
         self.approvals = approvals or ApprovalSettings()
         self._commands = Commands(store, hand_off)
+        self.governance = governance
 
     # -- queries --------------------------------------------------------------------------------
 
     async def get(self, task_id: str, principal: Principal | None = None) -> TaskRecord:
         """The task row, if ``principal`` may see it (else 404, as for a task that does not exist)."""
-        return _visible(await self.store.get_task(task_id), principal)
+        return visible(await self.store.get_task(task_id), principal)
 
     async def view(self, task_id: str, principal: Principal | None = None) -> TaskView:
         return await self.view_of(await self.get(task_id, principal))
@@ -135,7 +139,8 @@ class TaskService:
             steps = await self.store.steps(task_id, version)
         attention: list[ToolCallRecord] = []
         if task.status == TaskStatus.NEEDS_ATTENTION:
-            attention = [c for c in await self.store.tool_calls(task_id) if c.status == ToolCallStatus.IN_DOUBT]
+            waiting = (ToolCallStatus.IN_DOUBT, ToolCallStatus.AWAITING_DECISION)
+            attention = [c for c in await self.store.tool_calls(task_id) if c.status in waiting]
         return TaskView(task=task, plan=plan, steps=steps, attention=attention)
 
     # -- commands -------------------------------------------------------------------------------
@@ -143,7 +148,7 @@ class TaskService:
     async def submit(
         self, prompt: str, metadata: dict[str, Any] | None, *, principal: Principal | None = None
     ) -> TaskRecord:
-        who = _allowed(principal, Permission.SUBMIT)
+        who = allowed(principal, Permission.SUBMIT)
         if is_blank(prompt):
             raise InputValidationError("prompt must not be empty", details={"field": "prompt"})
         if len(prompt) > self.limits.max_prompt_chars:
@@ -160,7 +165,12 @@ class TaskService:
         submitted_by = who.subject if who.authenticated else None
         return await self._commands.create(
             lambda lease_to: self.store.create_task(
-                prompt, meta, tenant=who.tenant, submitted_by=submitted_by, lease_to=lease_to
+                prompt,
+                meta,
+                tenant=who.tenant,
+                submitted_by=submitted_by,
+                submitter_roles=who.sorted_roles if who.authenticated else None,
+                lease_to=lease_to,
             )
         )
 
@@ -177,18 +187,21 @@ class TaskService:
         """Approve ``plan_version`` (and, when given, its ``content_hash``). Returns (task, created):
         a repeat of the same approval is a no-op. With ``approvals.required`` > 1 an approval is
         recorded and the task stays awaiting approval until enough distinct approvers agree."""
-        who = _allowed(principal or unauthenticated(actor), Permission.DECIDE)
+        who = allowed(principal or unauthenticated(actor), Permission.DECIDE)
         # Everything the decision reads is read *before* the transaction: a read inside it would
         # need a second pooled connection while the first waits on the task's row lock, and a burst
         # of approvals would starve the pool. Plan versions never change; the approvals read is
         # checked against the task's event sequence number inside the transaction (every approval
         # writes an event), and read again if another decision came in between.
+        with_approvals = False
         for _ in range(rules.MAX_DECISION_RETRIES):
-            seen = await rules.decision_snapshot(self.store, self.approvals, task_id, plan_version)
+            seen = await rules.decision_snapshot(
+                self.store, self.approvals, task_id, plan_version, with_approvals=with_approvals
+            )
             try:
                 return await self._approve_once(task_id, plan_version, who, content_hash, comment, seen)
-            except rules.Raced:
-                continue
+            except rules.Raced as raced:
+                with_approvals = with_approvals or raced.with_approvals
         raise InvalidStateError("too many concurrent decisions on this task; try again", details={"task_id": task_id})
 
     async def _approve_once(
@@ -201,7 +214,7 @@ class TaskService:
         seen: rules.Snapshot,
     ) -> tuple[TaskRecord, bool]:
         async with self._commands.transaction(task_id) as tx:
-            task = _visible(tx.task, who)
+            task = visible(tx.task, who)
             rules.refuse_submitter(task, who, self.approvals)
             if task.approved_plan_version == plan_version and task.status in (
                 TaskStatus.APPROVED,
@@ -217,8 +230,13 @@ class TaskService:
                 raise rules.Raced
             rules.check_hash(task, version, content_hash)
             rules.refuse_author(task, version, who, self.approvals)
+            gate = task.gate or {}
+            require_roles(who, list(gate.get("roles") or ()), f"approve (policy rule {gate.get('rule')!r})")
+            required = int(gate.get("required") or self.approvals.required)
             if seen.last_seq is not None and seen.last_seq != task.last_seq:
                 raise rules.Raced
+            if required > 1 and seen.last_seq is None:
+                raise rules.Raced(with_approvals=True)  # the policy's gate asks for several approvers
             approvers = rules.approvers_of(seen.approvals, version)
             if who.subject in approvers:
                 return task, False  # this approver's approval of this version is already counted
@@ -234,22 +252,27 @@ class TaskService:
             data: dict[str, Any] = {
                 "plan_version": plan_version, "actor": who.subject, "content_hash": version.content_hash,
             }  # fmt: skip
-            if len(approvers) >= self.approvals.required:
-                tx.transition(TaskStatus.APPROVED, approved_plan_version=plan_version)
+            if len(approvers) >= required:
+                tx.transition(TaskStatus.APPROVED, approved_plan_version=plan_version, gate=None, gate_expires_at=None)
                 tx.emit(TaskApproved(**data, approvers=approvers))
             else:
-                tx.emit(ApprovalRecorded(**data, approvals=len(approvers), required=self.approvals.required))
+                tx.emit(ApprovalRecorded(**data, approvals=len(approvers), required=required))
         return tx.task, True
 
     async def reject(
         self, task_id: str, reason: str | None, actor: str | None = None, *, principal: Principal | None = None
     ) -> TaskRecord:
-        who = _allowed(principal or unauthenticated(actor), Permission.DECIDE)
+        who = allowed(principal or unauthenticated(actor), Permission.DECIDE)
         async with self._commands.transaction(task_id) as tx:
-            _visible(tx.task, who)
+            visible(tx.task, who)
             self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "reject")
             version = tx.task.current_plan_version or 0
-            tx.transition(TaskStatus.REJECTED, error={"code": "rejected", "message": reason or "rejected"})
+            tx.transition(
+                TaskStatus.REJECTED,
+                error={"code": "rejected", "message": reason or "rejected"},
+                gate=None,
+                gate_expires_at=None,
+            )
             tx.add_approval(version, "rejected", who.subject, reason, actor_roles=who.sorted_roles)
             tx.emit(TaskRejected(plan_version=version, reason=reason, actor=who.subject))
         return tx.task
@@ -257,16 +280,16 @@ class TaskService:
     async def request_revision(
         self, task_id: str, feedback: str, actor: str | None = None, *, principal: Principal | None = None
     ) -> TaskRecord:
-        who = _allowed(principal or unauthenticated(actor), Permission.DECIDE)
+        who = allowed(principal or unauthenticated(actor), Permission.DECIDE)
         if is_blank(feedback):
             raise InputValidationError("feedback must not be empty", details={"field": "feedback"})
         seen = await rules.decision_snapshot(self.store, self.approvals, task_id, None)
         async with self._commands.transaction(task_id) as tx:
-            _visible(tx.task, who)
+            visible(tx.task, who)
             self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "request a revision")
             version = tx.task.current_plan_version or 0
             self._discard_partial(tx, version, seen)
-            tx.transition(TaskStatus.QUEUED, revision_feedback=feedback)
+            tx.transition(TaskStatus.QUEUED, revision_feedback=feedback, gate=None, gate_expires_at=None)
             tx.add_approval(version, "revision_requested", who.subject, feedback, actor_roles=who.sorted_roles)
             tx.emit(RevisionRequested(plan_version=version, feedback=feedback, actor=who.subject))
         return tx.task
@@ -280,17 +303,21 @@ class TaskService:
         *,
         principal: Principal | None = None,
     ) -> TaskRecord:
-        who = _allowed(principal or unauthenticated(actor), Permission.DECIDE)
+        who = allowed(principal or unauthenticated(actor), Permission.DECIDE)
         actor = who.subject
-        await self.get(task_id, who)  # a task the caller may not see is 404 before its plan is judged
+        task = await self.get(task_id, who)  # a task the caller may not see is 404 before its plan is judged
         problems = check_plan(plan, known_tools=self._known_tools(), max_steps=self.limits.max_steps_per_plan)
+        proposal = self.governance.propose(task, plan, None, edited=True) if self.governance else None
+        refused = proposal.refused() if proposal is not None else None
+        if refused is not None:
+            problems += [r.describe() for r in refused.refusals] or ["refused by the approval policy"]
         if problems:
             raise InputValidationError(
                 "the edited plan is invalid: " + "; ".join(problems), details={"field": "plan", "problems": problems}
             )
         seen = await rules.decision_snapshot(self.store, self.approvals, task_id, None)
         async with self._commands.transaction(task_id) as tx:
-            _visible(tx.task, who)
+            visible(tx.task, who)
             self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "edit the plan")
             self._require_current(tx.task, base_version)
             self._discard_partial(tx, base_version, seen)
@@ -300,16 +327,19 @@ class TaskService:
             tx.emit(
                 PlanEdited(plan_version=version, based_on=base_version, content_hash=plan.content_hash(), actor=actor)
             )
-            tx.emit(ApprovalRequired(plan_version=version))
+            if proposal is None:
+                tx.emit(ApprovalRequired(plan_version=version))
+            else:
+                proposal.apply(tx, version, plan.content_hash())
         return tx.task
 
     async def cancel(
         self, task_id: str, reason: str | None = None, *, principal: Principal | None = None
     ) -> TaskRecord:
         """Cancel at once. Bumping the lease epoch fences off the worker; the runner also stops it."""
-        who = _allowed(principal, Permission.CANCEL)
+        who = allowed(principal, Permission.CANCEL)
         async with self._commands.transaction(task_id) as tx:
-            task = _visible(tx.task, who)
+            task = visible(tx.task, who)
             if not who.may_cancel(task.submitted_by):
                 raise ForbiddenError(
                     "a submitter may cancel only its own tasks", details={"required": Permission.CANCEL.value}
@@ -319,19 +349,7 @@ class TaskService:
                     f"cannot cancel: task is already {task.status.value}",
                     details={"current_status": task.status.value},
                 )
-            tx.transition(
-                TaskStatus.CANCELLED,
-                lease_epoch=task.lease_epoch + 1,
-                error={"code": "cancelled", "message": reason or "cancelled by request"},
-            )
-            version = task.approved_plan_version
-            if version is not None:
-                tx.update_steps_where(version, {StepStatus.RUNNING}, status=StepStatus.CANCELLED, finished_at=tx.now)
-                tx.update_steps_where(version, {StepStatus.PENDING}, status=StepStatus.SKIPPED)
-            tx.update_tool_calls_where(
-                {ToolCallStatus.STARTED, ToolCallStatus.IN_DOUBT}, status=ToolCallStatus.CANCELLED, finished_at=tx.now
-            )
-            tx.emit(TaskCancelled(reason=reason, previous_status=task.status, actor=who.subject))
+            cancel_in(tx, reason, who.subject)
         return tx.task
 
     async def resolve_attention(
@@ -345,7 +363,7 @@ class TaskService:
         principal: Principal | None = None,
     ) -> TaskRecord:
         """Decide an in-doubt tool call: ``retry`` it, ``skip`` it with a stated result, or ``fail`` the task."""
-        who = _allowed(principal or unauthenticated(actor), Permission.DECIDE)
+        who = allowed(principal or unauthenticated(actor), Permission.DECIDE)
         actor = who.subject
         if action == "skip" and result is None:
             raise InputValidationError("skip needs a stated result", details={"field": "result"})
@@ -355,7 +373,7 @@ class TaskService:
         if call is None:
             raise NotFoundError(f"task {task_id} has no tool call {tool_call_id}", details={"field": "tool_call_id"})
         async with self._commands.transaction(task_id) as tx:
-            _visible(tx.task, who)
+            visible(tx.task, who)
             self._require(tx.task, TaskStatus.NEEDS_ATTENTION, "resolve a tool call")
             if call.status != ToolCallStatus.IN_DOUBT:
                 raise InvalidStateError(
@@ -415,17 +433,24 @@ class TaskService:
             )
 
 
-def _allowed(principal: Principal | None, permission: Permission) -> Principal:
-    who = principal or unauthenticated()
-    if not who.may(permission):
-        raise ForbiddenError(f"this needs the {permission.value!r} permission", details={"required": permission.value})
-    return who
-
-
-def _visible(task: TaskRecord, principal: Principal | None) -> TaskRecord:
-    """``task`` if ``principal`` may see it; else the same 404 a missing task gets."""
-    if principal is None or not principal.authenticated:
-        return task
-    if not principal.sees(task.tenant, task.submitted_by):
-        raise NotFoundError(f"task {task.id} not found", details={"task_id": task.id})
-    return task
+def cancel_in(tx: TaskTx, reason: str | None, actor: str | None, code: str = "cancelled") -> None:
+    """Cancel the task in ``tx``: a new lease epoch fences off its worker; running steps are
+    cancelled, pending ones skipped, and calls in flight, in doubt or at a gate cancelled."""
+    task = tx.task
+    tx.transition(
+        TaskStatus.CANCELLED,
+        lease_epoch=task.lease_epoch + 1,
+        error={"code": code, "message": reason or "cancelled by request"},
+        gate=None,
+        gate_expires_at=None,
+    )
+    version = task.approved_plan_version
+    if version is not None:
+        tx.update_steps_where(version, {StepStatus.RUNNING}, status=StepStatus.CANCELLED, finished_at=tx.now)
+        tx.update_steps_where(version, {StepStatus.PENDING}, status=StepStatus.SKIPPED)
+    tx.update_tool_calls_where(
+        {ToolCallStatus.STARTED, ToolCallStatus.IN_DOUBT, ToolCallStatus.AWAITING_DECISION},
+        status=ToolCallStatus.CANCELLED,
+        finished_at=tx.now,
+    )
+    tx.emit(TaskCancelled(reason=reason, previous_status=task.status, actor=actor))

@@ -5,6 +5,9 @@ Hot reads use kept statements (built once, named parameters; see :mod:`agent_run
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from datetime import datetime
+
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
@@ -28,17 +31,20 @@ def task(conn: Connection, task_id: str, *, for_update: bool = False) -> TaskRec
 
 def list_tasks(
     conn: Connection,
-    status: TaskStatus | None,
+    status: TaskStatus | Collection[TaskStatus] | None,
     limit: int,
     cursor: str | None,
     *,
     tenant: str | None = None,
     submitted_by: str | None = None,
 ) -> list[TaskRecord]:
-    """Newest first, up to ``limit`` tasks older than the id ``cursor`` (of ``tenant``/``submitted_by`` if given)."""
+    """Newest first, up to ``limit`` tasks older than the id ``cursor`` (of ``tenant``/``submitted_by``
+    if given) in ``status`` (one, or any of several)."""
     stmt = sa.select(t.tasks).order_by(t.tasks.c.id.desc()).limit(limit)
-    if status is not None:
+    if isinstance(status, TaskStatus):
         stmt = stmt.where(t.tasks.c.status == status)
+    elif status is not None:
+        stmt = stmt.where(t.tasks.c.status.in_([str(s) for s in status]))
     if tenant is not None:
         stmt = stmt.where(t.tasks.c.tenant == tenant)
     if submitted_by is not None:
@@ -46,6 +52,18 @@ def list_tasks(
     if cursor:
         stmt = stmt.where(t.tasks.c.id < cursor)
     return [rows.task(r) for r in conn.execute(stmt).mappings()]
+
+
+def gates_due(conn: Connection, now: datetime, limit: int) -> list[str]:
+    """Ids of tasks waiting on a decision whose expiry has passed, oldest expiry first."""
+    stmt = (
+        sa.select(t.tasks.c.id)
+        .where(t.tasks.c.gate_expires_at <= now)
+        .where(t.tasks.c.status.in_([TaskStatus.AWAITING_APPROVAL, TaskStatus.NEEDS_ATTENTION]))
+        .order_by(t.tasks.c.gate_expires_at)
+        .limit(limit)
+    )
+    return [r[0] for r in conn.execute(stmt)]
 
 
 def plan_versions(conn: Connection, task_id: str) -> list[PlanVersionRecord]:

@@ -75,6 +75,12 @@ def task(row: Mapping[Any, Any]) -> TaskRecord:
         last_seq=row["last_seq"],
         tenant=row["tenant"],
         submitted_by=row["submitted_by"],
+        gate=row["gate"],
+        gate_expires_at=aware(row["gate_expires_at"]),
+        usage=row["usage"],
+        budget=row["budget"],
+        estimate=row["estimate"],
+        submitter_roles=row["submitter_roles"],
     )
 
 

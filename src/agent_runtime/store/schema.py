@@ -37,7 +37,15 @@ tasks = sa.Table(
     # Identity (migration 0005): set once when the task is created, never updated.
     sa.Column("tenant", EscapedString(200), nullable=False, server_default="default"),
     sa.Column("submitted_by", EscapedString(200)),
+    # Policies, gates and budgets (migration 0006).
+    sa.Column("gate", JSONType),
+    sa.Column("gate_expires_at", TS),
+    sa.Column("usage", JSONType),
+    sa.Column("budget", JSONType),
+    sa.Column("estimate", JSONType),
+    sa.Column("submitter_roles", JSONType),
 )
+sa.Index("ix_tasks_gate_expires_at", tasks.c.gate_expires_at)
 sa.Index("ix_tasks_tenant_id", tasks.c.tenant, tasks.c.id)
 sa.Index("ix_tasks_status_lease", tasks.c.status, tasks.c.lease_expires_at)
 sa.Index("ix_tasks_finished_at", tasks.c.finished_at)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -132,6 +132,7 @@ class TaskStore(ABC):
         *,
         tenant: str = "default",
         submitted_by: str | None = None,
+        submitter_roles: list[str] | None = None,
         lease_to: tuple[str, datetime] | None = None,
     ) -> TaskRecord:
         """Store a new queued task of ``tenant`` and its ``task_created`` event. ``lease_to`` (owner,
@@ -144,6 +145,8 @@ class TaskStore(ABC):
             tenant=tenant, submitted_by=submitted_by,
         )  # fmt: skip
         tx = TaskTx(record, now, new=True)
+        if submitter_roles is not None:
+            tx.update(submitter_roles=submitter_roles)
         tx.emit(TaskCreated(status=TaskStatus.QUEUED))
         tx.wakes_workers = True
         if lease_to is not None:
@@ -213,7 +216,7 @@ class TaskStore(ABC):
     async def list_tasks(
         self,
         *,
-        status: TaskStatus | None,
+        status: TaskStatus | Collection[TaskStatus] | None,
         limit: int,
         cursor: str | None,
         tenant: str | None = None,
@@ -251,6 +254,10 @@ class TaskStore(ABC):
 
     async def events_after(self, task_id: str, after: int, limit: int = 1000) -> list[Event]:
         return await self._read(lambda conn: queries.events_after(conn, task_id, after, limit))
+
+    async def gates_due(self, now: datetime, limit: int = 100) -> list[str]:
+        """Tasks whose pending decision expired (``gate_expires_at`` <= ``now``)."""
+        return await self._read(lambda conn: queries.gates_due(conn, now, limit))
 
     async def count_by_status(self) -> dict[str, int]:
         return await self._read(queries.count_by_status)

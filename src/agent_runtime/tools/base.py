@@ -22,7 +22,13 @@ def split_name(name: str) -> tuple[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class ToolInfo:
-    """One tool of one registered server, as listed by ``list_tools``."""
+    """One tool of one registered server, as listed by ``list_tools``.
+
+    The four annotations are the *effective* ones: the server's MCP hints with the MCP defaults for
+    a missing hint (not read-only, destructive, not idempotent, open world) and the registry's
+    per-tool override applied on top (``tools/convert.py``). MCP calls the hints untrusted; an
+    override is the operator's word, and ``vouched_by`` says whose.
+    """
 
     server_id: str
     name: str
@@ -30,7 +36,13 @@ class ToolInfo:
     input_schema: dict[str, Any]
     read_only: bool = False
     idempotent: bool = False
-    destructive: bool | None = None
+    destructive: bool = True
+    """Meaningless for a read-only tool, which is never destructive."""
+    open_world: bool = True
+    overridden: tuple[str, ...] = ()
+    """The annotations the registry set for this tool (``read_only``, ``destructive``, ...)."""
+    vouched_by: str | None = None
+    """Who vouched for the registry's override (the ``vouched_by`` of its ``tools:`` entry)."""
 
     @property
     def qualified_name(self) -> str:

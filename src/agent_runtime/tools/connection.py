@@ -196,7 +196,7 @@ class ServerConnection:
                 async with self._open() as client:
                     listed = await self._list_tools(client)
                     scope.deadline = math.inf
-                    overrides = self.spec.idempotent_overrides
+                    overrides = self.spec.tool_overrides
                     self.tools = [tool_info(self.server_id, t, overrides) for t in listed]
                     self._client = client
                     if self.spec.transport == "local_stdio" and self._fork is None:

@@ -8,21 +8,35 @@ from typing import Any
 import mcp_types
 
 from agent_runtime.tools.base import ToolInfo, ToolResult
+from agent_runtime.tools.registry import ToolOverride
 
 
-def tool_info(server_id: str, tool: mcp_types.Tool, idempotent_overrides: Mapping[str, bool]) -> ToolInfo:
-    """Build a ToolInfo from a listed tool, applying the registry's per-tool idempotent override.
+def tool_info(server_id: str, tool: mcp_types.Tool, overrides: Mapping[str, ToolOverride]) -> ToolInfo:
+    """Build a ToolInfo from a listed tool: its MCP hints, the MCP defaults where a hint is missing,
+    then the registry's per-tool override (which wins: the hints are the server's untrusted claims).
 
-    An override of ``false`` also clears ``read_only``: the operator said "do not repeat this",
-    which must win over the server's own hints (fail closed).
+    MCP defaults: not read-only, destructive (when not read-only), not idempotent, open world. An
+    override of ``idempotent: false`` or ``destructive: true`` also clears ``read_only``: the
+    operator said "this changes things", which must win over the server's own hints (fail closed).
     """
     ann = tool.annotations
     read_only = bool(ann and ann.read_only_hint)
     idempotent = bool(ann and ann.idempotent_hint)
-    override = idempotent_overrides.get(tool.name)
-    if override is not None:
-        idempotent = override
-        read_only = read_only and override
+    destructive_hint = ann.destructive_hint if ann else None
+    open_world = True if ann is None or ann.open_world_hint is None else ann.open_world_hint
+    override = overrides.get(tool.name)
+    overridden: dict[str, bool] = override.annotations() if override is not None else {}
+    if "idempotent" in overridden:
+        idempotent = overridden["idempotent"]
+        read_only = read_only and idempotent
+    if "destructive" in overridden:
+        destructive_hint = overridden["destructive"]
+        read_only = read_only and not destructive_hint
+    if "read_only" in overridden:
+        read_only = overridden["read_only"]
+    if "open_world" in overridden:
+        open_world = overridden["open_world"]
+    destructive = False if read_only else (True if destructive_hint is None else destructive_hint)
     return ToolInfo(
         server_id=server_id,
         name=tool.name,
@@ -30,7 +44,10 @@ def tool_info(server_id: str, tool: mcp_types.Tool, idempotent_overrides: Mappin
         input_schema=dict(tool.input_schema),
         read_only=read_only,
         idempotent=idempotent,
-        destructive=ann.destructive_hint if ann else None,
+        destructive=destructive,
+        open_world=open_world,
+        overridden=tuple(overridden),
+        vouched_by=override.vouched_by if override is not None and overridden else None,
     )
 
 

@@ -71,9 +71,53 @@ class HttpConfig(_Model):
     headers: dict[str, str] = Field(default_factory=dict)
 
 
+ANNOTATIONS = ("read_only", "destructive", "idempotent", "open_world")
+"""The tool annotations a registry entry may override (MCP's ``*Hint`` annotations, untrusted)."""
+
+
 class ToolOverride(_Model):
+    """The operator's word on one tool's annotations; it wins over the server's MCP hints.
+
+    An override that makes a tool look safer than the MCP defaults (``read_only: true``,
+    ``destructive: false``, ``open_world: false``) needs ``vouched_by``: who checked the tool and
+    stands for it. ``idempotent: false`` also clears ``read_only``, ``destructive: true`` too.
+    """
+
+    read_only: bool | None = None
+    """``True``: the tool does not modify its environment (so it is not destructive either)."""
+    destructive: bool | None = None
+    """``False``: the tool only adds, never deletes or overwrites (meaningful when not read-only)."""
     idempotent: bool | None = None
     """``True``: safe to call again with the same arguments, whatever the server's hints say."""
+    open_world: bool | None = None
+    """``False``: the tool touches only a closed domain (the workspace), not the outside world."""
+    vouched_by: str | None = Field(default=None, min_length=1, max_length=200)
+    """Who vouched for this override (a person, team or ticket), kept with the tool's annotations."""
+
+    @model_validator(mode="after")
+    def _consistent_and_vouched(self) -> ToolOverride:
+        if self.read_only and self.destructive:
+            raise ValueError("read_only: true and destructive: true contradict each other")
+        if self.read_only and self.idempotent is False:
+            raise ValueError("read_only: true and idempotent: false contradict each other (a read is repeatable)")
+        loosened = [
+            f"{name}: {str(value).lower()}"
+            for name, value, safe in (
+                ("read_only", self.read_only, True),
+                ("destructive", self.destructive, False),
+                ("open_world", self.open_world, False),
+            )
+            if value is safe
+        ]
+        if loosened and not self.vouched_by:
+            raise ValueError(f"{', '.join(loosened)} needs vouched_by (who checked the tool and stands for it)")
+        if self.vouched_by and not self.annotations():
+            raise ValueError("vouched_by is set but no annotation is overridden")
+        return self
+
+    def annotations(self) -> dict[str, bool]:
+        """The annotations this override sets."""
+        return {name: value for name in ANNOTATIONS if (value := getattr(self, name)) is not None}
 
 
 class _ServerBase(_Model):
@@ -118,8 +162,9 @@ class _ServerBase(_Model):
             raise ValueError("server ids may not contain dots (tool names are 'server.tool')")
         return value
 
-    def idempotent_overrides(self) -> dict[str, bool]:
-        return {name: o.idempotent for name, o in self.tools.items() if o.idempotent is not None}
+    def tool_overrides(self) -> dict[str, ToolOverride]:
+        """The per-tool overrides that set at least one annotation."""
+        return {name: o for name, o in self.tools.items() if o.annotations()}
 
 
 class StdioServer(_ServerBase):
@@ -261,7 +306,8 @@ class LaunchSpec:
     cwd: Path | None = None
     url: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
-    idempotent_overrides: Mapping[str, bool] = field(default_factory=dict)
+    tool_overrides: Mapping[str, ToolOverride] = field(default_factory=dict)
+    """The registry's per-tool annotation overrides (``tools:`` of the entry), by tool name."""
     fork_server: bool = False
     """Whether a fork server may start this instance (a Python entry point is still required)."""
     static_env: Mapping[str, str] = field(default_factory=dict)
@@ -333,7 +379,7 @@ def resolve_launch(
         "server_id": entry.id,
         "connect_timeout": entry.connect_timeout_seconds or settings.connect_timeout_seconds,
         "call_timeout": entry.call_timeout_seconds or settings.call_timeout_seconds,
-        "idempotent_overrides": entry.idempotent_overrides(),
+        "tool_overrides": entry.tool_overrides(),
     }
     if isinstance(entry, HttpServer):
         headers = {k: expand(v, variables, f"{prefix}.headers.{k}", injected) for k, v in entry.config.headers.items()}

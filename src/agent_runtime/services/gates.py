@@ -1,0 +1,266 @@
+"""Decisions a paused task waits for besides a plan approval: a tool call stopped at a policy gate,
+a spent budget, and the expiry of either (or of a plan approval).
+
+A gated call is recorded (``awaiting_decision``) before it is sent, with the task paused in
+``needs_attention`` and what deciding it takes on the task row (``gate``: the rule, the roles that
+may decide, what happens on expiry). A decision is bound to that call id and used once: the
+transaction that records it moves the task on (``approved``, so a worker resumes the step), and a
+second decision finds the call decided (409). An edit is checked as a new call: against the input
+schema of the tool it names *and* against the policy for that tool (an edit into another tool meets
+that tool's rule, not the one that stopped the call).
+
+Expiry timers are the ``gate_expires_at`` column: every replica sweeps due rows, and the
+transaction that acts clears the column, so a timer fires once however many replicas race for it,
+and fires after a restart since it is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import jsonschema
+import structlog
+
+from agent_runtime.domain.events import (
+    ApprovalExpired,
+    BudgetRaised,
+    CallDecided,
+    TaskApproved,
+    TaskRejected,
+)
+from agent_runtime.domain.identity import Permission, Principal
+from agent_runtime.domain.records import TaskRecord, ToolCallRecord
+from agent_runtime.domain.states import TaskStatus, ToolCallStatus
+from agent_runtime.errors import InputValidationError, InvalidStateError, NotFoundError
+from agent_runtime.services import approvals as rules
+from agent_runtime.services.access import allowed, require_roles, visible
+from agent_runtime.services.governance import Governance
+from agent_runtime.services.handoff import Commands
+from agent_runtime.services.journal import USAGE_KEYS
+from agent_runtime.services.tasks import cancel_in
+from agent_runtime.settings import ApprovalSettings
+from agent_runtime.store.store import TaskStore
+from agent_runtime.store.tx import TaskTx
+from agent_runtime.tools.base import ToolInfo
+
+log = structlog.get_logger(__name__)
+
+Decision = Literal["approve", "deny", "edit"]
+
+
+class Gates:
+    def __init__(
+        self,
+        store: TaskStore,
+        commands: Commands,
+        approvals: ApprovalSettings,
+        tool: Callable[[str], ToolInfo | None],
+        governance: Governance | None = None,
+    ) -> None:
+        self.store = store
+        self._commands = commands
+        self.approvals = approvals
+        self._tool = tool
+        self.governance = governance
+
+    # -- call gates -----------------------------------------------------------------------------
+
+    async def decide_call(
+        self,
+        task_id: str,
+        call_id: str,
+        decision: Decision,
+        *,
+        reason: str | None = None,
+        tool: str | None = None,
+        arguments: dict[str, Any] | None = None,
+        principal: Principal | None = None,
+    ) -> TaskRecord:
+        """Approve, deny (the model is told, with ``reason``) or edit (``tool`` and/or ``arguments``)
+        the gated call ``call_id``; the task resumes."""
+        who = allowed(principal, Permission.DECIDE)
+        task = visible(await self.store.get_task(task_id), who)
+        call = await self._gated_call(task, call_id)
+        if decision != "deny":  # denying is always safe; letting a call through is a second pair of eyes
+            rules.refuse_submitter(task, who, self.approvals)
+        require_roles(who, (task.gate or {}).get("roles") or [], "decide this call")
+        name, args = call.tool_name, call.arguments
+        if decision == "edit":
+            if tool is None and arguments is None:
+                raise InputValidationError(
+                    "an edit names new arguments, a new tool, or both", details={"field": "arguments"}
+                )
+            name, args = await self._checked_edit(task, call, tool or call.tool_name, arguments or call.arguments, who)
+        elif tool is not None or arguments is not None:
+            field = "tool" if tool is not None else "arguments"
+            raise InputValidationError(f'{field} is only for decision "edit"', details={"field": field})
+        async with self._commands.transaction(task_id) as tx:
+            visible(tx.task, who)
+            self._require_gate(tx.task, call_id)
+            decided = {"decision": decision, "by": who.subject, "reason": reason, "tool": name, "arguments": args}
+            if decision == "deny":
+                text = f"an approver denied this call: {reason}" if reason else "an approver denied this call"
+                tx.update_tool_call(
+                    call_id, status=ToolCallStatus.REFUSED, result={"reason": text, "decision": decided},
+                    finished_at=tx.now,
+                )  # fmt: skip
+            else:
+                tx.update_tool_call(call_id, result={"gate": (call.result or {}).get("gate"), "decision": decided})
+            tx.transition(TaskStatus.APPROVED, gate=None, gate_expires_at=None)
+            tx.emit(
+                CallDecided(
+                    call_id=call_id, decision=decision, actor=who.subject, reason=reason, tool=name, arguments=args
+                )
+            )
+        return tx.task
+
+    async def _gated_call(self, task: TaskRecord, call_id: str) -> ToolCallRecord:
+        call = next((c for c in await self.store.tool_calls(task.id) if c.id == call_id), None)
+        if call is None:
+            raise NotFoundError(f"task {task.id} has no tool call {call_id}", details={"field": "call_id"})
+        self._require_gate(task, call_id, call)
+        return call
+
+    @staticmethod
+    def _require_gate(task: TaskRecord, call_id: str, call: ToolCallRecord | None = None) -> None:
+        gate = task.gate or {}
+        waiting = task.status == TaskStatus.NEEDS_ATTENTION and gate.get("kind") == "call"
+        if not waiting or gate.get("call_id") != call_id or (call and call.status != ToolCallStatus.AWAITING_DECISION):
+            details: dict[str, Any] = {"current_status": task.status.value}
+            if call is not None:
+                details["tool_call_status"] = call.status.value
+            raise InvalidStateError(f"tool call {call_id} does not wait for a decision", details=details)
+
+    async def _checked_edit(
+        self, task: TaskRecord, call: ToolCallRecord, name: str, args: dict[str, Any], who: Principal
+    ) -> tuple[str, dict[str, Any]]:
+        """An edited call, checked like a new one: the step allows the tool, the arguments fit
+        its input schema, and the policy for *that* tool lets this approver approve it."""
+        version = task.approved_plan_version
+        plan = (await self.store.plan_version(task.id, version)).plan if version is not None else None
+        step = next((s for s in plan.steps if s.id == call.step_id), None) if plan else None
+        if step is None or name not in step.tools:
+            allowed = sorted(step.tools) if step else []
+            raise InputValidationError(
+                f"step {call.step_id} may not call {name!r}; the approved plan allows {allowed}",
+                details={"field": "tool", "allowed": allowed},
+            )
+        info = self._tool(name)
+        if info is None:
+            raise InputValidationError(f"tool {name!r} is not in the catalogue", details={"field": "tool"})
+        problems = [
+            f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
+            for e in jsonschema.Draft202012Validator(info.input_schema).iter_errors(args)
+        ]
+        if problems:
+            raise InputValidationError(
+                f"the edited arguments do not fit {name}'s input schema: " + "; ".join(problems),
+                details={"field": "arguments", "problems": problems},
+            )
+        if self.governance is not None:
+            check = self.governance.call_policy(task)(name, args)
+            if check.action == "deny":
+                raise InputValidationError(
+                    f"the approval policy denies {name} with these arguments (rule {check.rule!r}): {check.reason}",
+                    details={"field": "arguments", "rule": check.rule},
+                )
+            if check.action == "gate":
+                require_roles(who, list(check.roles), f"approve {name} (rule {check.rule!r})")
+        return name, args
+
+    # -- budgets --------------------------------------------------------------------------------
+
+    async def raise_budget(
+        self, task_id: str, budget: dict[str, float], *, principal: Principal | None = None
+    ) -> TaskRecord:
+        """Raise the budget of a task paused by ``budget_exceeded``; it resumes. Every limit named
+        must be above its current value and what the task has spent; limits not named stay."""
+        who = allowed(principal, Permission.DECIDE)
+        if not budget:
+            raise InputValidationError("name at least one limit to raise", details={"field": "budget"})
+        async with self._commands.transaction(task_id) as tx:
+            task = visible(tx.task, who)
+            if task.status != TaskStatus.NEEDS_ATTENTION or (task.gate or {}).get("kind") != "budget":
+                raise InvalidStateError(
+                    "the task is not paused by its budget", details={"current_status": task.status.value}
+                )
+            spent, current = task.usage or {}, task.budget or {}
+            for key, limit in budget.items():
+                if key not in USAGE_KEYS:
+                    raise InputValidationError(f"{key} is not a budget limit", details={"field": key})
+                floor = max(float(spent.get(key) or 0), float(current.get(key) or 0))
+                if limit <= floor:
+                    raise InputValidationError(
+                        f"{key} must be above the current limit and what the task has spent ({floor:g})",
+                        details={"field": key, "current": current.get(key), "spent": spent.get(key)},
+                    )
+            raised = {**(task.budget or {}), **budget}
+            tx.transition(TaskStatus.APPROVED, budget=raised, gate=None, gate_expires_at=None)
+            tx.emit(BudgetRaised(actor=who.subject, budget=raised))
+        return tx.task
+
+    # -- expiry ---------------------------------------------------------------------------------
+
+    async def expire_due(self, now: datetime | None = None) -> int:
+        """Act on every gate whose ``expire_after`` has passed; how many fired here."""
+        fired = 0
+        for task_id in await self.store.gates_due(now or datetime.now(UTC)):
+            try:
+                if await self._expire(task_id, now or datetime.now(UTC)):
+                    fired += 1
+            except (InvalidStateError, NotFoundError) as exc:  # decided or gone meanwhile
+                log.debug("gate_expiry_skipped", task_id=task_id, error=exc.message)
+        return fired
+
+    async def _expire(self, task_id: str, now: datetime) -> bool:
+        async with self._commands.transaction(task_id) as tx:
+            task = tx.task
+            gate = task.gate or {}
+            if task.gate_expires_at is None or task.gate_expires_at > now:
+                return False  # decided, or already fired by another replica
+            action = gate.get("on_expiry") or "reject"
+            if gate.get("kind") == "call" and task.status == TaskStatus.NEEDS_ATTENTION:
+                self._expire_call(tx, gate, action)
+            elif task.status == TaskStatus.AWAITING_APPROVAL:
+                self._expire_plan(tx, gate, action)
+            else:
+                tx.update(gate_expires_at=None)
+        return True
+
+    @staticmethod
+    def _expire_call(tx: TaskTx, gate: dict[str, Any], action: str) -> None:
+        call_id = str(gate.get("call_id"))
+        tx.emit(ApprovalExpired(kind="call", rule=gate.get("rule"), action="cancel" if action == "cancel" else "reject",
+                                call_id=call_id))  # fmt: skip
+        if action == "cancel":
+            cancel_in(tx, "the call approval expired", None, "approval_expired")
+            return
+        text = "nobody decided this call before its approval expired; it was not made"
+        tx.update_tool_call(call_id, status=ToolCallStatus.REFUSED, result={"reason": text}, finished_at=tx.now)
+        tx.transition(TaskStatus.APPROVED, gate=None, gate_expires_at=None)
+
+    @staticmethod
+    def _expire_plan(tx: TaskTx, gate: dict[str, Any], action: str) -> None:
+        version = tx.task.current_plan_version or 0
+        rule = gate.get("rule")
+        act: Literal["reject", "cancel", "approve"] = "approve" if action == "approve" else (
+            "cancel" if action == "cancel" else "reject"
+        )  # fmt: skip
+        tx.emit(ApprovalExpired(kind="plan", rule=rule, action=act, plan_version=version))
+        if act == "approve":
+            actor = f"policy:{rule}"
+            hash_ = str(gate.get("content_hash") or "")
+            tx.add_approval(version, "approved", actor, "approval expired; the rule approves on expiry",
+                            content_hash=hash_ or None)  # fmt: skip
+            tx.transition(TaskStatus.APPROVED, approved_plan_version=version, gate=None, gate_expires_at=None)
+            tx.emit(TaskApproved(plan_version=version, actor=actor, content_hash=hash_, approvers=[actor]))
+        elif act == "cancel":
+            cancel_in(tx, "the plan approval expired", None, "approval_expired")
+        else:
+            reason = "the plan approval expired"
+            tx.transition(TaskStatus.REJECTED, error={"code": "approval_expired", "message": reason},
+                          gate=None, gate_expires_at=None)  # fmt: skip
+            tx.add_approval(version, "rejected", f"policy:{rule}", reason)
+            tx.emit(TaskRejected(plan_version=version, reason=reason, actor=f"policy:{rule}"))
