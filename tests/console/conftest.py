@@ -24,7 +24,7 @@ import anyio
 import pytest
 import uvicorn
 from anyio.from_thread import BlockingPortal, start_blocking_portal
-from playwright.sync_api import ConsoleMessage, Page, Request, expect
+from playwright.sync_api import Browser, BrowserType, ConsoleMessage, Page, Playwright, Request, expect, sync_playwright
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent_runtime.client import Client
@@ -32,6 +32,16 @@ from tests.support.harness import Live, _Server, live_service
 from tests.support.identity import auth_settings, make_key
 
 CHROMIUM = Path("/usr/bin/chromium")
+POLICY = """\
+call_rules:
+  - id: gate-echo
+    description: every echo waits for an approver, its arguments on screen
+    match: {name: ["example.echo"]}
+    decision: require_call_approval
+    roles: [approver]
+"""
+"""The shared service's policy: calls to ``example.echo`` stop at a gate (the call-gate test); the
+other tests' plans use other tools, and their plans wait for one approver (the default)."""
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +52,33 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
             "Playwright cannot download its own browsers here"
         )
     return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": ["--no-sandbox"]}
+
+
+# Playwright's synchronous API keeps an event loop running on the main thread while it is started,
+# and async tests cannot run then: so Playwright, the browser and the service live only as long as
+# this package's tests (pytest-playwright's own fixtures are session-wide).
+@pytest.fixture(scope="package")
+def playwright() -> Iterator[Playwright]:
+    pw = sync_playwright().start()
+    yield pw
+    pw.stop()
+
+
+@pytest.fixture(scope="package")
+def browser_type(playwright: Playwright, browser_name: str) -> BrowserType:
+    return playwright.chromium
+
+
+@pytest.fixture(scope="package")
+def browser(browser_type: BrowserType, browser_type_launch_args: dict[str, Any]) -> Iterator[Browser]:
+    launched = browser_type.launch(**browser_type_launch_args)
+    yield launched
+    launched.close()
+
+
+@pytest.fixture(scope="package")
+def browser_context_args() -> dict[str, Any]:
+    return {}
 
 
 @pytest.fixture(scope="session")
@@ -73,11 +110,14 @@ class Service:
             return client.submit(prompt, metadata or None).id
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def service(tmp_path_factory: pytest.TempPathFactory, browser_type_launch_args: dict[str, Any]) -> Iterator[Service]:
     # (Depends on browser_type_launch_args so the service is not started when Chromium is absent.)
     tmp = tmp_path_factory.mktemp("console-service")
-    with start_blocking_portal() as portal, portal.wrap_async_context_manager(live_service(auth_settings(tmp))) as live:
+    policy = tmp / "policy.yaml"
+    policy.write_text(POLICY)
+    settings = auth_settings(tmp, policy={"path": str(policy)})
+    with start_blocking_portal() as portal, portal.wrap_async_context_manager(live_service(settings)) as live:
         keys = [
             portal.call(make_key, live, subject, "default", role)
             for subject, role in (("sam", "submitter"), ("alice", "approver"), ("root", "admin"))

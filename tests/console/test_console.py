@@ -20,6 +20,9 @@ def test_sign_in_inbox_revise_diff_approve_and_watch_it_complete(console: Consol
     expect(card).to_contain_text("Write a note named hello")
     expect(card).to_contain_text("2 steps · 2 tools")
     expect(card).to_contain_text("plan approval")
+    expect(card.locator(".badge.risk")).to_have_text(["destructive"])  # example.write_note
+    expect(card).to_contain_text("Risky tools: example.write_note")
+    expect(card.locator(".estimate")).to_contain_text("2 tool calls")
     console.shot("inbox")
 
     card.get_by_role("link").click()
@@ -207,3 +210,46 @@ def test_a_refused_key_keeps_the_operator_on_the_sign_in_form(console: Console) 
     expect(page.get_by_role("alert")).to_contain_text("That key was refused")
     expect(page.get_by_role("navigation", name="Console sections")).to_be_hidden()
     assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_a_call_gate_shows_the_call_and_approves_it_with_edited_arguments(console: Console) -> None:
+    page, service = console.page, console.service
+    console.allow_console_error(r"status of 422")  # the first edit names an argument the tool does not take
+    task_id = service.submit("Echo hello.")
+    _open_task(console, task_id)
+    page.get_by_role("button", name="Approve plan v1").click()
+
+    gate = page.locator("#attention .gate")
+    expect(gate).to_contain_text("example.echo", timeout=30_000)
+    expect(gate).to_contain_text("gate-echo")
+    expect(page.locator("#task-status")).to_have_text("needs_attention")
+    expect(page.locator("#task-gate")).to_contain_text("a decision on a tool call")
+    arguments = gate.get_by_label("Arguments (JSON; edit them to approve a changed call)")
+    assert "text" in arguments.input_value()
+    console.shot("call-gate")
+
+    arguments.fill("{not json")
+    gate.get_by_role("button", name="Approve with edits").click()
+    expect(gate.locator("[data-field='arguments']")).to_contain_text("Not a JSON object")
+    arguments.fill('{"nope": 1}')
+    gate.get_by_role("button", name="Approve with edits").click()
+    expect(gate.locator("[data-field='arguments']")).not_to_be_empty()  # the service's schema check
+    expect(arguments).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#task-status")).to_have_text("needs_attention")
+
+    page.goto(f"{service.url}/console/#/inbox")
+    card = page.locator(f"#inbox li[data-task-id='{task_id}']")
+    expect(card).to_have_attribute("data-kind", "call")
+    expect(card).to_contain_text("example.echo(")
+    card.get_by_role("link").click()
+    gate = page.locator("#attention .gate")
+    gate.get_by_label("Arguments (JSON; edit them to approve a changed call)").fill('{"text": "edited in the console"}')
+    gate.get_by_role("button", name="Approve with edits").click()
+    expect(page.locator("#task-status")).to_have_text("completed", timeout=30_000)
+    expect(page.locator("#events li[data-type='call_decided']")).to_contain_text("edit by alice")
+    completed = page.locator("#events li[data-type='tool_call_completed']")
+    expect(completed.filter(has_text="example.echo")).to_have_count(1)
+    with service.client() as client:
+        events = list(client.events(task_id))
+    results = [e.data["result"] for e in events if e.type == "tool_call_completed"]
+    assert any("edited in the console" in r for r in results), results

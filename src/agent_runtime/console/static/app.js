@@ -3,7 +3,7 @@
 
 import { api, clearToken, publicJson, setToken, token } from "./api.js";
 import { finishOidc, startOidc } from "./auth.js";
-import { ago, badge, brief, duration, field, h, statusBadge, when } from "./dom.js";
+import { ago, badge, brief, duration, estimateText, field, h, statusBadge, usageText, when } from "./dom.js";
 import { taskView } from "./task.js";
 import { fail, say, sleep } from "./ui.js";
 
@@ -107,17 +107,23 @@ function expiry(iso) {
 function inboxCard(item) {
   const kind = item.kind || "plan";
   const toolCount = (item.tools || []).length;
-  return h("li", { class: "card", dataset: { taskId: item.task_id } },
+  const call = item.call;
+  return h("li", { class: "card", dataset: { taskId: item.task_id, kind } },
     h("h2", {}, h("a", { href: `#/tasks/${item.task_id}` }, item.prompt_excerpt || item.task_id)),
     h("div", { class: "row" },
       badge(KIND_LABEL[kind] || kind),
       item.plan_version ? badge(`plan v${item.plan_version}`) : null,
       h("span", {}, `${item.step_count ?? "?"} steps · ${toolCount} tool${toolCount === 1 ? "" : "s"}`),
       ...riskBadges(item.risk),
-      item.estimate ? badge(`estimate: ${brief(item.estimate)}`) : null,
+      item.rule ? badge(`rule: ${item.rule}`) : null,
       expiry(item.expires_at)),
+    call ? h("p", { class: "call" }, kind === "call" ? "Call waiting: " : "Call in doubt: ",
+      h("span", { class: "mono" }, `${call.tool}(${JSON.stringify(call.arguments).slice(0, 160)})`), ` in step ${call.step_id}`) : null,
     item.plan_summary ? h("p", {}, item.plan_summary) : null,
+    item.estimate ? h("p", { class: "estimate" }, "Estimate: ", estimateText(item.estimate)) : null,
+    item.usage || item.budget ? h("p", { class: "usage" }, "Spent: ", usageText(item.usage, item.budget)) : null,
     toolCount ? h("p", { class: "muted mono" }, item.tools.join(", ")) : null,
+    (item.risky_tools || []).length ? h("p", { class: "muted" }, "Risky tools: ", h("span", { class: "mono" }, item.risky_tools.join(", "))) : null,
     h("p", { class: "muted" },
       `submitted by ${item.submitted_by || "?"} · waiting ${ago(item.waiting_since || item.created_at)}`,
       item.required > 1 ? ` · ${item.approvals}/${item.required} approvals` : ""));

@@ -66,3 +66,23 @@ export function brief(value) {
   }
   return String(value);
 }
+
+// A plan's cost estimate (policy/estimate.py's summary) in a line.
+export function estimateText(est) {
+  if (!est) return "";
+  const parts = [est.cost_usd === null || est.cost_usd === undefined ? "cost unknown" : `≈ $${Number(est.cost_usd).toFixed(4)}`];
+  if (est.tool_calls !== undefined) parts.push(`${est.tool_calls} tool call${est.tool_calls === 1 ? "" : "s"}`);
+  if (est.wall_seconds !== undefined) parts.push(`~${duration(est.wall_seconds)}`);
+  if (est.input_tokens !== undefined) parts.push(`${Number(est.input_tokens) + Number(est.output_tokens || 0)} tokens`);
+  if (est.basis) parts.push(`(${est.basis})`);
+  return parts.join(" · ");
+}
+
+// Usage against the budget: "cost_usd 0.01 of 2 · tool_calls 3 of 10".
+export function usageText(usage, budget) {
+  const names = new Set([...Object.keys(usage || {}), ...Object.keys(budget || {})]);
+  return [...names].map((k) => {
+    const used = usage && usage[k] !== undefined ? +Number(usage[k]).toFixed(4) : 0;
+    return budget && budget[k] !== undefined ? `${k.replace(/_/g, " ")} ${used} of ${budget[k]}` : `${k.replace(/_/g, " ")} ${used}`;
+  }).join(" · ");
+}

@@ -4,20 +4,21 @@
 
 import { api, followEvents, isTerminal } from "./api.js";
 import { diffLines, planLines } from "./diff.js";
-import { brief, field, h, statusBadge, uid, when } from "./dom.js";
+import { brief, duration, estimateText, field, h, statusBadge, uid, usageText, when } from "./dom.js";
 import { editorSection } from "./editor.js";
 import { fail, say } from "./ui.js";
 
 const RELOAD_ON = new Set(["plan_proposed", "approval_required", "plan_edited", "revision_requested", "task_approved",
   "approval_recorded", "approvals_discarded", "task_rejected", "execution_started", "step_started", "step_completed",
   "step_failed", "needs_attention", "attention_resolved", "planning_started", "task_completed", "task_failed",
-  "task_cancelled", "plan_invalid", "call_approval_required"]);
+  "task_cancelled", "plan_invalid", "call_approval_required", "call_decided", "approval_expired", "budget_exceeded",
+  "budget_raised"]);
 const FINAL = new Set(["completed", "failed", "rejected", "cancelled"]);
 
 export async function taskView(main, taskId, signal) {
   const state = {
     id: taskId, task: null, versions: [], tools: null, shown: null, diffFrom: null, diffTo: null,
-    editing: false, gates: new Map(), decideKey: null, lastSeq: 0,
+    editing: false, decideKey: null, attentionKey: null, lastSeq: 0,
   };
   const sections = {
     head: h("section", { "aria-labelledby": "task-title" }),
@@ -53,17 +54,19 @@ export async function taskView(main, taskId, signal) {
   };
   signal.addEventListener("abort", () => clearTimeout(reloadTimer));
 
-  const act = async (label, path, body, method = "POST") => {
+  const act = async (label, path, body, method = "POST", rethrow = false) => {
     fail(null);
     try {
       await api(path, { method, body, signal });
-      say(label);
-      await reload();
-      return true;
     } catch (err) {
-      if (!signal.aborted) fail(err);
+      if (signal.aborted) return false;
+      if (rethrow) throw err;
+      fail(err);
       return false;
     }
+    say(label);
+    await reload().catch((err) => { if (!signal.aborted) fail(err); });
+    return true;
   };
 
   function render() {
@@ -88,12 +91,8 @@ export async function taskView(main, taskId, signal) {
     onState: (text) => { streamState.textContent = `(${text}${state.lastSeq ? `, last event #${state.lastSeq}` : ""})`; },
     onEvent: ({ id, event, data }) => {
       state.lastSeq = id ?? state.lastSeq;
-      trackGates(state, event, data.data || {});
       appendEvent(log, event, data);
       if (RELOAD_ON.has(event) || isTerminal(event)) scheduleReload();
-      else if (event === "call_approval_required" || (data.data && data.data.call_id && state.gates.size)) {
-        renderAttention(sections.attention, state, act);
-      }
     },
   });
 }
@@ -114,9 +113,26 @@ function renderHead(section, task) {
       h("dt", {}, "Updated"), h("dd", {}, when(task.updated_at)),
       h("dt", {}, "Plan"), h("dd", {}, task.current_plan_version ? `v${task.current_plan_version}` : "not yet",
         task.approved_plan_version ? ` (approved: v${task.approved_plan_version})` : ""),
+      task.gate ? [h("dt", {}, "Waiting for"), h("dd", { id: "task-gate" }, gateText(task.gate, task.gate_expires_at))] : null,
+      task.estimate ? [h("dt", {}, "Estimate"), h("dd", { id: "task-estimate" }, estimateText(task.estimate))] : null,
+      task.usage || task.budget ? [h("dt", {}, "Spent"), h("dd", { id: "task-usage" }, usageText(task.usage, task.budget))] : null,
       ...meta.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { class: "mono" }, typeof v === "string" ? v : JSON.stringify(v))])),
     task.result ? [h("h2", {}, "Result"), h("pre", { id: "result" }, typeof task.result.summary === "string" ? task.result.summary : JSON.stringify(task.result, null, 2))] : null,
     task.error ? [h("h2", {}, "Error"), h("pre", { id: "task-error" }, brief(task.error))] : null));
+}
+
+function gateText(gate, expiresAt) {
+  const kind = { plan: "a plan approval", call: "a decision on a tool call", budget: "a raised budget" }[gate.kind] || gate.kind;
+  const parts = [kind];
+  if (gate.rule) parts.push(`rule ${gate.rule}`);
+  if (gate.roles && gate.roles.length) parts.push(`by ${gate.roles.join(" or ")}`);
+  if (gate.required > 1) parts.push(`${gate.required} distinct approvers`);
+  if (gate.limit) parts.push(`limit reached: ${brief(gate.limit)}`);
+  if (expiresAt) {
+    const left = (new Date(expiresAt).getTime() - Date.now()) / 1000;
+    parts.push(left > 0 ? `expires in ${duration(left)}${gate.on_expiry ? ` (then ${gate.on_expiry})` : ""}` : "expired");
+  }
+  return parts.join(" · ");
 }
 
 // --- decisions -------------------------------------------------------------------------------
@@ -124,7 +140,7 @@ function renderHead(section, task) {
 function renderDecide(section, state, act, edit) {
   const task = state.task;
   const plan = task.plan;
-  const key = `${task.status}|${plan ? plan.content_hash : ""}|${state.editing}`;
+  const key = JSON.stringify([task.status, plan ? plan.content_hash : "", state.editing, task.gate]);
   if (key === state.decideKey) return; // keep what the operator is typing
   state.decideKey = key;
   const parts = [];
@@ -137,6 +153,8 @@ function renderDecide(section, state, act, edit) {
         h("p", {}, "Approving binds plan version ", h("strong", { id: "binding-version" }, `v${plan.version}`),
           " with content hash ", h("code", { class: "hash", id: "binding-hash" }, plan.content_hash),
           ": if the plan changes before your approval arrives, the service refuses it."),
+        task.estimate ? h("p", { id: "approve-estimate" }, "Estimated cost of running it: ", h("strong", {}, estimateText(task.estimate))) : null,
+        task.gate && task.gate.kind === "plan" ? h("p", { class: "muted", id: "plan-gate" }, "Needs ", gateText(task.gate, task.gate_expires_at)) : null,
         field("Comment (optional)", comment),
         h("div", { class: "row" }, h("button", {
           type: "button", class: "primary", id: "approve",
@@ -171,19 +189,17 @@ function renderDecide(section, state, act, edit) {
   section.replaceChildren(...parts);
 }
 
-// --- in-doubt calls and call gates -----------------------------------------------------------
-
-function trackGates(state, type, data) {
-  if (type === "call_approval_required") state.gates.set(data.call_id, data);
-  else if (data.call_id && state.gates.has(data.call_id)) state.gates.delete(data.call_id);
-  else if (isTerminal(type)) state.gates.clear();
-}
+// --- in-doubt calls, call gates, budget -----------------------------------------------------
 
 function renderAttention(section, state, act) {
   const task = state.task;
   if (!task) return;
+  const key = JSON.stringify([task.status, task.needs_attention, task.gate]);
+  if (key === state.attentionKey) return; // keep what the operator is typing
+  state.attentionKey = key;
   const parts = [];
   for (const item of task.needs_attention || []) {
+    if (item.kind === "call_gate") { parts.push(gatePanel(task, item, act)); continue; }
     const result = h("textarea", { id: `skip-result-${item.tool_call_id}` });
     const path = `/v1/tasks/${task.id}/resolve`;
     const body = (action) => ({ tool_call_id: item.tool_call_id, action, ...(action === "skip" ? { result: result.value } : {}) });
@@ -197,17 +213,19 @@ function renderAttention(section, state, act) {
         h("button", { type: "button", onclick: () => act("Call skipped.", path, body("skip")) }, "Skip with this result"),
         h("button", { type: "button", class: "danger", onclick: () => act("Step failed.", path, body("fail")) }, "Fail the step"))));
   }
-  for (const gate of state.gates.values()) parts.push(gatePanel(task, gate, act));
+  if (task.status === "needs_attention" && task.gate && task.gate.kind === "budget") parts.push(budgetPanel(task, act));
   if (parts.length) parts.unshift(h("h2", {}, "Waiting for you during execution"));
   section.replaceChildren(...parts);
 }
 
-function gatePanel(task, gate, act) {
-  const args = h("textarea", { id: `gate-args-${gate.call_id}`, rows: 6, class: "mono" }, JSON.stringify(gate.arguments ?? {}, null, 2));
-  const reason = h("input", { type: "text", id: `gate-reason-${gate.call_id}` });
-  const argsError = h("div", { class: "field-error", id: uid("err") });
-  const path = `/v1/tasks/${task.id}/calls/${encodeURIComponent(gate.call_id)}/decision`;
-  const decide = (decision) => {
+function gatePanel(task, item, act) {
+  const callId = item.tool_call_id;
+  const args = h("textarea", { id: `gate-args-${callId}`, rows: 6, class: "mono" }, JSON.stringify(item.arguments ?? {}, null, 2));
+  const tool = h("input", { type: "text", id: `gate-tool-${callId}`, value: item.tool });
+  const reason = h("input", { type: "text", id: `gate-reason-${callId}` });
+  const argsError = h("div", { class: "field-error", id: uid("err"), dataset: { field: "arguments" } });
+  const path = `/v1/tasks/${task.id}/calls/${encodeURIComponent(callId)}/decision`;
+  const decide = async (decision) => {
     let parsed = null;
     argsError.textContent = "";
     args.removeAttribute("aria-invalid");
@@ -222,19 +240,55 @@ function gatePanel(task, gate, act) {
         return;
       }
     }
-    act(`Call ${decision === "deny" ? "denied" : "approved"}.`, path,
-      { decision, reason: reason.value.trim() || null, arguments: parsed });
+    const body = { decision, reason: reason.value.trim() || null, arguments: parsed };
+    if (decision === "edit" && tool.value.trim() && tool.value.trim() !== item.tool) body.tool = tool.value.trim();
+    const label = { approve: "Call approved.", deny: "Call denied.", edit: "Call approved with edited arguments." }[decision];
+    try {
+      await act(label, path, body, "POST", true);
+    } catch (err) {
+      argsError.textContent = err.message;
+      args.setAttribute("aria-invalid", "true");
+      args.focus();
+    }
   };
   args.setAttribute("aria-describedby", argsError.id);
-  return h("div", { class: "panel gate", dataset: { callId: gate.call_id } },
-    h("h3", {}, "Call gate: ", h("span", { class: "mono" }, gate.tool), ` in step ${gate.step_id}`),
-    gate.rule ? h("p", {}, "Rule: ", h("span", { class: "mono" }, brief(gate.rule))) : null,
+  const gate = task.gate && task.gate.call_id === callId ? task.gate : null;
+  return h("div", { class: "panel gate", dataset: { callId } },
+    h("h3", {}, "Call gate: ", h("span", { class: "mono" }, item.tool), ` in step ${item.step_id}`),
+    h("p", {}, "The policy stopped this call before it was sent; it waits for ",
+      gate ? gateText(gate, task.gate_expires_at) : `a decision (rule ${item.rule || "?"})`, "."),
     field("Arguments (JSON; edit them to approve a changed call)", args), argsError,
-    field("Reason (optional)", reason),
+    field("Tool (an edit may call another tool the step allows)", tool),
+    field("Reason (optional; with deny the model is told)", reason),
     h("div", { class: "row" },
       h("button", { type: "button", class: "primary", onclick: () => decide("approve") }, "Approve call"),
-      h("button", { type: "button", onclick: () => decide("edit") }, "Approve with edited arguments"),
+      h("button", { type: "button", onclick: () => decide("edit") }, "Approve with edits"),
       h("button", { type: "button", class: "danger", onclick: () => decide("deny") }, "Deny call")));
+}
+
+const BUDGET_FIELDS = [["cost_usd", "Cost (USD)"], ["tool_calls", "Tool calls"], ["input_tokens", "Input tokens"],
+  ["output_tokens", "Output tokens"], ["wall_seconds", "Wall time (seconds)"]];
+
+function budgetPanel(task, act) {
+  const inputs = BUDGET_FIELDS.map(([name, label]) => [name, label, h("input", {
+    type: "number", id: `budget-${name}`, min: 0, step: "any", value: task.budget && task.budget[name] !== undefined ? task.budget[name] : "",
+  })]);
+  return h("div", { class: "panel budget" },
+    h("h3", {}, "Budget spent"),
+    h("p", {}, `The task paused at its budget (${brief(task.gate.limit)}). Spent: ${usageText(task.usage, task.budget)}. Raise the limits to let it go on.`),
+    h("div", { class: "grid2" }, inputs.map(([, label, input]) => field(label, input))),
+    h("div", { class: "row" }, h("button", {
+      type: "button", class: "primary", id: "raise-budget",
+      onclick: () => {
+        const body = {};
+        for (const [name, , input] of inputs) {
+          if (input.value === "") continue;
+          const n = Number(input.value);
+          body[name] = name === "tool_calls" || name.endsWith("_tokens") ? Math.round(n) : n;
+        }
+        act("Budget raised: the task goes on.", `/v1/tasks/${task.id}/budget`, body);
+      },
+    }, "Raise the budget")));
 }
 
 // --- plan and versions -----------------------------------------------------------------------
@@ -319,7 +373,9 @@ function appendEvent(log, type, event) {
   } else if (type === "plan_proposed") {
     item = h("li", {}, seq, `plan v${d.plan_version} proposed by ${d.author} (${d.plan.steps.length} steps)`, d.offline_test ? " — offline test model" : "");
   } else if (type === "call_approval_required") {
-    item = h("li", {}, folded(seq, `call gate: ${d.tool} in step ${d.step_id} waits for a decision`, d.arguments));
+    item = h("li", {}, folded(seq, `call gate: ${d.tool} in step ${d.step_id} waits for a decision (rule ${d.rule})`, d.arguments));
+  } else if (type === "call_decided") {
+    item = h("li", {}, folded(seq, `call ${d.call_id}: ${d.decision} by ${d.actor || "?"}${d.reason ? ` — ${d.reason}` : ""}; calls ${d.tool}`, d.arguments));
   } else {
     const error = type.endsWith("_failed") || type === "tool_call_refused" || type === "plan_invalid";
     const { plan, ...rest } = d;
