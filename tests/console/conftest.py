@@ -28,6 +28,7 @@ from playwright.sync_api import Browser, BrowserType, ConsoleMessage, Page, Play
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent_runtime.client import Client
+from tests.console.issuer import AUDIENCE, AuthorizationServer, serve_authorization_server
 from tests.support.harness import Live, _Server, live_service
 from tests.support.identity import auth_settings, make_key
 
@@ -97,6 +98,8 @@ class Service:
     approver: str
     """alice's key (approver): signs in to the console (the submitter may not approve its own task)."""
     admin: str
+    issuer: AuthorizationServer
+    """The OpenID Connect issuer the service also trusts (``auth.mode: keys+oidc``)."""
 
     @property
     def url(self) -> str:
@@ -116,13 +119,15 @@ def service(tmp_path_factory: pytest.TempPathFactory, browser_type_launch_args: 
     tmp = tmp_path_factory.mktemp("console-service")
     policy = tmp / "policy.yaml"
     policy.write_text(POLICY)
-    settings = auth_settings(tmp, policy={"path": str(policy)})
-    with start_blocking_portal() as portal, portal.wrap_async_context_manager(live_service(settings)) as live:
-        keys = [
-            portal.call(make_key, live, subject, "default", role)
-            for subject, role in (("sam", "submitter"), ("alice", "approver"), ("root", "admin"))
-        ]
-        yield Service(live, portal, *keys)
+    with serve_authorization_server() as issuer, start_blocking_portal() as portal:
+        oidc = {"issuer": issuer.issuer.url, "audience": AUDIENCE, "jwks_refresh_cooldown_seconds": 0}
+        settings = auth_settings(tmp, policy={"path": str(policy)}, auth={"mode": "keys+oidc", "oidc": oidc})
+        with portal.wrap_async_context_manager(live_service(settings)) as live:
+            submitter, approver, admin = (
+                portal.call(make_key, live, subject, "default", role)
+                for subject, role in (("sam", "submitter"), ("alice", "approver"), ("root", "admin"))
+            )
+            yield Service(live, portal, submitter, approver, admin, issuer)
 
 
 PREFIX = "/ops/agents"
@@ -206,7 +211,7 @@ class Console:
     def sign_in(self, key: str | None = None, base: str | None = None) -> None:
         self.open(base=base)
         self.page.get_by_label("API key").fill(key or self.service.approver)
-        self.page.get_by_role("button", name="Sign in").click()
+        self.page.get_by_role("button", name="Sign in", exact=True).click()
         expect(self.page.get_by_role("heading", name="Inbox")).to_be_visible()
 
     def shot(self, name: str) -> Path:

@@ -206,7 +206,7 @@ def test_a_refused_key_keeps_the_operator_on_the_sign_in_form(console: Console) 
     console.allow_console_error(r"status of 401")
     console.open()
     page.get_by_label("API key").fill("ar_not-a-real-key")
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     expect(page.get_by_role("alert")).to_contain_text("That key was refused")
     expect(page.get_by_role("navigation", name="Console sections")).to_be_hidden()
     assert page.evaluate("sessionStorage.length") == 0

@@ -24,7 +24,7 @@ def test_the_console_works_under_a_path_prefix_and_never_leaves_it(console: Cons
     expect(page).to_have_url(f"{prefixed_url}/console/")
     task_id = console.service.submit("Add 2 and 3.")
     page.get_by_label("API key").fill(console.service.approver)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     card = page.locator(f"#inbox li[data-task-id='{task_id}']")
     card.get_by_role("link").click()
     expect(page.locator("#task-status")).to_have_text("awaiting_approval")
