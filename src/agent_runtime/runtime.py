@@ -125,6 +125,7 @@ async def build_runtime(settings: Settings, overrides: Overrides | None = None) 
         catalog.tools,
         planner_model=planner_llm.model,
         executor_model=executor_llm.model,
+        history=store.step_history,
     )
     jobs = TaskJobs(store, settings, planner_llm, executor_llm, catalog, pool, metrics, tracing, governance)
     runner = Runner(

@@ -306,6 +306,11 @@ class PolicySettings(_Section):
     waits for ``approvals.required`` approvers, every call the plan allows is made)."""
     expiry_check_seconds: float = Field(default=1.0, gt=0, le=60)
     """How often each replica looks for approvals and call gates past their ``expire_after``."""
+    estimate_history_tasks: int = Field(default=50, ge=0, le=10_000)
+    """Plan estimates average the completed steps of this many recently completed tasks (0: the
+    heuristic only)."""
+    estimate_history_seconds: float = Field(default=30.0, ge=0)
+    """How long that history is reused before it is read again."""
 
 
 class Budget(_Section):

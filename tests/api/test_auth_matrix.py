@@ -95,6 +95,15 @@ MATRIX: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/v1/tasks/{task_id}/resolve"):
         {"none": "401 401 401 401", "viewer": "403 403 403 403", "submitter": "403 403 403 403",
          "approver": "409 409 404t 404t", "admin": "409 409 404t 404t"},
+    ("POST", "/v1/tasks/{task_id}/calls/{call_id}/decision"):
+        {"none": "401 401 401 401", "viewer": "403 403 403 403", "submitter": "403 403 403 403",
+         "approver": "409 409 404t 404t", "admin": "409 409 404t 404t"},
+    ("POST", "/v1/tasks/{task_id}/budget"):
+        {"none": "401 401 401 401", "viewer": "403 403 403 403", "submitter": "403 403 403 403",
+         "approver": "409 409 404t 404t", "admin": "409 409 404t 404t"},
+    ("POST", "/v1/admin/reload-policy"):
+        {"none": "401 401 401 401", "viewer": "403 403 403 403", "submitter": "403 403 403 403",
+         "approver": "403 403 403 403", "admin": "200 200 200 200"},
 }
 # fmt: on
 
@@ -115,7 +124,11 @@ BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     },
     ("POST", "/v1/tasks/{task_id}/cancel"): {"reason": "stop"},
     ("POST", "/v1/tasks/{task_id}/resolve"): {"tool_call_id": "call_none", "action": "retry"},
+    ("POST", "/v1/tasks/{task_id}/calls/{call_id}/decision"): {"decision": "approve"},
+    ("POST", "/v1/tasks/{task_id}/budget"): {"tool_calls": 10},
+    ("POST", "/v1/admin/reload-policy"): None,
 }
+NO_CALL = "call_" + "0" * 24
 CELLS = [(TENANT, "own"), (TENANT, "other"), (OTHER_TENANT, "own"), (OTHER_TENANT, "other")]
 
 
@@ -181,7 +194,7 @@ def _observed(response: httpx.Response) -> str:
         if error["code"] == "self_approval_forbidden":
             return "403s"
         if response.status_code == 404:
-            return "404c" if error["details"].get("field") == "tool_call_id" else "404t"
+            return "404c" if error["details"].get("field") in ("tool_call_id", "call_id") else "404t"
     return status
 
 
@@ -213,7 +226,7 @@ async def _run_matrix(world: World) -> tuple[list[str], int]:
                         task_id = await submit_as(live, submitter, f"Echo {role} {tenant} {owner}.")
                     else:
                         task_id = shared[owner]
-                    target = path.replace("{task_id}", task_id)
+                    target = path.replace("{task_id}", task_id).replace("{call_id}", NO_CALL)
                 response = await _call(live.client, method, target, key, BODIES.get((method, path)))
                 calls += 1
                 got = _observed(response)

@@ -6,17 +6,21 @@ server as a process) with a policy file; the example server's own call log prove
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from agent_runtime.testing import ScriptedModel, one_step_plan, openai_overrides
 from tests.support.databases import database_url
 from tests.support.harness import Live, live_service, make_settings, read_stream, write_registry
 from tests.support.identity import bearer, make_key, submit_as, wait_for_as
+from tests.support.process import AGENT_RUNTIME
 
 POLICY = """
 plan_rules:
@@ -56,7 +60,7 @@ async def _service(
             tmp,
             registry=registry,
             database={"url": url, "auto_migrate": True},
-            policy={"path": str(path), "expiry_check_seconds": 0.1},
+            policy={"path": str(path), "expiry_check_seconds": 0.1, "estimate_history_seconds": 0},
             **sections,
         )
         async with live_service(settings, openai_overrides(model.fake())) as live:
@@ -320,3 +324,82 @@ async def test_a_malformed_policy_is_refused_on_reload_and_the_old_one_stays(tmp
     message = refused.json()["error"]["message"]
     assert "policy.yaml" in message and "plan_rules[0]" in message and "decision" in message
     assert next(e for e in events if e["type"] == "task_approved")["data"]["actor"] == "policy:read-only"
+
+
+async def test_a_sticky_rule_keeps_approvals_for_a_version_that_only_narrows_the_plan(tmp_path: Path) -> None:
+    policy = """
+plan_rules:
+  - id: two-eyes
+    match: {}
+    decision: require_approval
+    count: 2
+    sticky: true
+"""
+    plan: dict[str, Any] = {
+        "summary": "write then read",
+        "steps": [
+            {"id": "s1", "title": "w", "instruction": "w", "tools": ["example.write_note"], "depends_on": []},
+            {"id": "s2", "title": "r", "instruction": "r", "tools": ["example.read_note"], "depends_on": ["s1"]},
+        ],
+    }
+    narrower = {**plan, "steps": plan["steps"][:1]}
+    wider = {**plan, "steps": [*plan["steps"], {**plan["steps"][1], "id": "s3", "tools": ["example.echo"]}]}
+    keys = {"mode": "keys", "bootstrap_admin_key": False, "key_cache_seconds": 0}
+    async with _service(tmp_path, ScriptedModel(plan, {"s1": []}), policy=policy, auth=keys) as (live, _log):
+        sam = await make_key(live, "sam", "acme", "submitter")
+        ann, bob, cat = [await make_key(live, who, "acme", "approver") for who in ("ann", "bob", "cat")]
+        task_id = await submit_as(live, sam, "write and read")
+        url = f"/v1/tasks/{task_id}"
+        first = await live.client.post(f"{url}/approve", json={"plan_version": 1}, headers=bearer(ann))
+        assert first.status_code == 202 and first.json()["status"] == "awaiting_approval"
+        edit = await live.client.put(f"{url}/plan", json={"base_version": 1, "plan": narrower}, headers=bearer(bob))
+        assert edit.status_code == 200, edit.text
+        inbox = (await live.client.get("/v1/approvals", headers=bearer(cat))).json()["items"]
+        assert [(i["plan_version"], i["approvals"], i["required"]) for i in inbox] == [(2, 1, 2)]  # ann's carried
+        done = await live.client.post(f"{url}/approve", json={"plan_version": 2}, headers=bearer(cat))
+        assert done.status_code == 202 and done.json()["status"] == "approved", done.text
+        # A version that adds a tool needs a decision of its own: nothing carries over to it.
+        task_2 = await submit_as(live, sam, "again")
+        await live.client.post(f"/v1/tasks/{task_2}/approve", json={"plan_version": 1}, headers=bearer(ann))
+        widened = await live.client.put(
+            f"/v1/tasks/{task_2}/plan", json={"base_version": 1, "plan": wider}, headers=bearer(bob)
+        )
+        assert widened.status_code == 200, widened.text
+        one = await live.client.post(f"/v1/tasks/{task_2}/approve", json={"plan_version": 2}, headers=bearer(cat))
+    assert one.status_code == 202 and one.json()["status"] == "awaiting_approval"
+
+
+def test_a_malformed_policy_stops_the_start_naming_file_rule_and_key(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("call_rules:\n  - id: gate\n    match: {nmae: [example.write_note]}\n    decision: allow\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"},
+                "tools": {"registry_path": str(write_registry(tmp_path))},
+                "policy": {"path": "policy.yaml"},
+            }
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_RUNTIME_", "OPENAI_", "ANTHROPIC_"))}
+    done = subprocess.run(
+        [str(AGENT_RUNTIME), "check-config", "--config", str(config)], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 2, done.stderr
+    assert "policy.yaml" in done.stderr and "call_rules[0]" in done.stderr and "nmae" in done.stderr
+
+
+async def test_the_estimate_learns_from_completed_steps_with_the_same_tools(tmp_path: Path) -> None:
+    model = ScriptedModel(one_step_plan("example.echo"), {"s1": [("example.echo", {"text": "hi"})]})
+    async with _service(tmp_path, model) as (live, _log):
+        first = (await live.submit("echo once"))["id"]
+        first_events = await live.wait_for(first, "task_completed")
+        done = await live.task(first)
+        second = (await live.submit("echo again"))["id"]
+        second_events = await live.wait_for(second, "plan_proposed")
+    before = next(e for e in first_events if e["type"] == "plan_proposed")["data"]["estimate"]
+    after = second_events[-1]["data"]["estimate"]
+    assert before["basis"] == "heuristic" and after["basis"] == "history"
+    assert done["result"]["usage"]["tool_calls"] == 1 and done["result"]["estimate"] == before
+    assert after["tool_calls"] == 1  # learned: one call per such step

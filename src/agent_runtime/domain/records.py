@@ -106,3 +106,14 @@ class Lease:
     """The status the task had when claimed (before the claim's own transition)."""
     last_seq: int = 0
     """The task's last event sequence number when claimed."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepUsage:
+    """What one completed step of a finished task spent (the history plan estimates learn from)."""
+
+    tools: frozenset[str]
+    input_tokens: int
+    output_tokens: int
+    wall_seconds: float
+    tool_calls: int

@@ -27,6 +27,7 @@ from agent_runtime.domain.records import ApprovalRecord, PlanVersionRecord, Task
 from agent_runtime.domain.states import TaskStatus, ToolCallStatus
 from agent_runtime.errors import ContentHashMismatchError, ForbiddenError, NotFoundError, SelfApprovalForbiddenError
 from agent_runtime.policy.engine import ToolView
+from agent_runtime.policy.sticky import is_scope_subset
 from agent_runtime.settings import ApprovalSettings
 from agent_runtime.store.store import TaskStore
 from agent_runtime.tools.base import ToolInfo
@@ -66,14 +67,22 @@ def check_hash(task: TaskRecord, version: PlanVersionRecord, content_hash: str |
         )
 
 
-def approvers_of(records: Sequence[ApprovalRecord], version: PlanVersionRecord) -> list[str]:
-    """Distinct subjects whose approvals count for ``version`` (same version number and hash)."""
+def approvers_of(
+    records: Sequence[ApprovalRecord], version: PlanVersionRecord, earlier: Sequence[PlanVersionRecord] = ()
+) -> list[str]:
+    """Distinct subjects whose approvals count for ``version`` (same version number and hash).
+    ``earlier``: with a ``sticky`` policy rule, the task's other versions; an approval of one of
+    them counts too when ``version``'s steps and tools are a subset of it (Atlantis' rule)."""
+    counted = {version.version: version.content_hash}
+    for other in earlier:
+        if other.version != version.version and is_scope_subset(version.plan, other.plan):
+            counted[other.version] = other.content_hash
     out: list[str] = []
     for r in records:
         if (
             r.decision == "approved"
-            and r.plan_version == version.version
-            and r.content_hash in (None, version.content_hash)
+            and r.plan_version in counted
+            and r.content_hash in (None, counted[r.plan_version])
             and r.actor is not None
             and r.actor not in out
         ):
@@ -177,7 +186,8 @@ class ApprovalQueries:
         plan = await self.store.plan_version(task.id, task.current_plan_version)
         if who.authenticated and not self.settings.allow_self_approval and plan.author == f"{OPERATOR}{who.subject}":
             return None
-        approvers = approvers_of(await self.store.approvals(task.id), plan)
+        earlier = await self.store.plan_versions(task.id) if gate.get("sticky") else []
+        approvers = approvers_of(await self.store.approvals(task.id), plan, earlier)
         if who.authenticated and who.subject in approvers:
             return None
         required = int(gate.get("required") or self.settings.required)
@@ -225,6 +235,8 @@ class Snapshot:
     last_seq: int | None
     version: PlanVersionRecord | None
     approvals: list[ApprovalRecord]
+    versions: list[PlanVersionRecord] = field(default_factory=list)
+    """Every plan version of the task (read with the approvals, for ``sticky`` rules)."""
 
 
 async def decision_snapshot(
@@ -248,4 +260,5 @@ async def decision_snapshot(
     if settings.required <= 1 and not with_approvals:
         return Snapshot(None, version, [])
     task = await store.get_task(task_id)
-    return Snapshot(task.last_seq, version, list(await store.approvals(task_id)))
+    approvals = list(await store.approvals(task_id))
+    return Snapshot(task.last_seq, version, approvals, await store.plan_versions(task_id))

@@ -98,7 +98,11 @@ class Gates:
             raise InputValidationError(f'{field} is only for decision "edit"', details={"field": field})
         async with self._commands.transaction(task_id) as tx:
             visible(tx.task, who)
-            self._require_gate(tx.task, call_id)
+            self._require_gate(tx.task, call_id, call)
+            if tx.task.gate != task.gate:
+                raise InvalidStateError(
+                    f"tool call {call_id} was decided meanwhile", details={"current_status": tx.task.status.value}
+                )
             decided = {"decision": decision, "by": who.subject, "reason": reason, "tool": name, "arguments": args}
             if decision == "deny":
                 text = f"an approver denied this call: {reason}" if reason else "an approver denied this call"
@@ -117,6 +121,9 @@ class Gates:
         return tx.task
 
     async def _gated_call(self, task: TaskRecord, call_id: str) -> ToolCallRecord:
+        """The call, if the task waits at a gate (409 first, as for any command in the wrong
+        state), the call exists (404) and it is the one waiting (409)."""
+        self._require_gate(task, call_id, None)
         call = next((c for c in await self.store.tool_calls(task.id) if c.id == call_id), None)
         if call is None:
             raise NotFoundError(f"task {task.id} has no tool call {call_id}", details={"field": "call_id"})
@@ -124,13 +131,13 @@ class Gates:
         return call
 
     @staticmethod
-    def _require_gate(task: TaskRecord, call_id: str, call: ToolCallRecord | None = None) -> None:
+    def _require_gate(task: TaskRecord, call_id: str, call: ToolCallRecord | None) -> None:
         gate = task.gate or {}
-        waiting = task.status == TaskStatus.NEEDS_ATTENTION and gate.get("kind") == "call"
-        if not waiting or gate.get("call_id") != call_id or (call and call.status != ToolCallStatus.AWAITING_DECISION):
-            details: dict[str, Any] = {"current_status": task.status.value}
-            if call is not None:
-                details["tool_call_status"] = call.status.value
+        details: dict[str, Any] = {"current_status": task.status.value}
+        if task.status != TaskStatus.NEEDS_ATTENTION or gate.get("kind") != "call":
+            raise InvalidStateError(f"cannot decide a tool call: task is {task.status.value}", details=details)
+        if call is not None and (gate.get("call_id") != call_id or call.status != ToolCallStatus.AWAITING_DECISION):
+            details["tool_call_status"] = call.status.value
             raise InvalidStateError(f"tool call {call_id} does not wait for a decision", details=details)
 
     async def _checked_edit(

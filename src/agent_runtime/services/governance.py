@@ -9,14 +9,18 @@ refusal too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import structlog
 
 from agent_runtime.agents.executor import CallCheck, CallPolicy
 from agent_runtime.domain.events import ApprovalRequired, PlanEstimate, TaskApproved
 from agent_runtime.domain.plan import Plan
-from agent_runtime.domain.records import TaskRecord
+from agent_runtime.domain.records import StepUsage, TaskRecord
 from agent_runtime.domain.states import TaskStatus
 from agent_runtime.llm.base import Usage
 from agent_runtime.policy.decisions import (
@@ -38,6 +42,8 @@ from agent_runtime.settings import Budget, Settings
 from agent_runtime.store.tx import TaskTx
 from agent_runtime.tools.base import ToolInfo
 
+log = structlog.get_logger(__name__)
+
 
 class Governance:
     def __init__(
@@ -49,8 +55,12 @@ class Governance:
         *,
         planner_model: str,
         executor_model: str,
+        history: Callable[[int], Awaitable[list[StepUsage]]] | None = None,
     ) -> None:
         self.settings = settings
+        self._history_source = history
+        self._history: list[StepSample] = []
+        self._history_read = -math.inf
         self.planner_model = planner_model
         self.executor_model = executor_model
         self.holder = holder
@@ -135,14 +145,36 @@ class Governance:
             prices=self.prices,
         )
 
-    def propose(self, task: TaskRecord, plan: Plan, planner_usage: Usage | None, *, edited: bool = False) -> Proposal:
-        """The decision for a new plan version of ``task``. An operator's edit (``edited``) is never
-        approved automatically: the person who wrote it is not a second pair of eyes."""
-        estimate = self.estimate(plan, planner_usage)
+    async def propose(
+        self, task: TaskRecord, plan: Plan, planner_usage: Usage | None, *, edited: bool = False
+    ) -> Proposal:
+        """The decision for a new plan version of ``task``, with its estimate from the history of
+        similar steps. An operator's edit (``edited``) is never approved automatically: the person
+        who wrote it is not a second pair of eyes."""
+        estimate = self.estimate(plan, planner_usage, await self.history())
         decision = self.decide_plan(task, plan, estimate)
         if edited and isinstance(decision, AutoApprove):
             decision = RequireApproval(rule_id=None, count=self.settings.approvals.required, budget=decision.budget)
         return Proposal.of(decision, estimate, self.budget)
+
+    async def history(self) -> list[StepSample]:
+        """Recently completed steps (re-read at most every ``policy.estimate_history_seconds``; a
+        failed read keeps the last one: an estimate is advice, never a reason to fail a plan)."""
+        config = self.settings.policy
+        if self._history_source is None or not config.estimate_history_tasks:
+            return []
+        if time.monotonic() - self._history_read < config.estimate_history_seconds:
+            return self._history
+        try:
+            found = await self._history_source(config.estimate_history_tasks)
+        except Exception as exc:
+            log.warning("estimate_history_unavailable", error=f"{type(exc).__name__}: {exc}")
+            return self._history
+        self._history = [
+            StepSample(s.tools, s.input_tokens, s.output_tokens, s.wall_seconds, s.tool_calls) for s in found
+        ]
+        self._history_read = time.monotonic()
+        return self._history
 
     def price(self, model: str, input_tokens: int, output_tokens: int) -> float | None:
         return self.prices.cost(model, input_tokens, output_tokens)

@@ -142,7 +142,7 @@ class TaskJobs:
             await self._fail(lease, exc)
             return
         offline = self.planner_llm.provider == "offline"
-        proposal = gov.propose(task, outcome.plan, outcome.usage) if gov is not None else None
+        proposal = await gov.propose(task, outcome.plan, outcome.usage) if gov is not None else None
         refused = proposal.refused() if proposal is not None else None
         if refused is not None:  # the policy changed (a reload) since the planner's check
             await self._fail(lease, PlanInvalidError(refused.message(), problems=[refused.message()]))
@@ -246,7 +246,9 @@ class TaskJobs:
             # Committed while the task's servers are still up (stopping them takes a while), in the
             # same transaction as the last step's records.
             def finish(tx: TaskTx) -> None:
-                tx.transition(TaskStatus.COMPLETED, result={"summary": summary, "outputs": outputs})
+                # What it cost beside what the approver was told it would (the estimate's quality).
+                result = {"summary": summary, "outputs": outputs, "usage": journal.usage, "estimate": task.estimate}
+                tx.transition(TaskStatus.COMPLETED, result=result)
                 tx.emit(TaskCompleted(summary=summary))
 
             await journal.commit(finish)

@@ -235,9 +235,10 @@ class TaskService:
             required = int(gate.get("required") or self.approvals.required)
             if seen.last_seq is not None and seen.last_seq != task.last_seq:
                 raise rules.Raced
-            if required > 1 and seen.last_seq is None:
-                raise rules.Raced(with_approvals=True)  # the policy's gate asks for several approvers
-            approvers = rules.approvers_of(seen.approvals, version)
+            sticky = bool(gate.get("sticky"))
+            if (required > 1 or sticky) and seen.last_seq is None:
+                raise rules.Raced(with_approvals=True)  # the policy's gate needs the approvals read
+            approvers = rules.approvers_of(seen.approvals, version, seen.versions if sticky else ())
             if who.subject in approvers:
                 return task, False  # this approver's approval of this version is already counted
             approvers.append(who.subject)
@@ -307,7 +308,7 @@ class TaskService:
         actor = who.subject
         task = await self.get(task_id, who)  # a task the caller may not see is 404 before its plan is judged
         problems = check_plan(plan, known_tools=self._known_tools(), max_steps=self.limits.max_steps_per_plan)
-        proposal = self.governance.propose(task, plan, None, edited=True) if self.governance else None
+        proposal = await self.governance.propose(task, plan, None, edited=True) if self.governance else None
         refused = proposal.refused() if proposal is not None else None
         if refused is not None:
             problems += [r.describe() for r in refused.refusals] or ["refused by the approval policy"]

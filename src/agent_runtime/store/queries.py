@@ -12,7 +12,14 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from agent_runtime.domain.events import Event
-from agent_runtime.domain.records import ApprovalRecord, PlanVersionRecord, StepRecord, TaskRecord, ToolCallRecord
+from agent_runtime.domain.records import (
+    ApprovalRecord,
+    PlanVersionRecord,
+    StepRecord,
+    StepUsage,
+    TaskRecord,
+    ToolCallRecord,
+)
 from agent_runtime.domain.states import TaskStatus
 from agent_runtime.errors import NotFoundError
 from agent_runtime.store import rows
@@ -64,6 +71,57 @@ def gates_due(conn: Connection, now: datetime, limit: int) -> list[str]:
         .limit(limit)
     )
     return [r[0] for r in conn.execute(stmt)]
+
+
+def step_history(conn: Connection, tasks: int) -> list[StepUsage]:
+    """The completed steps of the ``tasks`` most recently completed tasks: their tools, the tokens
+    of their model calls (``llm_usage`` events), their tool calls and their wall time."""
+    recent = conn.execute(
+        sa.select(t.tasks.c.id, t.tasks.c.approved_plan_version)
+        .where(t.tasks.c.status == TaskStatus.COMPLETED, t.tasks.c.approved_plan_version.is_not(None))
+        .order_by(t.tasks.c.finished_at.desc())
+        .limit(tasks)
+    ).all()
+    if not recent:
+        return []
+    versions = {task_id: version for task_id, version in recent}
+    ids = list(versions)
+    tools: dict[tuple[str, str], frozenset[str]] = {}
+    for row in conn.execute(
+        sa.select(t.plan_versions.c.task_id, t.plan_versions.c.version, t.plan_versions.c.plan).where(
+            t.plan_versions.c.task_id.in_(ids)
+        )
+    ):
+        if versions.get(row.task_id) == row.version:
+            for step in row.plan.get("steps", []):
+                tools[(row.task_id, step["id"])] = frozenset(step.get("tools", []))
+    tokens: dict[tuple[str, str], list[int]] = {}
+    usage = sa.select(t.events.c.task_id, t.events.c.data).where(
+        t.events.c.task_id.in_(ids), t.events.c.type == "llm_usage"
+    )
+    for task_id, data in conn.execute(usage):
+        if data.get("step_id"):
+            used = tokens.setdefault((task_id, data["step_id"]), [0, 0])
+            used[0] += int(data.get("input_tokens") or 0)
+            used[1] += int(data.get("output_tokens") or 0)
+    calls: dict[tuple[str, str], int] = {}
+    for task_id, step_id, count in conn.execute(
+        sa.select(t.tool_calls.c.task_id, t.tool_calls.c.step_id, sa.func.count())
+        .where(t.tool_calls.c.task_id.in_(ids), t.tool_calls.c.status != "refused")
+        .group_by(t.tool_calls.c.task_id, t.tool_calls.c.step_id)
+    ):
+        calls[(task_id, step_id)] = int(count)
+    out: list[StepUsage] = []
+    done = sa.select(t.steps).where(t.steps.c.task_id.in_(ids), t.steps.c.status == "completed")
+    for step in conn.execute(done).mappings():
+        key = (step["task_id"], step["step_id"])
+        if versions.get(step["task_id"]) != step["plan_version"] or key not in tools:
+            continue
+        started, finished = rows.aware(step["started_at"]), rows.aware(step["finished_at"])
+        wall = (finished - started).total_seconds() if started and finished else 0.0
+        used = tokens.get(key, [0, 0])
+        out.append(StepUsage(tools[key], used[0], used[1], wall, calls.get(key, 0)))
+    return out
 
 
 def plan_versions(conn: Connection, task_id: str) -> list[PlanVersionRecord]:

@@ -36,6 +36,7 @@ from agent_runtime.domain.records import (
     Lease,
     PlanVersionRecord,
     StepRecord,
+    StepUsage,
     TaskRecord,
     ToolCallRecord,
 )
@@ -254,6 +255,10 @@ class TaskStore(ABC):
 
     async def events_after(self, task_id: str, after: int, limit: int = 1000) -> list[Event]:
         return await self._read(lambda conn: queries.events_after(conn, task_id, after, limit))
+
+    async def step_history(self, tasks: int = 50) -> list[StepUsage]:
+        """The completed steps of the most recently completed tasks, with what each spent."""
+        return await self._read(lambda conn: queries.step_history(conn, tasks))
 
     async def gates_due(self, now: datetime, limit: int = 100) -> list[str]:
         """Tasks whose pending decision expired (``gate_expires_at`` <= ``now``)."""

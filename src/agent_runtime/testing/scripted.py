@@ -15,6 +15,7 @@ or functions of the conversation text. Deterministic: the reply depends only on 
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
@@ -49,6 +50,11 @@ def wire(name: str) -> str:
     """The provider-side name of a namespaced tool (``files.read`` -> ``files__read``)."""
     server, _, tool = name.partition(".")
     return f"{server}__{tool}"
+
+
+def tokens(text: str) -> int:
+    """A rough token count: four characters a token, at least one."""
+    return max(1, len(text) // 4)
 
 
 def pieces(text: str, deltas: int) -> tuple[str, ...]:
@@ -97,13 +103,18 @@ class ScriptedModel:
         body = request.body
         messages: list[dict[str, Any]] = body["messages"]
         conversation = "\n".join(str(m.get("content") or "") for m in messages)
+        # Usage as a provider would count it, roughly: four characters a token of what was sent
+        # (messages and tool schemas) and of what comes back.
+        sent = tokens(json.dumps(messages) + json.dumps(body.get("tools") or []))
         if "response_format" in body:
-            return Reply(json=self.plan_for(conversation))
+            plan = self.plan_for(conversation)
+            return Reply(json=plan, input_tokens=sent, output_tokens=tokens(json.dumps(plan)))
         results = [str(m["content"]) for m in messages if m["role"] == "tool"]
         answer = self.turn(conversation, messages[-1]["role"], str(messages[-1]["content"]), results)
         if isinstance(answer, str):
-            return Reply(text=pieces(answer, self.text_deltas))
-        return Reply.calls(*[ScriptedCall(name=wire(tool), arguments=args) for tool, args in answer])
+            return Reply(text=pieces(answer, self.text_deltas), input_tokens=sent, output_tokens=tokens(answer))
+        calls = [ScriptedCall(name=wire(tool), arguments=args) for tool, args in answer]
+        return Reply(tool_calls=tuple(calls), input_tokens=sent, output_tokens=tokens(json.dumps(answer)))
 
     def fake(self) -> FakeLLM:
         return FakeLLM(responder=self)
