@@ -75,17 +75,24 @@ export async function followEvents(path, { after = 0, signal, onEvent, onState }
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
-        buffer += decoder.decode(value, { stream: true }).replace(/\r\n?/g, "\n");
+        buffer += decoder.decode(value, { stream: true });
+        // A CR at the end may be half of a CRLF split across reads: keep it for the next one.
+        const held = buffer.endsWith("\r") ? "\r" : "";
+        buffer = buffer.slice(0, buffer.length - held.length).replace(/\r\n?/g, "\n");
         let cut;
         while ((cut = buffer.indexOf("\n\n")) >= 0) {
           const frame = buffer.slice(0, cut);
           buffer = buffer.slice(cut + 2);
           const parsed = parseFrame(frame);
           if (!parsed) continue;
-          if (parsed.id !== null) last = parsed.id;
+          if (parsed.id !== null) {
+            if (parsed.id <= last) continue; // a server that replays too much cannot duplicate events
+            last = parsed.id;
+          }
           if (isTerminal(parsed.event)) finished = true;
           onEvent(parsed);
         }
+        buffer += held;
       }
       if (finished) { onState && onState("ended"); return; }
     } catch (err) {

@@ -363,7 +363,11 @@ function appendEvent(log, type, event) {
   let item;
   const last = log.lastElementChild;
   if (type === "text_delta") {
-    if (last && last.dataset.textStep === d.step_id) { last.querySelector("pre").append(d.text); return; }
+    if (last && last.dataset.textStep === d.step_id) {
+      last.querySelector("pre").append(d.text);
+      last.dataset.lastSeq = event.seq;
+      return;
+    }
     item = h("li", { dataset: { textStep: d.step_id } }, seq, `text from step ${d.step_id}`, h("pre", {}, d.text));
   } else if (type === "tool_call_started") {
     item = h("li", {}, folded(seq, `tool call ${d.tool} (step ${d.step_id})${d.retry ? " — retry" : ""}`, d.arguments));
@@ -382,6 +386,7 @@ function appendEvent(log, type, event) {
     item = h("li", { class: error ? "error" : "" }, seq, h("strong", {}, type.replace(/_/g, " ")), " ", brief(rest).slice(0, 400));
   }
   item.dataset.type = type;
+  item.dataset.seq = event.seq;
   log.append(item);
   log.scrollTop = log.scrollHeight;
 }
