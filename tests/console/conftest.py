@@ -34,6 +34,11 @@ from tests.support.identity import auth_settings, make_key
 
 CHROMIUM = Path("/usr/bin/chromium")
 POLICY = """\
+plan_rules:
+  - id: tight-budget
+    match: {any_tool: {name: ["example.multiply"]}}
+    decision: require_approval
+    budget: {tool_calls: 1}
 call_rules:
   - id: gate-echo
     description: every echo waits for an approver, its arguments on screen
@@ -41,8 +46,9 @@ call_rules:
     decision: require_call_approval
     roles: [approver]
 """
-"""The shared service's policy: calls to ``example.echo`` stop at a gate (the call-gate test); the
-other tests' plans use other tools, and their plans wait for one approver (the default)."""
+"""The shared service's policy: calls to ``example.echo`` stop at a gate (the call-gate test), and a
+plan with ``example.multiply`` may make one tool call (the budget test); the other tests' plans use
+other tools, and wait for one approver (the default)."""
 
 
 @pytest.fixture(scope="session")

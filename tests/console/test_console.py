@@ -253,3 +253,21 @@ def test_a_call_gate_shows_the_call_and_approves_it_with_edited_arguments(consol
         events = list(client.events(task_id))
     results = [e.data["result"] for e in events if e.type == "tool_call_completed"]
     assert any("edited in the console" in r for r in results), results
+
+
+def test_a_spent_budget_is_raised_from_the_task_page_and_the_task_goes_on(console: Console) -> None:
+    page, service = console.page, console.service
+    task_id = service.submit("Multiply 2 by 3, then multiply 4 by 5.")
+    _open_task(console, task_id)
+    expect(page.locator("#task-usage")).to_contain_text("tool calls 0 of 1")
+    page.get_by_role("button", name="Approve plan v1").click()
+    budget = page.locator("#attention .budget")
+    expect(budget).to_contain_text("Budget spent", timeout=30_000)
+    expect(page.locator("#task-status")).to_have_text("needs_attention")
+    expect(page.locator("#task-gate")).to_contain_text("a raised budget")
+    expect(page.locator("#events li[data-type='budget_exceeded']")).to_have_count(1)
+    budget.get_by_label("Tool calls").fill("5")
+    page.get_by_role("button", name="Raise the budget").click()
+    expect(page.locator("#task-status")).to_have_text("completed", timeout=30_000)
+    expect(page.locator("#events li[data-type='budget_raised']")).to_have_count(1)
+    expect(page.locator("#task-usage")).to_contain_text("of 5")
