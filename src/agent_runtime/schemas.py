@@ -19,6 +19,7 @@ from pydantic import (
     StringConstraints,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from agent_runtime.domain.inputs import (
@@ -140,11 +141,22 @@ class CallDecision(_In):
 
 
 class RaiseBudget(_In):
-    input_tokens: int | None = Field(default=None, ge=1)
-    output_tokens: int | None = Field(default=None, ge=1)
-    cost_usd: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    tool_calls: int | None = Field(default=None, ge=1)
-    wall_seconds: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    """The limits to raise (at least one); those not named stay as they are."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"minProperties": 1})
+
+    # Absent means unchanged; null is not a limit (the schema says so: integer or number only).
+    input_tokens: int = Field(default=None, ge=1)  # type: ignore[assignment]
+    output_tokens: int = Field(default=None, ge=1)  # type: ignore[assignment]
+    cost_usd: float = Field(default=None, gt=0, allow_inf_nan=False)  # type: ignore[assignment]
+    tool_calls: int = Field(default=None, ge=1)  # type: ignore[assignment]
+    wall_seconds: float = Field(default=None, gt=0, allow_inf_nan=False)  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _names_a_limit(self) -> RaiseBudget:
+        if not self.model_dump(exclude_none=True):
+            raise ValueError("name at least one limit to raise")
+        return self
 
 
 class StepOut(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
 
@@ -12,13 +13,19 @@ import pydantic
 import pytest
 
 from agent_runtime.domain.events import (
+    ApprovalExpired,
     ApprovalRecorded,
     ApprovalRequired,
     ApprovalsDiscarded,
     AttentionResolved,
+    BudgetExceeded,
+    BudgetRaised,
+    CallApprovalRequired,
+    CallDecided,
     ErrorBody,
     EventType,
     ExecutionStarted,
+    LLMUsage,
     NeedsAttention,
     PlanEdited,
     PlanInvalid,
@@ -80,9 +87,13 @@ CASES: list[tuple[TaskEvent, dict[str, Any]]] = [
             "offline_test": True,
             "attempts": 2,
             "plan": PLAN.model_dump(mode="json"),
+            "estimate": None,  # added with approval policies: None when no policy estimated it
         },
     ),
-    (ApprovalRequired(plan_version=3), {"plan_version": 3}),
+    (
+        ApprovalRequired(plan_version=3),
+        {"plan_version": 3, "rule": None, "roles": [], "required": 1, "expires_at": None, "on_expiry": None},
+    ),
     (
         PlanEdited(plan_version=3, based_on=2, content_hash="sha256:ab", actor=None),
         {"plan_version": 3, "based_on": 2, "content_hash": "sha256:ab", "actor": None},
@@ -185,7 +196,36 @@ CASES: list[tuple[TaskEvent, dict[str, Any]]] = [
         TaskCancelled(reason=None, previous_status=TaskStatus.EXECUTING),
         {"reason": None, "previous_status": TaskStatus.EXECUTING.value, "actor": None},
     ),
-]
+    # Approval policies: payloads as the README's event catalogue describes them.
+    (
+        CallApprovalRequired(
+            call_id="call_3", step_id="s1", tool="example.write_note", arguments={"name": "n"}, rule="gate",
+            roles=["admin"], expires_at=datetime(2026, 12, 5, 14, 0, tzinfo=UTC), on_expiry="reject",
+        ),
+        {"call_id": "call_3", "step_id": "s1", "tool": "example.write_note", "arguments": {"name": "n"},
+         "rule": "gate", "roles": ["admin"], "expires_at": "2026-12-05T14:00:00Z", "on_expiry": "reject"},
+    ),
+    (
+        CallDecided(call_id="call_3", decision="edit", actor="ana", reason=None, tool="example.echo",
+                    arguments={"text": "x"}),
+        {"call_id": "call_3", "decision": "edit", "actor": "ana", "reason": None, "tool": "example.echo",
+         "arguments": {"text": "x"}},
+    ),
+    (
+        ApprovalExpired(kind="plan", rule="hurry", action="reject", plan_version=1),
+        {"kind": "plan", "rule": "hurry", "action": "reject", "plan_version": 1, "call_id": None},
+    ),
+    (
+        LLMUsage(role="executor", model="gpt-4.1", input_tokens=10, output_tokens=2, cost_usd=None, step_id="s1"),
+        {"role": "executor", "model": "gpt-4.1", "input_tokens": 10, "output_tokens": 2, "cost_usd": None,
+         "step_id": "s1"},
+    ),
+    (
+        BudgetExceeded(limit="tool_calls", spent={"tool_calls": 2.0}, budget={"tool_calls": 2.0}),
+        {"limit": "tool_calls", "spent": {"tool_calls": 2.0}, "budget": {"tool_calls": 2.0}},
+    ),
+    (BudgetRaised(actor="ana", budget={"tool_calls": 5.0}), {"actor": "ana", "budget": {"tool_calls": 5.0}}),
+]  # fmt: skip
 
 
 def _records() -> list[type[pydantic.BaseModel]]:

@@ -403,3 +403,37 @@ async def test_the_estimate_learns_from_completed_steps_with_the_same_tools(tmp_
     assert before["basis"] == "heuristic" and after["basis"] == "history"
     assert done["result"]["usage"]["tool_calls"] == 1 and done["result"]["estimate"] == before
     assert after["tool_calls"] == 1  # learned: one call per such step
+
+
+async def test_the_cli_lists_a_gate_decides_it_and_raises_a_budget(tmp_path: Path) -> None:
+    from tests.operator_cli.cli_runner import CLI
+
+    async with _service(tmp_path, _gated_model(), budgets={"tool_calls": 1}) as (live, log):
+        cli = CLI(live.url)
+        task_id = (await live.submit("write a note"))["id"]
+        await live.wait_for(task_id, "approval_required")
+        gate = await _at_gate(live, task_id)
+        inbox = await cli("approvals")
+        assert inbox.code == 0 and task_id in inbox.out and "call" in inbox.out and "example.write_note" in inbox.out
+        shown = await cli("tasks", "show", task_id)
+        assert f"agent-runtime tasks decide {task_id}" in shown.err
+        bad = await cli("tasks", "decide", task_id, "--decision", "edit", "--arguments", "{not json")
+        assert bad.code == 2 and "--arguments is not JSON" in bad.err
+        edited = await cli(
+            "tasks",
+            "decide",
+            task_id,
+            "--decision",
+            "edit",
+            "--arguments",
+            '{"name": "n1", "text": "edited"}',
+            "--json",
+        )
+        assert edited.code == 0, edited.err
+        assert edited.json()["status"] == "approved"
+        events = await read_stream(live.client, task_id, timeout=30)
+        raised = await cli("tasks", "budget", task_id, "--tool-calls", "5")
+    assert gate["call_id"] in {e["data"].get("call_id") for e in events}
+    assert _types(events)[-1] == "task_completed"
+    assert raised.code == 1 and "not paused by its budget" in raised.err  # it was not: the edit ran
+    assert _calls(log) == [("write_note", {"name": "n1", "text": "edited"})]

@@ -69,6 +69,7 @@ EXTRA: dict[tuple[str, str], dict[str, str]] = {
     ("get", "/readyz"): {"503": DESCRIPTIONS["503"]},
     ("get", "/metrics"): {"404": "Metrics are disabled"},
     ("post", "/v1/admin/reload-tools"): {"422": "The registry file is invalid (code config_error); the old one stays"},
+    ("post", "/v1/admin/reload-policy"): {"422": "The policy file is invalid (code config_error); the old one stays"},
 }
 """Statuses a rule cannot see from the route's shape."""
 
