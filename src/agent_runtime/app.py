@@ -9,7 +9,7 @@ import anyio
 import structlog
 from fastapi import FastAPI
 
-from agent_runtime import __version__
+from agent_runtime import __version__, console
 from agent_runtime.api import approvals, docs, errors, ops, security, stream, tasks, webhooks
 from agent_runtime.api import openapi as openapi_doc
 from agent_runtime.api.body_limit import BodyLimit
@@ -91,5 +91,6 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
     for router in (tasks.router, stream.router, approvals.router, ops.router, webhooks.router):
         app.router.routes.extend(router.routes)
     docs.install(app)
+    console.install(app)
     openapi_doc.install(app)
     return app

@@ -47,6 +47,10 @@ MATRIX: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/docs/oauth2-redirect"):            {r: "200 200 200 200" for r in ROLES},
     ("GET", "/redoc"):                           {r: "200 200 200 200" for r in ROLES},
     ("GET", "/openapi.json"):                    {r: "200 200 200 200" for r in ROLES},
+    ("GET", "/"):                                {r: "200 200 200 200" for r in ROLES},
+    ("GET", "/console"):                         {r: "307 307 307 307" for r in ROLES},
+    ("GET", "/console/"):                        {r: "200 200 200 200" for r in ROLES},
+    ("GET", "/console/config.json"):             {r: "200 200 200 200" for r in ROLES},
     ("GET", "/v1/tools"):
         {"none": "401 401 401 401", "viewer": "200 200 200 200", "submitter": "200 200 200 200",
          "approver": "200 200 200 200", "admin": "200 200 200 200"},

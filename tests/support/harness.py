@@ -80,6 +80,8 @@ class Live:
     url: str
     runtime: Runtime
     client: httpx.AsyncClient
+    app: Any = None
+    """The ASGI app being served (e.g. to serve it a second time behind a test proxy)."""
 
     async def submit(self, prompt: str, **extra: Any) -> dict[str, Any]:
         response = await self.client.post("/v1/tasks", json={"prompt": prompt, **extra})
@@ -158,7 +160,7 @@ async def live_service(settings: Settings, overrides: Overrides | None = None) -
         url = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             try:
-                yield Live(url=url, runtime=app.state.runtime, client=client)
+                yield Live(url=url, runtime=app.state.runtime, client=client, app=app)
             finally:
                 server.should_exit = True
     sock.close()
