@@ -26,7 +26,6 @@ from anyio.abc import TaskGroup
 from agent_runtime.errors import ConfigError
 from agent_runtime.llm.base import LLMClient
 from agent_runtime.llm.factory import build_llm_client
-from agent_runtime.llm.lazy import LazyLLM
 from agent_runtime.llm.metered import MeteredLLM
 from agent_runtime.observability.metrics import Metrics
 from agent_runtime.observability.tracing import Tracing, setup_tracing
@@ -115,8 +114,8 @@ async def build_runtime(settings: Settings, overrides: Overrides | None = None) 
     registry = load_registry(settings.tools.registry_path)
     catalog = ToolCatalog(registry, settings.tools)
     pool = ToolPool(registry, settings.tools)
-    planner_llm = MeteredLLM(overrides.planner_llm or _llm(settings, "planner", overrides), metrics)
-    executor_llm = MeteredLLM(overrides.executor_llm or _llm(settings, "executor", overrides), metrics)
+    planner_llm = _llm(settings, "planner", overrides, metrics)
+    executor_llm = _llm(settings, "executor", overrides, metrics)
     policy = PolicyHolder(settings.policy.path)
     governance = Governance(
         settings,
@@ -163,9 +162,15 @@ async def preflight(settings: Settings) -> None:
         await build_llm_client(getattr(settings.llm, role).resolved()).aclose()
 
 
-def _llm(settings: Settings, role: str, overrides: Overrides) -> LLMClient:
+def _llm(settings: Settings, role: str, overrides: Overrides, metrics: Metrics) -> LLMClient:
+    """The role's client, metered per model (a fallback's calls count under its own name)."""
+    override: LLMClient | None = getattr(overrides, f"{role}_llm")
+    if override is not None:
+        return MeteredLLM(override, metrics)
     resolved = getattr(settings.llm, role).resolved()
-    client = build_llm_client(resolved, http_client=overrides.llm_http_client)
+    client = build_llm_client(
+        resolved, http_client=overrides.llm_http_client, wrap=lambda inner: MeteredLLM(inner, metrics)
+    )
     if resolved.provider == "offline":
         log.warning(
             "offline_test_model",
@@ -174,7 +179,8 @@ def _llm(settings: Settings, role: str, overrides: Overrides) -> LLMClient:
             "synthetic. Set OPENAI_API_KEY or ANTHROPIC_API_KEY for a real model.",
         )
     else:
-        log.info("llm_configured", role=role, provider=resolved.provider, model=resolved.model)
+        log.info("llm_configured", role=role, provider=resolved.provider, model=resolved.model,
+                 fallback=[f"{f.provider}/{f.model}" for f in resolved.fallback])  # fmt: skip
     return client
 
 
@@ -197,9 +203,7 @@ async def serve_background(runtime: Runtime, tg: TaskGroup) -> None:
     tg.start_soon(_expire_gates, runtime)
     tg.start_soon(_reload_on_sighup, runtime)
     for llm in (runtime.planner_llm, runtime.executor_llm):
-        inner = llm.inner if isinstance(llm, MeteredLLM) else llm
-        if isinstance(inner, LazyLLM):  # import the provider SDK while serving, not before
-            tg.start_soon(inner.prepare)
+        tg.start_soon(llm.warm_up)  # import the provider SDK while serving, not before
 
 
 async def drain_runtime(runtime: Runtime) -> None:

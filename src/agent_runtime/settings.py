@@ -85,6 +85,20 @@ class DatabaseSettings(_Section):
         return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
 
 
+class FallbackLLMSettings(_Section):
+    """One entry of ``llm.<role>.fallback``: a model tried when the ones before it are out.
+
+    Unset fields come from the role: the key and base URL from the provider's own variables
+    (``OPENAI_API_KEY`` …) as for the primary, the timeout and retries from the role's settings."""
+
+    provider: Literal["openai", "anthropic"]
+    model: str | None = None
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    max_retries: int | None = Field(default=None, ge=0, le=10)
+
+
 class LLMSettings(_Section):
     provider: Provider | None = None
     """``None``: OpenAI if ``OPENAI_API_KEY`` is set, else Anthropic if ``ANTHROPIC_API_KEY`` is set,
@@ -97,6 +111,9 @@ class LLMSettings(_Section):
     retry_base_delay_seconds: float = Field(default=0.5, ge=0)
     max_output_tokens: int = Field(default=4096, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
+    fallback: list[FallbackLLMSettings] = Field(default_factory=list)
+    """Models tried in order when this one is out: a 429, 5xx, timeout or connection failure that
+    outlasted its retries, or a refused key (``llm.fallback``). Never on an error the request caused."""
     _provider_env: dict[str, str] | None = PrivateAttr(default=None)
     """The providers' variables as :class:`Settings` read them (environment, then ``.env``)."""
 
@@ -132,7 +149,18 @@ class LLMSettings(_Section):
             retry_base_delay_seconds=self.retry_base_delay_seconds,
             max_output_tokens=self.max_output_tokens,
             temperature=self.temperature,
+            fallback=tuple(self._fallback_settings(f).resolved(env) for f in self.fallback),
         )
+
+    def _fallback_settings(self, entry: FallbackLLMSettings) -> LLMSettings:
+        """The role's settings with ``entry``'s provider, model, endpoint, key and limits."""
+        update: dict[str, Any] = {"provider": entry.provider, "model": entry.model, "base_url": entry.base_url,
+                                  "api_key": entry.api_key, "fallback": []}  # fmt: skip
+        if entry.timeout_seconds is not None:
+            update["timeout_seconds"] = entry.timeout_seconds
+        if entry.max_retries is not None:
+            update["max_retries"] = entry.max_retries
+        return self.model_copy(update=update)
 
 
 class ResolvedLLM(BaseModel):
@@ -149,6 +177,8 @@ class ResolvedLLM(BaseModel):
     retry_base_delay_seconds: float
     max_output_tokens: int
     temperature: float | None
+    fallback: tuple[ResolvedLLM, ...] = ()
+    """``llm.<role>.fallback``, resolved, in order."""
 
 
 class LLMRoles(_Section):

@@ -171,9 +171,9 @@ class TaskJobs:
 
     def _planner_usage(self, tx: TaskTx, outcome: PlanOutcome) -> None:
         """Each planner call's tokens and cost, recorded with the plan (the task's usage so far)."""
-        model = self.planner_llm.model
         usage = {k: float(v) for k, v in (tx.task.usage or {}).items()}
         for call in outcome.calls:
+            model = call.model or self.planner_llm.model  # the model that answered
             cost = self.governance.price(model, call.input_tokens, call.output_tokens) if self.governance else None
             usage["input_tokens"] = usage.get("input_tokens", 0.0) + call.input_tokens
             usage["output_tokens"] = usage.get("output_tokens", 0.0) + call.output_tokens
