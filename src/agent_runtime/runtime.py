@@ -23,7 +23,7 @@ import httpx2
 import structlog
 from anyio.abc import TaskGroup
 
-from agent_runtime.errors import ConfigError
+from agent_runtime.errors import ConfigError, NotFoundError
 from agent_runtime.llm.base import LLMClient
 from agent_runtime.llm.factory import build_llm_client
 from agent_runtime.llm.metered import MeteredLLM
@@ -31,6 +31,7 @@ from agent_runtime.observability.metrics import Metrics
 from agent_runtime.observability.tracing import Tracing, setup_tracing
 from agent_runtime.policy.loader import PolicyHolder
 from agent_runtime.services.approvals import ApprovalQueries
+from agent_runtime.services.artifacts import ArtifactStore
 from agent_runtime.services.bus import EventBus
 from agent_runtime.services.gates import Gates
 from agent_runtime.services.governance import Governance
@@ -237,11 +238,28 @@ async def _housekeeping(runtime: Runtime) -> None:
         if await runtime.store.try_housekeeping_lease(
             "retention", runtime.runner.owner, retention.sweep_interval_seconds
         ):
-            cutoff = utcnow() - timedelta(days=retention.finished_task_max_age_days)
-            pruned = await runtime.store.prune_finished(cutoff)
-            if pruned:
-                log.info("retention_pruned", tasks=pruned)
+            await prune(runtime, retention.finished_task_max_age_days)
         await anyio.sleep(retention.sweep_interval_seconds)
+
+
+async def prune(runtime: Runtime, max_age_days: float) -> tuple[int, int]:
+    """One retention round: delete tasks finished more than ``max_age_days`` ago, then the kept
+    artifacts of every task whose rows are gone (these, and any a crash left behind). Returns
+    (tasks, artifact directories) removed."""
+    pruned = await runtime.store.prune_finished(utcnow() - timedelta(days=max_age_days))
+    artifacts = ArtifactStore(runtime.settings.artifacts)
+    files = await artifacts.sweep_orphans(lambda task_id: _task_exists(runtime.store, task_id))
+    if pruned or files:
+        log.info("retention_pruned", tasks=pruned, artifact_dirs=files)
+    return pruned, files
+
+
+async def _task_exists(store: TaskStore, task_id: str) -> bool:
+    try:
+        await store.get_task(task_id)
+    except NotFoundError:
+        return False
+    return True
 
 
 async def _expire_gates(runtime: Runtime) -> None:

@@ -243,6 +243,19 @@ class ToolSettings(_Section):
     """Replace a warm (pre-started, unused) instance after this long idle; ``None`` keeps it."""
 
 
+class ArtifactSettings(_Section):
+    """Files a task writes under ``${WORKSPACE}/out/``, kept when it completes (``services/artifacts.py``)."""
+
+    root: Path = Path("data/artifacts")
+    """Where kept files live: ``<root>/<task_id>/<name>``."""
+    max_file_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    """A larger file is skipped; the task's result says so (``artifacts_skipped``)."""
+    max_task_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    """Files are kept in name order until the next would take the task's total past this; the rest are skipped."""
+    max_files: int = Field(default=100, ge=1)
+    """At most this many files per task; the rest are skipped."""
+
+
 class RetentionSettings(_Section):
     finished_task_max_age_days: float | None = Field(default=None, gt=0)
     """Prune finished tasks (and their events) older than this; ``None`` keeps them forever."""
@@ -392,6 +405,7 @@ class Settings(BaseSettings):
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     tools: ToolSettings = Field(default_factory=ToolSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY", exclude=True)
     openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL", exclude=True)
@@ -510,6 +524,7 @@ class _FileOnly(BaseModel):
     runner: RunnerSettings | None = None
     tools: ToolSettings | None = None
     retention: RetentionSettings | None = None
+    artifacts: ArtifactSettings | None = None
     observability: ObservabilitySettings | None = None
     auth: AuthSettings | None = None
     approvals: ApprovalSettings | None = None
@@ -529,4 +544,8 @@ def _relative_to(settings: Settings, base: Path) -> Settings:
     policy = settings.policy
     if policy.path is not None and not policy.path.is_absolute():
         policy = policy.model_copy(update={"path": base / policy.path})
-    return settings.model_copy(update={"tools": tools.model_copy(update=updates), "policy": policy})
+    artifacts = settings.artifacts
+    if not artifacts.root.is_absolute():
+        artifacts = artifacts.model_copy(update={"root": base / artifacts.root})
+    update = {"tools": tools.model_copy(update=updates), "policy": policy, "artifacts": artifacts}
+    return settings.model_copy(update=update)

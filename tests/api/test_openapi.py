@@ -18,6 +18,8 @@ ROUTES = {
     ("put", "/v1/tasks/{task_id}/plan"): ("tasks", "TaskOut"),
     ("post", "/v1/tasks/{task_id}/cancel"): ("tasks", "TaskOut"),
     ("post", "/v1/tasks/{task_id}/resolve"): ("tasks", "TaskOut"),
+    ("get", "/v1/tasks/{task_id}/artifacts"): ("artifacts", "ArtifactList"),
+    ("get", "/v1/tasks/{task_id}/artifacts/{name}"): ("artifacts", None),
     ("get", "/v1/tasks/{task_id}/stream"): ("stream", None),
     ("get", "/healthz"): ("operations", None),
     ("get", "/readyz"): ("operations", None),
