@@ -155,7 +155,8 @@ def test_fallback_settings_resolve_in_order_with_the_roles_limits_and_the_provid
 
 def test_a_fallback_without_a_key_is_a_config_error_naming_it() -> None:
     settings = LLMSettings.model_validate({"provider": "openai", "fallback": [{"provider": "anthropic"}]})
-    with pytest.raises(ConfigError, match=r"fallback\[0\]: .*ANTHROPIC_API_KEY"):
+    expected = r"llm fallback\[0\] \(provider 'anthropic'\) has no API key: set ANTHROPIC_API_KEY"
+    with pytest.raises(ConfigError, match=expected):
         build_llm_client(settings.resolved({"OPENAI_API_KEY": "sk-o"}))
 
 

@@ -46,11 +46,13 @@ def build_llm_client(
         )
     chain: list[LLMClient] = []
     for index, member in enumerate((resolved, *resolved.fallback)):
-        try:
-            client = _build_one(member, http_client)
-        except ConfigError as exc:
-            where = "primary" if index == 0 else f"fallback[{index - 1}]"
-            raise ConfigError(f"{where}: {exc.message}") from exc
+        if index > 0 and (member.api_key is None or not member.api_key.get_secret_value()):
+            env = KEY_ENV_VARS[member.provider]
+            raise ConfigError(
+                f"llm fallback[{index - 1}] (provider {member.provider!r}) has no API key: set {env} "
+                "(or api_key in that fallback entry), or remove the entry"
+            )
+        client = _build_one(member, http_client)
         chain.append(wrap(client) if wrap is not None else client)
     return FallbackLLM(chain)
 
