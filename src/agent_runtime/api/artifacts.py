@@ -58,9 +58,7 @@ async def _result(request: Request, task_id: str) -> dict[str, Any]:
 )
 async def list_artifacts(task_id: TaskId, request: Request) -> ArtifactList:
     result = await _result(request, task_id)
-    items = [
-        ArtifactOut(**a, url=f"/v1/tasks/{task_id}/artifacts/{a['name']}") for a in result.get("artifacts") or []
-    ]
+    items = [ArtifactOut(**a, url=f"/v1/tasks/{task_id}/artifacts/{a['name']}") for a in result.get("artifacts") or []]
     skipped = [SkippedArtifact(**s) for s in result.get("artifacts_skipped") or []]
     return ArtifactList(items=items, skipped=skipped)
 
