@@ -97,7 +97,8 @@ def _check_config(args: argparse.Namespace) -> int:
     registry = load_registry(settings.tools.registry_path)
     for role in ("planner", "executor"):
         resolved = getattr(settings.llm, role).resolved()
-        print(f"llm.{role}: provider={resolved.provider} model={resolved.model}")
+        fallback = "".join(f" then {f.provider}/{f.model}" for f in resolved.fallback)
+        print(f"llm.{role}: provider={resolved.provider} model={resolved.model}{fallback}")
     print(f"database: {settings.database.url.split('@')[-1]}")
     print(f"tool servers enabled: {', '.join(s.id for s in registry.enabled()) or '(none)'}")
     return 0

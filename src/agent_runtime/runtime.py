@@ -25,15 +25,15 @@ import httpx2
 import structlog
 from anyio.abc import TaskGroup
 
-from agent_runtime.errors import ConfigError
+from agent_runtime.errors import ConfigError, NotFoundError
 from agent_runtime.llm.base import LLMClient
 from agent_runtime.llm.factory import build_llm_client
-from agent_runtime.llm.lazy import LazyLLM
 from agent_runtime.llm.metered import MeteredLLM
 from agent_runtime.observability.metrics import Metrics
 from agent_runtime.observability.tracing import Tracing, setup_tracing
 from agent_runtime.policy.loader import PolicyHolder
 from agent_runtime.services.approvals import ApprovalQueries
+from agent_runtime.services.artifacts import ArtifactStore
 from agent_runtime.services.bus import EventBus
 from agent_runtime.services.gates import Gates
 from agent_runtime.services.governance import Governance
@@ -120,8 +120,8 @@ async def build_runtime(settings: Settings, overrides: Overrides | None = None) 
     registry = load_registry(settings.tools.registry_path)
     catalog = ToolCatalog(registry, settings.tools)
     pool = ToolPool(registry, settings.tools)
-    planner_llm = MeteredLLM(overrides.planner_llm or _llm(settings, "planner", overrides), metrics)
-    executor_llm = MeteredLLM(overrides.executor_llm or _llm(settings, "executor", overrides), metrics)
+    planner_llm = _llm(settings, "planner", overrides, metrics)
+    executor_llm = _llm(settings, "executor", overrides, metrics)
     policy = PolicyHolder(settings.policy.path)
     governance = Governance(
         settings,
@@ -171,9 +171,15 @@ async def preflight(settings: Settings) -> None:
         await build_llm_client(getattr(settings.llm, role).resolved()).aclose()
 
 
-def _llm(settings: Settings, role: str, overrides: Overrides) -> LLMClient:
+def _llm(settings: Settings, role: str, overrides: Overrides, metrics: Metrics) -> LLMClient:
+    """The role's client, metered per model (a fallback's calls count under its own name)."""
+    override: LLMClient | None = getattr(overrides, f"{role}_llm")
+    if override is not None:
+        return MeteredLLM(override, metrics)
     resolved = getattr(settings.llm, role).resolved()
-    client = build_llm_client(resolved, http_client=overrides.llm_http_client)
+    client = build_llm_client(
+        resolved, http_client=overrides.llm_http_client, wrap=lambda inner: MeteredLLM(inner, metrics)
+    )
     if resolved.provider == "offline":
         log.warning(
             "offline_test_model",
@@ -182,7 +188,8 @@ def _llm(settings: Settings, role: str, overrides: Overrides) -> LLMClient:
             "synthetic. Set OPENAI_API_KEY or ANTHROPIC_API_KEY for a real model.",
         )
     else:
-        log.info("llm_configured", role=role, provider=resolved.provider, model=resolved.model)
+        log.info("llm_configured", role=role, provider=resolved.provider, model=resolved.model,
+                 fallback=[f"{f.provider}/{f.model}" for f in resolved.fallback])  # fmt: skip
     return client
 
 
@@ -206,9 +213,7 @@ async def serve_background(runtime: Runtime, tg: TaskGroup) -> None:
     tg.start_soon(runtime.webhooks.run)
     tg.start_soon(_reload_on_sighup, runtime)
     for llm in (runtime.planner_llm, runtime.executor_llm):
-        inner = llm.inner if isinstance(llm, MeteredLLM) else llm
-        if isinstance(inner, LazyLLM):  # import the provider SDK while serving, not before
-            tg.start_soon(inner.prepare)
+        tg.start_soon(llm.warm_up)  # import the provider SDK while serving, not before
 
 
 async def drain_runtime(runtime: Runtime) -> None:
@@ -245,11 +250,28 @@ async def _housekeeping(runtime: Runtime) -> None:
         if await runtime.store.try_housekeeping_lease(
             "retention", runtime.runner.owner, retention.sweep_interval_seconds
         ):
-            cutoff = utcnow() - timedelta(days=retention.finished_task_max_age_days)
-            pruned = await runtime.store.prune_finished(cutoff)
-            if pruned:
-                log.info("retention_pruned", tasks=pruned)
+            await prune(runtime, retention.finished_task_max_age_days)
         await anyio.sleep(retention.sweep_interval_seconds)
+
+
+async def prune(runtime: Runtime, max_age_days: float) -> tuple[int, int]:
+    """One retention round: delete tasks finished more than ``max_age_days`` ago, then the kept
+    artifacts of every task whose rows are gone (these, and any a crash left behind). Returns
+    (tasks, artifact directories) removed."""
+    pruned = await runtime.store.prune_finished(utcnow() - timedelta(days=max_age_days))
+    artifacts = ArtifactStore(runtime.settings.artifacts)
+    files = await artifacts.sweep_orphans(lambda task_id: _task_exists(runtime.store, task_id))
+    if pruned or files:
+        log.info("retention_pruned", tasks=pruned, artifact_dirs=files)
+    return pruned, files
+
+
+async def _task_exists(store: TaskStore, task_id: str) -> bool:
+    try:
+        await store.get_task(task_id)
+    except NotFoundError:
+        return False
+    return True
 
 
 async def _expire_gates(runtime: Runtime) -> None:

@@ -89,6 +89,20 @@ class DatabaseSettings(_Section):
         return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
 
 
+class FallbackLLMSettings(_Section):
+    """One entry of ``llm.<role>.fallback``: a model tried when the ones before it are out.
+
+    Unset fields come from the role: the key and base URL from the provider's own variables
+    (``OPENAI_API_KEY`` …) as for the primary, the timeout and retries from the role's settings."""
+
+    provider: Literal["openai", "anthropic"]
+    model: str | None = None
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    max_retries: int | None = Field(default=None, ge=0, le=10)
+
+
 class LLMSettings(_Section):
     provider: Provider | None = None
     """``None``: OpenAI if ``OPENAI_API_KEY`` is set, else Anthropic if ``ANTHROPIC_API_KEY`` is set,
@@ -101,6 +115,9 @@ class LLMSettings(_Section):
     retry_base_delay_seconds: float = Field(default=0.5, ge=0)
     max_output_tokens: int = Field(default=4096, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
+    fallback: list[FallbackLLMSettings] = Field(default_factory=list)
+    """Models tried in order when this one is out: a 429, 5xx, timeout or connection failure that
+    outlasted its retries, or a refused key (``llm.fallback``). Never on an error the request caused."""
     _provider_env: dict[str, str] | None = PrivateAttr(default=None)
     """The providers' variables as :class:`Settings` read them (environment, then ``.env``)."""
 
@@ -136,7 +153,18 @@ class LLMSettings(_Section):
             retry_base_delay_seconds=self.retry_base_delay_seconds,
             max_output_tokens=self.max_output_tokens,
             temperature=self.temperature,
+            fallback=tuple(self._fallback_settings(f).resolved(env) for f in self.fallback),
         )
+
+    def _fallback_settings(self, entry: FallbackLLMSettings) -> LLMSettings:
+        """The role's settings with ``entry``'s provider, model, endpoint, key and limits."""
+        update: dict[str, Any] = {"provider": entry.provider, "model": entry.model, "base_url": entry.base_url,
+                                  "api_key": entry.api_key, "fallback": []}  # fmt: skip
+        if entry.timeout_seconds is not None:
+            update["timeout_seconds"] = entry.timeout_seconds
+        if entry.max_retries is not None:
+            update["max_retries"] = entry.max_retries
+        return self.model_copy(update=update)
 
 
 class ResolvedLLM(BaseModel):
@@ -153,6 +181,8 @@ class ResolvedLLM(BaseModel):
     retry_base_delay_seconds: float
     max_output_tokens: int
     temperature: float | None
+    fallback: tuple[ResolvedLLM, ...] = ()
+    """``llm.<role>.fallback``, resolved, in order."""
 
 
 class LLMRoles(_Section):
@@ -215,6 +245,19 @@ class ToolSettings(_Section):
     max_server_processes: int = Field(default=64, ge=1)
     warm_max_idle_seconds: float | None = Field(default=None, gt=0)
     """Replace a warm (pre-started, unused) instance after this long idle; ``None`` keeps it."""
+
+
+class ArtifactSettings(_Section):
+    """Files a task writes under ``${WORKSPACE}/out/``, kept when it completes (``services/artifacts.py``)."""
+
+    root: Path = Path("data/artifacts")
+    """Where kept files live: ``<root>/<task_id>/<name>``."""
+    max_file_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    """A larger file is skipped; the task's result says so (``artifacts_skipped``)."""
+    max_task_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    """Files are kept in name order until the next would take the task's total past this; the rest are skipped."""
+    max_files: int = Field(default=100, ge=1)
+    """At most this many files per task; the rest are skipped."""
 
 
 class RetentionSettings(_Section):
@@ -451,6 +494,7 @@ class Settings(BaseSettings):
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     tools: ToolSettings = Field(default_factory=ToolSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY", exclude=True)
     openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL", exclude=True)
@@ -570,6 +614,7 @@ class _FileOnly(BaseModel):
     runner: RunnerSettings | None = None
     tools: ToolSettings | None = None
     retention: RetentionSettings | None = None
+    artifacts: ArtifactSettings | None = None
     observability: ObservabilitySettings | None = None
     auth: AuthSettings | None = None
     approvals: ApprovalSettings | None = None
@@ -590,4 +635,8 @@ def _relative_to(settings: Settings, base: Path) -> Settings:
     policy = settings.policy
     if policy.path is not None and not policy.path.is_absolute():
         policy = policy.model_copy(update={"path": base / policy.path})
-    return settings.model_copy(update={"tools": tools.model_copy(update=updates), "policy": policy})
+    artifacts = settings.artifacts
+    if not artifacts.root.is_absolute():
+        artifacts = artifacts.model_copy(update={"root": base / artifacts.root})
+    update = {"tools": tools.model_copy(update=updates), "policy": policy, "artifacts": artifacts}
+    return settings.model_copy(update=update)

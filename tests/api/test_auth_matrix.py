@@ -10,7 +10,8 @@ Callers are always the subject ``carol``: in tenant ``acme`` (the tasks' tenant)
 task per cell, so no cell sees another cell's effect.
 
 Cell codes: a status, or ``403s`` (403 ``self_approval_forbidden``), ``404c`` (404 naming the
-tool call: the caller may see the task, which has no such call), ``404t`` (404 naming the task: the
+tool call: the caller may see the task, which has no such call), ``404a`` (404 naming the artifact:
+the caller may see the task, which kept no such file), ``404t`` (404 naming the task: the
 caller may not see it; the same answer as for a task that does not exist). A resolve on a visible
 task that needs no attention is a 409 (the state is checked before the call id). ``404d``: 404 naming a
 webhook delivery (this world has none, so an admin's retry finds nothing; tests/webhooks has the rest).
@@ -72,6 +73,12 @@ MATRIX: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/v1/tasks/{task_id}/plan/versions"):
         {"none": "401 401 401 401", "viewer": "200 200 404t 404t", "submitter": "200 404t 404t 404t",
          "approver": "200 200 404t 404t", "admin": "200 200 404t 404t"},
+    ("GET", "/v1/tasks/{task_id}/artifacts"):
+        {"none": "401 401 401 401", "viewer": "200 200 404t 404t", "submitter": "200 404t 404t 404t",
+         "approver": "200 200 404t 404t", "admin": "200 200 404t 404t"},
+    ("GET", "/v1/tasks/{task_id}/artifacts/{name}"):
+        {"none": "401 401 401 401", "viewer": "404a 404a 404t 404t", "submitter": "404a 404t 404t 404t",
+         "approver": "404a 404a 404t 404t", "admin": "404a 404a 404t 404t"},
     ("GET", "/v1/tasks/{task_id}/stream"):
         {"none": "401 401 401 401", "viewer": "200 200 404t 404t", "submitter": "200 404t 404t 404t",
          "approver": "200 200 404t 404t", "admin": "200 200 404t 404t"},
@@ -204,7 +211,10 @@ def _observed(response: httpx.Response) -> str:
         if response.status_code == 404 and "delivery_id" in error["details"]:
             return "404d"
         if response.status_code == 404:
-            return "404c" if error["details"].get("field") in ("tool_call_id", "call_id") else "404t"
+            field = error["details"].get("field")
+            if field == "name":
+                return "404a"
+            return "404c" if field in ("tool_call_id", "call_id") else "404t"
     return status
 
 
@@ -237,6 +247,7 @@ async def _run_matrix(world: World) -> tuple[list[str], int]:
                     else:
                         task_id = shared[owner]
                     target = path.replace("{task_id}", task_id).replace("{call_id}", NO_CALL)
+                    target = target.replace("{name}", "report.md")
                 target = target.replace("{delivery_id}", "1")
                 response = await _call(live.client, method, target, key, BODIES.get((method, path)))
                 calls += 1

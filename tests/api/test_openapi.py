@@ -20,6 +20,8 @@ ROUTES = {
     ("post", "/v1/tasks/{task_id}/resolve"): ("tasks", "TaskOut"),
     ("post", "/v1/tasks/{task_id}/calls/{call_id}/decision"): ("tasks", "TaskOut"),
     ("post", "/v1/tasks/{task_id}/budget"): ("tasks", "TaskOut"),
+    ("get", "/v1/tasks/{task_id}/artifacts"): ("artifacts", "ArtifactList"),
+    ("get", "/v1/tasks/{task_id}/artifacts/{name}"): ("artifacts", None),
     ("get", "/v1/tasks/{task_id}/stream"): ("stream", None),
     ("get", "/healthz"): ("operations", None),
     ("get", "/readyz"): ("operations", None),

@@ -32,6 +32,10 @@ class PlannerAgent:
     def author(self) -> str:
         return f"planner:{self.llm.provider}/{self.llm.model}"
 
+    def _author(self, usage: Usage) -> str:
+        """The model that answered (a fallback's, when the primary was out)."""
+        return f"planner:{usage.provider or self.llm.provider}/{usage.model or self.llm.model}"
+
     async def plan(
         self,
         prompt: str,
@@ -58,7 +62,7 @@ class PlannerAgent:
                 problems = check(plan)
             if not problems:
                 total = Usage(sum(u.input_tokens for u in calls), sum(u.output_tokens for u in calls))
-                return PlanOutcome(plan, self.author, attempt, total, tuple(calls))
+                return PlanOutcome(plan, self._author(usage), attempt, total, tuple(calls))
             if on_invalid is not None:
                 await on_invalid(problems)
             if attempt == 2:

@@ -55,8 +55,15 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """One call's tokens, and which model answered it.
+
+    ``provider``/``model`` are set when the answering model may differ from the client's own
+    (:class:`agent_runtime.llm.fallback.FallbackLLM` sets them); ``None`` means the client's own."""
+
     input_tokens: int = 0
     output_tokens: int = 0
+    provider: str | None = None
+    model: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +111,9 @@ class LLMClient(abc.ABC):
         on_text_delta: TextDeltaHandler | None = None,
     ) -> LLMResponse:
         """One assistant turn, streamed: text deltas go to ``on_text_delta`` as they arrive."""
+
+    async def warm_up(self) -> None:  # noqa: B027 - optional hook
+        """Do now what the first call would otherwise wait for (e.g. import the provider SDK)."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release HTTP connections."""

@@ -33,6 +33,9 @@ class LazyLLM(LLMClient):
                     self._client = await anyio.to_thread.run_sync(self._build)
         return self._client
 
+    async def warm_up(self) -> None:
+        await self.prepare()
+
     async def generate_structured(
         self,
         *,

@@ -51,5 +51,8 @@ class MeteredLLM(LLMClient):
         self.metrics.llm_call(self.provider, self.model, "ok", usage.input_tokens, usage.output_tokens)
         return response
 
+    async def warm_up(self) -> None:
+        await self.inner.warm_up()
+
     async def aclose(self) -> None:
         await self.inner.aclose()

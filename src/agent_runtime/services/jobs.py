@@ -51,6 +51,7 @@ from agent_runtime.errors import LeaseLostError, PlanInvalidError, ServiceError
 from agent_runtime.llm.base import LLMClient, ToolSpec
 from agent_runtime.observability.metrics import Metrics
 from agent_runtime.observability.tracing import Tracing
+from agent_runtime.services.artifacts import ArtifactStore
 from agent_runtime.services.governance import Governance
 from agent_runtime.services.journal import StoreJournal
 from agent_runtime.settings import Settings
@@ -171,9 +172,9 @@ class TaskJobs:
 
     def _planner_usage(self, tx: TaskTx, outcome: PlanOutcome) -> None:
         """Each planner call's tokens and cost, recorded with the plan (the task's usage so far)."""
-        model = self.planner_llm.model
         usage = {k: float(v) for k, v in (tx.task.usage or {}).items()}
         for call in outcome.calls:
+            model = call.model or self.planner_llm.model  # the model that answered
             cost = self.governance.price(model, call.input_tokens, call.output_tokens) if self.governance else None
             usage["input_tokens"] = usage.get("input_tokens", 0.0) + call.input_tokens
             usage["output_tokens"] = usage.get("output_tokens", 0.0) + call.output_tokens
@@ -245,9 +246,12 @@ class TaskJobs:
         async def complete(summary: str) -> None:
             # Committed while the task's servers are still up (stopping them takes a while), in the
             # same transaction as the last step's records.
+            kept = await ArtifactStore(self.settings.artifacts).collect(task.id, self.pool.workspaces.path(task.id))
+
             def finish(tx: TaskTx) -> None:
                 # What it cost beside what the approver was told it would (the estimate's quality).
-                result = {"summary": summary, "outputs": outputs, "usage": journal.usage, "estimate": task.estimate}
+                result = {"summary": summary, "outputs": outputs, "usage": journal.usage, "estimate": task.estimate,
+                          **kept}  # fmt: skip
                 tx.transition(TaskStatus.COMPLETED, result=result)
                 tx.emit(TaskCompleted(summary=summary))
 

@@ -337,7 +337,8 @@ class StoreJournal:
 
     async def llm_used(self, step_id: str | None, response: LLMResponse) -> None:
         u = response.usage
-        cost = self._price(self._model, u.input_tokens, u.output_tokens) if self._price is not None else None
+        model = u.model or self._model  # the model that answered (a fallback's, when the primary was out)
+        cost = self._price(model, u.input_tokens, u.output_tokens) if self._price is not None else None
         self.usage["input_tokens"] += u.input_tokens
         self.usage["output_tokens"] += u.output_tokens
         self.usage["cost_usd"] = round(self.usage["cost_usd"] + (cost or 0.0), 6)
@@ -345,7 +346,7 @@ class StoreJournal:
         usage = self._tick()
         event = LLMUsage(
             role="executor",
-            model=self._model,
+            model=model,
             input_tokens=u.input_tokens,
             output_tokens=u.output_tokens,
             cost_usd=cost,

@@ -27,7 +27,8 @@ LOGS_DIR = ".logs"
 WARM_DIR = ".warm"
 
 
-def _check_task_id(task_id: str) -> str:
+def check_task_id(task_id: str) -> str:
+    """``task_id`` if it can name a directory (no separators, no ``..``); else ``ValueError``."""
     if not _TASK_ID.match(task_id) or ".." in task_id:
         raise ValueError(f"task id {task_id!r} cannot name a workspace directory")
     return task_id
@@ -41,10 +42,10 @@ class Workspaces:
         self.keep = settings.keep_workspaces
 
     def path(self, task_id: str) -> Path:
-        return self.root / _check_task_id(task_id)
+        return self.root / check_task_id(task_id)
 
     def logs_dir(self, task_id: str) -> Path:
-        return self.root / LOGS_DIR / _check_task_id(task_id)
+        return self.root / LOGS_DIR / check_task_id(task_id)
 
     @property
     def warm_root(self) -> Path:
