@@ -5,6 +5,7 @@ server as a process) with a policy file; the example server's own call log prove
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -437,3 +438,33 @@ async def test_the_cli_lists_a_gate_decides_it_and_raises_a_budget(tmp_path: Pat
     assert _types(events)[-1] == "task_completed"
     assert raised.code == 1 and "not paused by its budget" in raised.err  # it was not: the edit ran
     assert _calls(log) == [("write_note", {"name": "n1", "text": "edited"})]
+
+
+async def test_the_policys_events_reach_a_webhook_signed(tmp_path: Path) -> None:
+    from standardwebhooks.webhooks import Webhook
+
+    from tests.support.webhook_receiver import Receiver, serve_receiver
+
+    secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+    rx = Receiver()
+    policy = POLICY.replace(
+        "    decision: require_call_approval\n", "    decision: require_call_approval\n    expire_after: 30m\n", 1
+    )
+    events = ["approval_required", "call_approval_required", "budget_exceeded", "task_completed"]
+    async with serve_receiver(rx) as url:
+        hook = {"id": "ops", "url": url, "events": events, "secret": secret, "timeout_seconds": 5}
+        async with _service(tmp_path, _gated_model(), policy=policy, webhooks={"endpoints": [hook]}) as (live, _log):
+            task_id = (await live.submit("write a note"))["id"]
+            await live.wait_for(task_id, "approval_required")
+            gate = await _at_gate(live, task_id)
+            await rx.wait_for(lambda r: len(r.delivered()) >= 2)
+            decided = await live.client.post(
+                f"/v1/tasks/{task_id}/calls/{gate['call_id']}/decision", json={"decision": "approve"}
+            )
+            assert decided.status_code == 200, decided.text
+            await rx.wait_for(lambda r: len(r.delivered()) >= 3)
+    sent = [Webhook(secret).verify(r.body, r.headers) for r in rx.delivered()]
+    assert [s["type"] for s in sent] == ["approval_required", "call_approval_required", "task_completed"]
+    call = sent[1]["data"]["payload"]
+    assert (call["call_id"], call["tool"], call["rule"]) == (gate["call_id"], "example.write_note", "notes-gate")
+    assert call["expires_at"] is not None and call["arguments"] == {"name": "n1", "text": "hello"}
