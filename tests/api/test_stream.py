@@ -168,4 +168,4 @@ async def test_the_runtime_shutdown_event_ends_open_streams_cleanly_and_new_ones
         assert live.runtime.bus.subscriber_count() == 0
         with anyio.fail_after(10):
             late = await read_stream(live.client, created["id"])  # ends by itself, whatever it replayed
-        assert len(late) <= 4
+        assert len(late) <= len(seen)  # at most the stored events, then it ends
