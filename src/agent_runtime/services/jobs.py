@@ -239,6 +239,7 @@ class TaskJobs:
             limits=ExecutorLimits(
                 max_turns=self.settings.limits.max_turns_per_step,
                 max_tool_calls=self.settings.limits.max_tool_calls_per_step,
+                max_parallel_steps=self.settings.limits.max_parallel_steps,
             ),
         )
 
