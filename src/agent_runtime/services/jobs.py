@@ -213,6 +213,7 @@ class TaskJobs:
             budget=task.budget,
             price=gov.price if gov is not None else None,
             model=self.executor_llm.model,
+            attempts={s.step_id: s.started_at for s in steps if s.status == StepStatus.RUNNING},
         )
         resumed = any(s.status != StepStatus.PENDING for s in steps)
 

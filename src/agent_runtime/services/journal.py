@@ -30,6 +30,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 import anyio
@@ -103,8 +104,11 @@ class StoreJournal:
         budget: dict[str, float] | None = None,
         price: Pricer | None = None,
         model: str = "",
+        attempts: dict[str, datetime | None] | None = None,
     ) -> None:
         self.store = store
+        self._attempts = dict(attempts or {})
+        """step id -> when its current attempt started (a retried step's earlier calls are older)."""
         self.lease = lease
         self.plan_version = plan_version
         self.metrics = metrics
@@ -468,7 +472,10 @@ class StoreJournal:
     async def prior_calls(self, step_id: str) -> list[ToolCallRecord]:
         await self.flush()  # read our own writes: calls marked in doubt at the start of this run
         calls = await self.store.tool_calls(self.lease.task_id, step_id)
-        return [c for c in calls if c.plan_version == self.plan_version]
+        since = self._attempts.get(step_id)
+        return [
+            c for c in calls if c.plan_version == self.plan_version and (since is None or c.started_at >= since)
+        ]
 
     def _observe_step(self, step_id: str, outcome: str) -> None:
         started = self._step_started.pop(step_id, None)
