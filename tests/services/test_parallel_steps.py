@@ -140,3 +140,62 @@ async def test_a_failing_step_cancels_its_running_sibling_and_fails_the_task(tmp
     assert long_wait[0] == "start" and long_wait.count("start") == 1
     completed = [e["data"]["step_id"] for e in events if e["sse_event"] == "tool_call_completed"]
     assert "slow" not in completed
+
+
+GATE_POLICY = """
+call_rules:
+  - id: notes-gate
+    match: {name: [example.write_note]}
+    decision: require_call_approval
+"""
+
+
+async def test_a_step_at_a_call_gate_pauses_the_task_once_its_sibling_recorded_its_call(tmp_path: Path) -> None:
+    plan = {
+        "summary": "a long wait beside a gated note",
+        "steps": [
+            {"id": "slow", "title": "wait", "instruction": "wait", "tools": ["example.wait"], "depends_on": []},
+            {
+                "id": "note",
+                "title": "note",
+                "instruction": "wait, then write",
+                "tools": ["example.wait", "example.write_note"],
+                "depends_on": [],
+            },
+        ],
+    }
+    calls: dict[str, ToolCalls] = {
+        "slow": [("example.wait", {"seconds": 3, "steps": 3})],
+        # The gate stops the second call, a second in: by then the other step's wait is in flight.
+        "note": [("example.wait", {"seconds": 1, "steps": 1}), ("example.write_note", {"name": "n", "text": "t"})],
+    }
+    log = tmp_path / "calls.jsonl"
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(GATE_POLICY)
+    settings = make_settings(tmp_path, registry=write_registry(tmp_path, call_log=log), policy={"path": str(policy)})
+    async with live_service(settings, openai_overrides(ScriptedModel(plan, calls).fake())) as live:
+        task_id = (await live.submit("wait and write"))["id"]
+        await live.wait_for(task_id, "approval_required")
+        assert (await live.approve(task_id, 1)).status_code == 202
+        paused = await live.wait_for(task_id, "call_approval_required", timeout=60)
+        at_gate = await live.task(task_id)
+        gate = paused[-1]["data"]
+        decided = await live.client.post(
+            f"/v1/tasks/{task_id}/calls/{gate['call_id']}/decision", json={"decision": "approve"}
+        )
+        assert decided.status_code == 200, decided.text
+        events = await read_stream(live.client, task_id, timeout=60)
+        task = await live.task(task_id)
+
+    assert at_gate["status"] == "needs_attention"
+    # The sibling's call was sent before the gate: it finished and was recorded before the pause.
+    slow_done = [e for e in paused if e["sse_event"] == "tool_call_completed" and e["data"]["step_id"] == "slow"]
+    assert len(slow_done) == 1 and slow_done[0]["data"]["tool"] == "example.wait"
+    assert task["status"] == "completed", task
+    assert [s["status"] for s in task["plan"]["steps"]] == ["completed", "completed"]
+    resumed = {e["data"]["step_id"] for e in events[len(paused) :] if e["sse_event"] == "step_started"}
+    assert resumed == {"slow", "note"}
+    started = [(tool, args.get("seconds")) for event, tool, args in _log(log) if event == "start"]
+    # Nothing ran twice: each wait once, the note once (after its approval).
+    assert sorted(started, key=str) == sorted([("wait", 3), ("wait", 1), ("write_note", None)], key=str)
+    assert started[-1] == ("write_note", None)
