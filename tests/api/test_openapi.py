@@ -18,6 +18,7 @@ ROUTES = {
     ("put", "/v1/tasks/{task_id}/plan"): ("tasks", "TaskOut"),
     ("post", "/v1/tasks/{task_id}/cancel"): ("tasks", "TaskOut"),
     ("post", "/v1/tasks/{task_id}/resolve"): ("tasks", "TaskOut"),
+    ("post", "/v1/tasks/{task_id}/retry"): ("tasks", "TaskOut"),
     ("get", "/v1/tasks/{task_id}/stream"): ("stream", None),
     ("get", "/healthz"): ("operations", None),
     ("get", "/readyz"): ("operations", None),
