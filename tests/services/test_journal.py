@@ -144,3 +144,32 @@ async def test_a_lingering_record_the_fence_refuses_is_never_dropped_silently(st
                 tx.transition(TaskStatus.CANCELLED)
             await journal.step_started("a", resumed=False)
     assert "step_started" not in await _stored_types(store, lease.task_id, 0)
+
+
+async def test_a_barrier_whose_record_was_lost_with_another_steps_commit_does_not_pass(store: TaskStore) -> None:
+    """Parallel steps share the journal: step b's write-ahead record can ride in step a's commit.
+    If that commit is refused, b must hear of it too, not find nothing pending and run its tool."""
+    lease = await _executing(store)
+    journal = StoreJournal(store, lease, 1, linger=HOUR)
+    outcomes: dict[str, BaseException | str] = {}
+
+    async def call(step: str) -> None:
+        try:
+            outcomes[step] = await journal.call_started(step, 1, 0, "x.y", {}, retry_of=None)
+        except LeaseLostError as exc:
+            outcomes[step] = exc
+
+    with pytest.raises(LeaseLostError):
+        async with journal.running():
+            async with store.transaction(lease.task_id) as tx:  # an operator cancels: the fence moves
+                tx.transition(TaskStatus.CANCELLED)
+            # A commit in progress holds the lock: both records queue behind it.
+            async with anyio.create_task_group() as tg, journal._commit_lock:
+                tg.start_soon(call, "a")
+                tg.start_soon(call, "b")
+                await anyio.wait_all_tasks_blocked()
+                assert len(journal._pending) == 2
+    # One flush took both records and was refused; the other barrier raised instead of passing.
+    assert set(outcomes) == {"a", "b"}
+    assert all(isinstance(o, LeaseLostError) for o in outcomes.values()), outcomes
+    assert await store.tool_calls(lease.task_id) == []
