@@ -501,9 +501,7 @@ class ExecutorAgent:
         tool = str(decision.get("tool", call.tool_name))
         arguments = decision.get("arguments", call.arguments)
         made = ToolCallRequest(id=request.id, name=tool, arguments=dict(arguments))
-        message = await self._call(
-            step, turn, call.call_index, made, set(step.tools), tools, journal, retry_of=call.id
-        )
+        message = await self._call(step, turn, call.call_index, made, set(step.tools), tools, journal, retry_of=call.id)
         if decision.get("decision") == "edit":
             note = f"[an approver changed this call to {tool} with arguments {arguments}] "
             message = Message(

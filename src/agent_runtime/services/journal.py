@@ -473,9 +473,7 @@ class StoreJournal:
         await self.flush()  # read our own writes: calls marked in doubt at the start of this run
         calls = await self.store.tool_calls(self.lease.task_id, step_id)
         since = self._attempts.get(step_id)
-        return [
-            c for c in calls if c.plan_version == self.plan_version and (since is None or c.started_at >= since)
-        ]
+        return [c for c in calls if c.plan_version == self.plan_version and (since is None or c.started_at >= since)]
 
     def _observe_step(self, step_id: str, outcome: str) -> None:
         started = self._step_started.pop(step_id, None)
