@@ -173,3 +173,25 @@ async def test_a_barrier_whose_record_was_lost_with_another_steps_commit_does_no
     assert set(outcomes) == {"a", "b"}
     assert all(isinstance(o, LeaseLostError) for o in outcomes.values()), outcomes
     assert await store.tool_calls(lease.task_id) == []
+
+
+async def test_a_resumed_step_replays_only_the_calls_of_its_current_attempt(store: TaskStore) -> None:
+    """A retried step starts over; if its worker then dies, the takeover replays this attempt's
+    calls, not the failed attempt's (``attempts``: when each running step's attempt started)."""
+    lease = await _executing(store)
+    first = StoreJournal(store, lease, 1, linger=HOUR)
+    async with first.running():
+        await first.step_started("a", resumed=False)
+        old = await first.call_started("a", 1, 0, "x.y", {"attempt": 1}, retry_of=None)
+        await first.call_completed(old, "a", "x.y", ToolResult(text="first"), 0.01)
+    second = StoreJournal(store, lease, 1, linger=HOUR)
+    async with second.running():
+        await second.step_started("a", resumed=False)  # the retried attempt: a new started_at
+        new = await second.call_started("a", 1, 0, "x.y", {"attempt": 2}, retry_of=None)
+    [step] = [s for s in await store.steps(lease.task_id, 1) if s.step_id == "a"]
+    takeover = StoreJournal(store, lease, 1, linger=HOUR, attempts={"a": step.started_at})
+    async with takeover.running():
+        assert [c.id for c in await takeover.prior_calls("a")] == [new]
+    everything = StoreJournal(store, lease, 1, linger=HOUR)
+    async with everything.running():
+        assert [c.id for c in await everything.prior_calls("a")] == [old, new]
