@@ -127,6 +127,10 @@ class Resolve(_In):
     actor: Text | None = Field(default=None, max_length=200, description=ACTOR)
 
 
+class Retry(_In):
+    actor: Text | None = Field(default=None, max_length=200, description=ACTOR)
+
+
 class CallDecision(_In):
     decision: Literal["approve", "deny", "edit"]
     reason: Text | None = Field(

@@ -195,6 +195,8 @@ class LimitSettings(_Section):
     max_steps_per_plan: int = Field(default=12, ge=1)
     max_tool_calls_per_step: int = Field(default=8, ge=1)
     max_turns_per_step: int = Field(default=10, ge=1)
+    max_parallel_steps: int = Field(default=4, ge=1)
+    """Steps of one task run at once (those whose dependencies are complete); 1: one after another."""
     max_metadata_bytes: int = Field(default=16_384, ge=0)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     """Request bodies larger than this are refused with 413 before they are read (api/body_limit.py)."""

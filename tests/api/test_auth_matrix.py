@@ -109,6 +109,9 @@ MATRIX: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/v1/tasks/{task_id}/budget"):
         {"none": "401 401 401 401", "viewer": "403 403 403 403", "submitter": "403 403 403 403",
          "approver": "409 409 404t 404t", "admin": "409 409 404t 404t"},
+    ("POST", "/v1/tasks/{task_id}/retry"):
+        {"none": "401 401 401 401", "viewer": "403 403 403 403", "submitter": "403 403 403 403",
+         "approver": "409 409 404t 404t", "admin": "409 409 404t 404t"},
     ("POST", "/v1/admin/reload-policy"):
         {"none": "401 401 401 401", "viewer": "403 403 403 403", "submitter": "403 403 403 403",
          "approver": "403 403 403 403", "admin": "200 200 200 200"},
@@ -140,6 +143,7 @@ BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("POST", "/v1/tasks/{task_id}/resolve"): {"tool_call_id": "call_none", "action": "retry"},
     ("POST", "/v1/tasks/{task_id}/calls/{call_id}/decision"): {"decision": "approve"},
     ("POST", "/v1/tasks/{task_id}/budget"): {"tool_calls": 10},
+    ("POST", "/v1/tasks/{task_id}/retry"): None,
     ("POST", "/v1/admin/reload-policy"): None,
     ("POST", "/v1/webhooks/deliveries/{delivery_id}/retry"): None,
 }

@@ -22,6 +22,7 @@ ROUTES = {
     ("post", "/v1/tasks/{task_id}/budget"): ("tasks", "TaskOut"),
     ("get", "/v1/tasks/{task_id}/artifacts"): ("artifacts", "ArtifactList"),
     ("get", "/v1/tasks/{task_id}/artifacts/{name}"): ("artifacts", None),
+    ("post", "/v1/tasks/{task_id}/retry"): ("tasks", "TaskOut"),
     ("get", "/v1/tasks/{task_id}/stream"): ("stream", None),
     ("get", "/healthz"): ("operations", None),
     ("get", "/readyz"): ("operations", None),

@@ -43,6 +43,7 @@ from agent_runtime.domain.events import (
     TaskFailed,
     TaskRejected,
     TaskResumed,
+    TaskRetried,
     TextDelta,
     ToolCallCompleted,
     ToolCallFailed,
@@ -177,6 +178,10 @@ CASES: list[tuple[TaskEvent, dict[str, Any]]] = [
     (
         AttentionResolved(tool_call_id="call_1", action="skip", actor=None),
         {"tool_call_id": "call_1", "action": "skip", "actor": None},
+    ),
+    (
+        TaskRetried(plan_version=1, steps=["s2", "s3"], actor="ana"),
+        {"plan_version": 1, "steps": ["s2", "s3"], "actor": "ana"},
     ),
     (StepCompleted(step_id="s1", output="5"), {"step_id": "s1", "output": "5"}),
     (

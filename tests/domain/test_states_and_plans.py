@@ -9,9 +9,11 @@ from agent_runtime.domain.states import TERMINAL, TRANSITIONS, TaskStatus, can_t
 from agent_runtime.errors import InvalidStateError
 
 
-def test_terminal_states_allow_nothing_and_every_other_state_can_be_cancelled() -> None:
+def test_terminal_states_allow_nothing_but_a_retry_and_every_other_state_can_be_cancelled() -> None:
     for status in TaskStatus:
-        if status in TERMINAL:
+        if status == TaskStatus.FAILED:
+            assert TRANSITIONS[status] == frozenset({TaskStatus.APPROVED})  # POST …/retry
+        elif status in TERMINAL:
             assert TRANSITIONS[status] == frozenset()
         else:
             assert can_transition(status, TaskStatus.CANCELLED), status

@@ -63,7 +63,7 @@ QUIET = frozenset({S.AWAITING_APPROVAL, S.NEEDS_ATTENTION}) | TERMINAL
 
 COMMAND_EVENTS = frozenset(
     {"task_created", "task_approved", "plan_edited", "revision_requested", "task_rejected", "task_cancelled"}
-    | {"attention_resolved", "approval_recorded"}
+    | {"attention_resolved", "approval_recorded", "task_retried"}
 )
 """Events that only a command writes: the event log's ledger of accepted commands."""
 
@@ -179,7 +179,7 @@ def rebuilt_status(events: list[Event]) -> TaskStatus:
             target = {
                 "plan_proposed": S.AWAITING_APPROVAL, "plan_edited": S.AWAITING_APPROVAL,
                 "revision_requested": S.QUEUED, "task_approved": S.APPROVED, "task_rejected": S.REJECTED,
-                "execution_started": S.EXECUTING, "needs_attention": S.NEEDS_ATTENTION,
+                "execution_started": S.EXECUTING, "needs_attention": S.NEEDS_ATTENTION, "task_retried": S.APPROVED,
                 "task_completed": S.COMPLETED, "task_failed": S.FAILED,
             }.get(kind)  # fmt: skip
         if target is not None:

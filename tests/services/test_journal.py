@@ -144,3 +144,54 @@ async def test_a_lingering_record_the_fence_refuses_is_never_dropped_silently(st
                 tx.transition(TaskStatus.CANCELLED)
             await journal.step_started("a", resumed=False)
     assert "step_started" not in await _stored_types(store, lease.task_id, 0)
+
+
+async def test_a_barrier_whose_record_was_lost_with_another_steps_commit_does_not_pass(store: TaskStore) -> None:
+    """Parallel steps share the journal: step b's write-ahead record can ride in step a's commit.
+    If that commit is refused, b must hear of it too, not find nothing pending and run its tool."""
+    lease = await _executing(store)
+    journal = StoreJournal(store, lease, 1, linger=HOUR)
+    outcomes: dict[str, BaseException | str] = {}
+
+    async def call(step: str) -> None:
+        try:
+            outcomes[step] = await journal.call_started(step, 1, 0, "x.y", {}, retry_of=None)
+        except LeaseLostError as exc:
+            outcomes[step] = exc
+
+    with pytest.raises(LeaseLostError):
+        async with journal.running():
+            async with store.transaction(lease.task_id) as tx:  # an operator cancels: the fence moves
+                tx.transition(TaskStatus.CANCELLED)
+            # A commit in progress holds the lock: both records queue behind it.
+            async with anyio.create_task_group() as tg, journal._commit_lock:
+                tg.start_soon(call, "a")
+                tg.start_soon(call, "b")
+                await anyio.wait_all_tasks_blocked()
+                assert len(journal._pending) == 2
+    # One flush took both records and was refused; the other barrier raised instead of passing.
+    assert set(outcomes) == {"a", "b"}
+    assert all(isinstance(o, LeaseLostError) for o in outcomes.values()), outcomes
+    assert await store.tool_calls(lease.task_id) == []
+
+
+async def test_a_resumed_step_replays_only_the_calls_of_its_current_attempt(store: TaskStore) -> None:
+    """A retried step starts over; if its worker then dies, the takeover replays this attempt's
+    calls, not the failed attempt's (``attempts``: when each running step's attempt started)."""
+    lease = await _executing(store)
+    first = StoreJournal(store, lease, 1, linger=HOUR)
+    async with first.running():
+        await first.step_started("a", resumed=False)
+        old = await first.call_started("a", 1, 0, "x.y", {"attempt": 1}, retry_of=None)
+        await first.call_completed(old, "a", "x.y", ToolResult(text="first"), 0.01)
+    second = StoreJournal(store, lease, 1, linger=HOUR)
+    async with second.running():
+        await second.step_started("a", resumed=False)  # the retried attempt: a new started_at
+        new = await second.call_started("a", 1, 0, "x.y", {"attempt": 2}, retry_of=None)
+    [step] = [s for s in await store.steps(lease.task_id, 1) if s.step_id == "a"]
+    takeover = StoreJournal(store, lease, 1, linger=HOUR, attempts={"a": step.started_at})
+    async with takeover.running():
+        assert [c.id for c in await takeover.prior_calls("a")] == [new]
+    everything = StoreJournal(store, lease, 1, linger=HOUR)
+    async with everything.running():
+        assert [c.id for c in await everything.prior_calls("a")] == [old, new]

@@ -1,4 +1,13 @@
-"""ExecutorAgent: runs an approved plan step by step with an LLM tool-calling loop.
+"""ExecutorAgent: runs an approved plan's steps with an LLM tool-calling loop each.
+
+Steps whose dependencies are complete run concurrently, up to ``max_parallel_steps`` at once
+(``1``: one at a time, in the plan's dependency order). When one step pauses the task (a call in
+doubt, a call at a policy gate, the budget spent), its siblings *stop cleanly*: a tool call already
+sent finishes and its result is recorded, a model call in flight is abandoned (it has no side
+effects; its usage is not recorded), and no new call starts; the paused steps resume later from
+their recorded calls. When one step fails, its siblings are cancelled at once: a tool call in flight
+is cancelled and recorded ``cancelled`` (it may have partly run), the step is recorded
+``cancelled``.
 
 Each step sees only the tools the approved plan version lists for it; a call to anything else is
 refused and recorded. Everything that happens goes to an :class:`ExecutionJournal` *before and
@@ -9,12 +18,14 @@ from the database and never repeats a completed call.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+import anyio
 import structlog
+from anyio.abc import TaskGroup
 
 from agent_runtime.agents import prompts
 from agent_runtime.domain.plan import Plan, PlanStep, execution_order
@@ -70,6 +81,12 @@ class ExecutionJournal(Protocol):
     ) -> str: ...
     async def step_completed(self, step_id: str, output: str) -> None: ...
     async def step_failed(self, step_id: str, error: ServiceError) -> None: ...
+    def call_cancelled(self, call_id: str, step_id: str, tool: str) -> None:
+        """A call in flight was cancelled (a sibling step failed): recorded with the next commit."""
+
+    def step_cancelled(self, step_id: str, reason: str) -> None:
+        """A running step was cancelled (a sibling step failed): recorded with the next commit."""
+
     async def prior_calls(self, step_id: str) -> list[ToolCallRecord]: ...
     async def llm_used(self, step_id: str | None, response: LLMResponse) -> None:
         """Record one model call's usage (tokens, cost) against the task's budget."""
@@ -146,6 +163,47 @@ class StepFailedError(ServiceError):
 class ExecutorLimits:
     max_turns: int
     max_tool_calls: int
+    max_parallel_steps: int = 1
+    """Steps run at once (those whose dependencies are complete); 1: one after another."""
+
+
+PAUSES = (InDoubtError, CallGatedError, BudgetExceededError)
+"""Errors that pause the task (for a person) rather than fail it."""
+
+
+class StepStopped(Exception):
+    """A step stopped at a safe point because a sibling paused the task (internal)."""
+
+
+@dataclass
+class StopSignal:
+    """Asks running steps to stop at their next safe point: before a model call, before a tool
+    call. A model call in flight is abandoned (cancelled); a tool call in flight finishes."""
+
+    requested: bool = False
+    _model_calls: set[anyio.CancelScope] = field(default_factory=set)
+
+    def request(self) -> None:
+        self.requested = True
+        for scope in self._model_calls:
+            scope.cancel()
+
+    def check(self) -> None:
+        if self.requested:
+            raise StepStopped
+
+    @contextmanager
+    def model_call(self) -> Iterator[None]:
+        """Around a model call: abandoned (as :class:`StepStopped`) when a stop is requested."""
+        self.check()
+        with anyio.CancelScope() as scope:
+            self._model_calls.add(scope)
+            try:
+                yield
+            finally:
+                self._model_calls.discard(scope)
+        if scope.cancelled_caught:
+            raise StepStopped
 
 
 class ExecutorAgent:
@@ -176,19 +234,10 @@ class ExecutorAgent:
         tools: StepTools,
         journal: ExecutionJournal,
     ) -> str:
-        """Run every step not yet completed, in dependency order; return the final summary."""
-        for step in execution_order(plan):
-            if step_status.get(step.id) == StepStatus.COMPLETED:
-                continue
-            resumed = step_status.get(step.id) == StepStatus.RUNNING
-            deps = {d: outputs.get(d, "") for d in step.depends_on}
-            with (
-                self._span("agent_runtime.step", step_id=step.id, resumed=resumed),
-                structlog.contextvars.bound_contextvars(step_id=step.id),
-            ):
-                outputs[step.id] = await self.run_step(
-                    prompt=prompt, plan=plan, step=step, deps=deps, tools=tools, journal=journal, resumed=resumed
-                )
+        """Run every step not yet completed, each once its dependencies are; return the final summary."""
+        await self._run_steps(
+            prompt=prompt, plan=plan, step_status=step_status, outputs=outputs, tools=tools, journal=journal
+        )
         journal.check_budget("llm")
         response = await self.llm.generate(
             system=prompts.SUMMARY_SYSTEM,
@@ -197,6 +246,88 @@ class ExecutorAgent:
         )
         await journal.llm_used(None, response)
         return response.text
+
+    async def _run_steps(
+        self,
+        *,
+        prompt: str,
+        plan: Plan,
+        step_status: dict[str, StepStatus],
+        outputs: dict[str, str],
+        tools: StepTools,
+        journal: ExecutionJournal,
+    ) -> None:
+        """The scheduler: start every waiting step whose dependencies are complete (in dependency
+        order, at most ``max_parallel_steps`` at once); on a pause, stop the others cleanly and
+        raise the first pause once all have stopped; on a failure, cancel the others and raise it."""
+        done = {s for s, st in step_status.items() if st == StepStatus.COMPLETED}
+        waiting = [s for s in execution_order(plan) if s.id not in done]
+        if not waiting:
+            return
+        limit = max(1, self.limits.max_parallel_steps)
+        running: set[str] = set()
+        stop = StopSignal()
+        pause: ServiceError | None = None
+        failure: Exception | None = None
+        send, receive = anyio.create_memory_object_stream[tuple[str, Exception | None]](len(waiting))
+
+        async def one(step: PlanStep) -> None:
+            resumed = step_status.get(step.id) == StepStatus.RUNNING
+            deps = {d: outputs.get(d, "") for d in step.depends_on}
+            error: Exception | None = None
+            with (
+                self._span("agent_runtime.step", step_id=step.id, resumed=resumed),
+                structlog.contextvars.bound_contextvars(step_id=step.id),
+            ):
+                try:
+                    outputs[step.id] = await self.run_step(
+                        prompt=prompt,
+                        plan=plan,
+                        step=step,
+                        deps=deps,
+                        tools=tools,
+                        journal=journal,
+                        resumed=resumed,
+                        stop=stop,
+                    )
+                except anyio.get_cancelled_exc_class():
+                    journal.step_cancelled(step.id, "cancelled: another step of the task failed")
+                    raise
+                except Exception as exc:
+                    error = exc
+            send.send_nowait((step.id, error))
+
+        def launch(tg: TaskGroup) -> None:
+            for step in list(waiting):
+                if len(running) >= limit:
+                    return
+                if set(step.depends_on) <= done:
+                    waiting.remove(step)
+                    running.add(step.id)
+                    tg.start_soon(one, step, name=f"step {step.id}")
+
+        async with send, receive, anyio.create_task_group() as tg:
+            launch(tg)
+            while running:
+                step_id, error = await receive.receive()
+                running.discard(step_id)
+                if error is None:
+                    done.add(step_id)
+                    if not stop.requested:
+                        launch(tg)
+                elif isinstance(error, StepStopped):
+                    continue
+                elif isinstance(error, PAUSES):
+                    pause = pause or error
+                    stop.request()
+                else:
+                    failure = error
+                    tg.cancel_scope.cancel()
+                    break
+        if failure is not None:
+            raise failure
+        if pause is not None:
+            raise pause
 
     async def run_step(
         self,
@@ -208,7 +339,11 @@ class ExecutorAgent:
         tools: StepTools,
         journal: ExecutionJournal,
         resumed: bool,
+        stop: StopSignal | None = None,
     ) -> str:
+        """Run one step to its output. ``stop``: raise :class:`StepStopped` at the next safe point
+        once a sibling asks (see :class:`StopSignal`)."""
+        stop = stop or StopSignal()
         await journal.step_started(step.id, resumed=resumed)
         tools.new_step()
         failed = {s: err for s, err in tools.failed_servers().items() if any(t.startswith(s + ".") for t in step.tools)}
@@ -236,9 +371,10 @@ class ExecutorAgent:
                     step, journal, f"step {step.id} did not finish within {self.limits.max_turns} turns"
                 )
             journal.check_budget("llm")
-            response = await self.llm.generate(
-                system=prompts.EXECUTOR_SYSTEM, messages=messages, tools=specs, on_text_delta=on_delta
-            )
+            with stop.model_call():
+                response = await self.llm.generate(
+                    system=prompts.EXECUTOR_SYSTEM, messages=messages, tools=specs, on_text_delta=on_delta
+                )
             await journal.llm_used(step.id, response)
             if not response.tool_calls:
                 await journal.step_completed(step.id, response.text)
@@ -248,6 +384,8 @@ class ExecutorAgent:
             journal.check_budget("tool", calls=sum(1 for r in response.tool_calls if r.name in allowed))
             messages.append(Message(role="assistant", content=response.text, tool_calls=response.tool_calls))
             for index, request in enumerate(response.tool_calls):
+                # A sibling paused the task: the rest of this turn is asked for again on resume.
+                stop.check()
                 if request.name in allowed:
                     calls_made += 1
                     if calls_made > self.limits.max_tool_calls:
@@ -293,6 +431,9 @@ class ExecutorAgent:
         try:
             with self._span("agent_runtime.tool_call", tool=request.name, step_id=step.id, call_id=call_id):
                 result = await tools.call(request.name, request.arguments, on_progress=on_progress)
+        except anyio.get_cancelled_exc_class():
+            journal.call_cancelled(call_id, step.id, request.name)
+            raise
         except (ToolServerError, ToolTimeoutError, ToolNotAllowedError) as exc:
             await journal.call_failed(call_id, step.id, request.name, exc, time.perf_counter() - started)
             if exc.details.get("restart_budget_exhausted"):
@@ -360,9 +501,7 @@ class ExecutorAgent:
         tool = str(decision.get("tool", call.tool_name))
         arguments = decision.get("arguments", call.arguments)
         made = ToolCallRequest(id=request.id, name=tool, arguments=dict(arguments))
-        message = await self._call(
-            step, turn, call.call_index, made, set(step.tools), tools, journal, retry_of=call.id
-        )
+        message = await self._call(step, turn, call.call_index, made, set(step.tools), tools, journal, retry_of=call.id)
         if decision.get("decision") == "edit":
             note = f"[an approver changed this call to {tool} with arguments {arguments}] "
             message = Message(

@@ -21,6 +21,7 @@ from agent_runtime.schemas import PlanVersionOut as PlanVersionOut
 from agent_runtime.schemas import RaiseBudget as RaiseBudget
 from agent_runtime.schemas import Reject as Reject
 from agent_runtime.schemas import Resolve as Resolve
+from agent_runtime.schemas import Retry as Retry
 from agent_runtime.schemas import Revise as Revise
 from agent_runtime.schemas import StepOut as StepOut
 from agent_runtime.schemas import SubmitTask as SubmitTask

@@ -161,6 +161,17 @@ async def resolve(task_id: TaskId, body: s.Resolve, request: Request) -> s.TaskO
     )
 
 
+@router.post(
+    "/{task_id}/retry",
+    response_model=s.TaskOut,
+    summary="Run a failed task again from where it failed, under the same approved plan version",
+    openapi_extra=DECIDE,
+)
+async def retry(task_id: TaskId, request: Request, body: s.Retry | None = None) -> s.TaskOut:
+    tasks = tasks_of(request)
+    return await _answer(tasks, await tasks.retry(task_id, principal=acting(request, body.actor if body else None)))
+
+
 CALL_ID = r"^call_[0-9a-f]{24}$"
 CallId = Annotated[str, Path(pattern=CALL_ID, description="The gated tool call's id")]
 

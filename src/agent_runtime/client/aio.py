@@ -128,6 +128,11 @@ class AsyncClient:
             calls.decide_call(task_id, call_id, decision, reason=reason, tool=tool, arguments=arguments)
         )
 
+    async def retry(self, task_id: str) -> TaskOut:
+        """Run a failed task again from where it failed, under the same approved plan version:
+        completed steps keep their outputs; the failed step and those after it run again."""
+        return await self.call(calls.retry(task_id))
+
     async def raise_budget(self, task_id: str, **limits: float) -> TaskOut:
         """Raise the limits of a task paused by its budget (``tool_calls=10``, ``cost_usd=2.5``, …)."""
         return await self.call(calls.raise_budget(task_id, **limits))

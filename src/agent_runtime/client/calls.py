@@ -92,6 +92,11 @@ def resolve(
     return Call("POST", _task(task_id, "/resolve"), TaskOut.model_validate, json=body)
 
 
+def retry(task_id: str) -> Call[TaskOut]:
+    """Run a failed task again from where it failed (``POST …/retry``)."""
+    return Call("POST", _task(task_id, "/retry"), TaskOut.model_validate)
+
+
 def stream_path(task_id: str) -> str:
     return _task(task_id, "/stream")
 

@@ -28,6 +28,7 @@ STATUS_EVENTS: frozenset[str] = frozenset(
         "task_resumed",
         "needs_attention",
         "attention_resolved",
+        "task_retried",
         *TERMINAL_EVENTS,
     }
 )

@@ -125,6 +125,11 @@ class Client:
         """Decide a tool call stopped at a policy gate (an edit names new arguments and/or tool)."""
         return self.call(calls.decide_call(task_id, call_id, decision, reason=reason, tool=tool, arguments=arguments))
 
+    def retry(self, task_id: str) -> TaskOut:
+        """Run a failed task again from where it failed, under the same approved plan version:
+        completed steps keep their outputs; the failed step and those after it run again."""
+        return self.call(calls.retry(task_id))
+
     def raise_budget(self, task_id: str, **limits: float) -> TaskOut:
         """Raise the limits of a task paused by its budget (``tool_calls=10``, ``cost_usd=2.5``, …)."""
         return self.call(calls.raise_budget(task_id, **limits))

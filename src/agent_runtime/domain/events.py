@@ -46,6 +46,7 @@ class EventType(StrEnum):
     TOOL_CALL_IN_DOUBT = "tool_call_in_doubt"
     NEEDS_ATTENTION = "needs_attention"
     ATTENTION_RESOLVED = "attention_resolved"
+    TASK_RETRIED = "task_retried"
     STEP_COMPLETED = "step_completed"
     STEP_FAILED = "step_failed"
     TASK_COMPLETED = "task_completed"
@@ -360,6 +361,16 @@ class AttentionResolved(_Record):
     actor: str | None
 
 
+class TaskRetried(_Record):
+    """An operator retried a failed task from where it failed (``POST …/retry``): the task is
+    ``approved`` again under the same plan version; ``steps`` run again, the others keep their outputs."""
+
+    type: Literal["task_retried"] = "task_retried"
+    plan_version: int
+    steps: list[str]
+    actor: str | None
+
+
 class StepCompleted(_Record):
     """A step's final answer."""
 
@@ -491,6 +502,7 @@ TaskEvent = Annotated[
     | ToolCallInDoubt
     | NeedsAttention
     | AttentionResolved
+    | TaskRetried
     | StepCompleted
     | StepFailed
     | TaskCompleted

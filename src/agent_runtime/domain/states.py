@@ -64,15 +64,17 @@ TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     S.EXECUTING: frozenset({S.COMPLETED, S.FAILED, S.NEEDS_ATTENTION, S.CANCELLED}),
     S.NEEDS_ATTENTION: frozenset({S.APPROVED, S.FAILED, S.CANCELLED}),
     S.COMPLETED: frozenset(),
-    S.FAILED: frozenset(),
+    S.FAILED: frozenset({S.APPROVED}),
     S.REJECTED: frozenset(),
     S.CANCELLED: frozenset(),
 }
 """Allowed ``from → to`` changes. ``awaiting_approval → awaiting_approval`` is an operator edit
 (a new plan version); ``awaiting_approval → queued`` is a revision request. ``queued`` and
-``approved`` may fail directly when a worker cannot even start on them."""
+``approved`` may fail directly when a worker cannot even start on them. ``failed → approved`` is a
+retry from where execution failed (``POST /v1/tasks/{id}/retry``): the only way out of a final state."""
 
 TERMINAL: frozenset[TaskStatus] = frozenset({S.COMPLETED, S.FAILED, S.REJECTED, S.CANCELLED})
+"""Final states: the task's stream ends there. ``failed`` is final unless an operator retries it."""
 
 CLAIMABLE: frozenset[TaskStatus] = frozenset({S.QUEUED, S.PLANNING, S.APPROVED, S.EXECUTING})
 """States a worker can claim. ``planning``/``executing`` are claimable only once their lease expired."""

@@ -109,6 +109,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--tool", help="with edit: call this tool instead (the step must allow it)")
     p.add_argument("--arguments", metavar="JSON", help="with edit: the arguments to call it with")
 
+    p = _leaf(verbs, "retry", "commands:retry", "run a failed task again from where it failed", common)
+    p.add_argument("task")
+    _wait_options(p, "follow the task until it settles again")
+
     p = _leaf(verbs, "budget", "commands:budget", "raise the budget of a task paused by it", common)
     p.add_argument("task")
     p.add_argument("--input-tokens", type=int)

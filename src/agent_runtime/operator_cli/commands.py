@@ -142,6 +142,13 @@ def decide(client: Client, args: argparse.Namespace, out: Output) -> int:
     return _answer(out, task, f"{call_id}: {args.decision}")
 
 
+def retry(client: Client, args: argparse.Namespace, out: Output) -> int:
+    task = client.retry(args.task)
+    if args.wait:
+        return _settle(client, task, args.timeout, out)
+    return _answer(out, task, "retried from where it failed")
+
+
 def budget(client: Client, args: argparse.Namespace, out: Output) -> int:
     limits = {
         name: value

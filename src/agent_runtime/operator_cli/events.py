@@ -98,6 +98,8 @@ def describe(event: EventOut) -> str:
             return f"{d.get('kind')} approval expired: {d.get('action')} (rule {d.get('rule')})"
         case "budget_exceeded":
             return f"{d.get('limit')} budget spent: {d.get('spent')}"
+        case "task_retried":
+            return f"version {d.get('plan_version')} by {d.get('actor')}: runs again {', '.join(d.get('steps') or [])}"
         case "attention_resolved":
             return f"{d.get('tool_call_id', '')} {d.get('action', '')}".strip()
         case "step_completed":

@@ -214,6 +214,7 @@ class TaskJobs:
             budget=task.budget,
             price=gov.price if gov is not None else None,
             model=self.executor_llm.model,
+            attempts={s.step_id: s.started_at for s in steps if s.status == StepStatus.RUNNING},
         )
         resumed = any(s.status != StepStatus.PENDING for s in steps)
 
@@ -240,6 +241,7 @@ class TaskJobs:
             limits=ExecutorLimits(
                 max_turns=self.settings.limits.max_turns_per_step,
                 max_tool_calls=self.settings.limits.max_tool_calls_per_step,
+                max_parallel_steps=self.settings.limits.max_parallel_steps,
             ),
         )
 

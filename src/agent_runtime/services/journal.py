@@ -15,6 +15,13 @@ one transaction. Only a write-ahead record waits for its commit:
 
 Records are committed in the order they were made, so events keep their order. All writes are
 fenced by the worker's lease: a worker that lost the task cannot record anything.
+
+Steps running in parallel share one journal. Each record is appended synchronously (no await
+between making it and queueing it), and a flush takes the whole queue under one lock, so a barrier
+returns only once its own record is durable, whoever's flush wrote it: a flush that fails marks the
+journal failed, and every later barrier raises, so no step runs a tool after its write-ahead record
+was lost with another step's commit. Streamed text is buffered per step and written as one event per
+~256 characters or 50 ms of that step.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 import anyio
@@ -63,6 +72,19 @@ USAGE_KEYS = ("input_tokens", "output_tokens", "cost_usd", "tool_calls", "wall_s
 """What a task spends (``tasks.usage``) and what a budget may limit (``tasks.budget``)."""
 
 
+def _emit(event: TextDelta) -> Record:
+    return lambda tx: tx.emit(event)
+
+
+@dataclass
+class _Delta:
+    """A step's streamed text not yet written."""
+
+    since: float
+    parts: list[str] = field(default_factory=list)
+    chars: int = 0
+
+
 class StoreJournal:
     """Implements ``agents.executor.ExecutionJournal`` over the task store.
 
@@ -82,8 +104,11 @@ class StoreJournal:
         budget: dict[str, float] | None = None,
         price: Pricer | None = None,
         model: str = "",
+        attempts: dict[str, datetime | None] | None = None,
     ) -> None:
         self.store = store
+        self._attempts = dict(attempts or {})
+        """step id -> when its current attempt started (a retried step's earlier calls are older)."""
         self.lease = lease
         self.plan_version = plan_version
         self.metrics = metrics
@@ -105,10 +130,7 @@ class StoreJournal:
         self._failure: BaseException | None = None
         # Progress notifications arrive as their own tasks: drop any that come after the call's result.
         self._finished_calls: set[str] = set()
-        self._delta: list[str] = []
-        self._delta_chars = 0
-        self._delta_since = 0.0
-        self._delta_step: str | None = None
+        self._delta: dict[str, _Delta] = {}
 
     # -- group commit -----------------------------------------------------------------------------
 
@@ -160,9 +182,17 @@ class StoreJournal:
                 return
             records, self._pending = self._pending, []
             self._has_pending = anyio.Event()
-            async with self.store.transaction(self.lease.task_id, self.lease) as tx:
-                for record in records:
-                    record(tx)
+            try:
+                # A commit that began finishes even if the step that started it is cancelled: it
+                # carries other steps' records too.
+                with anyio.CancelScope(shield=True):
+                    async with self.store.transaction(self.lease.task_id, self.lease) as tx:
+                        for record in records:
+                            record(tx)
+            except Exception as exc:
+                # The records are lost: a barrier whose record was among them must not pass.
+                self._failure = exc
+                raise
             self.commits += 1
 
     async def commit(self, record: Record) -> None:
@@ -185,24 +215,20 @@ class StoreJournal:
         self.stage(record)
 
     async def text_delta(self, step_id: str, text: str) -> None:
-        """Buffer streamed text; it becomes one event per ~256 characters or 50 ms, and always
-        before any other record, so the stream stays live without an event per token."""
-        if self._delta_step not in (None, step_id):
-            self._take_text()
-        if not self._delta:
-            self._delta_since = time.monotonic()
-        self._delta_step = step_id
-        self._delta.append(text)
-        self._delta_chars += len(text)
-        if self._delta_chars >= DELTA_CHARS or time.monotonic() - self._delta_since >= DELTA_SECONDS:
+        """Buffer streamed text; it becomes one event per ~256 characters or 50 ms of a step, and
+        always before any other record, so the stream stays live without an event per token."""
+        buffer = self._delta.get(step_id)
+        if buffer is None:
+            buffer = self._delta[step_id] = _Delta(since=time.monotonic())
+        buffer.parts.append(text)
+        buffer.chars += len(text)
+        if buffer.chars >= DELTA_CHARS or time.monotonic() - buffer.since >= DELTA_SECONDS:
             self._take_text()
 
     def _take_text(self) -> None:
-        if not self._delta or self._delta_step is None:
-            return
-        event = TextDelta(step_id=self._delta_step, text="".join(self._delta))
-        self._delta, self._delta_chars, self._delta_step = [], 0, None
-        self._append(lambda tx: tx.emit(event))
+        for step_id, buffer in self._delta.items():
+            self._append(_emit(TextDelta(step_id=step_id, text="".join(buffer.parts))))
+        self._delta.clear()
 
     async def call_started(
         self, step_id: str, turn: int, index: int, tool: str, arguments: dict[str, Any], *, retry_of: str | None
@@ -414,10 +440,41 @@ class StoreJournal:
         await self.commit(record)
         self._observe_step(step_id, "failed")
 
+    def call_cancelled(self, call_id: str, step_id: str, tool: str) -> None:
+        self._finished_calls.add(call_id)
+
+        def record(tx: TaskTx) -> None:
+            tx.update_tool_call(
+                call_id, status=ToolCallStatus.CANCELLED, result={"error": "cancelled"}, finished_at=tx.now
+            )
+            tx.emit(
+                ToolCallFailed(
+                    call_id=call_id,
+                    step_id=step_id,
+                    tool=tool,
+                    code="cancelled",
+                    error="cancelled in flight: another step of the task failed (it may have partly run)",
+                )
+            )
+
+        self.stage(record)
+        self._observe(tool, "cancelled", 0.0)
+
+    def step_cancelled(self, step_id: str, reason: str) -> None:
+        body = {"code": "cancelled", "message": reason}
+
+        def record(tx: TaskTx) -> None:
+            tx.update_step(self.plan_version, step_id, status=StepStatus.CANCELLED, error=body, finished_at=tx.now)
+            tx.emit(StepFailed(step_id=step_id, error=ErrorBody.model_validate(body)))
+
+        self.stage(record)
+        self._observe_step(step_id, "cancelled")
+
     async def prior_calls(self, step_id: str) -> list[ToolCallRecord]:
         await self.flush()  # read our own writes: calls marked in doubt at the start of this run
         calls = await self.store.tool_calls(self.lease.task_id, step_id)
-        return [c for c in calls if c.plan_version == self.plan_version]
+        since = self._attempts.get(step_id)
+        return [c for c in calls if c.plan_version == self.plan_version and (since is None or c.started_at >= since)]
 
     def _observe_step(self, step_id: str, outcome: str) -> None:
         started = self._step_started.pop(step_id, None)

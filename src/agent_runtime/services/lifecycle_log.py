@@ -38,6 +38,7 @@ LIFECYCLE: dict[str, tuple[str, tuple[str, ...]]] = {
     "step_failed": ("step_finished", ("step_id",)),
     "needs_attention": ("task_needs_attention", ("step_id", "tool", "tool_call_id")),
     "attention_resolved": ("attention_resolved", ("tool_call_id", "action", "actor")),
+    "task_retried": ("task_retried", ("plan_version", "actor")),
     "task_completed": ("task_completed", ()),
     "task_failed": ("task_failed", ()),
     "task_cancelled": ("task_cancelled", ("previous_status", "actor")),

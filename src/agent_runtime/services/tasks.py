@@ -31,6 +31,7 @@ from agent_runtime.domain.events import (
     TaskCancelled,
     TaskFailed,
     TaskRejected,
+    TaskRetried,
 )
 from agent_runtime.domain.identity import Permission, Principal, unauthenticated
 from agent_runtime.domain.plan import Plan, check_plan
@@ -400,6 +401,39 @@ class TaskService:
                     tx.update_tool_call(tool_call_id, result={"operator_retry": True})
                 tx.transition(TaskStatus.APPROVED)
                 tx.emit(resolved)
+        return tx.task
+
+    async def retry(self, task_id: str, actor: str | None = None, *, principal: Principal | None = None) -> TaskRecord:
+        """Run a failed task again from where it failed, under the same approved plan version:
+        completed steps keep their outputs; failed, cancelled and skipped steps run again (from the
+        start of their conversation). 409 with the current state unless the task is ``failed`` with
+        an approved plan version (a task that failed in planning has none: submit it again)."""
+        who = allowed(principal or unauthenticated(actor), Permission.DECIDE)
+        task = await self.get(task_id, who)
+        self._require(task, TaskStatus.FAILED, "retry")
+        version = task.approved_plan_version
+        if version is None:
+            raise InvalidStateError(
+                "cannot retry: the task failed before a plan version was approved",
+                details={"current_status": task.status.value, "current_plan_version": task.current_plan_version},
+            )
+        # A failed task has no worker: its steps cannot change before the transaction below.
+        again = [s.step_id for s in await self.store.steps(task_id, version) if s.status != StepStatus.COMPLETED]
+        async with self._commands.transaction(task_id) as tx:
+            visible(tx.task, who)
+            self._require(tx.task, TaskStatus.FAILED, "retry")
+            rerun = {StepStatus.FAILED, StepStatus.CANCELLED, StepStatus.SKIPPED, StepStatus.RUNNING}
+            tx.update_steps_where(version, rerun, status=StepStatus.PENDING, error=None, finished_at=None)
+            # Nothing of the failed run is left in flight: a takeover must not see these as in doubt.
+            tx.update_tool_calls_where(
+                {ToolCallStatus.STARTED, ToolCallStatus.IN_DOUBT, ToolCallStatus.AWAITING_DECISION},
+                status=ToolCallStatus.CANCELLED,
+                finished_at=tx.now,
+            )
+            tx.transition(
+                TaskStatus.APPROVED, action="retry", error=None, finished_at=None, gate=None, gate_expires_at=None
+            )
+            tx.emit(TaskRetried(plan_version=version, steps=again, actor=who.subject))
         return tx.task
 
     # -- helpers --------------------------------------------------------------------------------
