@@ -302,3 +302,9 @@ def test_a_missing_key_is_a_config_error_naming_the_variable(provider: Any, vari
     for key in (None, SecretStr("")):
         with pytest.raises(ConfigError, match=variable):
             build_llm_client(resolved_for(provider, api_key=key))
+
+
+async def test_a_then_makes_a_step_wait_for_the_one_before_and_separate_sentences_are_independent() -> None:
+    plan = await _plan("Read the notes file, then write a summary into summary.txt. What time is it in Tokyo?")
+    assert [(s.id, s.depends_on) for s in plan.steps] == [("step-1", []), ("step-2", ["step-1"]), ("step-3", [])]
+    assert check_plan(plan, known_tools={t.name for t in TOOLS}, max_steps=12) == []

@@ -134,19 +134,26 @@ class OfflineTestModel(base.LLMClient):
 
     def _plan(self, filler: SchemaFiller, steps_key: str, tools: list[ToolSpec]) -> dict[str, Any]:
         steps_schema = filler.resolve(filler.resolve(filler.root)["properties"][steps_key])
-        sentences = split_sentences(filler.text)[: self.max_steps] or ["Complete the request"]
-        sentences += sentences[-1:] * (int(steps_schema.get("minItems", 1)) - len(sentences))
-        sentences = sentences[: int(steps_schema.get("maxItems", len(sentences)))]
+        parts = split_steps(filler.text)[: self.max_steps] or [("Complete the request", False)]
+        parts += [(parts[-1][0], True)] * (int(steps_schema.get("minItems", 1)) - len(parts))
+        parts = parts[: int(steps_schema.get("maxItems", len(parts)))]
         item = filler.resolve(steps_schema.get("items"))
         data: dict[str, Any] = filler.fill(filler.root, skip=frozenset({steps_key}))
-        data[steps_key] = [self._step(filler, item, i, s, pick_tools(s, tools)) for i, s in enumerate(sentences)]
+        data[steps_key] = [
+            self._step(filler, item, i, sentence, pick_tools(sentence, tools), follows)
+            for i, (sentence, follows) in enumerate(parts)
+        ]
         return data
 
     @staticmethod
-    def _step(filler: SchemaFiller, item: dict[str, Any], index: int, sentence: str, tools: list[str]) -> Any:
+    def _step(
+        filler: SchemaFiller, item: dict[str, Any], index: int, sentence: str, tools: list[str], follows: bool
+    ) -> Any:
         props: dict[str, Any] = item.get("properties", {})
         instruction_key = next((k for k in INSTRUCTION_KEYS for p in props if p.lower() == k), None)
         step_filler = SchemaFiller(filler.root, text=sentence, all_fields=True)
+        id_key = next((k for k in props if k.lower() in ID_KEYS), None)
+        kind_of_ids = filler.resolve(props[id_key]).get("type") if id_key else None
         step: dict[str, Any] = {}
         for key, prop in props.items():
             lowered, kind = key.lower(), filler.resolve(prop).get("type")
@@ -155,8 +162,8 @@ class OfflineTestModel(base.LLMClient):
                 preferred = tools[: int(filler.resolve(prop).get("maxItems", len(tools)))]
             elif lowered == instruction_key:
                 preferred = sentence
-            elif lowered in DEPENDS_KEYS:
-                preferred = []
+            elif lowered in DEPENDS_KEYS:  # "…, then …": after the step before; else independent
+                preferred = [index if kind_of_ids == "integer" else f"step-{index}"] if follows else []
             elif lowered in TITLE_KEYS:
                 preferred = make_title(sentence)
             elif lowered in ID_KEYS:
@@ -323,14 +330,21 @@ def focus(text: str, *preferred: str, fallback: bool = True) -> str:
     return text.strip() if fallback else ""
 
 
-def split_sentences(text: str) -> list[str]:
-    """Lines and sentences of ``text``, without list bullets or numbering, skipping JSON."""
-    out: list[str] = []
+def split_steps(text: str) -> list[tuple[str, bool]]:
+    """Lines and sentences of ``text`` (without list bullets or numbering, skipping JSON), each with
+    whether it follows on from the one before: a part after
+    "…, then …" (or a sentence starting with "Then") depends on it; separate sentences do not, so
+    a request with independent parts gives steps that may run side by side."""
+    out: list[tuple[str, bool]] = []
     for raw in text.splitlines():
         line = re.sub(r"^\s*(?:[-*\u2022]|\d+[.)])\s+", "", raw).strip()
-        if "{" not in line:
-            parts = re.split(r"(?<=[.!?;])\s+|,?\s+(?:and\s+)?then\s+", line, flags=re.IGNORECASE)
-            out.extend(s.strip()[:1].upper() + s.strip()[1:] for s in parts if len(s.strip()) > 1)
+        if "{" in line:
+            continue
+        for sentence in re.split(r"(?<=[.!?;])\s+", line):
+            parts = [p.strip() for p in re.split(r",?\s+(?:and\s+)?then\s+", sentence, flags=re.IGNORECASE)]
+            for n, part in enumerate(p for p in parts if len(p) > 1):
+                follows = n > 0 or part.lower().startswith("then ")
+                out.append((part[:1].upper() + part[1:], follows and bool(out)))
     return out
 
 
