@@ -8,11 +8,11 @@ example MCP server over stdio whose own call record proves what ran.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -112,7 +112,7 @@ async def test_a_call_gate_survives_kill_9_and_is_decided_on_the_restarted_servi
 async def test_an_expiry_fires_once_across_two_replicas(tmp_path: Path, llm_root: str, pg_url: str) -> None:
     config, _log = _config(tmp_path, pg_url, EXPIRING)
     # PostgreSQL is migrated by the operator, not by the replicas (database.auto_migrate's default there).
-    subprocess.run([str(AGENT_RUNTIME), "migrate", "--config", str(config)], check=True, capture_output=True)
+    await anyio.run_process([str(AGENT_RUNTIME), "migrate", "--config", str(config)], check=True)
     replicas = [
         ServiceProcess(config, llm_root=llm_root, log_path=tmp_path / f"service-{i}.log").start() for i in (1, 2)
     ]
