@@ -98,7 +98,8 @@ async def test_watch_stops_where_a_decision_is_needed_unless_told_to_go_on(tmp_p
         stopped = await cli("tasks", "watch", task["id"])
         assert stopped.code == 4
         assert "approval_required plan v1 waits for approval" in stopped.out.splitlines()[-1]
-        again = await cli("tasks", "watch", task["id"], "--after", "4")  # nothing new: ends at once
+        last = (await cli("tasks", "show", task["id"], "--json")).json()["last_event_seq"]
+        again = await cli("tasks", "watch", task["id"], "--after", str(last))  # nothing new: ends at once
         assert again.code == 4 and again.out == ""
 
         revised = await cli("tasks", "revise", task["id"], "Also add 2 and 3.", "--wait")
