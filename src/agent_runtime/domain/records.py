@@ -113,7 +113,8 @@ class StepUsage:
     """What one completed step of a finished task spent (the history plan estimates learn from)."""
 
     tools: frozenset[str]
+    """The tools the step was allowed to call (its plan step's ``tools``)."""
     input_tokens: int
     output_tokens: int
     wall_seconds: float
-    tool_calls: int
+    tool_calls: int = 0

@@ -25,6 +25,7 @@ from statistics import fmean
 from typing import Literal, Protocol
 
 from agent_runtime.domain.plan import Plan, PlanStep
+from agent_runtime.domain.records import StepUsage
 from agent_runtime.policy.pricing import PriceTable
 
 HEURISTIC_BASE_INPUT = 1_500
@@ -47,16 +48,8 @@ class TokenCounts(Protocol):
     def output_tokens(self) -> int: ...
 
 
-@dataclass(frozen=True, slots=True)
-class StepSample:
-    """What one finished step spent, from history."""
-
-    tools: frozenset[str]
-    """The tools the step was allowed to call (its plan step's ``tools``)."""
-    input_tokens: int
-    output_tokens: int
-    wall_seconds: float
-    tool_calls: int = 0
+StepSample = StepUsage
+"""What one finished step spent, from history (the store reads it: ``TaskStore.step_history``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,9 +170,7 @@ class Governance:
         except Exception as exc:
             log.warning("estimate_history_unavailable", error=f"{type(exc).__name__}: {exc}")
             return self._history
-        self._history = [
-            StepSample(s.tools, s.input_tokens, s.output_tokens, s.wall_seconds, s.tool_calls) for s in found
-        ]
+        self._history = found
         self._history_read = time.monotonic()
         return self._history
 

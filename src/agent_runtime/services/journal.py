@@ -321,18 +321,10 @@ class StoreJournal:
         self, step_id: str, turn: int, index: int, tool: str, arguments: dict[str, Any], reason: str
     ) -> None:
         call_id = new_id("call")
+        add = _unsent_call(call_id, step_id, turn, index, tool, arguments, ToolCallStatus.REFUSED, {"reason": reason})
 
         def record(tx: TaskTx) -> None:
-            tx.add_tool_call(
-                call_id=call_id,
-                step_id=step_id,
-                turn=turn,
-                call_index=index,
-                tool_name=tool,
-                arguments=arguments,
-                status=ToolCallStatus.REFUSED,
-                result={"reason": reason},
-            )
+            add(tx)
             tx.emit(ToolCallRefused(call_id=call_id, step_id=step_id, tool=tool, reason=reason))
 
         self.stage(record)
@@ -345,20 +337,8 @@ class StoreJournal:
         ``services.jobs``), committing this record with the pause."""
         call_id = new_id("call")
         gate = {"rule": check.rule, "roles": list(check.roles), "on_expiry": check.on_expiry}
-
-        def record(tx: TaskTx) -> None:
-            tx.add_tool_call(
-                call_id=call_id,
-                step_id=step_id,
-                turn=turn,
-                call_index=index,
-                tool_name=tool,
-                arguments=arguments,
-                status=ToolCallStatus.AWAITING_DECISION,
-                result={"gate": gate},
-            )
-
-        self.stage(record)
+        status = ToolCallStatus.AWAITING_DECISION
+        self.stage(_unsent_call(call_id, step_id, turn, index, tool, arguments, status, {"gate": gate}))
         return call_id
 
     async def llm_used(self, step_id: str | None, response: LLMResponse) -> None:
@@ -489,3 +469,30 @@ class StoreJournal:
         except ValueError:
             server, name = "unknown", tool
         self.metrics.tool_call(server, name, outcome, seconds)
+
+
+def _unsent_call(
+    call_id: str,
+    step_id: str,
+    turn: int,
+    index: int,
+    tool: str,
+    arguments: dict[str, Any],
+    status: ToolCallStatus,
+    result: dict[str, Any],
+) -> Record:
+    """The record of a call that was not sent (refused, or stopped at a policy gate)."""
+
+    def record(tx: TaskTx) -> None:
+        tx.add_tool_call(
+            call_id=call_id,
+            step_id=step_id,
+            turn=turn,
+            call_index=index,
+            tool_name=tool,
+            arguments=arguments,
+            status=status,
+            result=result,
+        )
+
+    return record
