@@ -6,8 +6,9 @@ task's tenant and from another tenant, on a task the caller submitted and on som
 the table does not list, so a new route cannot ship without a decided access rule.
 
 Callers are always the subject ``carol``: in tenant ``acme`` (the tasks' tenant) or ``globex``.
-"Own" tasks were submitted by carol@acme, "other" tasks by dave@acme. Mutating routes get a fresh
-task per cell, so no cell sees another cell's effect.
+"Own" tasks were submitted by carol@acme, "other" tasks by dave@acme. A cell of a mutating route
+that is expected to succeed gets a fresh task, so no cell sees another cell's effect; cells expected
+to be refused (401, 403, 404, 409) change nothing and share two tasks waiting for approval.
 
 Cell codes: a status, or ``403s`` (403 ``self_approval_forbidden``), ``404c`` (404 naming the
 tool call: the caller may see the task, which has no such call), ``404a`` (404 naming the artifact:
@@ -245,7 +246,9 @@ async def _run_matrix(world: World) -> tuple[list[str], int]:
                 key = None if role == "none" else world.keys[(role, tenant)]
                 target = path
                 if "{task_id}" in path:
-                    if mutating:  # a fresh task per cell: no cell sees another's effect
+                    if mutating and expected.startswith("2"):
+                        # A cell that changes its task gets a fresh one, so no cell sees another's
+                        # effect; a refused call changes nothing and uses the shared task.
                         submitter = world.owner if owner == "own" else world.other
                         task_id = await submit_as(live, submitter, f"Echo {role} {tenant} {owner}.")
                     else:
