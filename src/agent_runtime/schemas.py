@@ -44,6 +44,8 @@ JsonObject = Annotated[
 """Free-form JSON a database can hold and give back: finite numbers, bounded depth, storable text."""
 Version = Annotated[int, Field(ge=1, le=2**31 - 1), BeforeValidator(whole_number)]
 """A plan version: a JSON integer (``3`` or ``3.0``), never a string or a boolean."""
+Count = Annotated[int, Field(ge=1), BeforeValidator(whole_number)]
+"""A positive count: a JSON integer (``3`` or ``3.0``), never a string or a boolean."""
 
 PLAN_LIMITS = {"summary": 4_000, "title": 200, "instruction": 20_000, "tool": 200, "tools": 64, "depends_on": 64}
 """Per-field limits of an edited plan (README, limits table); longer values get 422."""
@@ -150,10 +152,10 @@ class RaiseBudget(_In):
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"minProperties": 1})
 
     # Absent means unchanged; null is not a limit (the schema says so: integer or number only).
-    input_tokens: int = Field(default=None, ge=1)  # type: ignore[assignment]
-    output_tokens: int = Field(default=None, ge=1)  # type: ignore[assignment]
+    input_tokens: Count = Field(default=None)  # type: ignore[assignment]
+    output_tokens: Count = Field(default=None)  # type: ignore[assignment]
     cost_usd: float = Field(default=None, gt=0, allow_inf_nan=False)  # type: ignore[assignment]
-    tool_calls: int = Field(default=None, ge=1)  # type: ignore[assignment]
+    tool_calls: Count = Field(default=None)  # type: ignore[assignment]
     wall_seconds: float = Field(default=None, gt=0, allow_inf_nan=False)  # type: ignore[assignment]
 
     @model_validator(mode="after")
