@@ -36,16 +36,23 @@ def _plan(i: int) -> dict[str, Any]:
     return {
         "summary": f"task {i}",
         "steps": [
+            # One after another: a kill lands in the wait with the steps before it completed.
             {"id": "s1", "title": "add", "instruction": f"add {i}", "tools": ["example.add"], "depends_on": []},
             {
                 "id": "s2",
                 "title": "note",
                 "instruction": f"note {i}",
                 "tools": ["example.write_note"],
-                "depends_on": [],
+                "depends_on": ["s1"],
             },
-            {"id": "s3", "title": "wait", "instruction": f"wait {i}", "tools": [f"{server}.wait"], "depends_on": []},
-            {"id": "s4", "title": "echo", "instruction": f"echo {i}", "tools": ["example.echo"], "depends_on": []},
+            {
+                "id": "s3",
+                "title": "wait",
+                "instruction": f"wait {i}",
+                "tools": [f"{server}.wait"],
+                "depends_on": ["s2"],
+            },
+            {"id": "s4", "title": "echo", "instruction": f"echo {i}", "tools": ["example.echo"], "depends_on": ["s3"]},
         ],
     }
 
