@@ -208,7 +208,9 @@ class ApprovalQueries:
         if gate.get("kind") == "budget":
             return InboxItem(task=task, plan=plan, approvals=0, required=1, kind="budget", risky=risky)
         waiting = (ToolCallStatus.AWAITING_DECISION, ToolCallStatus.IN_DOUBT)
-        call = next((c for c in await self.store.tool_calls(task.id) if c.status in waiting), None)
+        calls = [c for c in await self.store.tool_calls(task.id) if c.status in waiting]
+        # The call the gate names (parallel steps may have stopped more than one; they come in turn).
+        call = next((c for c in calls if c.id == gate.get("call_id")), calls[0] if calls else None)
         if call is None:
             return None
         kind: InboxKind = "call" if call.status == ToolCallStatus.AWAITING_DECISION else "in_doubt"
