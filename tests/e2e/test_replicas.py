@@ -244,7 +244,7 @@ async def test_a_paused_replica_past_its_lease_cannot_overwrite_the_new_owner(
         paused.signal(signal.SIGSTOP)
         try:
             events, _ = await follow(
-                _Without(cluster, paused), task_id, until=lambda e: e["sse_event"] in TERMINAL, timeout=90
+                _Without(cluster, paused), task_id, until=lambda e: e["sse_event"] in TERMINAL, timeout=180
             )
         finally:
             paused.signal(signal.SIGCONT)
