@@ -255,6 +255,7 @@ async def test_tasks_beyond_the_process_cap_wait_for_slots_past_the_connect_time
     registry = make_registry(script_entry("a", "tiny_server.py"), script_entry("b", "tiny_server.py"))
     allowed = {"a.echo", "b.echo"}
     release_first = anyio.Event()
+    both_inside = anyio.Event()
     first_inside: list[str] = []
     done: list[str] = []
     most_live = 0
@@ -269,6 +270,8 @@ async def test_tasks_beyond_the_process_cap_wait_for_slots_past_the_connect_time
                 most_live = max(most_live, pool.status()["live_processes"])
                 if hold:
                     first_inside.append(task_id)
+                    if len(first_inside) == 2:
+                        both_inside.set()
                     await release_first.wait()
                 for server in ("a", "b"):
                     assert (await tools.call(f"{server}.echo", {"text": task_id})).text == task_id
@@ -278,11 +281,12 @@ async def test_tasks_beyond_the_process_cap_wait_for_slots_past_the_connect_time
             async with anyio.create_task_group() as tg:
                 for n in range(2):
                     tg.start_soon(one_task, f"held_{n}", True)
-                await anyio.wait_all_tasks_blocked()
-                assert len(first_inside) == 2
+                # Starting servers waits on their processes, not only on this loop: wait for the event.
+                await both_inside.wait()
                 for n in range(6):
                     tg.start_soon(one_task, f"queued_{n}", False)
-                await anyio.wait_all_tasks_blocked()
+                while pool.status()["tasks_waiting_for_slots"] < 6:
+                    await anyio.wait_all_tasks_blocked()
                 assert pool.status()["tasks_waiting_for_slots"] == 6
                 # Let the old per-start deadline (the connect timeout) pass: queued tasks keep waiting.
                 await anyio.sleep(1.3)
