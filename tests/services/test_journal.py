@@ -9,13 +9,15 @@ from pathlib import Path
 import anyio
 import pytest
 
+from agent_runtime.agents.executor import BudgetExceededError
 from agent_runtime.domain.events import Event, EventType, TaskCompleted
 from agent_runtime.domain.plan import Plan, PlanStep
 from agent_runtime.domain.records import Lease
 from agent_runtime.domain.states import StepStatus, TaskStatus, ToolCallStatus
 from agent_runtime.errors import LeaseLostError
+from agent_runtime.llm.base import LLMResponse, Usage
 from agent_runtime.services.bus import EventBus
-from agent_runtime.services.journal import StoreJournal
+from agent_runtime.services.journal import UNPRICED, StoreJournal
 from agent_runtime.store.store import TaskStore
 from agent_runtime.store.tx import TaskTx
 from agent_runtime.tools.base import ToolResult
@@ -195,3 +197,28 @@ async def test_a_resumed_step_replays_only_the_calls_of_its_current_attempt(stor
     everything = StoreJournal(store, lease, 1, linger=HOUR)
     async with everything.running():
         assert [c.id for c in await everything.prior_calls("a")] == [old, new]
+
+
+async def test_a_resumed_run_remembers_that_an_earlier_model_call_had_no_price(store: TaskStore) -> None:
+    """A model without a price makes the task's cost a lower bound: a cost limit counts as reached,
+    in the run that made the call and in every run after it (the count is stored with the usage)."""
+    lease = await _executing(store)
+
+    def price(model: str, input_tokens: int, output_tokens: int) -> float | None:
+        return 0.001 if model == "priced" else None
+
+    first = StoreJournal(store, lease, 1, linger=HOUR, price=price, model="unpriced", budget={"cost_usd": 1.0})
+    async with first.running():
+        first.check_budget("llm")  # nothing spent yet
+        await first.llm_used("a", LLMResponse(text="", usage=Usage(10, 5)))
+        with pytest.raises(BudgetExceededError) as breach:
+            first.check_budget("llm")
+        assert breach.value.limit == "cost_usd"
+    usage = (await store.get_task(lease.task_id)).usage
+    assert usage is not None and usage[UNPRICED] == 1
+    resumed = StoreJournal(
+        store, lease, 1, linger=HOUR, price=price, model="priced", usage=usage, budget={"cost_usd": 1.0}
+    )
+    async with resumed.running():
+        with pytest.raises(BudgetExceededError):
+            resumed.check_budget("llm")

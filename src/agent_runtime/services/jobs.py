@@ -53,7 +53,7 @@ from agent_runtime.observability.metrics import Metrics
 from agent_runtime.observability.tracing import Tracing
 from agent_runtime.services.artifacts import ArtifactStore
 from agent_runtime.services.governance import Governance
-from agent_runtime.services.journal import StoreJournal
+from agent_runtime.services.journal import UNPRICED, StoreJournal
 from agent_runtime.settings import Settings
 from agent_runtime.store.store import TaskStore
 from agent_runtime.store.tx import TaskTx
@@ -179,6 +179,8 @@ class TaskJobs:
             usage["input_tokens"] = usage.get("input_tokens", 0.0) + call.input_tokens
             usage["output_tokens"] = usage.get("output_tokens", 0.0) + call.output_tokens
             usage["cost_usd"] = round(usage.get("cost_usd", 0.0) + (cost or 0.0), 6)
+            if cost is None:
+                usage[UNPRICED] = usage.get(UNPRICED, 0.0) + 1
             tx.emit(
                 LLMUsage(
                     role="planner",

@@ -69,6 +69,9 @@ Record = Callable[[TaskTx], None]
 Pricer = Callable[[str, int, int], float | None]
 """``price(model, input_tokens, output_tokens)``: USD, or None for a model without a price."""
 USAGE_KEYS = ("input_tokens", "output_tokens", "cost_usd", "tool_calls", "wall_seconds")
+UNPRICED = "unpriced_calls"
+"""Usage key: model calls that had no price. Persisted with the usage, so a resumed run still knows
+that the task's ``cost_usd`` is a lower bound and a cost limit counts as reached (fail closed)."""
 """What a task spends (``tasks.usage``) and what a budget may limit (``tasks.budget``)."""
 
 
@@ -113,13 +116,12 @@ class StoreJournal:
         self.plan_version = plan_version
         self.metrics = metrics
         self.linger = linger
-        self.usage: dict[str, float] = {k: float((usage or {}).get(k) or 0) for k in USAGE_KEYS}
+        self.usage: dict[str, float] = {k: float((usage or {}).get(k) or 0) for k in (*USAGE_KEYS, UNPRICED)}
         """What the task has spent, this run included (written with each usage record)."""
         self.budget: dict[str, float] = dict(budget or {})
+        self._limits = Budget.model_validate(self.budget) if self.budget else None
         self._price = price
         self._model = model
-        self._unpriced = False
-        """A call of this run had no price: a cost limit counts as reached (fail closed)."""
         self._clock = time.monotonic()
         self.commits = 0
         """Transactions written so far (for diagnostics and benchmarks)."""
@@ -348,7 +350,8 @@ class StoreJournal:
         self.usage["input_tokens"] += u.input_tokens
         self.usage["output_tokens"] += u.output_tokens
         self.usage["cost_usd"] = round(self.usage["cost_usd"] + (cost or 0.0), 6)
-        self._unpriced = self._unpriced or cost is None
+        if cost is None:
+            self.usage[UNPRICED] += 1
         usage = self._tick()
         event = LLMUsage(
             role="executor",
@@ -370,14 +373,14 @@ class StoreJournal:
         them reached its limit (an unpriced model's cost breaches a cost limit: fail closed). Tool
         calls are known before: the next ``calls`` may take the count up to the limit, not past it."""
         self._tick()
-        if not self.budget:
+        budget = self._limits
+        if budget is None:
             return
-        budget = Budget.model_validate(self.budget)
         u = self.usage
         spent = Spent(
             input_tokens=int(u["input_tokens"]),
             output_tokens=int(u["output_tokens"]),
-            cost_usd=None if self._unpriced else u["cost_usd"],
+            cost_usd=None if u[UNPRICED] else u["cost_usd"],
             tool_calls=int(u["tool_calls"]),
             wall_seconds=u["wall_seconds"],
         )
