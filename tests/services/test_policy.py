@@ -367,7 +367,12 @@ plan_rules:
         )
         assert widened.status_code == 200, widened.text
         one = await live.client.post(f"/v1/tasks/{task_2}/approve", json={"plan_version": 2}, headers=bearer(cat))
+        kept = await wait_for_as(live.client, cat, task_id, "task_approved")
+        dropped = await wait_for_as(live.client, cat, task_2, "plan_edited")
     assert one.status_code == 202 and one.json()["status"] == "awaiting_approval"
+    # The rule's count (2, not approvals.required) decides; a narrowing edit keeps ann's approval.
+    assert "approvals_discarded" not in _types(kept)
+    assert [e["data"]["approvers"] for e in dropped if e["type"] == "approvals_discarded"] == [["ann"]]
 
 
 def test_a_malformed_policy_stops_the_start_naming_file_rule_and_key(tmp_path: Path) -> None:

@@ -51,6 +51,7 @@ from agent_runtime.errors import (
     PayloadTooLargeError,
     StalePlanVersionError,
 )
+from agent_runtime.policy.sticky import is_scope_subset
 from agent_runtime.services import approvals as rules
 from agent_runtime.services.access import allowed, require_roles, visible
 from agent_runtime.services.governance import Governance
@@ -285,7 +286,7 @@ class TaskService:
         who = allowed(principal or unauthenticated(actor), Permission.DECIDE)
         if is_blank(feedback):
             raise InputValidationError("feedback must not be empty", details={"field": "feedback"})
-        seen = await rules.decision_snapshot(self.store, self.approvals, task_id, None)
+        seen = await self._partial_approvals(await self.store.get_task(task_id))
         async with self._commands.transaction(task_id) as tx:
             visible(tx.task, who)
             self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "request a revision")
@@ -317,12 +318,12 @@ class TaskService:
             raise InputValidationError(
                 "the edited plan is invalid: " + "; ".join(problems), details={"field": "plan", "problems": problems}
             )
-        seen = await rules.decision_snapshot(self.store, self.approvals, task_id, None)
+        seen = await self._partial_approvals(task)
         async with self._commands.transaction(task_id) as tx:
             visible(tx.task, who)
             self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "edit the plan")
             self._require_current(tx.task, base_version)
-            self._discard_partial(tx, base_version, seen)
+            self._discard_partial(tx, base_version, seen, plan)
             version = tx.add_plan_version(plan, f"{rules.OPERATOR}{actor}")
             tx.transition(TaskStatus.AWAITING_APPROVAL)
             tx.add_approval(base_version, "edited", actor, None, actor_roles=who.sorted_roles)
@@ -438,12 +439,25 @@ class TaskService:
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def _discard_partial(self, tx: TaskTx, version: int, seen: rules.Snapshot) -> None:
-        """A new plan version is coming: approvals of ``version`` that did not reach
-        ``approvals.required`` no longer count (they named that version and its hash); say so.
+    async def _partial_approvals(self, task: TaskRecord) -> rules.Snapshot:
+        """Read, before a revision or an edit, the approvals that may be discarded (only when the
+        task needs several: ``approvals.required`` or its policy gate's ``required``)."""
+        several = int((task.gate or {}).get("required") or 0) > 1
+        return await rules.decision_snapshot(self.store, self.approvals, task.id, None, with_approvals=several)
+
+    def _discard_partial(self, tx: TaskTx, version: int, seen: rules.Snapshot, new_plan: Plan | None = None) -> None:
+        """A new plan version is coming: approvals of ``version`` that did not reach the count the
+        task needs (its policy gate's ``required``, else ``approvals.required``) no longer count
+        (they named that version and its hash); say so. Under a ``sticky`` rule an edit that stays
+        within ``version``'s scope keeps them, and nothing is said.
         ``seen`` was read before the transaction; approvals recorded since are named as well only
         if the read was current (it is informational: the count itself is per version and hash)."""
-        if self.approvals.required <= 1 or version <= 0:
+        gate = tx.task.gate or {}
+        required = int(gate.get("required") or self.approvals.required)
+        if required <= 1 or version <= 0:
+            return
+        base = next((v for v in seen.versions if v.version == version), None)
+        if gate.get("sticky") and new_plan is not None and base is not None and is_scope_subset(new_plan, base.plan):
             return
         approvers = sorted(
             {r.actor for r in seen.approvals if r.decision == "approved" and r.plan_version == version and r.actor}
