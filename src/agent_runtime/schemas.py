@@ -323,6 +323,25 @@ class InboxPage(BaseModel):
     next_cursor: str | None
 
 
+class ArtifactOut(BaseModel):
+    name: str
+    size: int
+    sha256: str
+    media_type: str
+    url: str
+
+
+class SkippedArtifact(BaseModel):
+    name: str
+    reason: str
+
+
+class ArtifactList(BaseModel):
+    items: list[ArtifactOut]
+    skipped: list[SkippedArtifact]
+    """Files in ``out/`` that were not kept, and why (a size limit, a link leading out of ``out/`` …)."""
+
+
 def links(task_id: str) -> dict[str, str]:
     base = f"/v1/tasks/{task_id}"
     return {

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
+from agent_runtime.client import AsyncClient, NotFound
 from agent_runtime.runtime import prune
 from agent_runtime.services.artifacts import ArtifactStore
 from agent_runtime.settings import ArtifactSettings
 from agent_runtime.testing import ScriptedModel, openai_overrides
+from tests.operator_cli.cli_runner import CLI
 from tests.support.harness import REPO, Live, live_service, make_settings, write_registry
 
 FS_SERVER = REPO / ".tools" / "node" / "node_modules" / ".bin" / "mcp-server-filesystem"
@@ -164,3 +166,32 @@ async def test_an_out_folder_that_is_a_link_keeps_nothing(tmp_path: Path) -> Non
 async def test_a_task_without_an_out_folder_has_an_empty_list(tmp_path: Path) -> None:
     (tmp_path / "ws").mkdir()
     assert await _store(tmp_path).collect("task_" + "d" * 24, tmp_path / "ws") == {"artifacts": []}
+
+
+@needs_fs
+async def test_the_client_and_the_cli_list_and_download_a_tasks_artifacts(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, registry=_files_registry(tmp_path), artifacts=LIMITS)
+    async with live_service(settings, openai_overrides(_model().fake())) as live:
+        task_id, _task = await _run(live)
+        async with AsyncClient(live.url) as client:
+            listing = await client.artifacts(task_id)
+            content = await client.download_artifact(task_id, "report.md")
+            with pytest.raises(NotFound) as missing:
+                await client.download_artifact(task_id, "scratch.txt")
+        cli = CLI(live.url)
+        listed = await cli("tasks", "artifacts", task_id)
+        target = tmp_path / "saved.md"
+        saved = await cli("tasks", "download", task_id, "report.md", "-o", str(target))
+        again = await cli("tasks", "download", task_id, "report.md", "-o", str(target))
+        piped = await cli("tasks", "download", task_id, "report.md", "-o", "-")
+        as_json = await cli("tasks", "artifacts", task_id, "--json")
+
+    assert [(a.name, a.size, a.media_type) for a in listing.items] == [("report.md", len(REPORT), "text/markdown")]
+    assert [s.name for s in listing.skipped] == ["big.txt"]
+    assert content == REPORT.encode()
+    assert "has no artifact 'scratch.txt'" in missing.value.message
+    assert listed.code == 0 and "report.md" in listed.out and "not kept: big.txt" in listed.err
+    assert saved.code == 0 and target.read_text() == REPORT
+    assert again.code == 2 and "exists; pass --force" in again.err
+    assert piped.code == 0 and piped.out == REPORT
+    assert as_json.json()["items"][0]["sha256"] == hashlib.sha256(REPORT.encode()).hexdigest()

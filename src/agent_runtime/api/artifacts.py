@@ -12,37 +12,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import FileResponse
-from pydantic import BaseModel
 
 from agent_runtime.api.auth import GuardedRoute, access, principal_of
 from agent_runtime.api.deps import runtime_of, tasks_of
 from agent_runtime.api.tasks import TaskId
 from agent_runtime.domain.identity import Permission
 from agent_runtime.errors import NotFoundError
+from agent_runtime.schemas import ArtifactList, ArtifactOut, SkippedArtifact
 from agent_runtime.services.artifacts import NAME_PATTERN, ArtifactStore
 
 router = APIRouter(prefix="/v1/tasks", tags=["artifacts"], route_class=GuardedRoute)
 READ = access(Permission.READ)
 ArtifactName = Annotated[str, Path(pattern=NAME_PATTERN, description="The artifact's file name, e.g. report.md")]
-
-
-class ArtifactOut(BaseModel):
-    name: str
-    size: int
-    sha256: str
-    media_type: str
-    url: str
-
-
-class SkippedArtifact(BaseModel):
-    name: str
-    reason: str
-
-
-class ArtifactList(BaseModel):
-    items: list[ArtifactOut]
-    skipped: list[SkippedArtifact]
-    """Files in ``out/`` that were not kept, and why (a size limit, a link leading out of ``out/`` …)."""
 
 
 async def _result(request: Request, task_id: str) -> dict[str, Any]:

@@ -29,6 +29,8 @@ from agent_runtime.client.resume import FINAL, SETTLED, Backoff
 from agent_runtime.client.sync import Client
 from agent_runtime.domain.plan import Plan, PlanStep
 from agent_runtime.schemas import (
+    ArtifactList,
+    ArtifactOut,
     EventOut,
     InboxItemOut,
     InboxPage,
@@ -46,6 +48,8 @@ __all__ = [
     "KEY_ENV",
     "SETTLED",
     "APIError",
+    "ArtifactList",
+    "ArtifactOut",
     "AsyncClient",
     "Backoff",
     "Client",

@@ -59,9 +59,10 @@ def check(response: httpx2.Response) -> None:
         raise error_from(response.status_code, _json(response.content))
 
 
-def answer(response: httpx2.Response) -> Any:
+def answer(response: httpx2.Response, binary: bool = False) -> Any:
+    """A successful answer's body: JSON, or the bytes themselves (``binary``: a download)."""
     check(response)
-    return _json(response.content)
+    return response.content if binary else _json(response.content)
 
 
 def stream_failure(response: httpx2.Response) -> APIError | None:

@@ -15,7 +15,7 @@ from urllib.parse import quote
 from pydantic import TypeAdapter
 
 from agent_runtime.domain.plan import Plan
-from agent_runtime.schemas import InboxPage, PlanVersionOut, TaskOut, TaskPage
+from agent_runtime.schemas import ArtifactList, InboxPage, PlanVersionOut, TaskOut, TaskPage
 
 T = TypeVar("T")
 
@@ -30,6 +30,8 @@ class Call(Generic[T]):
     parse: Callable[[Any], T]
     json: Any = None
     params: Mapping[str, str | int] = field(default_factory=dict)
+    binary: bool = False
+    """The answer is a file: ``parse`` gets its bytes, not JSON."""
 
 
 def _task(task_id: str, tail: str = "") -> str:
@@ -125,3 +127,17 @@ def decide_call(
 
 def raise_budget(task_id: str, **limits: float) -> Call[TaskOut]:
     return Call("POST", _task(task_id, "/budget"), TaskOut.model_validate, json=_body(**limits))
+
+
+def artifacts(task_id: str) -> Call[ArtifactList]:
+    return Call("GET", _task(task_id, "/artifacts"), ArtifactList.model_validate)
+
+
+def _bytes(content: Any) -> bytes:
+    if not isinstance(content, bytes):
+        raise TypeError(f"a download is read as bytes, not {type(content).__name__}")
+    return content
+
+
+def download_artifact(task_id: str, name: str) -> Call[bytes]:
+    return Call("GET", _task(task_id, f"/artifacts/{quote(name, safe='')}"), _bytes, binary=True)

@@ -13,7 +13,7 @@ from agent_runtime.client.base import DEFAULT_SERVER, ClientConfig, answer, stre
 from agent_runtime.client.errors import APIError, ConnectionFailed
 from agent_runtime.client.resume import FINAL, SETTLED, STATUS_EVENTS, Backoff, Resume, is_terminal
 from agent_runtime.domain.plan import Plan
-from agent_runtime.schemas import EventOut, InboxPage, PlanVersionOut, TaskOut, TaskPage
+from agent_runtime.schemas import ArtifactList, EventOut, InboxPage, PlanVersionOut, TaskOut, TaskPage
 
 T = TypeVar("T")
 
@@ -56,7 +56,7 @@ class Client:
             response = self._http.request(call.method, call.path, json=call.json, params=dict(call.params))
         except httpx2.TransportError as exc:
             raise ConnectionFailed(self.config.server, str(exc) or type(exc).__name__) from exc
-        return call.parse(answer(response))
+        return call.parse(answer(response, call.binary))
 
     def run(self, steps: calls.Steps[T]) -> T:
         """Drive a multi-request operation (a generator of calls) to its result."""
@@ -133,6 +133,14 @@ class Client:
     def raise_budget(self, task_id: str, **limits: float) -> TaskOut:
         """Raise the limits of a task paused by its budget (``tool_calls=10``, ``cost_usd=2.5``, …)."""
         return self.call(calls.raise_budget(task_id, **limits))
+
+    def artifacts(self, task_id: str) -> ArtifactList:
+        """The files the completed task kept from its workspace's ``out/`` folder (and those it did not)."""
+        return self.call(calls.artifacts(task_id))
+
+    def download_artifact(self, task_id: str, name: str) -> bytes:
+        """One artifact's content (see :meth:`artifacts` for its size, sha256 and media type)."""
+        return self.call(calls.download_artifact(task_id, name))
 
     # --- events ---------------------------------------------------------------------------------
 

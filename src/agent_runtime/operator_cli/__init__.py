@@ -121,6 +121,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--tool-calls", type=int)
     p.add_argument("--wall-seconds", type=float)
 
+    p = _leaf(verbs, "artifacts", "artifacts:artifacts", "the files a completed task kept (out/)", common)
+    p.add_argument("task")
+
+    p = _leaf(verbs, "download", "artifacts:download", "save one of a task's artifacts", common)
+    p.add_argument("task")
+    p.add_argument("name", help="the artifact's name, as `tasks artifacts` lists it")
+    p.add_argument("-o", "--output", metavar="PATH", help="where to write it (default: ./NAME; '-': stdout)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+
     p = _leaf(verbs, "watch", "watch:watch", "follow the task's events live (reconnects on its own)", common)
     p.add_argument("task")
     p.add_argument("--after", type=int, default=0, metavar="SEQ", help="start after this event (default: replay all)")

@@ -43,6 +43,17 @@ class Output:
         stream.write(text + "\n")
         stream.flush()
 
+    def raw(self, content: bytes) -> None:
+        """A file's bytes on stdout as they are (``tasks download … --output -``)."""
+        stream = self._stdout or sys.stdout
+        buffer = getattr(stream, "buffer", None)
+        if buffer is not None:
+            stream.flush()
+            buffer.write(content)
+            buffer.flush()
+        else:  # a text-only stream (a test's StringIO): the bytes as text
+            stream.write(content.decode("utf-8", errors="replace"))
+
     # --- text ----------------------------------------------------------------------------------
 
     def line(self, *parts: str | tuple[str, str]) -> None:
