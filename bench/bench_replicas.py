@@ -220,8 +220,9 @@ def plan_for(prompt: str) -> dict[str, Any]:
     return {
         "summary": kind,
         "steps": [
-            {"id": sid, "title": sid, "instruction": f"do {sid}", "tools": tools, "depends_on": []}
-            for sid, tools in steps
+            # One after another: the per-step figures are about a step's own orchestration.
+            {"id": sid, "title": sid, "instruction": f"do {sid}", "tools": tools, "depends_on": [prev] if prev else []}
+            for (sid, tools), prev in zip(steps, [None, *(sid for sid, _ in steps)], strict=False)
         ],
     }
 
@@ -684,11 +685,8 @@ async def bench_steps_in_process(tmp: Path, budget: Budget) -> dict[str, Any]:
             f"{results['commit_probe']['synchronous_commit_on_p50_ms']:.2f} ms, off "
             f"{results['commit_probe']['synchronous_commit_off_p50_ms']:.2f} ms"
         )
-        variants: tuple[tuple[str, str, dict[str, Any]], ...] = (
-            ("as_shipped", "on", {}),
-            ("synchronous_commit_off", "off", {}),
-        )
-        for label, mode, knobs in variants:
+        variants = (("as_shipped", "on"), ("synchronous_commit_off", "off"))
+        for label, mode in variants:
             admin = await asyncpg.connect(asyncpg_dsn(url))
             try:
                 await admin.execute(f'ALTER DATABASE "{url.rsplit("/", 1)[1]}" SET synchronous_commit = {mode}')
@@ -696,7 +694,7 @@ async def bench_steps_in_process(tmp: Path, budget: Budget) -> dict[str, Any]:
                 await admin.close()
             work = tmp / f"inproc-{label}"
             work.mkdir()
-            results[label] = await _steps_run(work, url, budget, label, **knobs)
+            results[label] = await _steps_run(work, url, budget, label)
     return results
 
 
@@ -705,12 +703,9 @@ async def _steps_run(
     url: str,
     budget: Budget,
     label: str,
-    *,
-    pre_ping: bool | None = None,
 ) -> dict[str, Any]:
-    """One in-process measurement. The what-if knob changes the running objects, never src/:
-    ``pre_ping`` forces the
-    pool's pre-ping on or off (None: as shipped, which is off). With a single runtime on the
+    """One in-process measurement of the runtime as shipped, observed through public hooks only
+    (SQLAlchemy's engine and pool events, asyncpg's query loggers). With a single runtime on the
     database, every NOTIFY it receives is its own."""
     rows: list[dict[str, float]] = []
     step_cpu: list[float] = []
@@ -728,7 +723,7 @@ async def _steps_run(
     configure_logging(settings.server)
     llm = bench_model().client()
     runtime = await build_runtime(settings, Overrides(planner_llm=bench_model().client(), executor_llm=llm))
-    counted = {"sqlalchemy_statements": 0, "checkouts": 0, "event_fetches": 0, "transactions": 0}
+    counted = {"sqlalchemy_statements": 0, "checkouts": 0, "event_fetches": 0}
 
     def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         counted["sqlalchemy_statements"] += 1
@@ -739,20 +734,11 @@ async def _steps_run(
         counted["checkouts"] += 1
 
     store = runtime.store
-    transaction = store.transaction
-
-    def counted_transaction(task_id: str, lease: Any = None) -> Any:
-        counted["transactions"] += 1
-        return transaction(task_id, lease)
-
-    store.transaction = counted_transaction  # type: ignore[method-assign]  # every write transaction on a task
     engine = store.engine.sync_engine
     sa_event.listen(engine, "before_cursor_execute", count)
     sa_event.listen(engine.pool, "checkout", checkout)
-    if pre_ping is not None:
-        engine.pool._pre_ping = pre_ping
-    trips = RoundTrips()
-    totals = dict.fromkeys([*counted, "round_trips", "one_statement_writes"], 0)
+    trips = RoundTrips(engine)
+    totals = dict.fromkeys([*counted, *trips.n], 0)
     try:
         with trips:
             async with anyio.create_task_group() as tg:
@@ -794,7 +780,7 @@ async def _steps_run(
     out["service_cpu_ms_per_step_whole_task"] = cpu_s * 1000 / max(1, steps_measured)
     out["service_cpu_ms_per_step_period"] = summary(step_cpu)
     out["statements_per_step"] = out["sqlalchemy_statements_per_step"]
-    tx_per_step = out["transactions_per_step"]
+    tx_per_step = out["transactions_per_step"] = out["one_statement_writes_per_step"]
     out["orchestration_per_transaction_ms"] = m["orchestration_ms"] / tx_per_step if tx_per_step else float("nan")
     out["orchestration_ms_per_round_trip"] = m["orchestration_ms"] / max(1e-9, out["round_trips_per_step"])
     tag = f"[steps/in-process {label}]"
@@ -820,42 +806,51 @@ async def _steps_run(
 
 
 class RoundTrips:
-    """Counts, while entered, the requests this process sends to PostgreSQL through asyncpg, each of
-    which waits for its reply: statements (an ``executemany`` batch is one), BEGIN/COMMIT/ROLLBACK,
-    pings, and prepares of statements not yet cached on the connection. (asyncpg's own first-use
-    prepare inside ``execute``/``fetch`` is not seen: a lower bound, exact once connections are warm.)
-    Also counts the store's ``agent_runtime_apply_v2`` calls (every task transaction)."""
+    """Counts, while entered, the requests this process sends to PostgreSQL and waits on, through
+    public hooks: SQLAlchemy's ``before_cursor_execute`` (each statement it runs; a cached prepared
+    statement is one round trip) and asyncpg's query loggers on every connection checked out
+    (BEGIN/COMMIT/ROLLBACK, and the store's direct calls on the driver connection). Prepares of
+    statements not yet cached and pool pings are not seen: a lower bound, exact once connections
+    are warm. Also counts the store's ``agent_runtime_apply_v2`` calls: on PostgreSQL every write
+    transaction on a task is one such call, so they are the task transactions."""
 
-    METHODS = (
-        (asyncpg.connection.Connection, ("execute", "executemany", "fetch", "fetchrow", "fetchval", "prepare")),
-        (asyncpg.prepared_stmt.PreparedStatement, ("fetch", "fetchrow", "fetchval", "executemany")),
-    )
-
-    def __init__(self) -> None:
+    def __init__(self, engine: Any) -> None:
         self.n = {"round_trips": 0, "one_statement_writes": 0}
-        self._saved: list[tuple[type, str, Any]] = []
+        self._engine = engine
+        self._drivers: dict[int, Any] = {}
 
-    def _wrap(self, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        async def counted(*args: Any, **kwargs: Any) -> Any:
-            self.n["round_trips"] += 1
-            if len(args) > 1 and isinstance(args[1], str) and "agent_runtime_apply_v2(" in args[1]:
-                self.n["one_statement_writes"] += 1
-            return await fn(*args, **kwargs)
+    def _seen(self, statement: str) -> None:
+        self.n["round_trips"] += 1
+        if "agent_runtime_apply_v2(" in statement:
+            self.n["one_statement_writes"] += 1
 
-        return counted
+    def _on_statement(
+        self, _conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, executemany: bool
+    ) -> None:
+        if not executemany:  # SQLAlchemy sends a batch through asyncpg's executemany: its logger sees it
+            self._seen(statement)
+
+    def _on_query(self, record: Any) -> None:  # asyncpg.connection.LoggedQuery
+        self._seen(record.query)
+
+    def _on_checkout(self, dbapi_connection: Any, *_: Any) -> None:
+        driver = dbapi_connection.driver_connection
+        if id(driver) not in self._drivers:
+            driver.add_query_logger(self._on_query)
+            self._drivers[id(driver)] = driver
 
     def __enter__(self) -> RoundTrips:
-        for cls, names in self.METHODS:
-            for name in names:
-                fn = getattr(cls, name)
-                self._saved.append((cls, name, fn))
-                setattr(cls, name, self._wrap(fn))
+        sa_event.listen(self._engine, "before_cursor_execute", self._on_statement)
+        sa_event.listen(self._engine.pool, "checkout", self._on_checkout)
         return self
 
     def __exit__(self, *_: object) -> None:
-        for cls, name, fn in reversed(self._saved):
-            setattr(cls, name, fn)
-        self._saved.clear()
+        sa_event.remove(self._engine, "before_cursor_execute", self._on_statement)
+        sa_event.remove(self._engine.pool, "checkout", self._on_checkout)
+        for driver in self._drivers.values():
+            if not driver.is_closed():
+                driver.remove_query_logger(self._on_query)
+        self._drivers.clear()
 
 
 async def _wait_status(

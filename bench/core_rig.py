@@ -87,7 +87,14 @@ def zero_llm(steps: int, tool: str = TOOL) -> ScriptedLLM:
     plan = Plan(
         summary=f"echo {steps} times",
         steps=[
-            PlanStep(id=f"s{i}", title=f"Echo {i}", instruction=f"Echo {i}.", tools=[tool], depends_on=[])
+            # One after another: the per-step figures are about a step's own orchestration.
+            PlanStep(
+                id=f"s{i}",
+                title=f"Echo {i}",
+                instruction=f"Echo {i}.",
+                tools=[tool],
+                depends_on=[f"s{i - 1}"] if i > 1 else [],
+            )
             for i in range(1, steps + 1)
         ],
     ).model_dump()
