@@ -157,6 +157,8 @@ async def live_service(settings: Settings, overrides: Overrides | None = None) -
         tg.start_soon(server.serve, [sock])
         with anyio.fail_after(60):
             await server.ready.wait()
+            # Serving does not wait for tool discovery; tests expect every server's first outcome.
+            await app.state.runtime.catalog.wait_settled()
         url = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             try:
