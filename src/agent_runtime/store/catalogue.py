@@ -87,7 +87,7 @@ def save(conn: Connection, row: CatalogueRow) -> None:
 
 
 def _replace(excluded: Any) -> dict[str, Any]:
-    return {name: getattr(excluded, name) for name in C.c.keys() if name != "server_id"}
+    return {c.name: getattr(excluded, c.name) for c in C.c if c.name != "server_id"}
 
 
 class CatalogueStore:
