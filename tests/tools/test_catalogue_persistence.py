@@ -4,6 +4,8 @@ PostgreSQL (``store/catalogue.py``), and through the service (``runtime.serve_ba
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from agent_runtime.testing import ScriptedModel, one_step_plan
 from agent_runtime.tools.catalog import ToolCatalog, entry_hash
 from tests.support.databases import migrated_store
 from tests.support.harness import live_service, make_settings, write_registry
-from tests.tools.tool_helpers import SCRIPTS, make_registry, script_entry
+from tests.tools.tool_helpers import REPO, SCRIPTS, make_registry, script_entry
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -197,3 +199,19 @@ async def test_a_first_start_is_ready_at_once_and_plans_after_the_first_discover
         assert "did not finish connecting within 5 s" in (slow.error or "")
         counts = (await live.client.get("/readyz")).json()["checks"]["tool_servers"]
         assert counts == {"ok": 1, "pending": 0, "failed": 1}
+
+
+def test_the_serve_path_does_not_import_the_mcp_client(tmp_path: Path) -> None:
+    # A fresh interpreter: this test process has imported mcp already.
+    settings = f"make_settings(Path({str(tmp_path)!r}))"
+    code = (
+        "import sys\nfrom pathlib import Path\n"
+        "import agent_runtime.cli, agent_runtime.server\n"
+        "from agent_runtime.app import create_app\n"
+        "from tests.support.harness import make_settings\n"
+        f"create_app({settings})\n"
+        "loaded = sorted(m for m in sys.modules if m == 'mcp' or m.startswith(('mcp.', 'mcp_types')))\n"
+        "assert not loaded, loaded\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import json
 import shutil
 import tempfile
@@ -36,6 +35,7 @@ from agent_runtime.errors import ConfigError, ToolServerError
 from agent_runtime.settings import ToolSettings
 from agent_runtime.store.catalogue import CatalogueRow
 from agent_runtime.tools.base import ToolInfo, split_name
+from agent_runtime.tools.launcher import import_client
 from agent_runtime.tools.registry import DISCOVERY_TASK_ID, HttpServer, Registry, StdioServer, resolve_launch
 
 log = structlog.get_logger(__name__)
@@ -159,8 +159,7 @@ class ToolCatalog:
     async def refresh(self, server_ids: list[str] | None = None) -> dict[str, ServerStatus]:
         """Discover the given (default: all enabled) servers concurrently; never raises for one."""
         ids = self._enabled_ids() if server_ids is None else server_ids
-        # The MCP client is imported on first need, in a worker thread: the loop keeps serving.
-        await anyio.to_thread.run_sync(importlib.import_module, "agent_runtime.tools.connection")
+        await import_client()
         async with self._lock, anyio.create_task_group() as tg:
             for sid in ids:
                 tg.start_soon(self._discover, sid)
