@@ -147,5 +147,6 @@ def main() -> None:
             line += f"; tools known p50 {summary(known)['p50']:.0f} ms"
         print(line)
 
+
 if __name__ == "__main__":
     main()
