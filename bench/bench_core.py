@@ -349,6 +349,7 @@ async def bench_steps(
     whole: list[dict[str, float]] = []
     async with anyio.create_task_group() as tg:
         await serve_background(runtime, tg)
+        await runtime.catalog.wait_settled()  # as before: measure once the catalogue is known
         try:
             for run in range(runs + 1):
                 submitted = Snapshot.take(txs)
@@ -479,6 +480,7 @@ async def _inproc_run(tmp: Path, k: int, seconds: float, kind: ToolKind) -> dict
 
     async with anyio.create_task_group() as tg:
         await serve_background(runtime, tg)
+        await runtime.catalog.wait_settled()  # as before: measure once the catalogue is known
         try:
             async with anyio.create_task_group() as drivers:
                 for _ in range(k):

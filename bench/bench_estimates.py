@@ -109,6 +109,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             async with anyio.create_task_group() as tg:
                 await serve_background(runtime, tg)
+                await runtime.catalog.wait_settled()  # as before: measure once the catalogue is known
                 for n in range(args.tasks):
                     task = await runtime.tasks.submit(f"bench shape {n % len(SHAPES)}.", None)
                     sub = runtime.bus.subscribe(task.id)

@@ -59,6 +59,7 @@ async def run(tmp: Path, parallel: int, runs: int, wait: float) -> dict[str, Any
     walls: list[float] = []
     async with anyio.create_task_group() as tg:
         await serve_background(runtime, tg)
+        await runtime.catalog.wait_settled()  # as before: measure once the catalogue is known
         try:
             for n in range(runs + 1):
                 task = await runtime.tasks.submit("three independent pairs", None)

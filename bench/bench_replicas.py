@@ -743,6 +743,7 @@ async def _steps_run(
         with trips:
             async with anyio.create_task_group() as tg:
                 await serve_background(runtime, tg)
+                await runtime.catalog.wait_settled()  # as before: measure once the catalogue is known
                 for i in range(budget.step_tasks):
                     task = await runtime.tasks.submit(f"bench steps={budget.step_count} #i{label}{i}", {})
                     await _wait_status(runtime, task.id, "awaiting_approval", "approval_required")

@@ -323,6 +323,7 @@ def bench_app(settings: Settings, llm: LLMClient, kind: ToolKind, notes_dir: Pat
         app.state.pool = pool
         async with anyio.create_task_group() as tg:
             await serve_background(runtime, tg)
+            await runtime.catalog.wait_settled()  # as before: measure once the catalogue is known
             try:
                 yield
             finally:

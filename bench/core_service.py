@@ -85,6 +85,7 @@ async def _memory(args: argparse.Namespace) -> dict[str, Any]:
     curve: list[tuple[int, int]] = []
     async with anyio.create_task_group() as tg:
         await serve_background(runtime, tg)
+        await runtime.catalog.wait_settled()  # as before: measure once the catalogue is known
         try:
             await _create_planned(runtime, args.warmup, args.concurrency)
             gc.collect()

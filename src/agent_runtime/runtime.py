@@ -44,6 +44,7 @@ from agent_runtime.services.tasks import TaskService
 from agent_runtime.services.webhooks import WebhookDeliverer
 from agent_runtime.settings import Settings
 from agent_runtime.store import migrate
+from agent_runtime.store.catalogue import CatalogueStore
 from agent_runtime.store.engine import create_engine
 from agent_runtime.store.outbox import Outbox
 from agent_runtime.store.rows import utcnow
@@ -118,7 +119,7 @@ async def build_runtime(settings: Settings, overrides: Overrides | None = None) 
     metrics = Metrics()
     tracing = setup_tracing(settings, span_exporter=overrides.span_exporter)
     registry = load_registry(settings.tools.registry_path)
-    catalog = ToolCatalog(registry, settings.tools)
+    catalog = ToolCatalog(registry, settings.tools, CatalogueStore(store))
     pool = ToolPool(registry, settings.tools)
     planner_llm = _llm(settings, "planner", overrides, metrics)
     executor_llm = _llm(settings, "executor", overrides, metrics)
@@ -194,14 +195,17 @@ def _llm(settings: Settings, role: str, overrides: Overrides, metrics: Metrics) 
 
 
 async def serve_background(runtime: Runtime, tg: TaskGroup) -> None:
-    """Start the background work: tool discovery, the runner, the PG listener, housekeeping."""
+    """Start the background work: tool discovery, the runner, the PG listener, housekeeping.
+
+    Returns without waiting for any tool server: the catalogue serves the stored outcome of each
+    entry's last discovery (``tool_catalogue``) and a discovery of every server runs in the
+    background. The runner starts claiming once no server is pending (an entry with nothing stored
+    waits for its first discovery, ok or failed), so no plan is made without its tools."""
     await runtime.pool.start()
-    await runtime.catalog.refresh()
-    for server_id, status in runtime.catalog.status().items():
-        if not status.ok:
-            log.warning("tool_server_unavailable", server=server_id, error=status.error)
-    tg.start_soon(runtime.catalog.refresh_forever)
-    tg.start_soon(runtime.runner.run, tg)
+    restored = await runtime.catalog.restore()
+    log.info("tool_catalogue_restored", servers=restored, pending=runtime.catalog.pending())
+    tg.start_soon(_discover_tools, runtime)
+    tg.start_soon(_run_when_tools_known, runtime, tg)
     if runtime.store.is_postgres:
         from agent_runtime.services.pg_listener import listen_forever
 
@@ -214,6 +218,20 @@ async def serve_background(runtime: Runtime, tg: TaskGroup) -> None:
     tg.start_soon(_reload_on_sighup, runtime)
     for llm in (runtime.planner_llm, runtime.executor_llm):
         tg.start_soon(llm.warm_up)  # import the provider SDK while serving, not before
+
+
+async def _discover_tools(runtime: Runtime) -> None:
+    """Refresh the whole catalogue now (stored lists may be stale), then every refresh period."""
+    await runtime.catalog.refresh()
+    for server_id, status in runtime.catalog.status().items():
+        if not status.ok:
+            log.warning("tool_server_unavailable", server=server_id, error=status.error)
+    await runtime.catalog.refresh_forever()
+
+
+async def _run_when_tools_known(runtime: Runtime, tg: TaskGroup) -> None:
+    await runtime.catalog.wait_settled()
+    await runtime.runner.run(tg)
 
 
 async def drain_runtime(runtime: Runtime) -> None:

@@ -57,10 +57,14 @@ def test_serve_syncs_without_removing_the_dev_environment_and_compiles_bytecode(
     commands = _commands(ROOT / "scripts" / "serve")
     syncs = [c for c in commands if "sync" in c and "scripts/uv.sh" in c]
     runs = [c for c in commands if "run" in c and "scripts/uv.sh" in c]
-    assert len(syncs) == 1 and len(runs) == 1
+    serves = [c for c in runs if "serve" in c]
+    compiles = [c for c in runs if "compileall" in c]
+    assert len(syncs) == 1 and len(serves) == 1 and len(compiles) == 1 and len(runs) == 2
     # --no-dev alone would uninstall pytest, mypy, ... that ./scripts/test put into the same .venv
     assert {"--frozen", "--no-dev", "--inexact", "--compile-bytecode"} <= set(syncs[0])
-    assert "--no-sync" in runs[0]  # `uv run` must not re-sync the environment its own way
+    # --compile-bytecode covers the installed packages; the project is installed editable (src/)
+    assert compiles[0][-1] == "src"
+    assert all("--no-sync" in c for c in runs)  # `uv run` must not re-sync the environment its own way
 
 
 def test_the_image_compiles_bytecode_at_install(dockerfile: Dockerfile) -> None:

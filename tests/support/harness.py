@@ -145,8 +145,11 @@ class _Server(uvicorn.Server):
 
 
 @asynccontextmanager
-async def live_service(settings: Settings, overrides: Overrides | None = None) -> AsyncIterator[Live]:
-    """Serve the real app on a loopback port for the duration of the block."""
+async def live_service(
+    settings: Settings, overrides: Overrides | None = None, *, wait_for_tools: bool = True
+) -> AsyncIterator[Live]:
+    """Serve the real app on a loopback port for the duration of the block; with ``wait_for_tools``
+    (the default) only once no tool server is pending (serving itself does not wait for discovery)."""
     app = create_app(settings, overrides)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -157,6 +160,8 @@ async def live_service(settings: Settings, overrides: Overrides | None = None) -
         tg.start_soon(server.serve, [sock])
         with anyio.fail_after(60):
             await server.ready.wait()
+            if wait_for_tools:
+                await app.state.runtime.catalog.wait_settled()
         url = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             try:

@@ -11,6 +11,7 @@ from agent_runtime.api.auth import GuardedRoute, access, authenticator_of
 from agent_runtime.api.deps import runtime_of
 from agent_runtime.domain.identity import Permission
 from agent_runtime.errors import NotFoundError
+from agent_runtime.runtime import Runtime
 from agent_runtime.services.authn import DISABLED_WARNING
 
 router = APIRouter(tags=["operations"], route_class=GuardedRoute)
@@ -36,10 +37,22 @@ async def readyz(request: Request) -> JSONResponse:
     except Exception as exc:
         checks["database"] = f"unreachable: {type(exc).__name__}"
         ready = False
+    checks["tool_servers"] = _tool_servers(runtime)
     body: dict[str, Any] = {"status": "ready" if ready else "unready", "checks": checks}
     if authenticator_of(request).disabled:
         body["warnings"] = [DISABLED_WARNING]
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+def _tool_servers(runtime: Runtime) -> dict[str, int]:
+    """How many servers have a tool list, are still on their first discovery, or failed the last.
+    Informational: readiness does not wait for discovery (the runner does; see runtime.py)."""
+    statuses = runtime.catalog.status().values()
+    return {
+        "ok": sum(1 for s in statuses if s.ok),
+        "pending": sum(1 for s in statuses if s.pending),
+        "failed": sum(1 for s in statuses if not s.ok and not s.pending),
+    }
 
 
 @router.get("/metrics", summary="Prometheus metrics", openapi_extra=access(Permission.METRICS))

@@ -15,12 +15,15 @@ Errors never repeat the credential.
 from __future__ import annotations
 
 import hmac
+from typing import TYPE_CHECKING
 
 from agent_runtime.domain.identity import Principal, unauthenticated
 from agent_runtime.errors import AuthenticationError
 from agent_runtime.services.keys import PREFIX, KeyService
-from agent_runtime.services.oidc import OidcVerifier
 from agent_runtime.settings import AuthSettings
+
+if TYPE_CHECKING:  # PyJWT (and cryptography, ~0.1 s) only when OIDC is configured
+    from agent_runtime.services.oidc import OidcVerifier
 
 DISABLED_WARNING = (
     "authentication is DISABLED (auth.mode: disabled): anyone who can reach this port can submit, "
@@ -42,7 +45,11 @@ class Authenticator:
     def __init__(self, settings: AuthSettings, keys: KeyService, oidc: OidcVerifier | None = None) -> None:
         self.settings = settings
         self.keys = keys
-        self.oidc = oidc if oidc is not None else (OidcVerifier(settings.oidc) if settings.oidc_enabled else None)
+        if oidc is None and settings.oidc_enabled:
+            from agent_runtime.services.oidc import OidcVerifier
+
+            oidc = OidcVerifier(settings.oidc)
+        self.oidc = oidc
 
     @property
     def disabled(self) -> bool:

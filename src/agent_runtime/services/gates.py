@@ -20,7 +20,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import jsonschema
 import structlog
 
 from agent_runtime.domain.events import (
@@ -157,6 +156,8 @@ class Gates:
         info = self._tool(name)
         if info is None:
             raise InputValidationError(f"tool {name!r} is not in the catalogue", details={"field": "tool"})
+        import jsonschema  # on first use: ~20-50 ms of start-up otherwise
+
         problems = [
             f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
             for e in jsonschema.Draft202012Validator(info.input_schema).iter_errors(args)

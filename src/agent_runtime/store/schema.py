@@ -189,3 +189,16 @@ webhook_deliveries = sa.Table(
 )
 sa.Index("ix_webhook_deliveries_due", webhook_deliveries.c.status, webhook_deliveries.c.next_attempt_at)
 sa.Index("ix_webhook_deliveries_task", webhook_deliveries.c.task_id, webhook_deliveries.c.id)
+
+# The tool catalogue (migration ``*_tool_catalogue.py``): each server's last discovery, served at
+# start-up while a background discovery refreshes it (tools/catalog.py, store/catalogue.py).
+tool_catalogue = sa.Table(
+    "tool_catalogue",
+    metadata,
+    sa.Column("server_id", sa.String(64), primary_key=True),
+    sa.Column("entry_hash", sa.String(64), nullable=False),
+    sa.Column("tools", JSONType, nullable=False),
+    sa.Column("discovered_at", TS),
+    sa.Column("attempted_at", TS, nullable=False),
+    sa.Column("error", EscapedText()),
+)

@@ -16,24 +16,38 @@ registry says ``fork_server: false``; if that fork server cannot run, the instan
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import structlog
-from mcp.client.stdio import get_default_environment
 
 from agent_runtime.errors import ToolServerError
 from agent_runtime.settings import ToolSettings
-from agent_runtime.tools.connection import ServerConnection
 from agent_runtime.tools.entrypoints import find_entry_point
 from agent_runtime.tools.forkserver import ForkServer, ForkServers
 from agent_runtime.tools.registry import LaunchSpec
 from agent_runtime.tools.workspace import LOGS_DIR
 
+if TYPE_CHECKING:
+    from agent_runtime.tools.connection import ServerConnection
+
 log = structlog.get_logger(__name__)
+_CLIENT = "agent_runtime.tools.connection"
+_imported: set[str] = set()
+
+
+async def import_client() -> None:
+    """Import ``tools.connection``, and with it the MCP client (~0.3 s here, most of it ``mcp``
+    importing its server side too), in a worker thread the first time, so the event loop keeps
+    serving meanwhile. Nothing on the way to readiness imports it (checked in
+    ``tests/tools/test_catalogue_persistence.py``)."""
+    if _CLIENT not in _imported:
+        await anyio.to_thread.run_sync(importlib.import_module, _CLIENT)
+        _imported.add(_CLIENT)
 
 
 class Launcher:
@@ -64,6 +78,7 @@ class Launcher:
         caller already holds (from :meth:`reserve_slots`; given back if the start fails).
         """
         needs_slot = spec.transport == "local_stdio"
+        await import_client()
         if self.closed:
             if needs_slot and slot == "held":
                 self.give_back_slots(1)
@@ -76,6 +91,8 @@ class Launcher:
             if needs_slot:
                 self.give_back_slots(1)
             raise
+        from agent_runtime.tools.connection import ServerConnection
+
         conn = ServerConnection(spec, stderr_path=stderr_path, fork=fork)
         self._live.add(conn)
         try:
@@ -97,6 +114,8 @@ class Launcher:
         if found is None:
             return None
         entry, argv = found
+        from mcp.client.stdio import get_default_environment
+
         server = await self.forks.get(entry, {**get_default_environment(), **spec.static_env})
         return (server, argv) if server is not None else None
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -25,12 +25,14 @@ import structlog
 from agent_runtime.errors import ConfigError, ToolNotAllowedError, ToolServerError
 from agent_runtime.settings import ToolSettings
 from agent_runtime.tools.base import ToolResult, split_name
-from agent_runtime.tools.connection import ProgressCallback, ServerConnection
 from agent_runtime.tools.launcher import Launcher
 from agent_runtime.tools.registry import Registry, StdioServer, resolve_launch
 from agent_runtime.tools.shared import TASK_META_KEY, SharedServer, SharedServers
 from agent_runtime.tools.warm import WarmPool
 from agent_runtime.tools.workspace import Workspaces
+
+if TYPE_CHECKING:  # the MCP client is imported on first need (catalog.py, launcher.py)
+    from agent_runtime.tools.connection import ProgressCallback, ServerConnection
 
 log = structlog.get_logger(__name__)
 

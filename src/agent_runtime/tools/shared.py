@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -26,9 +26,11 @@ import structlog
 from agent_runtime.errors import ConfigError, ToolServerError
 from agent_runtime.settings import ToolSettings
 from agent_runtime.tools.base import ToolResult
-from agent_runtime.tools.connection import ProgressCallback, ServerConnection
 from agent_runtime.tools.launcher import Launcher
 from agent_runtime.tools.registry import HttpServer, Registry, StdioServer, resolve_launch
+
+if TYPE_CHECKING:
+    from agent_runtime.tools.connection import ProgressCallback, ServerConnection
 
 log = structlog.get_logger(__name__)
 

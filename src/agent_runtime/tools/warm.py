@@ -27,17 +27,19 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
 
 from agent_runtime.errors import ConfigError, ToolServerError
 from agent_runtime.settings import ToolSettings
-from agent_runtime.tools.connection import ServerConnection
 from agent_runtime.tools.launcher import Launcher
 from agent_runtime.tools.registry import Registry, StdioServer, resolve_launch
 from agent_runtime.tools.workspace import Workspaces
+
+if TYPE_CHECKING:
+    from agent_runtime.tools.connection import ServerConnection
 
 log = structlog.get_logger(__name__)
 
