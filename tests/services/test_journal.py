@@ -17,7 +17,8 @@ from agent_runtime.domain.states import StepStatus, TaskStatus, ToolCallStatus
 from agent_runtime.errors import LeaseLostError
 from agent_runtime.llm.base import LLMResponse, Usage
 from agent_runtime.services.bus import EventBus
-from agent_runtime.services.journal import UNPRICED, StoreJournal
+from agent_runtime.services.journal import StoreJournal
+from agent_runtime.services.usage import UNPRICED
 from agent_runtime.store.store import TaskStore
 from agent_runtime.store.tx import TaskTx
 from agent_runtime.tools.base import ToolResult

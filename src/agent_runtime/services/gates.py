@@ -37,8 +37,8 @@ from agent_runtime.services import approvals as rules
 from agent_runtime.services.access import allowed, require_roles, visible
 from agent_runtime.services.governance import Governance
 from agent_runtime.services.handoff import Commands
-from agent_runtime.services.journal import USAGE_KEYS
 from agent_runtime.services.tasks import cancel_in
+from agent_runtime.services.usage import USAGE_KEYS
 from agent_runtime.settings import ApprovalSettings
 from agent_runtime.store.store import TaskStore
 from agent_runtime.store.tx import TaskTx

@@ -53,7 +53,8 @@ from agent_runtime.observability.metrics import Metrics
 from agent_runtime.observability.tracing import Tracing
 from agent_runtime.services.artifacts import ArtifactStore
 from agent_runtime.services.governance import Governance
-from agent_runtime.services.journal import UNPRICED, StoreJournal
+from agent_runtime.services.journal import StoreJournal
+from agent_runtime.services.usage import UNPRICED
 from agent_runtime.settings import Settings
 from agent_runtime.store.store import TaskStore
 from agent_runtime.store.tx import TaskTx

@@ -35,10 +35,9 @@ from typing import Any, Literal
 
 import anyio
 
-from agent_runtime.agents.executor import BudgetExceededError, CallCheck
+from agent_runtime.agents.executor import CallCheck
 from agent_runtime.domain.events import (
     ErrorBody,
-    LLMUsage,
     StepCompleted,
     StepFailed,
     StepStarted,
@@ -54,8 +53,7 @@ from agent_runtime.domain.states import StepStatus, ToolCallStatus
 from agent_runtime.errors import ServiceError
 from agent_runtime.llm.base import LLMResponse
 from agent_runtime.observability.metrics import Metrics
-from agent_runtime.policy.budget import Spent, breaches
-from agent_runtime.settings import Budget
+from agent_runtime.services.usage import Pricer, UsageMeter
 from agent_runtime.store.rows import new_id
 from agent_runtime.store.store import TaskStore
 from agent_runtime.store.tx import TaskTx
@@ -66,13 +64,6 @@ DELTA_CHARS = 256
 DELTA_SECONDS = 0.05
 
 Record = Callable[[TaskTx], None]
-Pricer = Callable[[str, int, int], float | None]
-"""``price(model, input_tokens, output_tokens)``: USD, or None for a model without a price."""
-USAGE_KEYS = ("input_tokens", "output_tokens", "cost_usd", "tool_calls", "wall_seconds")
-UNPRICED = "unpriced_calls"
-"""Usage key: model calls that had no price. Persisted with the usage, so a resumed run still knows
-that the task's ``cost_usd`` is a lower bound and a cost limit counts as reached (fail closed)."""
-"""What a task spends (``tasks.usage``) and what a budget may limit (``tasks.budget``)."""
 
 
 def _emit(event: TextDelta) -> Record:
@@ -116,13 +107,9 @@ class StoreJournal:
         self.plan_version = plan_version
         self.metrics = metrics
         self.linger = linger
-        self.usage: dict[str, float] = {k: float((usage or {}).get(k) or 0) for k in (*USAGE_KEYS, UNPRICED)}
+        self.meter = UsageMeter(usage, budget, price)
         """What the task has spent, this run included (written with each usage record)."""
-        self.budget: dict[str, float] = dict(budget or {})
-        self._limits = Budget.model_validate(self.budget) if self.budget else None
-        self._price = price
         self._model = model
-        self._clock = time.monotonic()
         self.commits = 0
         """Transactions written so far (for diagnostics and benchmarks)."""
         self._step_started: dict[str, float] = {}
@@ -237,8 +224,8 @@ class StoreJournal:
     ) -> str:
         call_id = retry_of if retry_of is not None else new_id("call")
         if retry_of is None:
-            self.usage["tool_calls"] += 1
-        usage = self._tick()
+            self.meter.tool_call()
+        usage = self.meter.tick()
 
         def record(tx: TaskTx) -> None:
             tx.update(usage=usage)
@@ -346,21 +333,8 @@ class StoreJournal:
     async def llm_used(self, step_id: str | None, response: LLMResponse) -> None:
         u = response.usage
         model = u.model or self._model  # the model that answered (a fallback's, when the primary was out)
-        cost = self._price(model, u.input_tokens, u.output_tokens) if self._price is not None else None
-        self.usage["input_tokens"] += u.input_tokens
-        self.usage["output_tokens"] += u.output_tokens
-        self.usage["cost_usd"] = round(self.usage["cost_usd"] + (cost or 0.0), 6)
-        if cost is None:
-            self.usage[UNPRICED] += 1
-        usage = self._tick()
-        event = LLMUsage(
-            role="executor",
-            model=model,
-            input_tokens=u.input_tokens,
-            output_tokens=u.output_tokens,
-            cost_usd=cost,
-            step_id=step_id,
-        )
+        event = self.meter.model_call("executor", model, u.input_tokens, u.output_tokens, step_id)
+        usage = self.meter.tick()
 
         def record(tx: TaskTx) -> None:
             tx.update(usage=usage)
@@ -368,34 +342,14 @@ class StoreJournal:
 
         self.stage(record)
 
-    def check_budget(self, before: Literal["llm", "tool"], *, calls: int = 0) -> None:
-        """Tokens, cost and time are known only after a call, so nothing new starts once one of
-        them reached its limit (an unpriced model's cost breaches a cost limit: fail closed). Tool
-        calls are known before: the next ``calls`` may take the count up to the limit, not past it."""
-        self._tick()
-        budget = self._limits
-        if budget is None:
-            return
-        u = self.usage
-        spent = Spent(
-            input_tokens=int(u["input_tokens"]),
-            output_tokens=int(u["output_tokens"]),
-            cost_usd=None if u[UNPRICED] else u["cost_usd"],
-            tool_calls=int(u["tool_calls"]),
-            wall_seconds=u["wall_seconds"],
-        )
-        found: list[str] = [b.limit for b in breaches(budget, spent) if b.limit != "tool_calls"]
-        if before == "tool" and calls and budget.tool_calls is not None and u["tool_calls"] + calls > budget.tool_calls:
-            found.append("tool_calls")
-        if found:
-            raise BudgetExceededError(found[0], dict(u), dict(self.budget))
+    @property
+    def usage(self) -> dict[str, float]:
+        """What the task has spent, this run included."""
+        return self.meter.usage
 
-    def _tick(self) -> dict[str, float]:
-        """Count the time since the last record as execution time; the usage to write."""
-        now = time.monotonic()
-        self.usage["wall_seconds"] = round(self.usage["wall_seconds"] + now - self._clock, 3)
-        self._clock = now
-        return dict(self.usage)
+    def check_budget(self, before: Literal["llm", "tool"], *, calls: int = 0) -> None:
+        """See :meth:`UsageMeter.check`."""
+        self.meter.check(before, calls=calls)
 
     async def progress(
         self, call_id: str, step_id: str, progress: float, total: float | None, message: str | None
