@@ -58,6 +58,24 @@ class StepTools(Protocol):
         """Reset per-step budgets (crashed-server restarts)."""
 
 
+class StepRunner(Protocol):
+    """Runs one step under its failure policy (``agents/failure.py``): ``attempt(resumed)`` runs it
+    once; the runner may run it again, or answer for it (a skipped step's note)."""
+
+    async def run(self, step: PlanStep, attempt: Callable[[bool], Awaitable[str]], *, resumed: bool) -> str: ...
+
+
+class _Once:
+    """No failure policy: one attempt; a failure fails the task."""
+
+    async def run(self, step: PlanStep, attempt: Callable[[bool], Awaitable[str]], *, resumed: bool) -> str:
+        return await attempt(resumed)
+
+
+Verifier = Callable[[str, dict[str, str]], Awaitable[None]]
+"""``verify(prompt, outputs)``: judge, after the last step, whether the request was met."""
+
+
 class ExecutionJournal(Protocol):
     """Durable record of execution, written under the task's lease."""
 
@@ -233,11 +251,23 @@ class ExecutorAgent:
         outputs: dict[str, str],
         tools: StepTools,
         journal: ExecutionJournal,
+        failures: StepRunner | None = None,
+        verify: Verifier | None = None,
     ) -> str:
-        """Run every step not yet completed, each once its dependencies are; return the final summary."""
+        """Run every step not yet completed (nor skipped), each once its dependencies are, under
+        ``failures`` (the failure policies; none: a failure fails the task); then ``verify``, if
+        given; return the final summary."""
         await self._run_steps(
-            prompt=prompt, plan=plan, step_status=step_status, outputs=outputs, tools=tools, journal=journal
+            prompt=prompt,
+            plan=plan,
+            step_status=step_status,
+            outputs=outputs,
+            tools=tools,
+            journal=journal,
+            failures=failures or _Once(),
         )
+        if verify is not None:
+            await verify(prompt, outputs)
         journal.check_budget("llm")
         response = await self.llm.generate(
             system=prompts.SUMMARY_SYSTEM,
@@ -256,11 +286,12 @@ class ExecutorAgent:
         outputs: dict[str, str],
         tools: StepTools,
         journal: ExecutionJournal,
+        failures: StepRunner,
     ) -> None:
         """The scheduler: start every waiting step whose dependencies are complete (in dependency
         order, at most ``max_parallel_steps`` at once); on a pause, stop the others cleanly and
         raise the first pause once all have stopped; on a failure, cancel the others and raise it."""
-        done = {s for s, st in step_status.items() if st == StepStatus.COMPLETED}
+        done = {s for s, st in step_status.items() if st in (StepStatus.COMPLETED, StepStatus.SKIPPED)}
         waiting = [s for s in execution_order(plan) if s.id not in done]
         if not waiting:
             return
@@ -280,15 +311,19 @@ class ExecutorAgent:
                 structlog.contextvars.bound_contextvars(step_id=step.id),
             ):
                 try:
-                    outputs[step.id] = await self.run_step(
-                        prompt=prompt,
-                        plan=plan,
-                        step=step,
-                        deps=deps,
-                        tools=tools,
-                        journal=journal,
+                    outputs[step.id] = await failures.run(
+                        step,
+                        lambda again: self.run_step(
+                            prompt=prompt,
+                            plan=plan,
+                            step=step,
+                            deps=deps,
+                            tools=tools,
+                            journal=journal,
+                            resumed=again,
+                            stop=stop,
+                        ),
                         resumed=resumed,
-                        stop=stop,
                     )
                 except anyio.get_cancelled_exc_class():
                     journal.step_cancelled(step.id, "cancelled: another step of the task failed")

@@ -41,6 +41,7 @@ from agent_runtime.tools.workspace import Workspaces
 
 log = structlog.get_logger(__name__)
 
+
 @dataclass
 class _Instance:
     entry: StdioServer
