@@ -129,12 +129,14 @@ class TaskService:
         await self.store.ping()
 
     async def view_of(self, task: TaskRecord) -> TaskView:
-        """``task`` (as read, or as a command's transaction returned it) with its current plan
-        version, that version's step statuses and, when it needs attention, its in-doubt calls."""
+        """``task`` (as read, or as a command's transaction returned it) with its approved plan
+        version (the one awaiting approval while it waits), that version's step statuses and, when it needs attention, its in-doubt calls."""
         task_id = task.id
         plan = None
         steps: list[StepRecord] = []
         version = task.approved_plan_version or task.current_plan_version
+        if task.status == TaskStatus.AWAITING_APPROVAL:  # the version waiting (a replan's, after one ran)
+            version = task.current_plan_version
         if version is not None:
             plan = await self.store.plan_version(task_id, version)
             steps = await self.store.steps(task_id, version)
