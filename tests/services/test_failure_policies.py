@@ -277,3 +277,50 @@ async def test_an_edited_plan_with_a_bad_on_failure_is_refused_naming_the_field(
     assert accepted.status_code == 200, accepted.text
     versions = accepted.json()["current_plan_version"]
     assert versions == 2
+
+
+async def test_the_readme_offline_demo_skips_the_failing_step_and_records_a_not_met_verdict(tmp_path: Path) -> None:
+    """The README's example, with the offline model: its words set ``on_failure`` and ``verify``."""
+    settings = make_settings(tmp_path, registry=write_registry(tmp_path), limits={"max_tool_calls_per_step": 1})
+    prompt = "Add and multiply 2 and 3, skip on failure. Then echo the result and verify it."
+    async with live_service(settings) as live:
+        task_id = (await live.submit(prompt))["id"]
+        proposed = await live.wait_for(task_id, "approval_required")
+        await live.approve(task_id, 1)
+        events = await read_stream(live.client, task_id, timeout=60)
+        task = await live.task(task_id)
+
+    plan = _of(proposed, "plan_proposed")[0]["plan"]
+    assert plan["on_failure"] == {"action": "skip"} and plan["verify"] is True
+    assert [s["tools"] for s in plan["steps"]] == [["example.add", "example.multiply"], ["example.echo"]]
+    kinds = [e["sse_event"] for e in events]
+    assert [k for k in kinds if k in ("step_skipped", "step_completed", "verification_completed")] == [
+        "step_skipped", "step_completed", "verification_completed"
+    ]  # fmt: skip
+    assert kinds[-1] == "task_completed"
+    verdict = task["result"]["verification"]
+    assert verdict["met"] is False and "was skipped" in verdict["reason"]
+
+
+async def test_the_offline_model_replans_with_one_tool_per_step_and_the_replan_runs_once_approved(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path, registry=write_registry(tmp_path), limits={"max_tool_calls_per_step": 1})
+    prompt = "Echo hello. Then add and multiply 2 and 3, replan on failure."
+    async with live_service(settings) as live:
+        task_id = (await live.submit(prompt))["id"]
+        first = await live.wait_for(task_id, "approval_required")
+        await live.approve(task_id, 1)
+        second = await read_stream(live.client, task_id, after=first[-1]["sse_id"], until="approval_required")
+        v2 = await live.task(task_id)
+        await live.approve(task_id, 2)
+        events = await read_stream(live.client, task_id, after=second[-1]["sse_id"], timeout=60)
+
+    assert [r["step_id"] for r in _of(second, "replan_requested")] == ["step-2"], [e["sse_event"] for e in second]
+    assert v2["status"] == "awaiting_approval", (v2["error"], [e["sse_event"] for e in second])
+    steps = v2["plan"]["steps"]
+    assert [(s["id"], s["status"], s["tools"]) for s in steps] == [
+        ("step-1", "completed", ["example.echo"]), ("v2-step-1", "pending", ["example.add"])
+    ]  # fmt: skip
+    assert [e["data"]["step_id"] for e in events if e["sse_event"] == "step_started"] == ["v2-step-1"]
+    assert events[-1]["sse_event"] == "task_completed"

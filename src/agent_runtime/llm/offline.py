@@ -99,7 +99,7 @@ class OfflineTestModel(base.LLMClient):
         hint = tools_hint or []
         steps_key = find_plan_steps(root, filler) if hint else None
         if steps_key:
-            prefix = focus(first, "new step ids", fallback=False).strip()
+            prefix = (focus(first, "new step ids", fallback=False).strip().splitlines() or [""])[0].strip()
             data = self._plan(filler, steps_key, hint, prefix=prefix, one_tool=bool(remaining))
             data.update(plan_options(request, root.get("properties", {})))
         elif _is_verdict(root):
