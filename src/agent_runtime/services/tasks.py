@@ -130,7 +130,8 @@ class TaskService:
 
     async def view_of(self, task: TaskRecord) -> TaskView:
         """``task`` (as read, or as a command's transaction returned it) with its approved plan
-        version (the one awaiting approval while it waits), that version's step statuses and, when it needs attention, its in-doubt calls."""
+        version (the one awaiting approval while it waits), that version's step statuses and, when
+        it needs attention, its in-doubt calls."""
         task_id = task.id
         plan = None
         steps: list[StepRecord] = []
