@@ -324,3 +324,27 @@ async def test_the_offline_model_replans_with_one_tool_per_step_and_the_replan_r
     ]  # fmt: skip
     assert [e["data"]["step_id"] for e in events if e["sse_event"] == "step_started"] == ["v2-step-1"]
     assert events[-1]["sse_event"] == "task_completed"
+
+
+async def test_an_edit_of_a_replanned_version_keeps_the_completed_steps_it_leaves_unchanged(tmp_path: Path) -> None:
+    model, _seen = _replanning(fixed=True)
+    async with _service(tmp_path, model) as (live, log):
+        task_id = (await live.submit("add, echo, multiply"))["id"]
+        proposed_v1 = await live.wait_for(task_id, "approval_required")
+        await live.approve(task_id, 1)
+        first = await read_stream(
+            live.client, task_id, after=proposed_v1[-1]["sse_id"], until="approval_required", timeout=60
+        )
+        v2 = (await live.client.get(f"/v1/tasks/{task_id}/plan/versions")).json()
+        plan = next(v["plan"] for v in v2 if v["version"] == 2)
+        plan["summary"] = "multiply instead (edited)"
+        edited = await live.client.put(f"/v1/tasks/{task_id}/plan", json={"base_version": 2, "plan": plan})
+        assert edited.status_code == 200, edited.text
+        assert [(s["id"], s["status"]) for s in edited.json()["plan"]["steps"]] == [
+            ("s1", "completed"), ("v2-a", "pending")
+        ]  # fmt: skip
+        await live.approve(task_id, 3)
+        events = await read_stream(live.client, task_id, after=first[-1]["sse_id"], timeout=60)
+
+    assert events[-1]["sse_event"] == "task_completed"
+    assert [tool for tool, _ in _started(log)] == ["add", "echo", "echo", "multiply"]

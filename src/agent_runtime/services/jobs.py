@@ -161,7 +161,7 @@ class TaskJobs:
         async with self.store.transaction(lease.task_id, lease) as tx:
             version = tx.add_plan_version(outcome.plan, outcome.author)
             if replanning is not None:
-                recovery.keep_completed(tx, version, replanning[1], replanning[0])
+                recovery.keep_completed(tx, version, replanning[1], replanning[0], outcome.plan)
             tx.transition(TaskStatus.AWAITING_APPROVAL, revision_feedback=None)
             tx.emit(
                 PlanProposed(

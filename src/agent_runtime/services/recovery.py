@@ -26,6 +26,7 @@ from agent_runtime.domain.events import (
     VerificationCompleted,
 )
 from agent_runtime.domain.events import ReplanRequested as ReplanEvent
+from agent_runtime.domain.plan import Plan
 from agent_runtime.domain.records import StepRecord, TaskRecord
 from agent_runtime.domain.states import StepStatus, TaskStatus
 from agent_runtime.errors import ServiceError
@@ -134,10 +135,12 @@ async def replan_context(store: TaskStore, task: TaskRecord) -> tuple[ReplanCont
     return ReplanContext(record.plan, outputs, failed), steps
 
 
-def keep_completed(tx: TaskTx, version: int, steps: list[StepRecord], context: ReplanContext) -> None:
-    """Copy the completed steps (output and times) into the new version: they do not run again."""
+def keep_completed(tx: TaskTx, version: int, steps: list[StepRecord], context: ReplanContext, plan: Plan) -> None:
+    """Copy the completed steps that ``plan`` (the new version) has unchanged into it, output and
+    times: they do not run again. (A replan keeps them all; an operator's edit may change one.)"""
+    same = {s.id for s in plan.steps} & {s.id for s in context.kept() if s in plan.steps}
     for step in steps:
-        if step.step_id in context.outputs:
+        if step.step_id in same:
             tx.update_step(version, step.step_id, status=StepStatus.COMPLETED, output=step.output,
                            started_at=step.started_at, finished_at=step.finished_at)  # fmt: skip
 

@@ -52,6 +52,7 @@ from agent_runtime.errors import (
     StalePlanVersionError,
 )
 from agent_runtime.services import approvals as rules
+from agent_runtime.services import recovery
 from agent_runtime.services.access import allowed, require_roles, visible
 from agent_runtime.services.governance import Governance
 from agent_runtime.services.handoff import Commands, HandOff
@@ -321,12 +322,15 @@ class TaskService:
                 "the edited plan is invalid: " + "; ".join(problems), details={"field": "plan", "problems": problems}
             )
         seen = await rules.decision_snapshot(self.store, self.approvals, task_id, None)
+        replanned = await recovery.replan_context(self.store, task)  # the version that ran, if one did
         async with self._commands.transaction(task_id) as tx:
             visible(tx.task, who)
             self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "edit the plan")
             self._require_current(tx.task, base_version)
             self._discard_partial(tx, base_version, seen)
             version = tx.add_plan_version(plan, f"{rules.OPERATOR}{actor}")
+            if replanned is not None:  # completed steps the edit kept as they were do not run again
+                recovery.keep_completed(tx, version, replanned[1], replanned[0], plan)
             tx.transition(TaskStatus.AWAITING_APPROVAL)
             tx.add_approval(base_version, "edited", actor, None, actor_roles=who.sorted_roles)
             tx.emit(
