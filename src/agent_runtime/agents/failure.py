@@ -37,6 +37,17 @@ RESETS = frozenset({"task_retried", "replan_requested"})
 """Events after which attempts count from zero again (an operator's retry, a new plan version)."""
 
 
+Verifier = Callable[[str, dict[str, str]], Awaitable[None]]
+"""``verify(prompt, outputs)``: judge, after the last step, whether the request was met."""
+
+
+class StepRunner(Protocol):
+    """Runs one step for the executor's scheduler: ``attempt(resumed)`` runs it once; the runner
+    may run it again, or answer for it (a skipped step's note)."""
+
+    async def run(self, step: PlanStep, attempt: Attempt, *, resumed: bool) -> str: ...
+
+
 class FailureJournal(Protocol):
     async def step_retrying(
         self, step_id: str, error: ServiceError, attempt: int, attempts: int, retry_at: datetime

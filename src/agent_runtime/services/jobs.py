@@ -26,9 +26,8 @@ from agent_runtime.agents.executor import (
     ExecutorLimits,
     InDoubtError,
     StepTools,
-    Verifier,
 )
-from agent_runtime.agents.failure import FailurePolicies, ReplanRequested, skipped_note
+from agent_runtime.agents.failure import FailurePolicies, ReplanRequested, Verifier, skipped_note
 from agent_runtime.agents.planner import PlannerAgent, PlanOutcome
 from agent_runtime.agents.replan import replan
 from agent_runtime.domain.events import (

@@ -14,8 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from agent_runtime.agents.executor import Verifier
-from agent_runtime.agents.failure import PriorAttempts, ReplanRequested, prior_attempts
+from agent_runtime.agents.failure import PriorAttempts, ReplanRequested, Verifier, prior_attempts
 from agent_runtime.agents.replan import ReplanContext
 from agent_runtime.agents.verify import verify
 from agent_runtime.domain.events import (
