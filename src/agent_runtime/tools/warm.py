@@ -41,7 +41,6 @@ from agent_runtime.tools.workspace import Workspaces
 
 log = structlog.get_logger(__name__)
 
-
 @dataclass
 class _Instance:
     entry: StdioServer
