@@ -24,20 +24,21 @@ pytestmark = pytest.mark.e2e
 
 BACKOFF = 4.0
 PLAN = {
-    "summary": "add, then echo (retried)",
+    "summary": "echo (retried), then add",
     "steps": [
-        {"id": "s1", "title": "add", "instruction": "add", "tools": ["example.add"], "depends_on": []},
-        {"id": "s2", "title": "echo", "instruction": "echo", "tools": ["example.echo"], "depends_on": ["s1"],
+        {"id": "s1", "title": "echo", "instruction": "echo", "tools": ["example.echo"], "depends_on": [],
          "on_failure": {"action": "retry", "attempts": 3, "backoff_seconds": BACKOFF}},
+        {"id": "s2", "title": "add", "instruction": "add", "tools": ["example.add"], "depends_on": ["s1"]},
     ],
 }  # fmt: skip
+"""While s1 waits for its second attempt every step is ``pending``: the takeover must still find it."""
 
 
 def _model() -> ScriptedModel:
     attempts: list[int] = []
 
     def calls(_conversation: str, step: str) -> ToolCalls:
-        if step == "s1":
+        if step == "s2":
             return [("example.add", {"a": 2, "b": 3})]
         attempts.append(1)
         n = len(attempts)  # attempts 1 and 2 ask for three calls, over the limit of two: they fail
@@ -84,13 +85,13 @@ async def test_a_retry_wait_survives_kill_9_and_the_attempts_keep_counting(tmp_p
     assert "task_resumed" in [e["sse_event"] for e in after]
     # The second attempt started no earlier than the first failure said it would.
     retry_at = datetime.fromisoformat(retrying[0]["data"]["retry_at"])
-    s2_starts = [e for e in events if e["sse_event"] == "step_started" and e["data"]["step_id"] == "s2"]
-    assert len(s2_starts) == 3
-    assert datetime.fromisoformat(s2_starts[1]["created_at"]) >= retry_at
+    s1_starts = [e for e in events if e["sse_event"] == "step_started" and e["data"]["step_id"] == "s1"]
+    assert len(s1_starts) == 3
+    assert datetime.fromisoformat(s1_starts[1]["created_at"]) >= retry_at
     assert events[-1]["sse_event"] == "task_completed" and task["status"] == "completed"
     assert _started(log) == [
-        ("add", {"a": 2, "b": 3}),
         *[("echo", {"text": "attempt 1"})] * 2,
         *[("echo", {"text": "attempt 2"})] * 2,
         ("echo", {"text": "attempt 3"}),
+        ("add", {"a": 2, "b": 3}),
     ]

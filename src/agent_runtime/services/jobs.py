@@ -245,7 +245,9 @@ class TaskJobs:
         outputs |= {s.step_id: skipped_note(s.step_id, str((s.error or {}).get("message")))
                     for s in steps if s.status == StepStatus.SKIPPED}  # fmt: skip
         plan = record.plan
-        prior = await recovery.prior_attempts_of(self.store, task.id, steps) if resumed else {}
+        # A takeover (or a restart after a pause) reads back the attempts its failure policies made.
+        again = resumed or lease.status == TaskStatus.EXECUTING
+        prior = await recovery.prior_attempts_of(self.store, task.id, steps) if again else {}
         failures = FailurePolicies(plan, recovery.FailureRecords(journal), prior)
         verdict: dict[str, object] = {}
         verify = plan.verify if plan.verify is not None else self.settings.limits.verify
