@@ -31,9 +31,12 @@ from agent_runtime.domain.events import (
     PlanInvalid,
     PlanningStarted,
     PlanProposed,
+    ReplanRequested,
     RevisionRequested,
     StepCompleted,
     StepFailed,
+    StepRetrying,
+    StepSkipped,
     StepStarted,
     TaskApproved,
     TaskCancelled,
@@ -51,6 +54,7 @@ from agent_runtime.domain.events import (
     ToolCallRefused,
     ToolCallStarted,
     ToolProgress,
+    VerificationCompleted,
     parse_event,
 )
 from agent_runtime.domain.plan import Plan, PlanStep
@@ -230,6 +234,23 @@ CASES: list[tuple[TaskEvent, dict[str, Any]]] = [
         {"limit": "tool_calls", "spent": {"tool_calls": 2.0}, "budget": {"tool_calls": 2.0}},
     ),
     (BudgetRaised(actor="ana", budget={"tool_calls": 5.0}), {"actor": "ana", "budget": {"tool_calls": 5.0}}),
+    (
+        StepRetrying(step_id="s1", attempt=1, attempts=3, error=ErrorBody(code="step_limit_exceeded", message="m"),
+                     retry_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        {"step_id": "s1", "attempt": 1, "attempts": 3, "error": {"code": "step_limit_exceeded", "message": "m"},
+         "retry_at": "2026-01-02T03:04:05Z"},
+    ),
+    (
+        StepSkipped(step_id="s1", error=ErrorBody(code="llm_error", message="m"), attempts=2),
+        {"step_id": "s1", "error": {"code": "llm_error", "message": "m"}, "attempts": 2},
+    ),
+    (
+        ReplanRequested(step_id="s2", error=ErrorBody(code="step_limit_exceeded", message="m"), attempts=1,
+                        replan=1, max_replans=2),
+        {"step_id": "s2", "error": {"code": "step_limit_exceeded", "message": "m"}, "attempts": 1, "replan": 1,
+         "max_replans": 2},
+    ),
+    (VerificationCompleted(met=False, reason="no total"), {"met": False, "reason": "no total"}),
 ]  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, SecretStr
 
 from agent_runtime.agents import prompts
 from agent_runtime.agents.planner import PlannerAgent
+from agent_runtime.agents.verify import Verification
 from agent_runtime.domain.plan import Plan, check_plan
 from agent_runtime.errors import ConfigError
 from agent_runtime.llm.base import Message, ToolCallRequest, ToolSpec
@@ -308,3 +309,36 @@ async def test_a_then_makes_a_step_wait_for_the_one_before_and_separate_sentence
     plan = await _plan("Read the notes file, then write a summary into summary.txt. What time is it in Tokyo?")
     assert [(s.id, s.depends_on) for s in plan.steps] == [("step-1", []), ("step-2", ["step-1"]), ("step-3", [])]
     assert check_plan(plan, known_tools={t.name for t in TOOLS}, max_steps=12) == []
+
+
+@pytest.mark.parametrize(
+    ("words", "on_failure"),
+    [
+        ("Retry on failure.", {"action": "retry", "attempts": 3, "backoff_seconds": 0.2}),
+        ("Skip it on error.", {"action": "skip"}),
+        ("replan on failure", {"action": "replan"}),
+        ("", None),
+    ],
+)
+async def test_words_of_the_request_set_the_plans_failure_policy(words: str, on_failure: Any) -> None:
+    plan = await _plan(f"Read the notes file. {words}")
+
+    got = plan.on_failure.model_dump(mode="json") if plan.on_failure else None
+    assert got == on_failure
+    assert plan.verify is None
+
+
+async def test_verify_in_the_request_asks_for_verification_and_the_verdict_follows_the_results() -> None:
+    assert (await _plan("Read the notes file and verify it.")).verify is True
+    model = OfflineTestModel()
+
+    async def verdict(outputs: dict[str, str]) -> Verification:
+        text = prompts.verification_request("read", outputs)
+        found, _usage = await model.generate_structured(
+            system=prompts.VERIFY_SYSTEM, messages=[Message(role="user", content=text)], schema=Verification
+        )
+        return found
+
+    assert (await verdict({"s1": "the notes say hi"})).met is True
+    skipped = await verdict({"s1": "[step s1 was skipped after it failed: too many calls]", "s2": "ok"})
+    assert skipped.met is False and "s1 was skipped" in skipped.reason and skipped.reason.startswith(OFFLINE_MARK)

@@ -180,7 +180,7 @@ def rebuilt_status(events: list[Event]) -> TaskStatus:
                 "plan_proposed": S.AWAITING_APPROVAL, "plan_edited": S.AWAITING_APPROVAL,
                 "revision_requested": S.QUEUED, "task_approved": S.APPROVED, "task_rejected": S.REJECTED,
                 "execution_started": S.EXECUTING, "needs_attention": S.NEEDS_ATTENTION, "task_retried": S.APPROVED,
-                "task_completed": S.COMPLETED, "task_failed": S.FAILED,
+                "task_completed": S.COMPLETED, "task_failed": S.FAILED, "replan_requested": S.QUEUED,
             }.get(kind)  # fmt: skip
         if target is not None:
             assert target in TRANSITIONS[status], f"event {event.seq} ({kind}): {status} -> {target} is not allowed"

@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
 import structlog
@@ -34,6 +34,9 @@ from agent_runtime.domain.states import StepStatus, ToolCallStatus
 from agent_runtime.errors import ErrorCode, ServiceError, ToolNotAllowedError, ToolServerError, ToolTimeoutError
 from agent_runtime.llm.base import LLMClient, LLMResponse, Message, ToolCallRequest, ToolSpec
 from agent_runtime.tools.base import ToolResult
+
+if TYPE_CHECKING:
+    from agent_runtime.agents.failure import StepRunner, Verifier
 
 ProgressHandler = Callable[[float, float | None, str | None], Awaitable[None]]
 SpanFactory = Callable[..., AbstractContextManager[object]]
@@ -233,11 +236,15 @@ class ExecutorAgent:
         outputs: dict[str, str],
         tools: StepTools,
         journal: ExecutionJournal,
+        failures: StepRunner | None = None,
+        verify: Verifier | None = None,
     ) -> str:
-        """Run every step not yet completed, each once its dependencies are; return the final summary."""
-        await self._run_steps(
-            prompt=prompt, plan=plan, step_status=step_status, outputs=outputs, tools=tools, journal=journal
-        )
+        """Run every step not yet completed (nor skipped), each once its dependencies are, under
+        ``failures`` (``agents/failure.py``; none: a failure fails the task); then ``verify``, if
+        given; return the final summary."""
+        await self._run_steps(prompt, plan, step_status, outputs, tools, journal, failures)
+        if verify is not None:
+            await verify(prompt, outputs)
         journal.check_budget("llm")
         response = await self.llm.generate(
             system=prompts.SUMMARY_SYSTEM,
@@ -249,18 +256,18 @@ class ExecutorAgent:
 
     async def _run_steps(
         self,
-        *,
         prompt: str,
         plan: Plan,
         step_status: dict[str, StepStatus],
         outputs: dict[str, str],
         tools: StepTools,
         journal: ExecutionJournal,
+        failures: StepRunner | None,
     ) -> None:
         """The scheduler: start every waiting step whose dependencies are complete (in dependency
         order, at most ``max_parallel_steps`` at once); on a pause, stop the others cleanly and
         raise the first pause once all have stopped; on a failure, cancel the others and raise it."""
-        done = {s for s, st in step_status.items() if st == StepStatus.COMPLETED}
+        done = {s for s, st in step_status.items() if st in (StepStatus.COMPLETED, StepStatus.SKIPPED)}
         waiting = [s for s in execution_order(plan) if s.id not in done]
         if not waiting:
             return
@@ -279,17 +286,14 @@ class ExecutorAgent:
                 self._span("agent_runtime.step", step_id=step.id, resumed=resumed),
                 structlog.contextvars.bound_contextvars(step_id=step.id),
             ):
+
+                def attempt(again: bool) -> Awaitable[str]:
+                    return self.run_step(prompt=prompt, plan=plan, step=step, deps=deps, tools=tools,
+                                         journal=journal, resumed=again, stop=stop)  # fmt: skip
+
                 try:
-                    outputs[step.id] = await self.run_step(
-                        prompt=prompt,
-                        plan=plan,
-                        step=step,
-                        deps=deps,
-                        tools=tools,
-                        journal=journal,
-                        resumed=resumed,
-                        stop=stop,
-                    )
+                    run = failures.run(step, attempt, resumed=resumed) if failures else attempt(resumed)
+                    outputs[step.id] = await run
                 except anyio.get_cancelled_exc_class():
                     journal.step_cancelled(step.id, "cancelled: another step of the task failed")
                     raise

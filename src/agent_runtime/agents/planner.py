@@ -45,11 +45,16 @@ class PlannerAgent:
         previous: Plan | None = None,
         on_invalid: InvalidHandler | None = None,
         check: Callable[[Plan], list[str]] | None = None,
+        request: str | None = None,
+        complete: Callable[[Plan], Plan] | None = None,
     ) -> PlanOutcome:
         """Ask the model for a plan; if it is invalid (or ``check``, the approval policy, names
-        problems), show it the problems once; then give up."""
+        problems), show it the problems once; then give up. ``request``: the user message to send
+        instead of the usual one; ``complete``: turns the model's answer into the plan to check and
+        keep (a replan adds the completed steps, see ``agents/replan.py``)."""
         system = prompts.PLANNER_SYSTEM.format(max_steps=self.max_steps)
-        messages = [Message(role="user", content=prompts.planner_request(prompt, tools, feedback, previous))]
+        request = request or prompts.planner_request(prompt, tools, feedback, previous)
+        messages = [Message(role="user", content=request)]
         known = {t.name for t in tools}
         calls: list[Usage] = []
         for attempt in (1, 2):
@@ -57,6 +62,7 @@ class PlannerAgent:
                 system=system, messages=messages, schema=Plan, tools_hint=tools
             )
             calls.append(usage)
+            answer, plan = plan, complete(plan) if complete is not None else plan
             problems = check_plan(plan, known_tools=known, max_steps=self.max_steps)
             if not problems and check is not None:
                 problems = check(plan)
@@ -70,7 +76,7 @@ class PlannerAgent:
                     "the planner produced an invalid plan twice: " + "; ".join(problems), problems=problems
                 )
             messages += [
-                Message(role="assistant", content=plan.model_dump_json()),
+                Message(role="assistant", content=answer.model_dump_json()),
                 Message(role="user", content=prompts.repair_request(problems)),
             ]
         raise AssertionError("unreachable")

@@ -68,3 +68,41 @@ def summary_request(prompt: str, outputs: dict[str, str]) -> str:
     lines = [f"Task request:\n{prompt}", "Step results:"]
     lines += [f"- {sid}: {out}" for sid, out in outputs.items()]
     return "\n".join(lines)
+
+
+VERIFY_SYSTEM = """\
+You check the work of a task service. Given the request and the results of the plan's steps, judge
+whether the request was met. Answer met=true only if the results show it was; give a one-sentence
+reason naming what is missing when it was not.
+"""
+
+
+def verification_request(prompt: str, outputs: dict[str, str]) -> str:
+    results = "\n".join(f"- {sid}: {out}" for sid, out in outputs.items()) or "(no step results)"
+    return f"Request:\n{prompt}\n\nStep results:\n{results}\n\nWas the request met?"
+
+
+def replan_request(
+    prompt: str,
+    tools: list[ToolSpec],
+    completed: dict[str, tuple[PlanStep, str]],
+    failed: dict[str, str],
+    remaining: list[PlanStep],
+    id_prefix: str,
+    feedback: str | None,
+) -> str:
+    """A replan: the planner writes only the steps still to do (the completed ones are kept)."""
+    done = "\n".join(f"- {s.id} ({s.title}): {out}" for s, out in completed.values()) or "(none)"
+    parts = [
+        f"Request:\n{prompt}",
+        f"Tool catalogue:\n{catalogue_text(tools)}",
+        f"Completed steps (kept as they are; new steps may depend on their ids):\n{done}",
+        "Failed steps:\n" + "\n".join(f"- {sid}: {error}" for sid, error in failed.items()),
+        "Steps not yet done:\n" + "\n".join(s.instruction for s in remaining),
+        f"New step ids start with:\n{id_prefix}",
+        "Write a plan of only the steps still needed to meet the request, working around the failure. "
+        "Do not repeat the completed steps.",
+    ]
+    if feedback:
+        parts.append(f"The operator asked for a revision:\n{feedback}")
+    return "\n\n".join(parts)

@@ -58,6 +58,10 @@ class EventType(StrEnum):
     LLM_USAGE = "llm_usage"
     BUDGET_EXCEEDED = "budget_exceeded"
     BUDGET_RAISED = "budget_raised"
+    STEP_RETRYING = "step_retrying"
+    STEP_SKIPPED = "step_skipped"
+    REPLAN_REQUESTED = "replan_requested"
+    VERIFICATION_COMPLETED = "verification_completed"
 
 
 TERMINAL_EVENTS: frozenset[str] = frozenset(
@@ -478,6 +482,48 @@ class BudgetRaised(_Record):
     budget: dict[str, float]
 
 
+class StepRetrying(_Record):
+    """A step failed and its ``on_failure`` retries it: attempt ``attempt`` of ``attempts`` failed
+    with ``error``; the next one starts at ``retry_at`` (a durable wait: a takeover keeps it)."""
+
+    type: Literal["step_retrying"] = "step_retrying"
+    step_id: str
+    attempt: int
+    attempts: int
+    error: ErrorBody
+    retry_at: datetime
+
+
+class StepSkipped(_Record):
+    """A step failed (after its attempts) and its ``on_failure`` skips it: the steps that depend on
+    it still run, told it was skipped."""
+
+    type: Literal["step_skipped"] = "step_skipped"
+    step_id: str
+    error: ErrorBody
+    attempts: int
+
+
+class ReplanRequested(_Record):
+    """A step failed and its ``on_failure`` is ``replan``: the task goes back to ``queued`` and the
+    planner writes a new version of the steps not yet completed (replan ``replan`` of ``max_replans``)."""
+
+    type: Literal["replan_requested"] = "replan_requested"
+    step_id: str
+    error: ErrorBody
+    attempts: int
+    replan: int
+    max_replans: int
+
+
+class VerificationCompleted(_Record):
+    """After the last step, the executor's model judged whether the request was met (``verify``)."""
+
+    type: Literal["verification_completed"] = "verification_completed"
+    met: bool
+    reason: str
+
+
 TaskEvent = Annotated[
     TaskCreated
     | PlanningStarted
@@ -513,7 +559,11 @@ TaskEvent = Annotated[
     | ApprovalExpired
     | LLMUsage
     | BudgetExceeded
-    | BudgetRaised,
+    | BudgetRaised
+    | StepRetrying
+    | StepSkipped
+    | ReplanRequested
+    | VerificationCompleted,
     Field(discriminator="type"),
 ]
 """Any event's ``type`` and payload, told apart by ``type``."""

@@ -12,10 +12,58 @@ import json
 import re
 from collections.abc import Iterable
 from graphlib import CycleError, TopologicalSorter
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 STEP_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+DEFAULT_RETRY_ATTEMPTS = 3
+
+
+def _absent(value: object) -> bool:
+    return value is None
+
+
+class OnFailure(BaseModel):
+    """What happens when a step fails (see ``agents/failure.py``): ``fail`` the task (the default),
+    ``retry`` the step (``attempts`` runs in all, waiting ``backoff_seconds`` × 2^(n-1) before the
+    n-th new attempt), ``skip`` it (its dependents still run and are told it was skipped), or
+    ``replan`` the steps not yet completed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["fail", "retry", "skip", "replan"] = Field(description="fail, retry, skip or replan.")
+    attempts: int | None = Field(
+        default=None,
+        ge=1,
+        le=10,
+        description=f"retry only: runs of the step in all, the first included (default {DEFAULT_RETRY_ATTEMPTS}).",
+        exclude_if=_absent,
+    )
+    backoff_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=3600,
+        description="retry only: the wait before the first new attempt (doubling after each); default 0.",
+        exclude_if=_absent,
+    )
+
+    @model_validator(mode="after")
+    def _retry_fields_only_with_retry(self) -> OnFailure:
+        if self.action != "retry" and (self.attempts is not None or self.backoff_seconds is not None):
+            raise ValueError("attempts and backoff_seconds apply only to action 'retry'")
+        return self
+
+    @property
+    def max_attempts(self) -> int:
+        return (self.attempts or DEFAULT_RETRY_ATTEMPTS) if self.action == "retry" else 1
+
+    def backoff(self, failed: int) -> float:
+        """Seconds to wait before the next attempt, after ``failed`` failed attempts."""
+        return float((self.backoff_seconds or 0.0) * 2 ** max(0, failed - 1))
+
+
+FAIL = OnFailure(action="fail")
 
 
 class PlanStep(BaseModel):
@@ -28,6 +76,11 @@ class PlanStep(BaseModel):
     instruction: str = Field(description="What the executor should do in this step, self-contained.")
     tools: list[str] = Field(description="Tool names (exactly as in the catalogue) this step may call.")
     depends_on: list[str] = Field(description="Ids of steps that must finish before this one.")
+    on_failure: OnFailure | None = Field(
+        default=None,
+        description="What to do if this step fails; absent: the plan's on_failure (default fail).",
+        exclude_if=_absent,
+    )
 
 
 class Plan(BaseModel):
@@ -37,6 +90,20 @@ class Plan(BaseModel):
 
     summary: str = Field(description="One or two sentences: what the plan achieves.")
     steps: list[PlanStep] = Field(description="The steps, in a sensible order.")
+    on_failure: OnFailure | None = Field(
+        default=None,
+        description="What to do when a step fails, for steps without their own; absent: fail the task.",
+        exclude_if=_absent,
+    )
+    verify: bool | None = Field(
+        default=None,
+        description="After the last step, ask whether the request was met (absent: the service's default).",
+        exclude_if=_absent,
+    )
+
+    def failure_policy(self, step: PlanStep) -> OnFailure:
+        """The step's own ``on_failure``, else the plan's, else ``fail``."""
+        return step.on_failure or self.on_failure or FAIL
 
     def content_hash(self) -> str:
         body = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))

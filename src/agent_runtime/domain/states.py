@@ -61,7 +61,7 @@ TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     S.PLANNING: frozenset({S.AWAITING_APPROVAL, S.FAILED, S.CANCELLED}),
     S.AWAITING_APPROVAL: frozenset({S.AWAITING_APPROVAL, S.APPROVED, S.REJECTED, S.QUEUED, S.CANCELLED}),
     S.APPROVED: frozenset({S.EXECUTING, S.FAILED, S.CANCELLED}),
-    S.EXECUTING: frozenset({S.COMPLETED, S.FAILED, S.NEEDS_ATTENTION, S.CANCELLED}),
+    S.EXECUTING: frozenset({S.COMPLETED, S.FAILED, S.NEEDS_ATTENTION, S.CANCELLED, S.QUEUED}),
     S.NEEDS_ATTENTION: frozenset({S.APPROVED, S.FAILED, S.CANCELLED}),
     S.COMPLETED: frozenset(),
     S.FAILED: frozenset({S.APPROVED}),
@@ -71,7 +71,9 @@ TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
 """Allowed ``from → to`` changes. ``awaiting_approval → awaiting_approval`` is an operator edit
 (a new plan version); ``awaiting_approval → queued`` is a revision request. ``queued`` and
 ``approved`` may fail directly when a worker cannot even start on them. ``failed → approved`` is a
-retry from where execution failed (``POST /v1/tasks/{id}/retry``): the only way out of a final state."""
+retry from where execution failed (``POST /v1/tasks/{id}/retry``): the only way out of a final state.
+``executing → queued`` is a replan: a step whose ``on_failure`` is ``replan`` failed, and the task
+goes back to the planner for its steps not yet completed (``agents/replan.py``)."""
 
 TERMINAL: frozenset[TaskStatus] = frozenset({S.COMPLETED, S.FAILED, S.REJECTED, S.CANCELLED})
 """Final states: the task's stream ends there. ``failed`` is final unless an operator retries it."""

@@ -7,6 +7,12 @@ and is not a language model: it follows simple, documented rules.
   looks like a plan (an array field whose items carry a ``tools`` list of strings) and
   ``tools_hint`` is given, it makes one step per sentence of the request (at most ``max_steps``),
   each naming the hinted tool(s) sharing the most words with it (else the first hinted tool).
+  "retry on failure" / "skip on failure" / "replan on failure" in the request set the plan's
+  ``on_failure`` (retry: 3 attempts, 0.2 s backoff), "verify" sets ``verify``. A replan request
+  (a "Steps not yet done:" section) gets one step per line of that section, each with only its one
+  best tool, with ids starting as the "New step ids start with:" section says.
+* A verification (a schema with a boolean ``met``) is met unless the "Step results:" section is
+  empty or a result was skipped or reported an error.
 * ``generate`` calls every offered tool (at most ``max_tool_calls``) with arguments built from its
   input schema until results for offered tools are in the conversation, then streams a summary.
 
@@ -85,12 +91,21 @@ class OfflineTestModel(base.LLMClient):
         # The first user turn holds the request (and any revision feedback); later ones are repair
         # requests, which this model cannot act on differently anyway.
         first = next((m.content for m in messages if m.role == "user"), "")
-        text = focus(first, "request", "task", "prompt") + "\n" + focus(first, "revision", fallback=False)
+        request = focus(first, "request", "task", "prompt")
+        remaining = focus(first, "not yet done", fallback=False)  # a replan: plan what is left
+        text = (remaining or request) + "\n" + focus(first, "revision", fallback=False)
         root = schema.model_json_schema()
         filler = SchemaFiller(root, text=text, all_fields=True)
         hint = tools_hint or []
         steps_key = find_plan_steps(root, filler) if hint else None
-        data = self._plan(filler, steps_key, hint) if steps_key else filler.fill(root)
+        if steps_key:
+            prefix = (focus(first, "new step ids", fallback=False).strip().splitlines() or [""])[0].strip()
+            data = self._plan(filler, steps_key, hint, prefix=prefix, one_tool=bool(remaining))
+            data.update(plan_options(request, root.get("properties", {})))
+        elif _is_verdict(root):
+            data = _verdict(focus(first, "step results", fallback=False))
+        else:
+            data = filler.fill(root)
         try:
             value = schema.model_validate(data)
         except pydantic.ValidationError as exc:
@@ -132,7 +147,9 @@ class OfflineTestModel(base.LLMClient):
                 await on_text_delta(final[start : start + size])
         return LLMResponse(text=final, usage=_usage(system, messages, final), stop_reason="end_turn")
 
-    def _plan(self, filler: SchemaFiller, steps_key: str, tools: list[ToolSpec]) -> dict[str, Any]:
+    def _plan(
+        self, filler: SchemaFiller, steps_key: str, tools: list[ToolSpec], *, prefix: str = "", one_tool: bool = False
+    ) -> dict[str, Any]:
         steps_schema = filler.resolve(filler.resolve(filler.root)["properties"][steps_key])
         parts = split_steps(filler.text)[: self.max_steps] or [("Complete the request", False)]
         parts += [(parts[-1][0], True)] * (int(steps_schema.get("minItems", 1)) - len(parts))
@@ -140,14 +157,20 @@ class OfflineTestModel(base.LLMClient):
         item = filler.resolve(steps_schema.get("items"))
         data: dict[str, Any] = filler.fill(filler.root, skip=frozenset({steps_key}))
         data[steps_key] = [
-            self._step(filler, item, i, sentence, pick_tools(sentence, tools), follows)
+            self._step(filler, item, i, sentence, pick_tools(sentence, tools, 1 if one_tool else 2), follows, prefix)
             for i, (sentence, follows) in enumerate(parts)
         ]
         return data
 
     @staticmethod
     def _step(
-        filler: SchemaFiller, item: dict[str, Any], index: int, sentence: str, tools: list[str], follows: bool
+        filler: SchemaFiller,
+        item: dict[str, Any],
+        index: int,
+        sentence: str,
+        tools: list[str],
+        follows: bool,
+        prefix: str = "",
     ) -> Any:
         props: dict[str, Any] = item.get("properties", {})
         instruction_key = next((k for k in INSTRUCTION_KEYS for p in props if p.lower() == k), None)
@@ -163,11 +186,11 @@ class OfflineTestModel(base.LLMClient):
             elif lowered == instruction_key:
                 preferred = sentence
             elif lowered in DEPENDS_KEYS:  # "…, then …": after the step before; else independent
-                preferred = [index if kind_of_ids == "integer" else f"step-{index}"] if follows else []
+                preferred = [index if kind_of_ids == "integer" else f"{prefix}step-{index}"] if follows else []
             elif lowered in TITLE_KEYS:
                 preferred = make_title(sentence)
             elif lowered in ID_KEYS:
-                preferred = index + 1 if kind == "integer" else f"step-{index + 1}"
+                preferred = index + 1 if kind == "integer" else f"{prefix}step-{index + 1}"
             step[key] = step_filler.fill(prop, key, required=key in item.get("required", ()), preferred=preferred)
         return step
 
@@ -301,6 +324,40 @@ class SchemaFiller:
     def _find(self, pattern: re.Pattern[str], group: int) -> str | None:
         found = pattern.search(self.text) or pattern.search(self.context)
         return found.group(group) if found else None
+
+
+_ON_FAILURE = re.compile(r"\b(retry|skip|replan)\b[^.;\n]{0,40}?\bon (?:failure|error)\b", re.IGNORECASE)
+_VERIFY = re.compile(r"\bverify\b", re.IGNORECASE)
+
+
+def plan_options(request: str, props: dict[str, Any]) -> dict[str, Any]:
+    """``on_failure`` and ``verify`` from the request's words, where the plan schema has them:
+    "retry on failure" (3 attempts, 0.2 s backoff), "skip on failure", "replan on failure"; "verify"."""
+    options: dict[str, Any] = {}
+    found = _ON_FAILURE.search(request)
+    if found and "on_failure" in props:
+        action = found.group(1).lower()
+        options["on_failure"] = {
+            "action": action,
+            **({"attempts": 3, "backoff_seconds": 0.2} if action == "retry" else {}),
+        }
+    if _VERIFY.search(request) and "verify" in props:
+        options["verify"] = True
+    return options
+
+
+def _is_verdict(root: dict[str, Any]) -> bool:
+    props = root.get("properties", {})
+    return isinstance(props.get("met"), dict) and props["met"].get("type") == "boolean"
+
+
+def _verdict(results: str) -> dict[str, Any]:
+    """A verification: met unless there are no step results or one was skipped or reported an error."""
+    lines = [line for line in results.splitlines() if line.strip()]
+    missing = [line for line in lines if "was skipped" in line or "reported an error" in line]
+    met = bool(lines) and not missing
+    reason = "every step produced a result" if met else _clip("; ".join(missing) or "no step results", 300)
+    return {"met": met, "reason": f"{OFFLINE_MARK} {reason}"}
 
 
 def find_plan_steps(root: dict[str, Any], filler: SchemaFiller) -> str | None:

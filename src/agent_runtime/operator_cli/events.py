@@ -23,6 +23,9 @@ STYLE = {
     "step_started": "cyan",
     "step_completed": "green",
     "tool_call_started": "blue",
+    "step_retrying": "yellow",
+    "step_skipped": "yellow",
+    "replan_requested": "bold yellow",
 }
 
 QUIET = frozenset({"text_delta"})
@@ -110,4 +113,14 @@ def describe(event: EventOut) -> str:
             return excerpt(str(d.get("summary", "")), 200)
         case "task_failed":
             return _error(d.get("error"))
+        case "step_retrying":
+            attempt = f"attempt {d.get('attempt')} of {d.get('attempts')} failed"
+            return f"{d.get('step_id')} {attempt}, again at {d.get('retry_at')}: {_error(d.get('error'))}"
+        case "step_skipped":
+            return f"{d.get('step_id')} skipped: {_error(d.get('error'))}"
+        case "replan_requested":
+            replan = f"replan {d.get('replan')} of {d.get('max_replans')}"
+            return f"{d.get('step_id')} failed, {replan}: {_error(d.get('error'))}"
+        case "verification_completed":
+            return f"{'met' if d.get('met') else 'NOT met'}: {excerpt(str(d.get('reason', '')), 160)}"
     return excerpt(json.dumps(d, ensure_ascii=False), 160)

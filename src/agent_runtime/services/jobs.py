@@ -27,7 +27,9 @@ from agent_runtime.agents.executor import (
     InDoubtError,
     StepTools,
 )
+from agent_runtime.agents.failure import FailurePolicies, ReplanRequested, Verifier, skipped_note
 from agent_runtime.agents.planner import PlannerAgent, PlanOutcome
+from agent_runtime.agents.replan import replan
 from agent_runtime.domain.events import (
     ApprovalRequired,
     BudgetExceeded,
@@ -51,6 +53,7 @@ from agent_runtime.errors import LeaseLostError, PlanInvalidError, ServiceError
 from agent_runtime.llm.base import LLMClient, ToolSpec
 from agent_runtime.observability.metrics import Metrics
 from agent_runtime.observability.tracing import Tracing
+from agent_runtime.services import recovery
 from agent_runtime.services.artifacts import ArtifactStore
 from agent_runtime.services.governance import Governance
 from agent_runtime.services.journal import StoreJournal
@@ -118,7 +121,8 @@ class TaskJobs:
             tx.emit(PlanningStarted(revision=tx.task.revision_feedback is not None))
             task = tx.task
         previous: Plan | None = None
-        if task.revision_feedback and task.current_plan_version:
+        replanning = await recovery.replan_context(self.store, task)  # a step failed: plan what is left
+        if task.revision_feedback and task.current_plan_version and replanning is None:
             previous = (await self.store.plan_version(task.id, task.current_plan_version)).plan
         planner = PlannerAgent(self.planner_llm, max_steps=self.settings.limits.max_steps_per_plan)
         specs = [tool_spec(t) for t in self.catalog.tools()]
@@ -130,14 +134,19 @@ class TaskJobs:
 
         check = gov.refusals(task) if gov is not None else None
         try:
-            outcome = await planner.plan(
-                task.prompt,
-                specs,
-                feedback=task.revision_feedback,
-                previous=previous,
-                on_invalid=on_invalid,
-                check=check,
-            )
+            if replanning is not None:
+                version = (task.current_plan_version or 0) + 1
+                outcome = await replan(planner, task.prompt, specs, replanning[0], version=version,
+                                       feedback=task.revision_feedback, on_invalid=on_invalid, check=check)  # fmt: skip
+            else:
+                outcome = await planner.plan(
+                    task.prompt,
+                    specs,
+                    feedback=task.revision_feedback,
+                    previous=previous,
+                    on_invalid=on_invalid,
+                    check=check,
+                )
         except LeaseLostError:
             raise
         except ServiceError as exc:
@@ -151,6 +160,8 @@ class TaskJobs:
             return
         async with self.store.transaction(lease.task_id, lease) as tx:
             version = tx.add_plan_version(outcome.plan, outcome.author)
+            if replanning is not None:
+                recovery.keep_completed(tx, version, replanning[1], replanning[0], outcome.plan)
             tx.transition(TaskStatus.AWAITING_APPROVAL, revision_feedback=None)
             tx.emit(
                 PlanProposed(
@@ -234,7 +245,16 @@ class TaskJobs:
         journal.stage(start)
         status = {s.step_id: s.status for s in steps}
         outputs = {s.step_id: s.output or "" for s in steps if s.status == StepStatus.COMPLETED}
+        outputs |= {s.step_id: skipped_note(s.step_id, str((s.error or {}).get("message")))
+                    for s in steps if s.status == StepStatus.SKIPPED}  # fmt: skip
         plan = record.plan
+        # A takeover (or a restart after a pause) reads back the attempts its failure policies made.
+        again = resumed or lease.status == TaskStatus.EXECUTING
+        prior = await recovery.prior_attempts_of(self.store, task.id, steps) if again else {}
+        failures = FailurePolicies(plan, recovery.FailureRecords(journal), prior)
+        verdict: dict[str, object] = {}
+        verify = plan.verify if plan.verify is not None else self.settings.limits.verify
+        verifier = recovery.verifier(self.executor_llm, journal, verdict) if verify else None
         executor = ExecutorAgent(
             self.executor_llm,
             specs=self._specs,
@@ -256,7 +276,7 @@ class TaskJobs:
             def finish(tx: TaskTx) -> None:
                 # What it cost beside what the approver was told it would (the estimate's quality).
                 result = {"summary": summary, "outputs": outputs, "usage": journal.usage, "estimate": task.estimate,
-                          **kept}  # fmt: skip
+                          **({"verification": verdict} if verdict else {}), **kept}  # fmt: skip
                 tx.transition(TaskStatus.COMPLETED, result=result)
                 tx.emit(TaskCompleted(summary=summary))
 
@@ -266,7 +286,9 @@ class TaskJobs:
 
         async with journal.running():
             try:
-                await self._run_in_workspace(executor, task.id, task.prompt, plan, status, outputs, journal, complete)
+                await self._run_in_workspace(
+                    executor, task.id, task.prompt, plan, status, outputs, journal, complete, failures, verifier
+                )
             except InDoubtError as exc:
                 await journal.commit(
                     _needs_attention(
@@ -284,9 +306,26 @@ class TaskJobs:
                 await journal.commit(_budget_gate(exc))
             except LeaseLostError:
                 raise
+            except ReplanRequested as exc:
+                await journal.flush()
+                await self._replan(lease, exc, version)
             except ServiceError as exc:
                 await journal.flush()
                 await self._fail(lease, exc, version=version)
+
+    async def _replan(self, lease: Lease, exc: ReplanRequested, version: int) -> None:
+        """Back to the planner for the steps not yet completed, at most ``limits.max_replans`` times."""
+        done, most = await recovery.replans_so_far(self.store, lease.task_id), self.settings.limits.max_replans
+        if done >= most:
+            message = (
+                f"step {exc.step_id} failed and the task was already replanned {done} time(s) (limits.max_replans)"
+            )
+            error = ServiceError(f"{message}: {exc.message}", details={**exc.details, "replans": done})
+            error.code = exc.code
+            await self._fail(lease, error, version=version)
+            return
+        async with self.store.transaction(lease.task_id, lease) as tx:
+            recovery.requeue(exc, version, done + 1, most)(tx)
 
     async def fail_unexpected(self, lease: Lease, exc: BaseException) -> None:
         """A bug, not a modelled failure: fail the task clearly rather than retry it forever.
@@ -349,6 +388,8 @@ class TaskJobs:
         outputs: dict[str, str],
         journal: StoreJournal,
         complete: Callable[[str], Awaitable[None]],
+        failures: FailurePolicies,
+        verify: Verifier | None,
     ) -> None:
         remaining = [s for s in plan.steps if status.get(s.id) != StepStatus.COMPLETED]
         servers = {name.partition(".")[0] for s in remaining for name in s.tools}
@@ -357,8 +398,9 @@ class TaskJobs:
         try:
             async with self.pool.open_task(task_id, servers, plan.all_tools(), workspace) as tools:
                 summary = await executor.run(
-                    prompt=prompt, plan=plan, step_status=status, outputs=outputs, tools=tools, journal=journal
-                )
+                    prompt=prompt, plan=plan, step_status=status, outputs=outputs, tools=tools, journal=journal,
+                    failures=failures, verify=verify,
+                )  # fmt: skip
                 await complete(summary)
                 completed = True
         finally:

@@ -42,6 +42,10 @@ LIFECYCLE: dict[str, tuple[str, tuple[str, ...]]] = {
     "task_completed": ("task_completed", ()),
     "task_failed": ("task_failed", ()),
     "task_cancelled": ("task_cancelled", ("previous_status", "actor")),
+    "step_retrying": ("step_retrying", ("step_id", "attempt", "attempts", "retry_at")),
+    "step_skipped": ("step_skipped", ("step_id", "attempts")),
+    "replan_requested": ("task_replanning", ("step_id", "replan", "max_replans")),
+    "verification_completed": ("task_verified", ("met",)),
 }
 """Stored event type -> (log event name, the payload fields the line carries)."""
 

@@ -53,6 +53,7 @@ from agent_runtime.errors import (
 )
 from agent_runtime.policy.sticky import is_scope_subset
 from agent_runtime.services import approvals as rules
+from agent_runtime.services import recovery
 from agent_runtime.services.access import allowed, require_roles, visible
 from agent_runtime.services.governance import Governance
 from agent_runtime.services.handoff import Commands, HandOff
@@ -130,12 +131,15 @@ class TaskService:
         await self.store.ping()
 
     async def view_of(self, task: TaskRecord) -> TaskView:
-        """``task`` (as read, or as a command's transaction returned it) with its current plan
-        version, that version's step statuses and, when it needs attention, its in-doubt calls."""
+        """``task`` (as read, or as a command's transaction returned it) with its approved plan
+        version (the one awaiting approval while it waits), that version's step statuses and, when
+        it needs attention, its in-doubt calls."""
         task_id = task.id
         plan = None
         steps: list[StepRecord] = []
         version = task.approved_plan_version or task.current_plan_version
+        if task.status == TaskStatus.AWAITING_APPROVAL:  # the version waiting (a replan's, after one ran)
+            version = task.current_plan_version
         if version is not None:
             plan = await self.store.plan_version(task_id, version)
             steps = await self.store.steps(task_id, version)
@@ -319,12 +323,15 @@ class TaskService:
                 "the edited plan is invalid: " + "; ".join(problems), details={"field": "plan", "problems": problems}
             )
         seen = await self._partial_approvals(task)
+        replanned = await recovery.replan_context(self.store, task)  # the version that ran, if one did
         async with self._commands.transaction(task_id) as tx:
             visible(tx.task, who)
             self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "edit the plan")
             self._require_current(tx.task, base_version)
             self._discard_partial(tx, base_version, seen, plan)
             version = tx.add_plan_version(plan, f"{rules.OPERATOR}{actor}")
+            if replanned is not None:  # completed steps the edit kept as they were do not run again
+                recovery.keep_completed(tx, version, replanned[1], replanned[0], plan)
             tx.transition(TaskStatus.AWAITING_APPROVAL)
             tx.add_approval(base_version, "edited", actor, None, actor_roles=who.sorted_roles)
             tx.emit(

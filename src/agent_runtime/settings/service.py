@@ -52,6 +52,10 @@ class LimitSettings(Section):
     max_turns_per_step: int = Field(default=10, ge=1)
     max_parallel_steps: int = Field(default=4, ge=1)
     """Steps of one task run at once (those whose dependencies are complete); 1: one after another."""
+    max_replans: int = Field(default=2, ge=0, le=20)
+    """Times a task may go back to the planner after a step with ``on_failure: replan`` failed."""
+    verify: bool = False
+    """Verify every plan that does not say (its ``verify``): ask the model whether the request was met."""
     max_metadata_bytes: int = Field(default=16_384, ge=0)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     """Request bodies larger than this are refused with 413 before they are read (api/body_limit.py)."""

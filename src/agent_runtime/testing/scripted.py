@@ -6,7 +6,8 @@
 * ``model.fake()`` is a :class:`FakeLLM` server answering with the same rules over the OpenAI Chat
   Completions wire protocol, for tests (and benchmarks) that go through the real OpenAI SDK.
 
-Rules: a planning request (structured output) gets ``plan``. An executor turn whose last message
+Rules: a planning request (structured output) gets ``plan``; a verification request (the
+``Verification`` schema, ``agents/verify.py``) gets ``verdict``. An executor turn whose last message
 names a step (``Your step (s1: ...``, as ``agents/prompts.py`` writes it) calls that step's tools
 (``calls``) once each; once tool results are in the conversation, or when the step has no calls, it
 answers with text; any other turn answers with the summary. ``plan`` and ``calls`` are fixed values
@@ -44,6 +45,8 @@ CallRule = Callable[[str, str], ToolCalls]
 """(conversation text, step id) -> the calls of that step's first turn; ``[]`` answers with text."""
 
 _STEP = re.compile(r"Your step \(([^:()]+):")
+VERIFICATION_SCHEMA = "Verification"
+"""The name of the verification verdict's schema (``agents.verify.Verification``)."""
 
 
 def wire(name: str) -> str:
@@ -73,11 +76,22 @@ class ScriptedModel:
     summary_text: str = "summary: all steps finished"
     text_deltas: int = 3
     """How many pieces text answers are streamed in; 0 (in process only): returned, not streamed."""
+    verdict: dict[str, Any] | PlanRule = field(
+        default_factory=lambda: {"met": True, "reason": "scripted: the step results meet the request"}
+    )
+    """The answer to a verification request (``{"met": bool, "reason": str}``), or a function of the
+    conversation text giving it."""
 
     # -- the rules, on plain values ----------------------------------------------------------------
 
     def plan_for(self, conversation: str) -> dict[str, Any]:
         return self.plan(conversation) if callable(self.plan) else self.plan
+
+    def structured_for(self, schema_name: str, conversation: str) -> dict[str, Any]:
+        """A structured-output answer: the verdict for a verification, else the plan."""
+        if schema_name == VERIFICATION_SCHEMA:
+            return self.verdict(conversation) if callable(self.verdict) else self.verdict
+        return self.plan_for(conversation)
 
     def calls_for(self, conversation: str, step_id: str) -> ToolCalls:
         if callable(self.calls):
@@ -107,8 +121,9 @@ class ScriptedModel:
         # (messages and tool schemas) and of what comes back.
         sent = tokens(json.dumps(messages) + json.dumps(body.get("tools") or []))
         if "response_format" in body:
-            plan = self.plan_for(conversation)
-            return Reply(json=plan, input_tokens=sent, output_tokens=tokens(json.dumps(plan)))
+            name = str((body["response_format"].get("json_schema") or {}).get("name", ""))
+            answer_json = self.structured_for(name, conversation)
+            return Reply(json=answer_json, input_tokens=sent, output_tokens=tokens(json.dumps(answer_json)))
         results = [str(m["content"]) for m in messages if m["role"] == "tool"]
         answer = self.turn(conversation, messages[-1]["role"], str(messages[-1]["content"]), results)
         if isinstance(answer, str):
@@ -153,7 +168,7 @@ class ScriptedLLM(LLMClient):
         tools_hint: list[ToolSpec] | None = None,
     ) -> tuple[ModelT, Usage]:
         started = time.time()
-        value = schema.model_validate(self.script.plan_for(_conversation(messages)))
+        value = schema.model_validate(self.script.structured_for(schema.__name__, _conversation(messages)))
         self.spans.append((started, time.time()))
         return value, Usage(input_tokens=1, output_tokens=1)
 

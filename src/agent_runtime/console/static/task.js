@@ -12,7 +12,7 @@ const RELOAD_ON = new Set(["plan_proposed", "approval_required", "plan_edited", 
   "approval_recorded", "approvals_discarded", "task_rejected", "execution_started", "step_started", "step_completed",
   "step_failed", "needs_attention", "attention_resolved", "planning_started", "task_completed", "task_failed",
   "task_cancelled", "plan_invalid", "call_approval_required", "call_decided", "approval_expired", "budget_exceeded",
-  "budget_raised"]);
+  "budget_raised", "step_retrying", "step_skipped", "replan_requested", "verification_completed"]);
 const FINAL = new Set(["completed", "failed", "rejected", "cancelled"]);
 
 export async function taskView(main, taskId, signal) {
