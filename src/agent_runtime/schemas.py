@@ -259,7 +259,7 @@ class EventOut(BaseModel):
 
     task_id: str
     seq: int = Field(description="Gap-free per-task sequence number; the SSE id (resume with Last-Event-ID).")
-    type: str = Field(description="The event type, also the SSE event name (domain/events.py: EventType).")
+    type: str = Field(description="The event type, also the SSE event name (domain/events/: EventType).")
     data: dict[str, Any]
     created_at: datetime
 

@@ -183,7 +183,7 @@ def _media(doc: dict[str, Any], method: str, path: str, media: str, schema: dict
 
 
 def event_stream_schema() -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``data`` of a stream frame as the typed event union (``domain/events.py``): one envelope
+    """The ``data`` of a stream frame as the typed event union (``domain/events/``): one envelope
     per event type, its ``data`` that type's record without ``type``. Returns (schema, the records'
     component schemas)."""
     union = TASK_EVENT.json_schema(mode="validation", ref_template="#/components/schemas/{model}")
