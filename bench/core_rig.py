@@ -30,7 +30,7 @@ import anyio
 from fastapi import FastAPI
 from mcp import Client
 
-from agent_runtime.agents.executor import ProgressHandler, StepTools
+from agent_runtime.agents.execution import ProgressHandler, StepTools
 from agent_runtime.app import create_app
 from agent_runtime.domain.events import Event
 from agent_runtime.domain.plan import Plan, PlanStep

@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from agent_runtime.agents.executor import BudgetExceededError
+from agent_runtime.agents.execution import BudgetExceededError
 from agent_runtime.domain.events import Event, EventType, TaskCompleted
 from agent_runtime.domain.plan import Plan, PlanStep
 from agent_runtime.domain.records import Lease

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from agent_runtime.agents.executor import PAUSES
+from agent_runtime.agents.execution import PAUSES
 from agent_runtime.domain.events import Event
 from agent_runtime.domain.plan import Plan, PlanStep
 from agent_runtime.errors import ErrorCode, LeaseLostError, ServiceError

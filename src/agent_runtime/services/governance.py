@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from agent_runtime.agents.executor import CallCheck, CallPolicy
+from agent_runtime.agents.execution import CallCheck, CallPolicy
 from agent_runtime.domain.events import ApprovalRequired, PlanEstimate, TaskApproved
 from agent_runtime.domain.plan import Plan
 from agent_runtime.domain.records import StepUsage, TaskRecord

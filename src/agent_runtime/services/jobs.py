@@ -19,14 +19,8 @@ from typing import Protocol
 import anyio
 import structlog
 
-from agent_runtime.agents.executor import (
-    BudgetExceededError,
-    CallGatedError,
-    ExecutorAgent,
-    ExecutorLimits,
-    InDoubtError,
-    StepTools,
-)
+from agent_runtime.agents.execution import BudgetExceededError, CallGatedError, ExecutorLimits, InDoubtError, StepTools
+from agent_runtime.agents.executor import ExecutorAgent
 from agent_runtime.agents.failure import FailurePolicies, ReplanRequested, Verifier, skipped_note
 from agent_runtime.agents.planner import PlannerAgent, PlanOutcome
 from agent_runtime.agents.replan import replan

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import anyio
 
-from agent_runtime.agents.executor import CallCheck
+from agent_runtime.agents.execution import CallCheck
 from agent_runtime.domain.events import (
     ErrorBody,
     StepCompleted,

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Literal
 
-from agent_runtime.agents.executor import BudgetExceededError
+from agent_runtime.agents.execution import BudgetExceededError
 from agent_runtime.domain.events import LLMUsage
 from agent_runtime.policy.budget import Spent, breaches
 from agent_runtime.settings import Budget
