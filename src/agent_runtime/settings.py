@@ -362,6 +362,20 @@ class PolicySettings(_Section):
     """How long that history is reused before it is read again."""
 
 
+class ProfileSettings(_Section):
+    path: Path | None = None
+    """The agent profiles file (YAML, ``profiles/`` package); ``None``: one built-in profile,
+    ``default``, with today's prompts, models, tool servers and limits."""
+
+
+class SessionSettings(_Section):
+    summary_max_tokens: int = Field(default=1000, ge=0, le=100_000)
+    """The bound on the summary of a session's earlier tasks that the planner and executor see
+    (estimated at four characters a token; 0: no summary)."""
+    summary_max_tasks: int = Field(default=20, ge=0, le=200)
+    """At most this many earlier tasks (the newest) are read for the summary."""
+
+
 class Budget(_Section):
     """Limits on what one task may spend; ``None`` (the default for each) means no limit."""
 
@@ -510,6 +524,8 @@ class Settings(BaseSettings):
     budgets: Budget = Field(default_factory=Budget)
     pricing: PricingSettings = Field(default_factory=PricingSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    profiles: ProfileSettings = Field(default_factory=ProfileSettings)
+    sessions: SessionSettings = Field(default_factory=SessionSettings)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -625,6 +641,8 @@ class _FileOnly(BaseModel):
     budgets: Budget | None = None
     pricing: PricingSettings | None = None
     webhooks: WebhookSettings | None = None
+    profiles: ProfileSettings | None = None
+    sessions: SessionSettings | None = None
 
 
 def _relative_to(settings: Settings, base: Path) -> Settings:
@@ -640,5 +658,9 @@ def _relative_to(settings: Settings, base: Path) -> Settings:
     artifacts = settings.artifacts
     if not artifacts.root.is_absolute():
         artifacts = artifacts.model_copy(update={"root": base / artifacts.root})
-    update = {"tools": tools.model_copy(update=updates), "policy": policy, "artifacts": artifacts}
+    profiles = settings.profiles
+    if profiles.path is not None and not profiles.path.is_absolute():
+        profiles = profiles.model_copy(update={"path": base / profiles.path})
+    update = {"tools": tools.model_copy(update=updates), "policy": policy, "artifacts": artifacts,
+              "profiles": profiles}  # fmt: skip
     return settings.model_copy(update=update)

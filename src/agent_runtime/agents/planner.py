@@ -24,9 +24,11 @@ class PlanOutcome:
 
 
 class PlannerAgent:
-    def __init__(self, llm: LLMClient, *, max_steps: int) -> None:
+    def __init__(self, llm: LLMClient, *, max_steps: int, system: str | None = None) -> None:
+        """``system``: a profile's planner prompt instead of the built-in one."""
         self.llm = llm
         self.max_steps = max_steps
+        self.system = system
 
     @property
     def author(self) -> str:
@@ -45,11 +47,14 @@ class PlannerAgent:
         previous: Plan | None = None,
         on_invalid: InvalidHandler | None = None,
         check: Callable[[Plan], list[str]] | None = None,
+        history: str | None = None,
     ) -> PlanOutcome:
         """Ask the model for a plan; if it is invalid (or ``check``, the approval policy, names
-        problems), show it the problems once; then give up."""
-        system = prompts.PLANNER_SYSTEM.format(max_steps=self.max_steps)
-        messages = [Message(role="user", content=prompts.planner_request(prompt, tools, feedback, previous))]
+        problems), show it the problems once; then give up. ``history``: the summary of the
+        session's earlier tasks, shown before the request."""
+        system = prompts.planner_system(self.system, self.max_steps)
+        request = prompts.planner_request(prompt, tools, feedback, previous, history)
+        messages = [Message(role="user", content=request)]
         known = {t.name for t in tools}
         calls: list[Usage] = []
         for attempt in (1, 2):
