@@ -6,7 +6,10 @@ and is not a language model: it follows simple, documented rules.
 * ``generate_structured`` fills the requested pydantic schema from its JSON schema. If the schema
   looks like a plan (an array field whose items carry a ``tools`` list of strings) and
   ``tools_hint`` is given, it makes one step per sentence of the request (at most ``max_steps``),
-  each naming the hinted tool(s) sharing the most words with it (else the first hinted tool).
+  each naming the hinted tool(s) sharing the most words with it (else the first hinted tool). A
+  sentence that refers back ("the same", "again", "as before", "likewise") also counts the words
+  of the last earlier request of the session (the "Earlier tasks in this session" section), so a
+  follow-up such as "Do the same for 3 and 4" gets the tool the earlier task was planned with.
 * ``generate`` calls every offered tool (at most ``max_tool_calls``) with arguments built from its
   input schema until results for offered tools are in the conversation, then streams a summary.
 
@@ -61,6 +64,8 @@ _FILE = re.compile(r"(?<![\w/.])((?:[\w.-]+/)*[\w-]{2,}\.[A-Za-z][A-Za-z0-9]{0,4
 _URL = re.compile(r"https?://[^\s\"'<>]+")
 _NAMED = re.compile(r"\b(?:named|called|titled)\s+[\"'`]?([A-Za-z0-9][\w-]{0,63})", re.IGNORECASE)
 _IDENTIFIER_KEYS = _keys("name id key slug identifier")
+_REFERS_BACK = re.compile(r"\b(?:the same|again|as before|likewise)\b", re.IGNORECASE)
+_EARLIER_REQUEST = re.compile(r"request: (.*?)(?: \| plan: | \| result: |$)")
 _MAX_DEPTH = 8
 
 
@@ -90,7 +95,8 @@ class OfflineTestModel(base.LLMClient):
         filler = SchemaFiller(root, text=text, all_fields=True)
         hint = tools_hint or []
         steps_key = find_plan_steps(root, filler) if hint else None
-        data = self._plan(filler, steps_key, hint) if steps_key else filler.fill(root)
+        earlier = _EARLIER_REQUEST.findall(focus(first, "earlier tasks", fallback=False))
+        data = self._plan(filler, steps_key, hint, earlier[-1] if earlier else "") if steps_key else filler.fill(root)
         try:
             value = schema.model_validate(data)
         except pydantic.ValidationError as exc:
@@ -132,7 +138,7 @@ class OfflineTestModel(base.LLMClient):
                 await on_text_delta(final[start : start + size])
         return LLMResponse(text=final, usage=_usage(system, messages, final), stop_reason="end_turn")
 
-    def _plan(self, filler: SchemaFiller, steps_key: str, tools: list[ToolSpec]) -> dict[str, Any]:
+    def _plan(self, filler: SchemaFiller, steps_key: str, tools: list[ToolSpec], earlier: str) -> dict[str, Any]:
         steps_schema = filler.resolve(filler.resolve(filler.root)["properties"][steps_key])
         parts = split_steps(filler.text)[: self.max_steps] or [("Complete the request", False)]
         parts += [(parts[-1][0], True)] * (int(steps_schema.get("minItems", 1)) - len(parts))
@@ -140,7 +146,7 @@ class OfflineTestModel(base.LLMClient):
         item = filler.resolve(steps_schema.get("items"))
         data: dict[str, Any] = filler.fill(filler.root, skip=frozenset({steps_key}))
         data[steps_key] = [
-            self._step(filler, item, i, sentence, pick_tools(sentence, tools), follows)
+            self._step(filler, item, i, sentence, pick_tools(_referred(sentence, earlier), tools), follows)
             for i, (sentence, follows) in enumerate(parts)
         ]
         return data
@@ -356,6 +362,11 @@ def pick_tools(sentence: str, tools: list[ToolSpec], limit: int = 2) -> list[str
     if best == 0:
         return [tools[0].name]
     return [t.name for t, score in zip(tools, scores, strict=True) if score == best][:limit]
+
+
+def _referred(sentence: str, earlier: str) -> str:
+    """``sentence``, with the earlier request it refers back to (if it does and there is one)."""
+    return f"{sentence} {earlier}" if earlier and _REFERS_BACK.search(sentence) else sentence
 
 
 def make_title(text: str, words: int = 8) -> str:
