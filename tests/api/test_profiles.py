@@ -20,7 +20,9 @@ profiles:
     servers: [example]
     limits: {max_steps_per_plan: 2}
 """
-SECOND_SERVER = f"  - id: other\n    type: local_stdio\n    config:\n      command: ${{PYTHON}}\n      args: ['{EXAMPLE_SERVER}']\n"
+SECOND_SERVER = (
+    f"  - id: other\n    type: local_stdio\n    config:\n      command: ${{PYTHON}}\n      args: ['{EXAMPLE_SERVER}']\n"
+)
 
 
 def _role(url: str) -> dict[str, Any]:

@@ -65,7 +65,7 @@ _URL = re.compile(r"https?://[^\s\"'<>]+")
 _NAMED = re.compile(r"\b(?:named|called|titled)\s+[\"'`]?([A-Za-z0-9][\w-]{0,63})", re.IGNORECASE)
 _IDENTIFIER_KEYS = _keys("name id key slug identifier")
 _REFERS_BACK = re.compile(r"\b(?:the same|again|as before|likewise)\b", re.IGNORECASE)
-_EARLIER_REQUEST = re.compile(r"request: (.*?)(?: \| plan: | \| result: |$)")
+_EARLIER_REQUEST = re.compile(r"request: (.*?)(?: \| plan: | \| result: |$)", re.MULTILINE)
 _MAX_DEPTH = 8
 
 
