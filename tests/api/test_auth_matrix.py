@@ -246,9 +246,9 @@ async def _run_matrix(world: World) -> tuple[list[str], int]:
         "own": await submit_as(live, world.owner, "Echo shared own."),
         "other": await submit_as(live, world.other, "Echo shared other."),
     }
-    for owner, key in (("own", world.owner), ("other", world.other)):  # one session each, one task in it
-        body = {"prompt": "Echo in a session.", "session_id": f"matrix-{owner}"}
-        assert (await live.client.post("/v1/tasks", json=body, headers=bearer(key))).status_code == 202
+    for whose, submitter in (("own", world.owner), ("other", world.other)):  # one session each, one task in it
+        body = {"prompt": "Echo in a session.", "session_id": f"matrix-{whose}"}
+        assert (await live.client.post("/v1/tasks", json=body, headers=bearer(submitter))).status_code == 202
     wrong: list[str] = []
     calls = 0
     for (method, path), row in MATRIX.items():
