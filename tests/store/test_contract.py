@@ -45,11 +45,12 @@ async def test_a_new_task_is_queued_with_its_created_event_as_sequence_one(store
 
 async def test_a_task_keeps_its_profile_snapshot_and_session_and_lists_by_session(store: TaskStore) -> None:
     content = {"planner": {"system_prompt": "plan \u00e9"}, "executor": {}, "limits": {"max_turns_per_step": 3}}
-    first = await store.create_task("one", {}, profile=("careful", "sha256:" + "a" * 64, content), session_id="s:1")
+    digest = "sha256:" + "a" * 64
+    first = await store.create_task("one", {}, profile=("careful", digest, content), session_id="s:1")
     second = await store.create_task("two", {}, session_id="s:1")
     await store.create_task("three", {}, session_id="s:2")
     fetched = await store.get_task(first.id)
-    assert (fetched.profile, fetched.profile_hash, fetched.profile_content) == ("careful", "sha256:" + "a" * 64, content)
+    assert (fetched.profile, fetched.profile_hash, fetched.profile_content) == ("careful", digest, content)
     assert fetched.session_id == "s:1" and first.profile == "careful"
     assert (await store.get_task(second.id)).profile is None  # no snapshot given: the built-in profile
     found, cursor = await store.list_tasks(status=None, limit=10, cursor=None, session_id="s:1")
