@@ -7,6 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
+from agent_runtime.store import schema
 from agent_runtime.testing import FakeLLM, RecordedRequest, ScriptedModel, one_step_plan, serve_on_loopback
 from tests.support.harness import EXAMPLE_SERVER, live_service, make_settings, read_stream, write_registry
 
@@ -155,3 +158,22 @@ async def test_a_profile_step_limit_bounds_the_plan(tmp_path: Path) -> None:
         events = await live.wait_for(created["id"], "task_failed")
         assert [e["data"]["problems"] for e in events if e["sse_event"] == "plan_invalid"][0]
         assert "at most 1" in str(events[-1]["data"]["error"]["message"])
+
+
+async def test_a_task_whose_stored_profile_no_longer_matches_its_hash_fails_instead_of_running(tmp_path: Path) -> None:
+    profiles = tmp_path / "profiles.yaml"
+    profiles.write_text(PROFILES)
+    async with live_service(make_settings(tmp_path, profiles={"path": str(profiles)})) as live:
+        created = await live.submit("Echo hello.", profile="narrow")
+        await live.wait_for(created["id"], "approval_required")
+        altered = {"executor": {"system_prompt": "something nobody approved"}, "planner": {}, "limits": {}}
+        async with live.runtime.store.engine.begin() as conn:  # the row altered behind the service's back
+            await conn.execute(
+                sa.update(schema.tasks).where(schema.tasks.c.id == created["id"]).values(profile_content=altered)
+            )
+        assert (await live.approve(created["id"], 1)).status_code == 202
+        events = await read_stream(live.client, created["id"], until="task_failed")
+        error = events[-1]["data"]["error"]
+        assert "does not match its recorded hash" in error["message"]
+        assert error["details"] == {"profile": "narrow", "profile_hash": created["profile_hash"]}
+        assert not any(e["sse_event"] == "step_started" for e in events)
