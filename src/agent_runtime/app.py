@@ -10,7 +10,7 @@ import structlog
 from fastapi import FastAPI
 
 from agent_runtime import __version__, console
-from agent_runtime.api import approvals, artifacts, docs, errors, ops, security, stream, tasks, webhooks
+from agent_runtime.api import approvals, artifacts, docs, errors, ops, security, sessions, stream, tasks, webhooks
 from agent_runtime.api import openapi as openapi_doc
 from agent_runtime.api.body_limit import BodyLimit
 from agent_runtime.api.middleware import RequestContext
@@ -88,7 +88,9 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
     # it, on every request, which cost more than the rest of the routing. The routes carry their
     # prefixes, tags and response models themselves (and no dependencies), so the OpenAPI document
     # is the same.
-    for router in (tasks.router, artifacts.router, stream.router, approvals.router, ops.router, webhooks.router):
+    routers = (tasks.router, artifacts.router, stream.router, approvals.router, ops.router, webhooks.router,
+               sessions.router)  # fmt: skip
+    for router in routers:
         app.router.routes.extend(router.routes)
     docs.install(app)
     console.install(app)

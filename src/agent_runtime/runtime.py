@@ -29,9 +29,11 @@ from agent_runtime.errors import ConfigError, NotFoundError
 from agent_runtime.llm.base import LLMClient
 from agent_runtime.llm.factory import build_llm_client
 from agent_runtime.llm.metered import MeteredLLM
+from agent_runtime.llm.models import RoleModels
 from agent_runtime.observability.metrics import Metrics
 from agent_runtime.observability.tracing import Tracing, setup_tracing
 from agent_runtime.policy.loader import PolicyHolder
+from agent_runtime.profiles.loader import ProfileHolder
 from agent_runtime.services.approvals import ApprovalQueries
 from agent_runtime.services.artifacts import ArtifactStore
 from agent_runtime.services.bus import EventBus
@@ -40,6 +42,7 @@ from agent_runtime.services.governance import Governance
 from agent_runtime.services.handoff import Commands
 from agent_runtime.services.jobs import TaskJobs
 from agent_runtime.services.runner import Runner
+from agent_runtime.services.sessions import Sessions
 from agent_runtime.services.tasks import TaskService
 from agent_runtime.services.webhooks import WebhookDeliverer
 from agent_runtime.settings import Settings
@@ -84,6 +87,9 @@ class Runtime:
     gates: Gates
     approvals: ApprovalQueries
     webhooks: WebhookDeliverer
+    profiles: ProfileHolder
+    sessions: Sessions
+    models: dict[str, RoleModels]
     shutdown_event: anyio.Event = field(default_factory=anyio.Event)
     _migrated: bool = False
 
@@ -100,6 +106,12 @@ class Runtime:
         self.pool.replace_registry(registry)
         await self.catalog.refresh()
         log.info("tool_registry_reloaded", servers=len(registry.enabled()))
+
+    def reload_profiles(self) -> None:
+        """Re-read the profiles file (checked against the registry now); an invalid one raises
+        ``ProfilesError`` and the old profiles stay. Submitted tasks keep their snapshots."""
+        found = self.profiles.reload()
+        log.info("profiles_reloaded", path=str(self.profiles.path), profiles=sorted(found.profiles))
 
     def reload_policy(self) -> None:
         """Re-read the policy file; an invalid one raises ``PolicyError`` and the old policy stays."""
@@ -124,6 +136,10 @@ async def build_runtime(settings: Settings, overrides: Overrides | None = None) 
     planner_llm = _llm(settings, "planner", overrides, metrics)
     executor_llm = _llm(settings, "executor", overrides, metrics)
     policy = PolicyHolder(settings.policy.path)
+    profiles = ProfileHolder(settings.profiles.path, lambda: [s.id for s in catalog.registry.servers])
+    models = {role: _models(settings, role, llm, overrides, metrics)
+              for role, llm in (("planner", planner_llm), ("executor", executor_llm))}  # fmt: skip
+    sessions = Sessions(store, settings.sessions)
     governance = Governance(
         settings,
         policy,
@@ -133,7 +149,8 @@ async def build_runtime(settings: Settings, overrides: Overrides | None = None) 
         executor_model=executor_llm.model,
         history=store.step_history,
     )
-    jobs = TaskJobs(store, settings, planner_llm, executor_llm, catalog, pool, metrics, tracing, governance)
+    jobs = TaskJobs(store, settings, planner_llm, executor_llm, catalog, pool, metrics, tracing, governance,
+                    models=lambda role, model: models[role].get(model), sessions=sessions)  # fmt: skip
     runner = Runner(
         store,
         bus,
@@ -151,6 +168,7 @@ async def build_runtime(settings: Settings, overrides: Overrides | None = None) 
         approvals=settings.approvals,
         hand_off=hand_off,
         governance=governance,
+        profiles=lambda: profiles.profiles,
     )
     gates = Gates(store, Commands(store, hand_off), settings.approvals, catalog.get, governance)
     approvals = ApprovalQueries(store, settings.approvals, catalog.get)
@@ -158,7 +176,7 @@ async def build_runtime(settings: Settings, overrides: Overrides | None = None) 
     bus.on_commit(webhooks.events_committed)
     return Runtime(
         settings, store, bus, metrics, catalog, pool, tasks, runner, planner_llm, executor_llm, tracing,
-        policy, gates, approvals, webhooks,
+        policy, gates, approvals, webhooks, profiles, sessions, models,
     )  # fmt: skip
 
 
@@ -166,10 +184,24 @@ async def preflight(settings: Settings) -> None:
     """Check what settings validation cannot (database URL, tool registry, LLM keys) before serving,
     so a bad configuration stops the process with one clear :class:`ConfigError`."""
     await create_engine(settings.database).dispose()
-    load_registry(settings.tools.registry_path)
+    registry = load_registry(settings.tools.registry_path)
     PolicyHolder(settings.policy.path)  # a malformed policy file stops the start with its errors
+    ProfileHolder(settings.profiles.path, lambda: [s.id for s in registry.servers])  # likewise the profiles
     for role in ("planner", "executor"):
         await build_llm_client(getattr(settings.llm, role).resolved()).aclose()
+
+
+def _models(settings: Settings, role: str, own: LLMClient, overrides: Overrides, metrics: Metrics) -> RoleModels:
+    """The role's client, and on request (a profile's model) the same provider with another model."""
+    if getattr(overrides, f"{role}_llm") is not None:
+        return RoleModels(own)  # a test's client answers for every model
+    resolved = getattr(settings.llm, role).resolved()
+
+    def build(model: str) -> LLMClient:
+        return build_llm_client(resolved.model_copy(update={"model": model}), http_client=overrides.llm_http_client,
+                                wrap=lambda inner: MeteredLLM(inner, metrics))  # fmt: skip
+
+    return RoleModels(own, build)
 
 
 def _llm(settings: Settings, role: str, overrides: Overrides, metrics: Metrics) -> LLMClient:
@@ -256,6 +288,8 @@ async def stop_runtime(runtime: Runtime) -> None:
         await runtime.pool.aclose()
         await runtime.planner_llm.aclose()
         await runtime.executor_llm.aclose()
+        for models in runtime.models.values():
+            await models.aclose()
         await runtime.store.aclose()
         await anyio.to_thread.run_sync(runtime.tracing.shutdown)
 
@@ -320,3 +354,7 @@ async def _reload_on_sighup(runtime: Runtime) -> None:
                 runtime.reload_policy()
             except ConfigError as exc:
                 log.error("policy_reload_failed", error=exc.message)
+            try:
+                runtime.reload_profiles()
+            except ConfigError as exc:
+                log.error("profiles_reload_failed", error=exc.message)

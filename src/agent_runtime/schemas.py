@@ -25,6 +25,7 @@ from pydantic import (
 from agent_runtime.domain.inputs import (
     NO_NUL,
     NON_BLANK,
+    SESSION_ID,
     check_json,
     check_text,
     json_problem,
@@ -47,6 +48,8 @@ Version = Annotated[int, Field(ge=1, le=2**31 - 1), BeforeValidator(whole_number
 Count = Annotated[int, Field(ge=1), BeforeValidator(whole_number)]
 """A positive count: a JSON integer (``3`` or ``3.0``), never a string or a boolean."""
 
+PROFILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""A profile name (as ``profiles.model.NAME``)."""
 PLAN_LIMITS = {"summary": 4_000, "title": 200, "instruction": 20_000, "tool": 200, "tools": 64, "depends_on": 64}
 """Per-field limits of an edited plan (README, limits table); longer values get 422."""
 
@@ -58,6 +61,16 @@ class _In(BaseModel):
 class SubmitTask(_In):
     prompt: NonBlankText = Field(description="The natural-language block to plan and execute.")
     metadata: JsonObject | None = Field(default=None, description="Free-form client data, stored as is.")
+    profile: Annotated[str, StringConstraints(pattern=PROFILE_NAME)] | None = Field(
+        default=None,
+        description="The agent profile to run under (prompts, models, tool servers, limits); absent: the "
+        "default profile. An unknown name answers 422.",
+    )
+    session_id: Annotated[str, StringConstraints(pattern=SESSION_ID)] | None = Field(
+        default=None,
+        description="Groups tasks into a session: the planner and executor see a summary of the session's "
+        "earlier tasks, so a follow-up can refer to them.",
+    )
 
 
 ACTOR = "Optional; with authentication on it must equal the authenticated subject (which is recorded)."
@@ -185,6 +198,8 @@ class PlanOut(BaseModel):
     created_at: datetime
     summary: str
     steps: list[StepOut]
+    profile: str | None = Field(default=None, description="The agent profile the plan was made under and runs under")
+    profile_hash: str | None = Field(default=None, description="That profile's content hash (fixed at submit)")
 
 
 class AttentionOut(BaseModel):
@@ -226,6 +241,9 @@ class TaskOut(BaseModel):
     )
     budget: dict[str, float] | None = Field(default=None, description="The task's limits (absent: no limit)")
     estimate: dict[str, Any] | None = Field(default=None, description="The current plan version's estimate")
+    profile: str | None = Field(default=None, description="The agent profile the task runs under")
+    profile_hash: str | None = Field(default=None, description="Its content hash, as snapshotted at submit")
+    session_id: str | None = None
     last_event_seq: int
     links: dict[str, str]
 
@@ -239,10 +257,25 @@ class TaskSummary(BaseModel):
     updated_at: datetime
     current_plan_version: int | None
     links: dict[str, str]
+    profile: str | None = None
+    session_id: str | None = None
 
 
 class TaskPage(BaseModel):
     items: list[TaskSummary]
+    next_cursor: str | None
+
+
+class SessionTaskOut(TaskSummary):
+    prompt: str
+    result_summary: str | None = Field(default=None, description="The result's summary, or the error's message")
+
+
+class SessionPage(BaseModel):
+    """``GET /v1/sessions/{id}``: the session's tasks the caller may see, newest first."""
+
+    session_id: str
+    items: list[SessionTaskOut]
     next_cursor: str | None
 
 

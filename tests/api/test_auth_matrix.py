@@ -16,6 +16,7 @@ the caller may see the task, which kept no such file), ``404t`` (404 naming the 
 caller may not see it; the same answer as for a task that does not exist). A resolve on a visible
 task that needs no attention is a 409 (the state is checked before the call id). ``404d``: 404 naming a
 webhook delivery (this world has none, so an admin's retry finds nothing; tests/webhooks has the rest).
+``404s``: 404 naming the session: the caller sees none of its tasks (each owner has one session).
 """
 
 from __future__ import annotations
@@ -116,6 +117,12 @@ MATRIX: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/v1/admin/reload-policy"):
         {"none": "401 401 401 401", "viewer": "403 403 403 403", "submitter": "403 403 403 403",
          "approver": "403 403 403 403", "admin": "200 200 200 200"},
+    ("POST", "/v1/admin/reload-profiles"):
+        {"none": "401 401 401 401", "viewer": "403 403 403 403", "submitter": "403 403 403 403",
+         "approver": "403 403 403 403", "admin": "200 200 200 200"},
+    ("GET", "/v1/sessions/{session_id}"):
+        {"none": "401 401 401 401", "viewer": "200 200 404s 404s", "submitter": "200 404s 404s 404s",
+         "approver": "200 200 404s 404s", "admin": "200 200 404s 404s"},
     ("GET", "/v1/webhooks/deliveries"):
         {"none": "401 401 401 401", "viewer": "403 403 403 403", "submitter": "403 403 403 403",
          "approver": "403 403 403 403", "admin": "200 200 200 200"},
@@ -146,6 +153,7 @@ BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("POST", "/v1/tasks/{task_id}/budget"): {"tool_calls": 10},
     ("POST", "/v1/tasks/{task_id}/retry"): None,
     ("POST", "/v1/admin/reload-policy"): None,
+    ("POST", "/v1/admin/reload-profiles"): None,
     ("POST", "/v1/webhooks/deliveries/{delivery_id}/retry"): None,
 }
 NO_CALL = "call_" + "0" * 24
@@ -215,6 +223,8 @@ def _observed(response: httpx.Response) -> str:
             return "403s"
         if response.status_code == 404 and "delivery_id" in error["details"]:
             return "404d"
+        if response.status_code == 404 and "session_id" in error["details"]:
+            return "404s"
         if response.status_code == 404:
             field = error["details"].get("field")
             if field == "name":
@@ -236,6 +246,9 @@ async def _run_matrix(world: World) -> tuple[list[str], int]:
         "own": await submit_as(live, world.owner, "Echo shared own."),
         "other": await submit_as(live, world.other, "Echo shared other."),
     }
+    for whose, submitter in (("own", world.owner), ("other", world.other)):  # one session each, one task in it
+        body = {"prompt": "Echo in a session.", "session_id": f"matrix-{whose}"}
+        assert (await live.client.post("/v1/tasks", json=body, headers=bearer(submitter))).status_code == 202
     wrong: list[str] = []
     calls = 0
     for (method, path), row in MATRIX.items():
@@ -255,7 +268,7 @@ async def _run_matrix(world: World) -> tuple[list[str], int]:
                         task_id = shared[owner]
                     target = path.replace("{task_id}", task_id).replace("{call_id}", NO_CALL)
                     target = target.replace("{name}", "report.md")
-                target = target.replace("{delivery_id}", "1")
+                target = target.replace("{delivery_id}", "1").replace("{session_id}", f"matrix-{owner}")
                 response = await _call(live.client, method, target, key, BODIES.get((method, path)))
                 calls += 1
                 got = _observed(response)

@@ -30,6 +30,8 @@ ROUTES = {
     ("get", "/v1/tools"): ("operations", None),
     ("post", "/v1/admin/reload-tools"): ("operations", None),
     ("post", "/v1/admin/reload-policy"): ("operations", None),
+    ("post", "/v1/admin/reload-profiles"): ("operations", None),
+    ("get", "/v1/sessions/{session_id}"): ("sessions", "SessionPage"),
     ("get", "/v1/tasks/{task_id}/approvals"): ("approvals", "ApprovalOut"),
     ("get", "/v1/approvals"): ("approvals", "InboxPage"),
     ("get", "/v1/webhooks/deliveries"): ("webhooks", "DeliveryPage"),

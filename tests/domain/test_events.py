@@ -84,6 +84,8 @@ CASES: list[tuple[TaskEvent, dict[str, Any]]] = [
             offline_test=True,
             attempts=2,
             plan=PLAN,
+            profile="default",
+            profile_hash="sha256:" + "0" * 64,
         ),
         {
             "plan_version": 2,
@@ -93,6 +95,8 @@ CASES: list[tuple[TaskEvent, dict[str, Any]]] = [
             "attempts": 2,
             "plan": PLAN.model_dump(mode="json"),
             "estimate": None,  # added with approval policies: None when no policy estimated it
+            "profile": "default",  # added with agent profiles: the profile the task snapshotted at submit
+            "profile_hash": "sha256:" + "0" * 64,
         },
     ),
     (

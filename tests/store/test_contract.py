@@ -43,6 +43,22 @@ async def test_a_new_task_is_queued_with_its_created_event_as_sequence_one(store
     assert store.listener.events == events  # type: ignore[attr-defined]
 
 
+async def test_a_task_keeps_its_profile_snapshot_and_session_and_lists_by_session(store: TaskStore) -> None:
+    content = {"planner": {"system_prompt": "plan \u00e9"}, "executor": {}, "limits": {"max_turns_per_step": 3}}
+    digest = "sha256:" + "a" * 64
+    first = await store.create_task("one", {}, profile=("careful", digest, content), session_id="s:1")
+    second = await store.create_task("two", {}, session_id="s:1")
+    await store.create_task("three", {}, session_id="s:2")
+    fetched = await store.get_task(first.id)
+    assert (fetched.profile, fetched.profile_hash, fetched.profile_content) == ("careful", digest, content)
+    assert fetched.session_id == "s:1" and first.profile == "careful"
+    assert (await store.get_task(second.id)).profile is None  # no snapshot given: the built-in profile
+    found, cursor = await store.list_tasks(status=None, limit=10, cursor=None, session_id="s:1")
+    assert [t.id for t in found] == [second.id, first.id] and cursor is None
+    older, _ = await store.list_tasks(status=None, limit=10, cursor=second.id, session_id="s:1")
+    assert [t.id for t in older] == [first.id]
+
+
 async def test_unknown_task_raises_not_found(store: TaskStore) -> None:
     with pytest.raises(NotFoundError):
         await store.get_task("task_missing")

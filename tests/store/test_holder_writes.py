@@ -359,7 +359,7 @@ async def test_the_migration_replaces_the_old_function_with_v2(pg_store: TaskSto
 
 
 def test_the_function_sets_exactly_the_columns_the_document_may_carry() -> None:
-    migration = importlib.import_module("agent_runtime.store.migrations.versions.0006_policy")
+    migration = importlib.import_module("agent_runtime.store.migrations.versions.0009_profiles_sessions")
     assert migration.TASK_COLUMNS == pg_document.TASK_KINDS
     assert migration.STEP_COLUMNS == pg_document.STEP_KINDS
     assert migration.CALL_COLUMNS == pg_document.CALL_KINDS

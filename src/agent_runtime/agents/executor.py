@@ -62,7 +62,13 @@ class ExecutorAgent:
         limits: ExecutorLimits,
         span: SpanFactory | None = None,
         check_call: CallPolicy | None = None,
+        system: str | None = None,
+        history: str | None = None,
     ) -> None:
+        """``system``: a profile's executor prompt instead of the built-in one; ``history``: the
+        summary of the session's earlier tasks, shown to every step."""
+        self.system = system or prompts.EXECUTOR_SYSTEM
+        self.history = history
         self.llm = llm
         self._specs = specs
         self._safe = safe_to_repeat
@@ -201,7 +207,7 @@ class ExecutorAgent:
             )
             await journal.step_failed(step.id, error)
             raise error
-        messages = [Message(role="user", content=prompts.step_request(prompt, plan, step, deps))]
+        messages = [Message(role="user", content=prompts.step_request(prompt, plan, step, deps, self.history))]
         turn, calls_made = 0, 0
         if resumed:
             turn, calls_made = await self._replay(step, messages, tools, journal)
@@ -220,7 +226,7 @@ class ExecutorAgent:
             journal.check_budget("llm")
             with stop.model_call():
                 response = await self.llm.generate(
-                    system=prompts.EXECUTOR_SYSTEM, messages=messages, tools=specs, on_text_delta=on_delta
+                    system=self.system, messages=messages, tools=specs, on_text_delta=on_delta
                 )
             await journal.llm_used(step.id, response)
             if not response.tool_calls:

@@ -24,9 +24,11 @@ class PlanOutcome:
 
 
 class PlannerAgent:
-    def __init__(self, llm: LLMClient, *, max_steps: int) -> None:
+    def __init__(self, llm: LLMClient, *, max_steps: int, system: str | None = None) -> None:
+        """``system``: a profile's planner prompt instead of the built-in one."""
         self.llm = llm
         self.max_steps = max_steps
+        self.system = system
 
     @property
     def author(self) -> str:
@@ -47,13 +49,15 @@ class PlannerAgent:
         check: Callable[[Plan], list[str]] | None = None,
         request: str | None = None,
         complete: Callable[[Plan], Plan] | None = None,
+        history: str | None = None,
     ) -> PlanOutcome:
         """Ask the model for a plan; if it is invalid (or ``check``, the approval policy, names
         problems), show it the problems once; then give up. ``request``: the user message to send
         instead of the usual one; ``complete``: turns the model's answer into the plan to check and
-        keep (a replan adds the completed steps, see ``agents/replan.py``)."""
-        system = prompts.PLANNER_SYSTEM.format(max_steps=self.max_steps)
-        request = request or prompts.planner_request(prompt, tools, feedback, previous)
+        keep (a replan adds the completed steps, see ``agents/replan.py``). ``history``: the summary
+        of the session's earlier tasks, shown before the usual request."""
+        system = prompts.planner_system(self.system, self.max_steps)
+        request = request or prompts.planner_request(prompt, tools, feedback, previous, history)
         messages = [Message(role="user", content=request)]
         known = {t.name for t in tools}
         calls: list[Usage] = []

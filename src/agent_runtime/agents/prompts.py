@@ -40,8 +40,25 @@ def catalogue_text(tools: list[ToolSpec]) -> str:
     )
 
 
-def planner_request(prompt: str, tools: list[ToolSpec], feedback: str | None, previous: Plan | None) -> str:
-    parts = [f"Request:\n{prompt}", f"Tool catalogue:\n{catalogue_text(tools)}"]
+def planner_system(custom: str | None, max_steps: int) -> str:
+    """A profile's planner prompt (``{max_steps}`` replaced), else the built-in one."""
+    if custom is None:
+        return PLANNER_SYSTEM.format(max_steps=max_steps)
+    return custom.replace("{max_steps}", str(max_steps))
+
+
+SESSION_HEADER = "Earlier tasks in this session (oldest first)"
+
+
+def session_part(history: str | None) -> list[str]:
+    """The session's summary as a prompt paragraph (nothing without one)."""
+    return [f"{SESSION_HEADER}:\n{history}"] if history else []
+
+
+def planner_request(
+    prompt: str, tools: list[ToolSpec], feedback: str | None, previous: Plan | None, history: str | None = None
+) -> str:
+    parts = [*session_part(history), f"Request:\n{prompt}", f"Tool catalogue:\n{catalogue_text(tools)}"]
     if previous is not None and feedback:
         parts.append(f"The previous plan was:\n{previous.model_dump_json(indent=1)}")
         parts.append(f"The operator asked for a revision:\n{feedback}")
@@ -53,8 +70,11 @@ def repair_request(problems: list[str]) -> str:
     return f"That plan is invalid:\n{listed}\nProduce a corrected plan."
 
 
-def step_request(prompt: str, plan: Plan, step: PlanStep, dependency_outputs: dict[str, str]) -> str:
+def step_request(
+    prompt: str, plan: Plan, step: PlanStep, dependency_outputs: dict[str, str], history: str | None = None
+) -> str:
     parts = [
+        *session_part(history),
         f"Task request:\n{prompt}",
         f"Plan summary: {plan.summary}",
         f"Your step ({step.id}: {step.title}):\n{step.instruction}",

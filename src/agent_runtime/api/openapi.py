@@ -70,6 +70,10 @@ EXTRA: dict[tuple[str, str], dict[str, str]] = {
     ("get", "/metrics"): {"404": "Metrics are disabled"},
     ("post", "/v1/admin/reload-tools"): {"422": "The registry file is invalid (code config_error); the old one stays"},
     ("post", "/v1/admin/reload-policy"): {"422": "The policy file is invalid (code config_error); the old one stays"},
+    ("post", "/v1/admin/reload-profiles"): {
+        "422": "The profiles file is invalid (code config_error); the old profiles stay"
+    },
+    ("get", "/v1/sessions/{session_id}"): {"404": "The caller sees no task of this session"},
     ("post", "/v1/webhooks/deliveries/{delivery_id}/retry"): {
         "404": "No such delivery in the caller's tenant",
         "409": "The delivery is still pending (details.status)",

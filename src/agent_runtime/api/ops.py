@@ -103,6 +103,22 @@ async def reload_tools(request: Request) -> dict[str, Any]:
 
 
 @router.post(
+    "/v1/admin/reload-profiles",
+    summary="Reload the agent profiles file; an invalid file answers 422 and the old profiles stay",
+    openapi_extra=access(Permission.ADMIN),
+)
+async def reload_profiles(request: Request) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    runtime.reload_profiles()
+    found = runtime.profiles.profiles
+    return {
+        "path": str(runtime.profiles.path) if runtime.profiles.path else None,
+        "default": found.default,
+        "profiles": {name: profile.content_hash() for name, profile in found.profiles.items()},
+    }
+
+
+@router.post(
     "/v1/admin/reload-policy",
     summary="Reload the approval policy file; an invalid file answers 422 and the old policy stays",
     openapi_extra=access(Permission.ADMIN),

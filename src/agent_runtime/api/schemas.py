@@ -6,7 +6,7 @@ Python client; they are re-exported here so the routes name them as ``schemas.Ta
 
 from __future__ import annotations
 
-from agent_runtime.domain.records import PlanVersionRecord, StepRecord, ToolCallRecord
+from agent_runtime.domain.records import PlanVersionRecord, StepRecord, TaskRecord, ToolCallRecord
 from agent_runtime.domain.states import ToolCallStatus
 from agent_runtime.schemas import ApprovalOut as ApprovalOut
 from agent_runtime.schemas import Approve as Approve
@@ -23,6 +23,8 @@ from agent_runtime.schemas import Reject as Reject
 from agent_runtime.schemas import Resolve as Resolve
 from agent_runtime.schemas import Retry as Retry
 from agent_runtime.schemas import Revise as Revise
+from agent_runtime.schemas import SessionPage as SessionPage
+from agent_runtime.schemas import SessionTaskOut as SessionTaskOut
 from agent_runtime.schemas import StepOut as StepOut
 from agent_runtime.schemas import SubmitTask as SubmitTask
 from agent_runtime.schemas import TaskOut as TaskOut
@@ -32,7 +34,7 @@ from agent_runtime.schemas import links as links
 from agent_runtime.services.tasks import TaskView
 
 
-def plan_out(plan: PlanVersionRecord, steps: list[StepRecord]) -> PlanOut:
+def plan_out(plan: PlanVersionRecord, steps: list[StepRecord], task: TaskRecord | None = None) -> PlanOut:
     by_id = {s.step_id: s for s in steps}
     out = []
     for step in plan.plan.steps:
@@ -54,6 +56,8 @@ def plan_out(plan: PlanVersionRecord, steps: list[StepRecord]) -> PlanOut:
         created_at=plan.created_at,
         summary=plan.plan.summary,
         steps=out,
+        profile=task.profile if task is not None else None,
+        profile_hash=task.profile_hash if task is not None else None,
     )
 
 
@@ -69,6 +73,26 @@ def attention_out(call: ToolCallRecord) -> AttentionOut:
     )
 
 
+def summary_out(t: TaskRecord) -> TaskSummary:
+    return TaskSummary(
+        id=t.id,
+        status=t.status.value,
+        tenant=t.tenant,
+        submitted_by=t.submitted_by,
+        created_at=t.created_at,
+        updated_at=t.updated_at,
+        current_plan_version=t.current_plan_version,
+        links=links(t.id),
+        profile=t.profile,
+        session_id=t.session_id,
+    )
+
+
+def session_task_out(t: TaskRecord) -> SessionTaskOut:
+    result = (t.result or {}).get("summary") or (t.error or {}).get("message")
+    return SessionTaskOut(**summary_out(t).model_dump(), prompt=t.prompt, result_summary=result)
+
+
 def task_out(view: TaskView) -> TaskOut:
     t = view.task
     return TaskOut(
@@ -82,7 +106,7 @@ def task_out(view: TaskView) -> TaskOut:
         updated_at=t.updated_at,
         current_plan_version=t.current_plan_version,
         approved_plan_version=t.approved_plan_version,
-        plan=plan_out(view.plan, view.steps) if view.plan else None,
+        plan=plan_out(view.plan, view.steps, t) if view.plan else None,
         result=t.result,
         error=t.error,
         needs_attention=[attention_out(c) for c in view.attention],
@@ -91,6 +115,9 @@ def task_out(view: TaskView) -> TaskOut:
         usage=t.usage,
         budget=t.budget,
         estimate=t.estimate,
+        profile=t.profile,
+        profile_hash=t.profile_hash,
+        session_id=t.session_id,
         last_event_seq=t.last_seq,
         links=links(t.id),
     )

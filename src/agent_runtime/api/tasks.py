@@ -39,7 +39,9 @@ async def _answer(tasks: TaskService, task: TaskRecord) -> s.TaskOut:
 )
 async def submit(body: s.SubmitTask, request: Request, response: Response) -> s.TaskOut:
     tasks = tasks_of(request)
-    task = await tasks.submit(body.prompt, body.metadata, principal=principal_of(request))
+    task = await tasks.submit(
+        body.prompt, body.metadata, principal=principal_of(request), profile=body.profile, session_id=body.session_id
+    )
     response.headers["Location"] = f"/v1/tasks/{task.id}"
     return await _answer(tasks, task)
 
@@ -54,20 +56,7 @@ async def list_tasks(
     found, next_cursor = await tasks_of(request).list_tasks(
         principal_of(request), status=status, limit=limit, cursor=cursor
     )
-    items = [
-        s.TaskSummary(
-            id=t.id,
-            status=t.status.value,
-            tenant=t.tenant,
-            submitted_by=t.submitted_by,
-            created_at=t.created_at,
-            updated_at=t.updated_at,
-            current_plan_version=t.current_plan_version,
-            links=s.links(t.id),
-        )
-        for t in found
-    ]
-    return s.TaskPage(items=items, next_cursor=next_cursor)
+    return s.TaskPage(items=[s.summary_out(t) for t in found], next_cursor=next_cursor)
 
 
 @router.get(

@@ -15,7 +15,7 @@ from urllib.parse import quote
 from pydantic import TypeAdapter
 
 from agent_runtime.domain.plan import Plan
-from agent_runtime.schemas import ArtifactList, InboxPage, PlanVersionOut, TaskOut, TaskPage
+from agent_runtime.schemas import ArtifactList, InboxPage, PlanVersionOut, SessionPage, TaskOut, TaskPage
 
 T = TypeVar("T")
 
@@ -43,8 +43,17 @@ def _body(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
-def submit(prompt: str, metadata: Mapping[str, Any] | None = None) -> Call[TaskOut]:
-    body = _body(prompt=prompt, metadata=dict(metadata) if metadata is not None else None)
+def submit(
+    prompt: str,
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    profile: str | None = None,
+    session_id: str | None = None,
+) -> Call[TaskOut]:
+    """``profile``: the agent profile to run under (absent: the default); ``session_id``: the
+    session whose earlier tasks the planner and executor see."""
+    meta = dict(metadata) if metadata is not None else None
+    body = _body(prompt=prompt, metadata=meta, profile=profile, session_id=session_id)
     return Call("POST", "/v1/tasks", TaskOut.model_validate, json=body)
 
 
@@ -55,6 +64,12 @@ def get(task_id: str) -> Call[TaskOut]:
 def list_tasks(status: str | None = None, limit: int | None = None, cursor: str | None = None) -> Call[TaskPage]:
     params = _body(status=status, limit=limit, cursor=cursor)
     return Call("GET", "/v1/tasks", TaskPage.model_validate, params=params)
+
+
+def session(session_id: str, limit: int | None = None, cursor: str | None = None) -> Call[SessionPage]:
+    """The session's tasks the caller may see, newest first (``GET /v1/sessions/{id}``)."""
+    params = _body(limit=limit, cursor=cursor)
+    return Call("GET", f"/v1/sessions/{quote(session_id, safe='')}", SessionPage.model_validate, params=params)
 
 
 _VERSIONS = TypeAdapter(list[PlanVersionOut])

@@ -13,7 +13,7 @@ from agent_runtime.client.base import DEFAULT_SERVER, ClientConfig, answer, stre
 from agent_runtime.client.errors import APIError, ConnectionFailed
 from agent_runtime.client.resume import FINAL, SETTLED, STATUS_EVENTS, Backoff, Resume, is_terminal
 from agent_runtime.domain.plan import Plan
-from agent_runtime.schemas import ArtifactList, EventOut, InboxPage, PlanVersionOut, TaskOut, TaskPage
+from agent_runtime.schemas import ArtifactList, EventOut, InboxPage, PlanVersionOut, SessionPage, TaskOut, TaskPage
 
 T = TypeVar("T")
 
@@ -75,8 +75,18 @@ class Client:
 
     # --- commands and queries -------------------------------------------------------------------
 
-    def submit(self, prompt: str, metadata: Mapping[str, Any] | None = None) -> TaskOut:
-        return self.call(calls.submit(prompt, metadata))
+    def submit(
+        self,
+        prompt: str,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        profile: str | None = None,
+        session_id: str | None = None,
+    ) -> TaskOut:
+        return self.call(calls.submit(prompt, metadata, profile=profile, session_id=session_id))
+
+    def session(self, session_id: str, limit: int | None = None, cursor: str | None = None) -> SessionPage:
+        return self.call(calls.session(session_id, limit, cursor))
 
     def get(self, task_id: str) -> TaskOut:
         return self.call(calls.get(task_id))

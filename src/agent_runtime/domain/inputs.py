@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+SESSION_ID = r"^[A-Za-z0-9._:-]{1,128}$"
+"""A session id: 1 to 128 letters, digits, ``.``, ``_``, ``:`` or ``-`` (chosen by the client)."""
 MAX_JSON_DEPTH = 32
 """Nesting depth allowed in free-form JSON (``metadata``): objects and arrays inside each other."""
 MAX_CURSOR = 2**31 - 1

@@ -41,6 +41,12 @@ class TaskRecord:
     """The current plan version's estimate."""
     submitter_roles: list[str] | None = None
     """The submitter's roles when it submitted (policy rules may match them)."""
+    profile: str | None = None
+    """The agent profile's name (None before migration 0008: the built-in profile)."""
+    profile_hash: str | None = None
+    profile_content: dict[str, Any] | None = None
+    """The profile as it was when the task was submitted (what its planner and executor run)."""
+    session_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

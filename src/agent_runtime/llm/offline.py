@@ -6,7 +6,10 @@ and is not a language model: it follows simple, documented rules.
 * ``generate_structured`` fills the requested pydantic schema from its JSON schema. If the schema
   looks like a plan (an array field whose items carry a ``tools`` list of strings) and
   ``tools_hint`` is given, it makes one step per sentence of the request (at most ``max_steps``),
-  each naming the hinted tool(s) sharing the most words with it (else the first hinted tool).
+  each naming the hinted tool(s) sharing the most words with it (else the first hinted tool). A
+  sentence that refers back ("the same", "again", "as before", "likewise") also counts the words
+  of the last earlier request of the session (the "Earlier tasks in this session" section), so a
+  follow-up such as "Do the same for 3 and 4" gets the tool the earlier task was planned with.
   "retry on failure" / "skip on failure" / "replan on failure" in the request set the plan's
   ``on_failure`` (retry: 3 attempts, 0.2 s backoff), "verify" sets ``verify``. A replan request
   (a "Steps not yet done:" section) gets one step per line of that section, each with only its one
@@ -67,6 +70,8 @@ _FILE = re.compile(r"(?<![\w/.])((?:[\w.-]+/)*[\w-]{2,}\.[A-Za-z][A-Za-z0-9]{0,4
 _URL = re.compile(r"https?://[^\s\"'<>]+")
 _NAMED = re.compile(r"\b(?:named|called|titled)\s+[\"'`]?([A-Za-z0-9][\w-]{0,63})", re.IGNORECASE)
 _IDENTIFIER_KEYS = _keys("name id key slug identifier")
+_REFERS_BACK = re.compile(r"\b(?:the same|again|as before|likewise)\b", re.IGNORECASE)
+_EARLIER_REQUEST = re.compile(r"request: (.*?)(?: \| plan: | \| result: |$)", re.MULTILINE)
 _MAX_DEPTH = 8
 
 
@@ -100,7 +105,10 @@ class OfflineTestModel(base.LLMClient):
         steps_key = find_plan_steps(root, filler) if hint else None
         if steps_key:
             prefix = (focus(first, "new step ids", fallback=False).strip().splitlines() or [""])[0].strip()
-            data = self._plan(filler, steps_key, hint, prefix=prefix, one_tool=bool(remaining))
+            earlier = _EARLIER_REQUEST.findall(focus(first, "earlier tasks", fallback=False))
+            data = self._plan(
+                filler, steps_key, hint, earlier[-1] if earlier else "", prefix=prefix, one_tool=bool(remaining)
+            )
             data.update(plan_options(request, root.get("properties", {})))
         elif _is_verdict(root):
             data = _verdict(focus(first, "step results", fallback=False))
@@ -148,7 +156,14 @@ class OfflineTestModel(base.LLMClient):
         return LLMResponse(text=final, usage=_usage(system, messages, final), stop_reason="end_turn")
 
     def _plan(
-        self, filler: SchemaFiller, steps_key: str, tools: list[ToolSpec], *, prefix: str = "", one_tool: bool = False
+        self,
+        filler: SchemaFiller,
+        steps_key: str,
+        tools: list[ToolSpec],
+        earlier: str,
+        *,
+        prefix: str = "",
+        one_tool: bool = False,
     ) -> dict[str, Any]:
         steps_schema = filler.resolve(filler.resolve(filler.root)["properties"][steps_key])
         parts = split_steps(filler.text)[: self.max_steps] or [("Complete the request", False)]
@@ -157,7 +172,15 @@ class OfflineTestModel(base.LLMClient):
         item = filler.resolve(steps_schema.get("items"))
         data: dict[str, Any] = filler.fill(filler.root, skip=frozenset({steps_key}))
         data[steps_key] = [
-            self._step(filler, item, i, sentence, pick_tools(sentence, tools, 1 if one_tool else 2), follows, prefix)
+            self._step(
+                filler,
+                item,
+                i,
+                sentence,
+                pick_tools(_referred(sentence, earlier), tools, 1 if one_tool else 2),
+                follows,
+                prefix,
+            )
             for i, (sentence, follows) in enumerate(parts)
         ]
         return data
@@ -413,6 +436,11 @@ def pick_tools(sentence: str, tools: list[ToolSpec], limit: int = 2) -> list[str
     if best == 0:
         return [tools[0].name]
     return [t.name for t, score in zip(tools, scores, strict=True) if score == best][:limit]
+
+
+def _referred(sentence: str, earlier: str) -> str:
+    """``sentence``, with the earlier request it refers back to (if it does and there is one)."""
+    return f"{sentence} {earlier}" if earlier and _REFERS_BACK.search(sentence) else sentence
 
 
 def make_title(text: str, words: int = 8) -> str:

@@ -58,10 +58,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = _leaf(verbs, "submit", "commands:submit", "submit a task ('-' reads the prompt from stdin)", common)
     p.add_argument("prompt")
     p.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE", help="repeatable")
+    p.add_argument("--profile", metavar="NAME", help="the agent profile to run under (default: the service's)")
+    p.add_argument("--session", metavar="ID", help="a session id: the planner sees the session's earlier tasks")
     _wait_options(p, "wait for the plan (or the end) and print it")
 
     p = _leaf(verbs, "list", "commands:list_tasks", "list tasks, newest first", common)
     p.add_argument("--status", help="only tasks in this status (e.g. awaiting_approval)")
+    p.add_argument("--limit", type=int, help="1-200 (service default 50)")
+    p.add_argument("--cursor", help="the next page, as printed by the previous one")
+
+    p = _leaf(verbs, "session", "commands:session", "the tasks of a session, newest first", common)
+    p.add_argument("session")
     p.add_argument("--limit", type=int, help="1-200 (service default 50)")
     p.add_argument("--cursor", help="the next page, as printed by the previous one")
 

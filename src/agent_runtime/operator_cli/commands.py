@@ -20,7 +20,7 @@ class UsageError(Exception):
 
 def submit(client: Client, args: argparse.Namespace, out: Output) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
-    task = client.submit(prompt, _metadata(args.metadata))
+    task = client.submit(prompt, _metadata(args.metadata), profile=args.profile, session_id=args.session)
     if args.wait:
         return _settle(client, task, args.timeout, out)
     if out.as_json:
@@ -62,6 +62,15 @@ def list_tasks(client: Client, args: argparse.Namespace, out: Output) -> int:
         out.data(page)
     else:
         views.task_page(out, page)
+    return Exit.OK
+
+
+def session(client: Client, args: argparse.Namespace, out: Output) -> int:
+    page = client.session(args.session, args.limit, args.cursor)
+    if out.as_json:
+        out.data(page)
+    else:
+        views.session_page(out, page)
     return Exit.OK
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from agent_runtime.client import InboxItemOut, InboxPage, TaskOut, TaskPage
+from agent_runtime.client import InboxItemOut, InboxPage, SessionPage, TaskOut, TaskPage
 from agent_runtime.operator_cli.output import Output
 
 STATUS_STYLE = {
@@ -112,6 +112,13 @@ def task_page(out: Output, page: TaskPage) -> None:
         for t in page.items
     ]
     out.table(["task", "status", "plan", "created"], rows)
+    if page.next_cursor:
+        out.note(f"more: --cursor {page.next_cursor}")
+
+
+def session_page(out: Output, page: SessionPage) -> None:
+    rows = [[t.id, t.status, t.profile or "-", when(t.created_at), excerpt(t.prompt, 60)] for t in page.items]
+    out.table(["task", "status", "profile", "created", "request"], rows)
     if page.next_cursor:
         out.note(f"more: --cursor {page.next_cursor}")
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from agent_runtime.config_files import problem, read_yaml
 from agent_runtime.errors import ConfigError
 from agent_runtime.policy.model import DEFAULT_POLICY, Policy
 
@@ -26,15 +26,7 @@ class PolicyError(ConfigError):
 def load_policy(path: Path | str) -> Policy:
     """Read and validate a policy file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read policy file: {exc.strerror}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{path}: not valid YAML: {exc}") from exc
-    return policy_from_data(data, source=str(path))
+    return policy_from_data(read_yaml(path, "policy file", PolicyError), source=str(path))
 
 
 def policy_from_data(data: Any, *, source: str = "<policy>") -> Policy:
@@ -65,9 +57,7 @@ def _describe(exc: ValidationError, data: dict[str, Any], source: str) -> str:
                 loc = loc[1:]  # the discriminator tag pydantic inserts
             if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
                 loc = ["decision"]
-        key = ".".join(str(part) for part in loc)
-        message = str(err["msg"]).removeprefix("Value error, ")
-        problems.append(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+        problems.append(problem(where, loc, str(err["msg"])))
     return "; ".join(problems)
 
 

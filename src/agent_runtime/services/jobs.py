@@ -41,16 +41,18 @@ from agent_runtime.domain.events import (
     ToolCallInDoubt,
 )
 from agent_runtime.domain.plan import Plan
-from agent_runtime.domain.records import Lease, ToolCallRecord
+from agent_runtime.domain.records import Lease, TaskRecord, ToolCallRecord
 from agent_runtime.domain.states import StepStatus, TaskStatus, ToolCallStatus, is_terminal
 from agent_runtime.errors import LeaseLostError, PlanInvalidError, ServiceError
 from agent_runtime.llm.base import LLMClient, ToolSpec
 from agent_runtime.observability.metrics import Metrics
 from agent_runtime.observability.tracing import Tracing
+from agent_runtime.profiles.model import TaskProfile
 from agent_runtime.services import recovery
 from agent_runtime.services.artifacts import ArtifactStore
 from agent_runtime.services.governance import Governance
 from agent_runtime.services.journal import StoreJournal
+from agent_runtime.services.sessions import Sessions
 from agent_runtime.services.usage import UNPRICED
 from agent_runtime.settings import Settings
 from agent_runtime.store.store import TaskStore
@@ -95,6 +97,18 @@ class TaskJobs:
     tracing: Tracing | None = None
     governance: Governance | None = None
     """Approval policy, budgets and prices (None: no policy, no budget, costs unknown)."""
+    models: Callable[[str, str | None], LLMClient] | None = None
+    """(role, model) -> that role's client for a profile's model (None: the role's own client)."""
+    sessions: Sessions | None = None
+    """The summary of a task's session (None: no summaries)."""
+
+    def _llm(self, role: str, profile: TaskProfile) -> LLMClient:
+        own = self.planner_llm if role == "planner" else self.executor_llm
+        model = getattr(profile.profile, role).model
+        return self.models(role, model) if self.models is not None and model is not None else own
+
+    async def _history(self, task: TaskRecord) -> str | None:
+        return await self.sessions.summary(task) if self.sessions is not None else None
 
     def _span(self, name: str, **attributes: str | int | None) -> AbstractContextManager[object]:
         return self.tracing.span(name, **attributes) if self.tracing is not None else nullcontext()
@@ -118,8 +132,15 @@ class TaskJobs:
         replanning = await recovery.replan_context(self.store, task)  # a step failed: plan what is left
         if task.revision_feedback and task.current_plan_version and replanning is None:
             previous = (await self.store.plan_version(task.id, task.current_plan_version)).plan
-        planner = PlannerAgent(self.planner_llm, max_steps=self.settings.limits.max_steps_per_plan)
-        specs = [tool_spec(t) for t in self.catalog.tools()]
+        try:
+            profile = TaskProfile.of_task(task)
+        except ServiceError as exc:
+            await self._fail(lease, exc)
+            return
+        llm = self._llm("planner", profile)
+        max_steps = profile.limit("max_steps_per_plan", self.settings.limits.max_steps_per_plan)
+        planner = PlannerAgent(llm, max_steps=max_steps, system=profile.profile.planner.system_prompt)
+        specs = [tool_spec(t) for t in self.catalog.tools() if profile.allows_server(t.server_id)]
         gov = self.governance
 
         async def on_invalid(problems: list[str]) -> None:
@@ -140,13 +161,14 @@ class TaskJobs:
                     previous=previous,
                     on_invalid=on_invalid,
                     check=check,
+                    history=await self._history(task),
                 )
         except LeaseLostError:
             raise
         except ServiceError as exc:
             await self._fail(lease, exc)
             return
-        offline = self.planner_llm.provider == "offline"
+        offline = llm.provider == "offline"
         proposal = await gov.propose(task, outcome.plan, outcome.usage) if gov is not None else None
         refused = proposal.refused() if proposal is not None else None
         if refused is not None:  # the policy changed (a reload) since the planner's check
@@ -166,9 +188,11 @@ class TaskJobs:
                     attempts=outcome.attempts,
                     plan=outcome.plan,
                     estimate=proposal.estimate if proposal is not None else None,
+                    profile=profile.name,
+                    profile_hash=profile.hash,
                 )
             )
-            self._planner_usage(tx, outcome)
+            self._planner_usage(tx, outcome, llm.model)
             if proposal is None:
                 tx.emit(ApprovalRequired(plan_version=version))
             else:
@@ -176,11 +200,11 @@ class TaskJobs:
         if self.metrics is not None:
             self.metrics.observe_planning(time.perf_counter() - started, "proposed")
 
-    def _planner_usage(self, tx: TaskTx, outcome: PlanOutcome) -> None:
+    def _planner_usage(self, tx: TaskTx, outcome: PlanOutcome, planner_model: str) -> None:
         """Each planner call's tokens and cost, recorded with the plan (the task's usage so far)."""
         usage = {k: float(v) for k, v in (tx.task.usage or {}).items()}
         for call in outcome.calls:
-            model = call.model or self.planner_llm.model  # the model that answered
+            model = call.model or planner_model  # the model that answered
             cost = self.governance.price(model, call.input_tokens, call.output_tokens) if self.governance else None
             usage["input_tokens"] = usage.get("input_tokens", 0.0) + call.input_tokens
             usage["output_tokens"] = usage.get("output_tokens", 0.0) + call.output_tokens
@@ -212,6 +236,12 @@ class TaskJobs:
             await self._fail(lease, ServiceError("approved task has no approved plan version"))
             return
         gov = self.governance
+        try:
+            profile = TaskProfile.of_task(task)
+        except ServiceError as exc:
+            await self._fail(lease, exc, version=version)
+            return
+        llm = self._llm("executor", profile)
         journal = StoreJournal(
             self.store,
             lease,
@@ -221,7 +251,7 @@ class TaskJobs:
             usage=task.usage,
             budget=task.budget,
             price=gov.price if gov is not None else None,
-            model=self.executor_llm.model,
+            model=llm.model,
             attempts={s.step_id: s.started_at for s in steps if s.status == StepStatus.RUNNING},
         )
         resumed = any(s.status != StepStatus.PENDING for s in steps)
@@ -248,18 +278,21 @@ class TaskJobs:
         failures = FailurePolicies(plan, recovery.FailureRecords(journal), prior)
         verdict: dict[str, object] = {}
         verify = plan.verify if plan.verify is not None else self.settings.limits.verify
-        verifier = recovery.verifier(self.executor_llm, journal, verdict) if verify else None
+        verifier = recovery.verifier(llm, journal, verdict) if verify else None
+        limits = self.settings.limits
         executor = ExecutorAgent(
-            self.executor_llm,
+            llm,
             specs=self._specs,
             safe_to_repeat=self._safe_to_repeat,
             span=self._span,
             check_call=gov.call_policy(task) if gov is not None else None,
             limits=ExecutorLimits(
-                max_turns=self.settings.limits.max_turns_per_step,
-                max_tool_calls=self.settings.limits.max_tool_calls_per_step,
-                max_parallel_steps=self.settings.limits.max_parallel_steps,
+                max_turns=profile.limit("max_turns_per_step", limits.max_turns_per_step),
+                max_tool_calls=profile.limit("max_tool_calls_per_step", limits.max_tool_calls_per_step),
+                max_parallel_steps=profile.limit("max_parallel_steps", limits.max_parallel_steps),
             ),
+            system=profile.profile.executor.system_prompt,
+            history=await self._history(task),
         )
 
         async def complete(summary: str) -> None:

@@ -14,6 +14,7 @@ distinct approvers, content hash) are in :mod:`agent_runtime.services.approvals`
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -34,6 +35,7 @@ from agent_runtime.domain.events import (
     TaskRetried,
 )
 from agent_runtime.domain.identity import Permission, Principal, unauthenticated
+from agent_runtime.domain.inputs import SESSION_ID
 from agent_runtime.domain.plan import Plan, check_plan
 from agent_runtime.domain.records import (
     PlanVersionRecord,
@@ -52,6 +54,7 @@ from agent_runtime.errors import (
     StalePlanVersionError,
 )
 from agent_runtime.policy.sticky import is_scope_subset
+from agent_runtime.profiles.model import BUILTIN, ProfileSet, TaskProfile
 from agent_runtime.services import approvals as rules
 from agent_runtime.services import recovery
 from agent_runtime.services.access import allowed, require_roles, visible
@@ -83,7 +86,10 @@ class TaskService:
         approvals: ApprovalSettings | None = None,
         hand_off: HandOff | None = None,
         governance: Governance | None = None,
+        profiles: Callable[[], ProfileSet] | None = None,
     ) -> None:
+        """``profiles``: the agent profiles in force (read at each submit; None: the built-in one)."""
+        self._profiles = profiles or (lambda: BUILTIN)
         self.store = store
         self.limits = limits
         self._known_tools = known_tools
@@ -152,9 +158,20 @@ class TaskService:
     # -- commands -------------------------------------------------------------------------------
 
     async def submit(
-        self, prompt: str, metadata: dict[str, Any] | None, *, principal: Principal | None = None
+        self,
+        prompt: str,
+        metadata: dict[str, Any] | None,
+        *,
+        principal: Principal | None = None,
+        profile: str | None = None,
+        session_id: str | None = None,
     ) -> TaskRecord:
+        """Store a new task. ``profile``: the agent profile it runs under (the default one when
+        None), snapshotted now; ``session_id``: the session whose earlier tasks it follows up."""
         who = allowed(principal, Permission.SUBMIT)
+        chosen = self._profiles().choose(profile)
+        if session_id is not None and not re.fullmatch(SESSION_ID, session_id):
+            raise InputValidationError(f"session_id must match {SESSION_ID}", details={"field": "session_id"})
         if is_blank(prompt):
             raise InputValidationError("prompt must not be empty", details={"field": "prompt"})
         if len(prompt) > self.limits.max_prompt_chars:
@@ -177,6 +194,8 @@ class TaskService:
                 submitted_by=submitted_by,
                 submitter_roles=who.sorted_roles if who.authenticated else None,
                 lease_to=lease_to,
+                profile=chosen.row(),
+                session_id=session_id,
             )
         )
 
@@ -313,7 +332,10 @@ class TaskService:
         who = allowed(principal or unauthenticated(actor), Permission.DECIDE)
         actor = who.subject
         task = await self.get(task_id, who)  # a task the caller may not see is 404 before its plan is judged
-        problems = check_plan(plan, known_tools=self._known_tools(), max_steps=self.limits.max_steps_per_plan)
+        profile = TaskProfile.of_task(task)  # the edit stays within the task's profile: its servers, its limit
+        known = [name for name in self._known_tools() if profile.allows_server(name.partition(".")[0])]
+        max_steps = profile.limit("max_steps_per_plan", self.limits.max_steps_per_plan)
+        problems = check_plan(plan, known_tools=known, max_steps=max_steps)
         proposal = await self.governance.propose(task, plan, None, edited=True) if self.governance else None
         refused = proposal.refused() if proposal is not None else None
         if refused is not None:

@@ -36,6 +36,8 @@ from agent_runtime.settings.governance import (
     ModelPrice,
     PolicySettings,
     PricingSettings,
+    ProfileSettings,
+    SessionSettings,
     WebhookEndpoint,
     WebhookSettings,
 )
@@ -77,11 +79,13 @@ __all__ = [
     "OidcSettings",
     "PolicySettings",
     "PricingSettings",
+    "ProfileSettings",
     "Provider",
     "ResolvedLLM",
     "RetentionSettings",
     "RunnerSettings",
     "ServerSettings",
+    "SessionSettings",
     "Settings",
     "ToolSettings",
     "WebhookEndpoint",
@@ -123,6 +127,8 @@ class Settings(BaseSettings):
     budgets: Budget = Field(default_factory=Budget)
     pricing: PricingSettings = Field(default_factory=PricingSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    profiles: ProfileSettings = Field(default_factory=ProfileSettings)
+    sessions: SessionSettings = Field(default_factory=SessionSettings)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -241,5 +247,13 @@ def _relative_to(settings: Settings, base: Path) -> Settings:
     artifacts = settings.artifacts
     if not artifacts.root.is_absolute():
         artifacts = artifacts.model_copy(update={"root": base / artifacts.root})
-    update = {"tools": tools.model_copy(update=updates), "policy": policy, "artifacts": artifacts}
+    profiles = settings.profiles
+    if profiles.path is not None and not profiles.path.is_absolute():
+        profiles = profiles.model_copy(update={"path": base / profiles.path})
+    update = {
+        "tools": tools.model_copy(update=updates),
+        "policy": policy,
+        "artifacts": artifacts,
+        "profiles": profiles,
+    }
     return settings.model_copy(update=update)

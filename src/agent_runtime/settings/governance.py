@@ -31,6 +31,20 @@ class PolicySettings(Section):
     """How long that history is reused before it is read again."""
 
 
+class ProfileSettings(Section):
+    path: Path | None = None
+    """The agent profiles file (YAML, ``profiles/`` package); ``None``: one built-in profile,
+    ``default``, with today's prompts, models, tool servers and limits."""
+
+
+class SessionSettings(Section):
+    summary_max_tokens: int = Field(default=1000, ge=0, le=100_000)
+    """The bound on the summary of a session's earlier tasks that the planner and executor see
+    (estimated at four characters a token; 0: no summary)."""
+    summary_max_tasks: int = Field(default=20, ge=0, le=200)
+    """At most this many earlier tasks (the newest) are read for the summary."""
+
+
 class Budget(Section):
     """Limits on what one task may spend; ``None`` (the default for each) means no limit."""
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0008"
+HEAD_REVISION = "0009"
 """The newest migration in ``migrations/versions`` (update it with every new migration)."""
 VERSION_TABLE = "alembic_version"
 

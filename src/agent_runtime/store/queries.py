@@ -44,9 +44,10 @@ def list_tasks(
     *,
     tenant: str | None = None,
     submitted_by: str | None = None,
+    session_id: str | None = None,
 ) -> list[TaskRecord]:
-    """Newest first, up to ``limit`` tasks older than the id ``cursor`` (of ``tenant``/``submitted_by``
-    if given) in ``status`` (one, or any of several)."""
+    """Newest first, up to ``limit`` tasks older than the id ``cursor`` (of ``tenant``/``submitted_by``/
+    ``session_id`` if given) in ``status`` (one, or any of several)."""
     stmt = sa.select(t.tasks).order_by(t.tasks.c.id.desc()).limit(limit)
     if isinstance(status, TaskStatus):
         stmt = stmt.where(t.tasks.c.status == status)
@@ -56,6 +57,8 @@ def list_tasks(
         stmt = stmt.where(t.tasks.c.tenant == tenant)
     if submitted_by is not None:
         stmt = stmt.where(t.tasks.c.submitted_by == submitted_by)
+    if session_id is not None:
+        stmt = stmt.where(t.tasks.c.session_id == session_id)
     if cursor:
         stmt = stmt.where(t.tasks.c.id < cursor)
     return [rows.task(r) for r in conn.execute(stmt).mappings()]

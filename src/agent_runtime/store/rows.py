@@ -81,6 +81,10 @@ def task(row: Mapping[Any, Any]) -> TaskRecord:
         budget=row["budget"],
         estimate=row["estimate"],
         submitter_roles=row["submitter_roles"],
+        profile=row["profile"],
+        profile_hash=row["profile_hash"],
+        profile_content=row["profile_content"],
+        session_id=row["session_id"],
     )
 
 

@@ -44,7 +44,13 @@ tasks = sa.Table(
     sa.Column("budget", JSONType),
     sa.Column("estimate", JSONType),
     sa.Column("submitter_roles", JSONType),
+    # Agent profiles and sessions (migration 0008): set when the task is created, never updated.
+    sa.Column("profile", sa.String(64)),
+    sa.Column("profile_hash", sa.String(80)),
+    sa.Column("profile_content", JSONType),
+    sa.Column("session_id", sa.String(128)),
 )
+sa.Index("ix_tasks_session_id", tasks.c.session_id, tasks.c.id)
 sa.Index("ix_tasks_gate_expires_at", tasks.c.gate_expires_at)
 sa.Index("ix_tasks_tenant_id", tasks.c.tenant, tasks.c.id)
 sa.Index("ix_tasks_status_lease", tasks.c.status, tasks.c.lease_expires_at)

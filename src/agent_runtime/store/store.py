@@ -135,9 +135,12 @@ class TaskStore(ABC):
         submitted_by: str | None = None,
         submitter_roles: list[str] | None = None,
         lease_to: tuple[str, datetime] | None = None,
+        profile: tuple[str, str, dict[str, Any]] | None = None,
+        session_id: str | None = None,
     ) -> TaskRecord:
         """Store a new queued task of ``tenant`` and its ``task_created`` event. ``lease_to`` (owner,
-        expiry): lease it to that owner in the same transaction (a hand-off) instead of waking workers."""
+        expiry): lease it to that owner in the same transaction (a hand-off) instead of waking workers.
+        ``profile``: (name, hash, content) of the agent profile it runs under; ``session_id``: its session."""
         now = rows.utcnow()
         record = TaskRecord(
             id=rows.new_id("task"), status=TaskStatus.QUEUED, prompt=prompt, metadata=metadata, created_at=now,
@@ -148,6 +151,10 @@ class TaskStore(ABC):
         tx = TaskTx(record, now, new=True)
         if submitter_roles is not None:
             tx.update(submitter_roles=submitter_roles)
+        if profile is not None:
+            tx.update(profile=profile[0], profile_hash=profile[1], profile_content=profile[2])
+        if session_id is not None:
+            tx.update(session_id=session_id)
         tx.emit(TaskCreated(status=TaskStatus.QUEUED))
         tx.wakes_workers = True
         if lease_to is not None:
@@ -222,11 +229,14 @@ class TaskStore(ABC):
         cursor: str | None,
         tenant: str | None = None,
         submitted_by: str | None = None,
+        session_id: str | None = None,
     ) -> tuple[list[TaskRecord], str | None]:
         """Newest first. ``cursor`` is the last id of the previous page. ``tenant`` and
         ``submitted_by``, when given, keep only that tenant's (that subject's) tasks."""
         found = await self._read(
-            lambda conn: queries.list_tasks(conn, status, limit + 1, cursor, tenant=tenant, submitted_by=submitted_by)
+            lambda conn: queries.list_tasks(
+                conn, status, limit + 1, cursor, tenant=tenant, submitted_by=submitted_by, session_id=session_id
+            )
         )
         next_cursor = found[limit - 1].id if len(found) > limit else None
         return found[:limit], next_cursor

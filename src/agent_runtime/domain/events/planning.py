@@ -44,6 +44,10 @@ class PlanProposed(EventRecord):
     attempts: int
     plan: Plan
     estimate: PlanEstimate | None = None
+    profile: str | None = None
+    """The agent profile the plan was made under (and the executor will run under)."""
+    profile_hash: str | None = None
+    """That profile's content hash, as the task snapshotted it at submit."""
 
 
 class PlanEstimate(BaseModel):
