@@ -141,13 +141,11 @@ async def cancel(task_id: TaskId, request: Request, body: s.Cancel | None = None
     "/{task_id}/resolve", response_model=s.TaskOut, summary="Decide an in-doubt tool call", openapi_extra=DECIDE
 )
 async def resolve(task_id: TaskId, body: s.Resolve, request: Request) -> s.TaskOut:
-    tasks = tasks_of(request)
-    return await _answer(
-        tasks,
-        await tasks.resolve_attention(
-            task_id, body.tool_call_id, body.action, body.result, principal=acting(request, body.actor)
-        ),
+    gates = runtime_of(request).gates
+    task = await gates.resolve_attention(
+        task_id, body.tool_call_id, body.action, body.result, principal=acting(request, body.actor)
     )
+    return await _answer(tasks_of(request), task)
 
 
 @router.post(
@@ -157,8 +155,8 @@ async def resolve(task_id: TaskId, body: s.Resolve, request: Request) -> s.TaskO
     openapi_extra=DECIDE,
 )
 async def retry(task_id: TaskId, request: Request, body: s.Retry | None = None) -> s.TaskOut:
-    tasks = tasks_of(request)
-    return await _answer(tasks, await tasks.retry(task_id, principal=acting(request, body.actor if body else None)))
+    task = await runtime_of(request).gates.retry(task_id, principal=acting(request, body.actor if body else None))
+    return await _answer(tasks_of(request), task)
 
 
 CALL_ID = r"^call_[0-9a-f]{24}$"

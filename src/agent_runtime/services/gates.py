@@ -1,5 +1,6 @@
-"""Decisions a paused task waits for besides a plan approval: a tool call stopped at a policy gate,
-a spent budget, and the expiry of either (or of a plan approval).
+"""Decisions a paused or failed task waits for besides a plan approval: an in-doubt tool call
+(retry, skip or fail it), a tool call stopped at a policy gate, a spent budget, the expiry of a gate
+(or of a plan approval), and the retry of a failed task from where it failed.
 
 A gated call is recorded (``awaiting_decision``) before it is sent, with the task paused in
 ``needs_attention`` and what deciding it takes on the task row (``gate``: the rule, the roles that
@@ -24,20 +25,24 @@ import structlog
 
 from agent_runtime.domain.events import (
     ApprovalExpired,
+    AttentionResolved,
     BudgetRaised,
     CallDecided,
+    ErrorBody,
     TaskApproved,
+    TaskFailed,
     TaskRejected,
+    TaskRetried,
 )
-from agent_runtime.domain.identity import Permission, Principal
+from agent_runtime.domain.identity import Permission, Principal, unauthenticated
 from agent_runtime.domain.records import TaskRecord, ToolCallRecord
-from agent_runtime.domain.states import TaskStatus, ToolCallStatus
+from agent_runtime.domain.states import StepStatus, TaskStatus, ToolCallStatus
 from agent_runtime.errors import InputValidationError, InvalidStateError, NotFoundError
 from agent_runtime.services import approvals as rules
 from agent_runtime.services.access import allowed, require_roles, visible
 from agent_runtime.services.governance import Governance
 from agent_runtime.services.handoff import Commands
-from agent_runtime.services.tasks import cancel_in
+from agent_runtime.services.tasks import cancel_in, require_status
 from agent_runtime.services.usage import USAGE_KEYS
 from agent_runtime.settings import ApprovalSettings
 from agent_runtime.store.store import TaskStore
@@ -47,6 +52,7 @@ from agent_runtime.tools.base import ToolInfo
 log = structlog.get_logger(__name__)
 
 Decision = Literal["approve", "deny", "edit"]
+Resolution = Literal["retry", "skip", "fail"]
 
 
 class Gates:
@@ -63,6 +69,93 @@ class Gates:
         self.approvals = approvals
         self._tool = tool
         self.governance = governance
+
+    async def _get(self, task_id: str, who: Principal) -> TaskRecord:
+        return visible(await self.store.get_task(task_id), who)
+
+    # -- in-doubt calls and failed tasks -------------------------------------------------------
+
+    async def resolve_attention(
+        self,
+        task_id: str,
+        tool_call_id: str,
+        action: Resolution,
+        result: str | None,
+        actor: str | None = None,
+        *,
+        principal: Principal | None = None,
+    ) -> TaskRecord:
+        """Decide an in-doubt tool call: ``retry`` it, ``skip`` it with a stated result, or ``fail`` the task."""
+        who = allowed(principal or unauthenticated(actor), Permission.DECIDE)
+        actor = who.subject
+        if action == "skip" and result is None:
+            raise InputValidationError("skip needs a stated result", details={"field": "result"})
+        require_status(await self._get(task_id, who), TaskStatus.NEEDS_ATTENTION, "resolve a tool call")
+        calls = {c.id: c for c in await self.store.tool_calls(task_id)}
+        call = calls.get(tool_call_id)
+        if call is None:
+            raise NotFoundError(f"task {task_id} has no tool call {tool_call_id}", details={"field": "tool_call_id"})
+        async with self._commands.transaction(task_id) as tx:
+            visible(tx.task, who)
+            require_status(tx.task, TaskStatus.NEEDS_ATTENTION, "resolve a tool call")
+            if call.status != ToolCallStatus.IN_DOUBT:
+                raise InvalidStateError(
+                    f"tool call {tool_call_id} is {call.status.value}, not in_doubt",
+                    details={"current_status": tx.task.status.value, "tool_call_status": call.status.value},
+                )
+            resolved = AttentionResolved(tool_call_id=tool_call_id, action=action, actor=actor)
+            if action == "fail":
+                tx.update_tool_call(tool_call_id, status=ToolCallStatus.FAILED, finished_at=tx.now)
+                error = {"code": "in_doubt_failed", "message": f"operator failed in-doubt call to {call.tool_name}"}
+                tx.transition(TaskStatus.FAILED, error=error)
+                tx.emit(resolved)
+                tx.emit(TaskFailed(error=ErrorBody.model_validate(error)))
+            else:
+                if action == "skip":
+                    tx.update_tool_call(
+                        tool_call_id,
+                        status=ToolCallStatus.SKIPPED,
+                        result={"text": result, "stated_by_operator": True},
+                        finished_at=tx.now,
+                    )
+                else:
+                    tx.update_tool_call(tool_call_id, result={"operator_retry": True})
+                tx.transition(TaskStatus.APPROVED)
+                tx.emit(resolved)
+        return tx.task
+
+    async def retry(self, task_id: str, actor: str | None = None, *, principal: Principal | None = None) -> TaskRecord:
+        """Run a failed task again from where it failed, under the same approved plan version:
+        completed steps keep their outputs; failed, cancelled and skipped steps run again (from the
+        start of their conversation). 409 with the current state unless the task is ``failed`` with
+        an approved plan version (a task that failed in planning has none: submit it again)."""
+        who = allowed(principal or unauthenticated(actor), Permission.DECIDE)
+        task = await self._get(task_id, who)
+        require_status(task, TaskStatus.FAILED, "retry")
+        version = task.approved_plan_version
+        if version is None:
+            raise InvalidStateError(
+                "cannot retry: the task failed before a plan version was approved",
+                details={"current_status": task.status.value, "current_plan_version": task.current_plan_version},
+            )
+        # A failed task has no worker: its steps cannot change before the transaction below.
+        again = [s.step_id for s in await self.store.steps(task_id, version) if s.status != StepStatus.COMPLETED]
+        async with self._commands.transaction(task_id) as tx:
+            visible(tx.task, who)
+            require_status(tx.task, TaskStatus.FAILED, "retry")
+            rerun = {StepStatus.FAILED, StepStatus.CANCELLED, StepStatus.SKIPPED, StepStatus.RUNNING}
+            tx.update_steps_where(version, rerun, status=StepStatus.PENDING, error=None, finished_at=None)
+            # Nothing of the failed run is left in flight: a takeover must not see these as in doubt.
+            tx.update_tool_calls_where(
+                {ToolCallStatus.STARTED, ToolCallStatus.IN_DOUBT, ToolCallStatus.AWAITING_DECISION},
+                status=ToolCallStatus.CANCELLED,
+                finished_at=tx.now,
+            )
+            tx.transition(
+                TaskStatus.APPROVED, action="retry", error=None, finished_at=None, gate=None, gate_expires_at=None
+            )
+            tx.emit(TaskRetried(plan_version=version, steps=again, actor=who.subject))
+        return tx.task
 
     # -- call gates -----------------------------------------------------------------------------
 

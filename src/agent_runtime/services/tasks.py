@@ -17,22 +17,18 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from agent_runtime.domain.events import (
     ApprovalRecorded,
     ApprovalRequired,
     ApprovalsDiscarded,
-    AttentionResolved,
-    ErrorBody,
     Event,
     PlanEdited,
     RevisionRequested,
     TaskApproved,
     TaskCancelled,
-    TaskFailed,
     TaskRejected,
-    TaskRetried,
 )
 from agent_runtime.domain.identity import Permission, Principal, unauthenticated
 from agent_runtime.domain.inputs import SESSION_ID
@@ -49,7 +45,6 @@ from agent_runtime.errors import (
     ForbiddenError,
     InputValidationError,
     InvalidStateError,
-    NotFoundError,
     PayloadTooLargeError,
     StalePlanVersionError,
 )
@@ -63,8 +58,6 @@ from agent_runtime.services.handoff import Commands, HandOff
 from agent_runtime.settings import ApprovalSettings, LimitSettings
 from agent_runtime.store.store import TaskStore
 from agent_runtime.store.tx import TaskTx
-
-Resolution = Literal["retry", "skip", "fail"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +241,7 @@ class TaskService:
                 TaskStatus.COMPLETED,
             ):
                 return task, False
-            self._require(task, TaskStatus.AWAITING_APPROVAL, "approve")
+            require_status(task, TaskStatus.AWAITING_APPROVAL, "approve")
             self._require_current(task, plan_version)
             version = seen.version
             if version is None:  # current, yet unread: created between the read and this transaction
@@ -291,7 +284,7 @@ class TaskService:
         who = allowed(principal or unauthenticated(actor), Permission.DECIDE)
         async with self._commands.transaction(task_id) as tx:
             visible(tx.task, who)
-            self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "reject")
+            require_status(tx.task, TaskStatus.AWAITING_APPROVAL, "reject")
             version = tx.task.current_plan_version or 0
             tx.transition(
                 TaskStatus.REJECTED,
@@ -312,7 +305,7 @@ class TaskService:
         seen = await self._partial_approvals(await self.store.get_task(task_id))
         async with self._commands.transaction(task_id) as tx:
             visible(tx.task, who)
-            self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "request a revision")
+            require_status(tx.task, TaskStatus.AWAITING_APPROVAL, "request a revision")
             version = tx.task.current_plan_version or 0
             self._discard_partial(tx, version, seen)
             tx.transition(TaskStatus.QUEUED, revision_feedback=feedback, gate=None, gate_expires_at=None)
@@ -348,7 +341,7 @@ class TaskService:
         replanned = await recovery.replan_context(self.store, task)  # the version that ran, if one did
         async with self._commands.transaction(task_id) as tx:
             visible(tx.task, who)
-            self._require(tx.task, TaskStatus.AWAITING_APPROVAL, "edit the plan")
+            require_status(tx.task, TaskStatus.AWAITING_APPROVAL, "edit the plan")
             self._require_current(tx.task, base_version)
             self._discard_partial(tx, base_version, seen, plan)
             version = tx.add_plan_version(plan, f"{rules.OPERATOR}{actor}")
@@ -384,88 +377,6 @@ class TaskService:
             cancel_in(tx, reason, who.subject)
         return tx.task
 
-    async def resolve_attention(
-        self,
-        task_id: str,
-        tool_call_id: str,
-        action: Resolution,
-        result: str | None,
-        actor: str | None = None,
-        *,
-        principal: Principal | None = None,
-    ) -> TaskRecord:
-        """Decide an in-doubt tool call: ``retry`` it, ``skip`` it with a stated result, or ``fail`` the task."""
-        who = allowed(principal or unauthenticated(actor), Permission.DECIDE)
-        actor = who.subject
-        if action == "skip" and result is None:
-            raise InputValidationError("skip needs a stated result", details={"field": "result"})
-        self._require(await self.get(task_id, who), TaskStatus.NEEDS_ATTENTION, "resolve a tool call")
-        calls = {c.id: c for c in await self.store.tool_calls(task_id)}
-        call = calls.get(tool_call_id)
-        if call is None:
-            raise NotFoundError(f"task {task_id} has no tool call {tool_call_id}", details={"field": "tool_call_id"})
-        async with self._commands.transaction(task_id) as tx:
-            visible(tx.task, who)
-            self._require(tx.task, TaskStatus.NEEDS_ATTENTION, "resolve a tool call")
-            if call.status != ToolCallStatus.IN_DOUBT:
-                raise InvalidStateError(
-                    f"tool call {tool_call_id} is {call.status.value}, not in_doubt",
-                    details={"current_status": tx.task.status.value, "tool_call_status": call.status.value},
-                )
-            resolved = AttentionResolved(tool_call_id=tool_call_id, action=action, actor=actor)
-            if action == "fail":
-                tx.update_tool_call(tool_call_id, status=ToolCallStatus.FAILED, finished_at=tx.now)
-                error = {"code": "in_doubt_failed", "message": f"operator failed in-doubt call to {call.tool_name}"}
-                tx.transition(TaskStatus.FAILED, error=error)
-                tx.emit(resolved)
-                tx.emit(TaskFailed(error=ErrorBody.model_validate(error)))
-            else:
-                if action == "skip":
-                    tx.update_tool_call(
-                        tool_call_id,
-                        status=ToolCallStatus.SKIPPED,
-                        result={"text": result, "stated_by_operator": True},
-                        finished_at=tx.now,
-                    )
-                else:
-                    tx.update_tool_call(tool_call_id, result={"operator_retry": True})
-                tx.transition(TaskStatus.APPROVED)
-                tx.emit(resolved)
-        return tx.task
-
-    async def retry(self, task_id: str, actor: str | None = None, *, principal: Principal | None = None) -> TaskRecord:
-        """Run a failed task again from where it failed, under the same approved plan version:
-        completed steps keep their outputs; failed, cancelled and skipped steps run again (from the
-        start of their conversation). 409 with the current state unless the task is ``failed`` with
-        an approved plan version (a task that failed in planning has none: submit it again)."""
-        who = allowed(principal or unauthenticated(actor), Permission.DECIDE)
-        task = await self.get(task_id, who)
-        self._require(task, TaskStatus.FAILED, "retry")
-        version = task.approved_plan_version
-        if version is None:
-            raise InvalidStateError(
-                "cannot retry: the task failed before a plan version was approved",
-                details={"current_status": task.status.value, "current_plan_version": task.current_plan_version},
-            )
-        # A failed task has no worker: its steps cannot change before the transaction below.
-        again = [s.step_id for s in await self.store.steps(task_id, version) if s.status != StepStatus.COMPLETED]
-        async with self._commands.transaction(task_id) as tx:
-            visible(tx.task, who)
-            self._require(tx.task, TaskStatus.FAILED, "retry")
-            rerun = {StepStatus.FAILED, StepStatus.CANCELLED, StepStatus.SKIPPED, StepStatus.RUNNING}
-            tx.update_steps_where(version, rerun, status=StepStatus.PENDING, error=None, finished_at=None)
-            # Nothing of the failed run is left in flight: a takeover must not see these as in doubt.
-            tx.update_tool_calls_where(
-                {ToolCallStatus.STARTED, ToolCallStatus.IN_DOUBT, ToolCallStatus.AWAITING_DECISION},
-                status=ToolCallStatus.CANCELLED,
-                finished_at=tx.now,
-            )
-            tx.transition(
-                TaskStatus.APPROVED, action="retry", error=None, finished_at=None, gate=None, gate_expires_at=None
-            )
-            tx.emit(TaskRetried(plan_version=version, steps=again, actor=who.subject))
-        return tx.task
-
     # -- helpers --------------------------------------------------------------------------------
 
     async def _partial_approvals(self, task: TaskRecord) -> rules.Snapshot:
@@ -495,20 +406,20 @@ class TaskService:
             tx.emit(ApprovalsDiscarded(plan_version=version, approvers=approvers))
 
     @staticmethod
-    def _require(task: TaskRecord, status: TaskStatus, action: str) -> None:
-        if task.status != status:
-            raise InvalidStateError(
-                f"cannot {action}: task is {task.status.value}, not {status.value}",
-                details={"current_status": task.status.value, "current_plan_version": task.current_plan_version},
-            )
-
-    @staticmethod
     def _require_current(task: TaskRecord, plan_version: int) -> None:
         if task.current_plan_version != plan_version:
             raise StalePlanVersionError(
                 f"plan version {plan_version} is not the current version ({task.current_plan_version})",
                 details={"current_status": task.status.value, "current_plan_version": task.current_plan_version},
             )
+
+
+def require_status(task: TaskRecord, status: TaskStatus, action: str) -> None:
+    if task.status != status:
+        raise InvalidStateError(
+            f"cannot {action}: task is {task.status.value}, not {status.value}",
+            details={"current_status": task.status.value, "current_plan_version": task.current_plan_version},
+        )
 
 
 def cancel_in(tx: TaskTx, reason: str | None, actor: str | None, code: str = "cancelled") -> None:
