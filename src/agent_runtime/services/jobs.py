@@ -30,7 +30,6 @@ from agent_runtime.domain.events import (
     CallApprovalRequired,
     ErrorBody,
     ExecutionStarted,
-    LLMUsage,
     NeedsAttention,
     PlanInvalid,
     PlanningStarted,
@@ -53,7 +52,7 @@ from agent_runtime.services.artifacts import ArtifactStore
 from agent_runtime.services.governance import Governance
 from agent_runtime.services.journal import StoreJournal
 from agent_runtime.services.sessions import Sessions
-from agent_runtime.services.usage import UNPRICED
+from agent_runtime.services.usage import UsageMeter
 from agent_runtime.settings import Settings
 from agent_runtime.store.store import TaskStore
 from agent_runtime.store.tx import TaskTx
@@ -202,25 +201,10 @@ class TaskJobs:
 
     def _planner_usage(self, tx: TaskTx, outcome: PlanOutcome, planner_model: str) -> None:
         """Each planner call's tokens and cost, recorded with the plan (the task's usage so far)."""
-        usage = {k: float(v) for k, v in (tx.task.usage or {}).items()}
-        for call in outcome.calls:
-            model = call.model or planner_model  # the model that answered
-            cost = self.governance.price(model, call.input_tokens, call.output_tokens) if self.governance else None
-            usage["input_tokens"] = usage.get("input_tokens", 0.0) + call.input_tokens
-            usage["output_tokens"] = usage.get("output_tokens", 0.0) + call.output_tokens
-            usage["cost_usd"] = round(usage.get("cost_usd", 0.0) + (cost or 0.0), 6)
-            if cost is None:
-                usage[UNPRICED] = usage.get(UNPRICED, 0.0) + 1
-            tx.emit(
-                LLMUsage(
-                    role="planner",
-                    model=model,
-                    input_tokens=call.input_tokens,
-                    output_tokens=call.output_tokens,
-                    cost_usd=cost,
-                )
-            )
-        tx.update(usage=usage)
+        meter = UsageMeter(tx.task.usage, price=self.governance.price if self.governance else None)
+        for call in outcome.calls:  # ``call.model``: the model that answered (a fallback's, if it did)
+            tx.emit(meter.model_call("planner", call.model or planner_model, call.input_tokens, call.output_tokens))
+        tx.update(usage=meter.usage)
 
     # -- execution ------------------------------------------------------------------------------
 
