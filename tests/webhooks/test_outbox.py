@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from agent_runtime.domain.events import TaskCancelled
-from agent_runtime.domain.notifications import NOTIFIABLE_EVENTS
+from agent_runtime.domain.notifications import NOTIFIABLE_EVENTS, Delivery
 from agent_runtime.domain.states import TaskStatus
 from agent_runtime.errors import NotFoundError
 from agent_runtime.store import outbox
@@ -148,5 +148,5 @@ async def test_other_tenants_do_not_see_deliveries(store: TaskStore) -> None:
         await outbox_get(store, mine.id, "globex")
 
 
-async def outbox_get(store: TaskStore, delivery_id: int, tenant: str) -> outbox.Delivery:
+async def outbox_get(store: TaskStore, delivery_id: int, tenant: str) -> Delivery:
     return await store._read(lambda conn: outbox.get(conn, delivery_id, tenant))

@@ -16,7 +16,7 @@ from agent_runtime.api.auth import GuardedRoute, access, principal_of
 from agent_runtime.api.deps import runtime_of
 from agent_runtime.api.tasks import TASK_ID
 from agent_runtime.domain.identity import Permission
-from agent_runtime.store.outbox import Delivery, DeliveryStatus, Outbox
+from agent_runtime.domain.notifications import Delivery, DeliveryStatus
 
 router = APIRouter(tags=["webhooks"], route_class=GuardedRoute)
 ENDPOINT_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -64,10 +64,6 @@ def _out(d: Delivery) -> DeliveryOut:
     )
 
 
-def _outbox(request: Request) -> Outbox:
-    return runtime_of(request).webhooks.outbox
-
-
 @router.get(
     "/v1/webhooks/deliveries",
     response_model=DeliveryPage,
@@ -82,7 +78,7 @@ async def deliveries(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(pattern=CURSOR, description="next_cursor of the previous page")] = None,
 ) -> DeliveryPage:
-    found = await _outbox(request).page(
+    found = await runtime_of(request).webhooks.deliveries(
         tenant=principal_of(request).tenant,
         task_id=task_id,
         status=status,
@@ -103,7 +99,4 @@ async def deliveries(
 async def retry(
     delivery_id: Annotated[int, Path(ge=1, le=2**62, description="The delivery's id")], request: Request
 ) -> DeliveryOut:
-    runtime = runtime_of(request)
-    delivery = await runtime.webhooks.outbox.retry(delivery_id, principal_of(request).tenant)
-    runtime.webhooks.wake()
-    return _out(delivery)
+    return _out(await runtime_of(request).webhooks.resend(delivery_id, principal_of(request).tenant))

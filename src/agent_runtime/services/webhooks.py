@@ -39,9 +39,9 @@ from anyio.abc import TaskGroup
 from standardwebhooks import Webhook
 
 from agent_runtime.domain.events import Event
-from agent_runtime.domain.notifications import NOTIFIABLE_EVENTS
+from agent_runtime.domain.notifications import NOTIFIABLE_EVENTS, Delivery, DeliveryStatus, message_id
 from agent_runtime.settings import WebhookEndpoint, WebhookSettings
-from agent_runtime.store.outbox import Claimed, Outbox, message_id
+from agent_runtime.store.outbox import Claimed, Outbox
 from agent_runtime.store.rows import utcnow
 
 log = structlog.get_logger(__name__)
@@ -111,6 +111,29 @@ class WebhookDeliverer:
     def wake(self) -> None:
         """Look for due deliveries now (e.g. after a retry was asked for)."""
         self._wake.set()
+
+    # -- the API's reads and commands -----------------------------------------------------------
+
+    async def deliveries(
+        self,
+        *,
+        tenant: str,
+        task_id: str | None = None,
+        status: DeliveryStatus | None = None,
+        endpoint_id: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> list[Delivery]:
+        """The tenant's deliveries, newest first (ids below ``before``)."""
+        return await self.outbox.page(
+            tenant=tenant, task_id=task_id, status=status, endpoint_id=endpoint_id, limit=limit, before=before
+        )
+
+    async def resend(self, delivery_id: int, tenant: str) -> Delivery:
+        """Send a failed or delivered webhook again, from its first attempt (409 while pending)."""
+        delivery = await self.outbox.retry(delivery_id, tenant)
+        self.wake()
+        return delivery
 
     # -- the loop -------------------------------------------------------------------------------
 

@@ -19,48 +19,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from agent_runtime.domain.notifications import Delivery, DeliveryStatus
 from agent_runtime.errors import InvalidStateError, NotFoundError
 from agent_runtime.store import rows
 from agent_runtime.store import schema as t
 from agent_runtime.store.store import TaskStore
 
-DeliveryStatus = Literal["pending", "delivered", "failed"]
-DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = ("pending", "delivered", "failed")
 D = t.webhook_deliveries
 OUT = t.webhook_outbox
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One event to one endpoint, and how sending it went."""
-
-    id: int
-    task_id: str
-    seq: int
-    type: str
-    endpoint_id: str
-    status: DeliveryStatus
-    attempts: int
-    next_attempt_at: datetime
-    last_attempt_at: datetime | None
-    last_status_code: int | None
-    last_error: str | None
-    delivered_at: datetime | None
-    created_at: datetime
-
-    @property
-    def message_id(self) -> str:
-        """The ``webhook-id``: one per event, the same on every attempt and to every endpoint."""
-        return message_id(self.task_id, self.seq)
-
-
-def message_id(task_id: str, seq: int) -> str:
-    return f"evt_{task_id}_{seq}"
 
 
 @dataclass(frozen=True, slots=True)
