@@ -54,9 +54,11 @@ from bench.http_client import HttpClient  # noqa: E402
 from bench.service_rig import (  # noqa: E402
     TIME_SERVER,
     FakeLLMProcess,
+    PySpy,
     Sampler,
     Service,
     registry_text,
+    summarize_stacks,
     write_service_config,
 )
 from bench.stats import code_version, log, summary  # noqa: E402
@@ -115,6 +117,25 @@ async def wait_tools_ready(client: HttpClient, scope: str, prewarm: int, timeout
             await anyio.sleep(0.1)
 
 
+def start_py_spy(args: argparse.Namespace, service: Service) -> PySpy | None:
+    if not args.py_spy:
+        return None
+    out = Path(args.py_spy) / f"{args.row}-{args.tasks}-{args.delay:g}-{os.getpid()}-{time.time():.0f}.txt"
+    return PySpy(args.py_spy_bin, service.proc.pid, out)
+
+
+def stop_py_spy(spy: PySpy | None) -> None:
+    if spy is None:
+        return
+    spy.stop()
+    if spy.out.exists():
+        summary_path = spy.out.with_suffix(".top.txt")
+        summary_path.write_text(summarize_stacks(spy.out))
+        log(f"  py-spy: {summary_path}")
+    else:
+        log(f"  py-spy wrote nothing: {spy.proc.stderr.read() if spy.proc.stderr else ''}")
+
+
 # -- burst rows -------------------------------------------------------------------------------------
 
 
@@ -127,6 +148,7 @@ async def burst(service: Service, args: argparse.Namespace, fake_pid: int) -> di
         assert outcome == "task_completed", outcome
     base = await task_counts(client)
     base_finished = sum(base[s] for s in TERMINAL)
+    spy = start_py_spy(args, service)
     sampler = Sampler(service.proc.pid, others={"fake_llm": fake_pid, "client": os.getpid()})
     sampler.start()
     ids: list[str] = []
@@ -166,6 +188,7 @@ async def burst(service: Service, args: argparse.Namespace, fake_pid: int) -> di
                 break
     client_wall = time.perf_counter() - began
     usage = sampler.finish()
+    stop_py_spy(spy)
     tasks = await all_tasks(client)
     mine = [tasks[i] for i in ids if i in tasks]
     statuses = Counter(t["status"] for t in mine)
@@ -305,7 +328,8 @@ def describe(row: str, r: dict[str, Any]) -> str:
     u = r["usage"]
     cpu = ", ".join(f"{k} {v:.1f}" for k, v in u["cpu_s"].items())
     rss = (
-        f"service peak RSS {u['peak_rss_mb']:.0f} MB, children RSS {u['peak_children_rss_mb']:.0f} MB, PSS {u['peak_children_pss_mb']:.0f} MB "
+        f"service peak RSS {u['peak_rss_mb']:.0f} MB, children RSS {u['peak_children_rss_mb']:.0f} MB, "
+        f"PSS {u['peak_children_pss_mb']:.0f} MB "
         f"(at most {u['peak_children']} alive)"
     )
     if row == "warm":
@@ -319,7 +343,8 @@ def describe(row: str, r: dict[str, Any]) -> str:
     t = r["task_ms"]
     return (
         f"{r['statuses']} in {r['server_wall_s']:.2f} s: {r['tasks_per_s']:.1f} tasks/s (client wall "
-        f"{r['client_wall_s']:.2f} s: {r['client_tasks_per_s']:.1f}/s); task created -> finished p50 {t['p50']:.0f} ms, "
+        f"{r['client_wall_s']:.2f} s: {r['client_tasks_per_s']:.1f}/s); task created -> finished "
+        f"p50 {t['p50']:.0f} ms, "
         f"p95 {t['p95']:.0f}, max {t['max']:.0f}; submit p50 {r['submit_ms']['p50']:.0f} ms, max "
         f"{r['submit_ms']['max']:.0f}; peak unfinished {r['peak_unfinished_tasks']}; {rss}; CPU s: {cpu} "
         f"(machine busy {u['machine_busy_cores']:.2f} cores); submit errors {r['submit_error_count']}, "
@@ -355,6 +380,8 @@ def main() -> None:
     parser.add_argument("--stall-seconds", type=float, default=60)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--profile", help="a folder: run the service under cProfile, write stats there")
+    parser.add_argument("--py-spy", help="a folder: sample the service with py-spy during the measured part")
+    parser.add_argument("--py-spy-bin", default="py-spy", help="the py-spy executable (not a dependency)")
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
     if not TIME_SERVER.exists():

@@ -11,7 +11,7 @@
   optionally a policy file, the OpenAI provider pointed at the fake LLM.
 * :class:`Sampler` is a thread that samples, every ``interval`` seconds, the RSS of the service
   process and of its children (summed), how many children are alive, and the CPU each process used
-  (a fork server's reaped children count through its ``children_user``/``children_system``). The
+  (a child born during the run from its birth to the last sample that saw it). The
   children's RSS counts the pages forked children share with their fork server once per child; their
   PSS (proportional set size, every 10th sample) splits shared pages between the processes.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -30,6 +31,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
@@ -72,7 +74,7 @@ def fake_llm_main(argv: list[str]) -> None:
         server = uvicorn.Server(config)
         port = sock.getsockname()[1]
         serving = asyncio.ensure_future(server.serve(sockets=[sock]))
-        while not server.started:
+        while not server.started:  # noqa: ASYNC110 (uvicorn has no start event)
             await asyncio.sleep(0.01)
         print(json.dumps({"port": port}), flush=True)
         await serving
@@ -221,7 +223,7 @@ class Service:
 
 def _cpu(proc: psutil.Process) -> float:
     t = proc.cpu_times()
-    return t.user + t.system + t.children_user + t.children_system
+    return t.user + t.system
 
 
 class Sampler(threading.Thread):
@@ -237,7 +239,11 @@ class Sampler(threading.Thread):
         self.peak_children = 0
         self.peak_children_pss = 0
         self._samples = 0
-        self._child_cpu: dict[int, tuple[float, float]] = {}  # pid -> (first seen, last seen)
+        self._child_cpu: dict[int, float] = {}  # pid -> CPU seconds when last seen
+        self._child_cpu0: dict[int, float] = {}  # children alive at the start: their CPU then
+        for child in self.proc.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                self._child_cpu0[child.pid] = _cpu(child)
         self._halt = threading.Event()
         self._cpu0 = _cpu(self.proc)
         self._others0 = {name: _cpu(p) for name, p in self.others.items()}
@@ -267,8 +273,7 @@ class Sampler(threading.Thread):
                 cpu = _cpu(child)
             except psutil.Error:
                 continue
-            first, _ = self._child_cpu.get(child.pid, (cpu, cpu))
-            self._child_cpu[child.pid] = (first, cpu)
+            self._child_cpu[child.pid] = cpu
         self.peak_children_rss = max(self.peak_children_rss, rss)
         self.peak_children = max(self.peak_children, len(children))
         self.peak_children_pss = max(self.peak_children_pss, pss)
@@ -282,8 +287,10 @@ class Sampler(threading.Thread):
         busy = (sum(machine) - machine.idle - machine.iowait) - (
             sum(self._machine0) - self._machine0.idle - self._machine0.iowait
         )
-        # A child that lived between two samples is missed; one alive at start counts from then.
-        children_cpu = sum(last - first for first, last in self._child_cpu.values())
+        # A child born during the run counts from its birth (a process's CPU times start at 0) to the
+        # last sample that saw it (its last < interval is missed, and so is a child that lived
+        # between two samples); one alive at the start counts from then.
+        children_cpu = sum(cpu - self._child_cpu0.get(pid, 0.0) for pid, cpu in self._child_cpu.items())
         self.result = {
             "wall_s": wall,
             "peak_rss_mb": self.peak_rss / 2**20,
@@ -303,3 +310,53 @@ class Sampler(threading.Thread):
 
 if __name__ == "__main__":
     fake_llm_main(sys.argv[1:])
+
+
+# -- profiling the service with py-spy (optional) -------------------------------------------------------
+
+
+class PySpy:
+    """``py-spy record`` attached to a running process (non-blocking sampling), stopped with SIGINT."""
+
+    def __init__(self, executable: str, pid: int, out: Path, rate: int = 200) -> None:
+        self.out = out
+        command = [executable, "record", "-p", str(pid), "-r", str(rate), "-f", "raw", "-o", str(out), "--nonblocking"]
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)  # attached
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _frame(text: str) -> str:
+    """``function (/path/to/file.py:123)`` -> ``function (file.py)``: one name per function."""
+    name, _, where = text.partition(" (")
+    return f"{name} ({where.split(':')[0].rsplit('/', 1)[-1]})" if where else name
+
+
+def summarize_stacks(path: Path, limit: int = 25) -> str:
+    """Top functions of a py-spy raw (collapsed) profile: by own samples and by inclusive samples."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [_frame(f) for f in stack.split(";") if not f.startswith(("process ", "thread "))]
+        if not frames:
+            continue
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    lines = [f"{total} samples", "", "own (self) samples:"]
+    lines += [f"  {n / total:6.1%}  {name}" for name, n in own.most_common(limit)]
+    lines += ["", "inclusive samples:"]
+    lines += [f"  {n / total:6.1%}  {name}" for name, n in inclusive.most_common(limit * 2)]
+    return "\n".join(lines) + "\n"
