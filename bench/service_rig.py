@@ -338,10 +338,34 @@ def _frame(text: str) -> str:
     return f"{name} ({where.split(':')[0].rsplit('/', 1)[-1]})" if where else name
 
 
+# Where a sample's time belongs: the first bucket (in this order) with a frame in the stack.
+BUCKETS = (
+    ("bench's /metrics polls", ("metrics (ops.py)",)),
+    ("LLM calls (OpenAI SDK + httpx2)", ("OpenAIClient.generate (", "OpenAIClient.generate_structured (")),
+    ("MCP tool calls", ("TaskTools.call (",)),
+    ("MCP server open/close", ("ServerConnection._open (", "ServerConnection._owner (", "TaskTools.__aexit__ (")),
+    ("workspaces (create/remove)", ("Workspaces.",)),
+    ("store (SQLite, journal)", ("SqliteStore.", "StoreJournal.", "Outbox.")),
+    ("HTTP API (FastAPI, uvicorn)", ("RequestResponseCycle.run_asgi (",)),
+    ("webhooks loop", ("WebhookDeliverer.",)),
+    ("planner (besides LLM, store)", ("PlannerAgent.",)),
+    ("executor (besides LLM, tools, store)", ("ExecutorAgent.",)),
+    ("runner/jobs (rest)", ("Runner._", "TaskJobs.")),
+)
+
+
+def _bucket(frames: list[str]) -> str:
+    for name, markers in BUCKETS:
+        if any(frame.startswith(marker) for frame in frames for marker in markers):
+            return name
+    return "other (event loop, GC, threads)"
+
+
 def summarize_stacks(path: Path, limit: int = 25) -> str:
     """Top functions of a py-spy raw (collapsed) profile: by own samples and by inclusive samples."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    buckets: Counter[str] = Counter()
     total = 0
     for line in path.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -353,9 +377,12 @@ def summarize_stacks(path: Path, limit: int = 25) -> str:
             continue
         total += count
         own[frames[-1]] += count
+        buckets[_bucket(frames)] += count
         for frame in set(frames):
             inclusive[frame] += count
-    lines = [f"{total} samples", "", "own (self) samples:"]
+    lines = [f"{total} samples", "", "by part (first match in the stack, in BUCKETS order):"]
+    lines += [f"  {n / total:6.1%}  {name}" for name, n in buckets.most_common()]
+    lines += ["", "own (self) samples:"]
     lines += [f"  {n / total:6.1%}  {name}" for name, n in own.most_common(limit)]
     lines += ["", "inclusive samples:"]
     lines += [f"  {n / total:6.1%}  {name}" for name, n in inclusive.most_common(limit * 2)]
