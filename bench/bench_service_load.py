@@ -153,6 +153,7 @@ async def burst(service: Service, args: argparse.Namespace, fake_pid: int) -> di
     sampler.start()
     ids: list[str] = []
     submit_ms: list[float] = []
+    submit_at: list[float] = []  # seconds after the first POST
     errors: list[str] = []
     pending = iter(range(args.tasks))
 
@@ -165,6 +166,7 @@ async def burst(service: Service, args: argparse.Namespace, fake_pid: int) -> di
                 errors.append(f"{type(exc).__name__}: {exc}"[:300])
                 continue
             submit_ms.append((time.perf_counter() - sent) * 1000)
+            submit_at.append(sent - began)
             ids.append(response.json()["id"])
 
     in_flight_peak, stalled, last_progress = 0, False, time.perf_counter()
@@ -214,6 +216,11 @@ async def burst(service: Service, args: argparse.Namespace, fake_pid: int) -> di
         "client_tasks_per_s": statuses["completed"] / client_wall,
         "task_ms": summary(durations),
         "submit_ms": summary(submit_ms),
+        "slowest_submits": sorted(
+            ({"sent_at_s": round(at, 2), "ms": round(ms)} for at, ms in zip(submit_at, submit_ms, strict=True)),
+            key=lambda x: -x["ms"],
+        )[:10],
+        "connections_opened": client.connections_opened,
         "peak_unfinished_tasks": in_flight_peak,
         "usage": usage,
     }
@@ -315,9 +322,12 @@ async def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
         finally:
             service.stop()
             fake.stop()
-            errors = [line for line in (tmp / "service.log").read_text().splitlines() if '"level": "error"' in line]
+            lines = (tmp / "service.log").read_text().splitlines()
+            logged = [json.loads(line) for line in lines if line.startswith("{")]
+        errors = [e for e in logged if e.get("level") in ("error", "critical")]
         result["service_log_errors"] = errors[:5]
         result["service_log_error_count"] = len(errors)
+        result["service_log_warnings"] = dict(Counter(e.get("event") for e in logged if e.get("level") == "warning"))
         if profile is not None and profile.exists():
             (profile.with_suffix(".txt")).write_text(top_costs(profile))
             log(f"  profile: {profile.with_suffix('.txt')}")
@@ -348,7 +358,9 @@ def describe(row: str, r: dict[str, Any]) -> str:
         f"p95 {t['p95']:.0f}, max {t['max']:.0f}; submit p50 {r['submit_ms']['p50']:.0f} ms, max "
         f"{r['submit_ms']['max']:.0f}; peak unfinished {r['peak_unfinished_tasks']}; {rss}; CPU s: {cpu} "
         f"(machine busy {u['machine_busy_cores']:.2f} cores); submit errors {r['submit_error_count']}, "
-        f"stalled {r['stalled']}, service log errors {r['service_log_error_count']}"
+        f"stalled {r['stalled']}, service log errors {r['service_log_error_count']}, warnings "
+        f"{r['service_log_warnings']}; slowest submits {r['slowest_submits'][:3]}; connections "
+        f"{r['connections_opened']}"
     )
 
 
