@@ -49,6 +49,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import anyio  # noqa: E402
+import yaml  # noqa: E402
 
 from bench.http_client import HttpClient  # noqa: E402
 from bench.service_rig import (  # noqa: E402
@@ -296,6 +297,16 @@ async def warm(service: Service, args: argparse.Namespace, fake_pid: int) -> dic
 # -- driver -----------------------------------------------------------------------------------------
 
 
+def overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
+    """``--set runner.lease_seconds=30`` -> ``{"runner": {"lease_seconds": 30}}`` (values as YAML)."""
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        section, _, name = key.partition(".")
+        out.setdefault(section, {})[name] = yaml.safe_load(value)
+    return out
+
+
 def top_costs(profile: Path, limit: int = 30) -> str:
     import io
 
@@ -311,7 +322,7 @@ async def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
         tmp = Path(tmp_name)
         scope = "shared" if args.row == "shared" else "task"
         registry = registry_text(scope=scope, prewarm=1 if args.row == "warm" else 0, instances=args.instances)
-        config = write_service_config(tmp, registry, auto_approve=args.row != "warm")
+        config = write_service_config(tmp, registry, auto_approve=args.row != "warm", **overrides(args.set))
         fake = FakeLLMProcess(args.delay)
         profile = Path(args.profile) / f"{args.row}-{args.tasks}-{run}.prof" if args.profile else None
         service = Service(config, fake.root, tmp / "service.log", profile=profile)
@@ -323,6 +334,8 @@ async def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
             service.stop()
             fake.stop()
             lines = (tmp / "service.log").read_text().splitlines()
+            if args.keep_log:
+                await anyio.Path(args.keep_log).write_text("\n".join(lines) + "\n")
             logged = [json.loads(line) for line in lines if line.startswith("{")]
         errors = [e for e in logged if e.get("level") in ("error", "critical")]
         result["service_log_errors"] = errors[:5]
@@ -394,6 +407,8 @@ def main() -> None:
     parser.add_argument("--profile", help="a folder: run the service under cProfile, write stats there")
     parser.add_argument("--py-spy", help="a folder: sample the service with py-spy during the measured part")
     parser.add_argument("--py-spy-bin", default="py-spy", help="the py-spy executable (not a dependency)")
+    parser.add_argument("--set", action="append", default=[], help="a service setting: SECTION.KEY=VALUE")
+    parser.add_argument("--keep-log", help="copy the service's log here (the last run's)")
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
     if not TIME_SERVER.exists():
