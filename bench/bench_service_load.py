@@ -137,6 +137,44 @@ def stop_py_spy(spy: PySpy | None) -> None:
         log(f"  py-spy wrote nothing: {spy.proc.stderr.read() if spy.proc.stderr else ''}")
 
 
+PHASES = (
+    ("queued", "task_created", "planning_started"),
+    ("planning (1 LLM call)", "planning_started", "plan_proposed"),
+    ("plan -> approved (policy)", "plan_proposed", "task_approved"),
+    ("approved -> execution", "task_approved", "execution_started"),
+    ("server open", "execution_started", "step_started"),
+    ("step start -> tool call (1 LLM call)", "step_started", "tool_call_started"),
+    ("tool call", "tool_call_started", "tool_call_completed"),
+    ("answer + summary (2 LLM calls)", "tool_call_completed", "task_completed"),
+)
+
+
+async def phases(client: HttpClient, ids: list[str], sample: int = 100) -> dict[str, Any]:
+    """Median and p95 of each phase of a task, from the event timestamps of up to ``sample`` tasks
+    (each finished task's stream replays its events and ends); also how many were run twice."""
+    step = max(1, len(ids) // sample)
+    spans: dict[str, list[float]] = {name: [] for name, _, _ in PHASES}
+    rerun = 0
+    for task_id in ids[::step]:
+        first: dict[str, float] = {}
+        epochs = set()
+        async with client.events(f"/v1/tasks/{task_id}/stream") as stream:
+            async for event in stream:
+                data = json.loads(event.data) if event.data else {}
+                if "created_at" in data:
+                    first.setdefault(event.event, ts(data["created_at"]))
+                if event.event in ("planning_started", "execution_started"):
+                    epochs.add((event.event, data.get("epoch", event.id)))
+        rerun += len(epochs) > 2
+        for name, start, end in PHASES:
+            if start in first and end in first:
+                spans[name].append((first[end] - first[start]) * 1000)
+    out: dict[str, Any] = {name: summary(v) for name, v in spans.items() if v}
+    out["tasks_sampled"] = len(ids[::step])
+    out["tasks_with_more_than_one_planning_or_execution_start"] = rerun
+    return out
+
+
 # -- burst rows -------------------------------------------------------------------------------------
 
 
@@ -203,6 +241,7 @@ async def burst(service: Service, args: argparse.Namespace, fake_pid: int) -> di
     last = max(ts(t["updated_at"]) for t in mine)
     durations = [(ts(t["updated_at"]) - ts(t["created_at"])) * 1000 for t in mine]
     server_wall = last - first
+    task_phases = await phases(client, ids)
     await client.aclose()
     return {
         "tasks": args.tasks,
@@ -223,6 +262,7 @@ async def burst(service: Service, args: argparse.Namespace, fake_pid: int) -> di
         )[:10],
         "connections_opened": client.connections_opened,
         "peak_unfinished_tasks": in_flight_peak,
+        "phases_ms": task_phases,
         "usage": usage,
     }
 
@@ -364,7 +404,11 @@ def describe(row: str, r: dict[str, Any]) -> str:
             f"{rss}; CPU s: {cpu}"
         )
     t = r["task_ms"]
+    ph = r["phases_ms"]
+    parts = "; ".join(f"{k} {v['p50']:.0f}/{v['p95']:.0f}" for k, v in ph.items() if isinstance(v, dict))
     return (
+        f"phases p50/p95 ms (of {ph['tasks_sampled']} tasks; "
+        f"{ph['tasks_with_more_than_one_planning_or_execution_start']} started twice): {parts}\n  "
         f"{r['statuses']} in {r['server_wall_s']:.2f} s: {r['tasks_per_s']:.1f} tasks/s (client wall "
         f"{r['client_wall_s']:.2f} s: {r['client_tasks_per_s']:.1f}/s); task created -> finished "
         f"p50 {t['p50']:.0f} ms, "
