@@ -154,7 +154,7 @@ async def phases(client: HttpClient, ids: list[str], sample: int = 100) -> dict[
     (each finished task's stream replays its events and ends); also how many were run twice."""
     step = max(1, len(ids) // sample)
     spans: dict[str, list[float]] = {name: [] for name, _, _ in PHASES}
-    rerun = 0
+    rerun: list[str] = []
     for task_id in ids[::step]:
         first: dict[str, float] = {}
         epochs = set()
@@ -165,13 +165,16 @@ async def phases(client: HttpClient, ids: list[str], sample: int = 100) -> dict[
                     first.setdefault(event.event, ts(data["created_at"]))
                 if event.event in ("planning_started", "execution_started"):
                     epochs.add((event.event, data.get("epoch", event.id)))
-        rerun += len(epochs) > 2
+        if len(epochs) > 2:
+            rerun.append(task_id)
         for name, start, end in PHASES:
             if start in first and end in first:
                 spans[name].append((first[end] - first[start]) * 1000)
     out: dict[str, Any] = {name: summary(v) for name, v in spans.items() if v}
     out["tasks_sampled"] = len(ids[::step])
-    out["tasks_with_more_than_one_planning_or_execution_start"] = rerun
+    out["sampled_ids"] = ids[::step]
+    out["tasks_with_more_than_one_planning_or_execution_start"] = len(rerun)
+    out["rerun_ids"] = rerun
     return out
 
 
@@ -381,6 +384,12 @@ async def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
         result["service_log_errors"] = errors[:5]
         result["service_log_error_count"] = len(errors)
         result["service_log_warnings"] = dict(Counter(e.get("event") for e in logged if e.get("level") == "warning"))
+        lost = {e.get("task_id") for e in logged if e.get("event") == "lease_lost_on_renew"}
+        if "phases_ms" in result:  # did the tasks whose lease was lost on renewal run a phase twice?
+            sampled = set(result["phases_ms"].pop("sampled_ids"))
+            rerun = set(result["phases_ms"].pop("rerun_ids"))
+            result["lease_lost_sampled"] = len(lost & sampled)
+            result["lease_lost_sampled_and_rerun"] = len(lost & rerun)
         if profile is not None and profile.exists():
             (profile.with_suffix(".txt")).write_text(top_costs(profile))
             log(f"  profile: {profile.with_suffix('.txt')}")
@@ -417,7 +426,8 @@ def describe(row: str, r: dict[str, Any]) -> str:
         f"(machine busy {u['machine_busy_cores']:.2f} cores); submit errors {r['submit_error_count']}, "
         f"stalled {r['stalled']}, service log errors {r['service_log_error_count']}, warnings "
         f"{r['service_log_warnings']}; slowest submits {r['slowest_submits'][:3]}; connections "
-        f"{r['connections_opened']}"
+        f"{r['connections_opened']}; lease lost on renewal, of the sampled tasks: {r.get('lease_lost_sampled')} "
+        f"(of which started twice: {r.get('lease_lost_sampled_and_rerun')})"
     )
 
 
