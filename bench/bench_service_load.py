@@ -49,6 +49,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import anyio  # noqa: E402
+import psutil  # noqa: E402
 import yaml  # noqa: E402
 
 from bench.http_client import HttpClient  # noqa: E402
@@ -246,6 +247,10 @@ async def burst(service: Service, args: argparse.Namespace, fake_pid: int) -> di
     server_wall = last - first
     task_phases = await phases(client, ids)
     await client.aclose()
+    await anyio.sleep(3)  # every task's teardown has had time to finish
+    root = service.config.parent / "workspaces"
+    left = [p.name for p in root.iterdir() if not p.name.startswith(".")] if root.exists() else []
+    children = len(psutil.Process(service.proc.pid).children(recursive=True))
     return {
         "tasks": args.tasks,
         "statuses": dict(statuses),
@@ -266,6 +271,8 @@ async def burst(service: Service, args: argparse.Namespace, fake_pid: int) -> di
         "connections_opened": client.connections_opened,
         "peak_unfinished_tasks": in_flight_peak,
         "phases_ms": task_phases,
+        "workspaces_left_after_3s": len(left),
+        "service_children_after_3s": children,
         "usage": usage,
     }
 
@@ -426,7 +433,8 @@ def describe(row: str, r: dict[str, Any]) -> str:
         f"(machine busy {u['machine_busy_cores']:.2f} cores); submit errors {r['submit_error_count']}, "
         f"stalled {r['stalled']}, service log errors {r['service_log_error_count']}, warnings "
         f"{r['service_log_warnings']}; slowest submits {r['slowest_submits'][:3]}; connections "
-        f"{r['connections_opened']}; lease lost on renewal, of the sampled tasks: {r.get('lease_lost_sampled')} "
+        f"{r['connections_opened']}; workspaces left {r['workspaces_left_after_3s']}, children alive "
+        f"{r['service_children_after_3s']}; lease lost on renewal, of the sampled tasks: {r.get('lease_lost_sampled')} "
         f"(of which started twice: {r.get('lease_lost_sampled_and_rerun')})"
     )
 

@@ -178,6 +178,7 @@ class Service:
         else:
             command = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "agent_runtime", *serve]
         self.log_path = log_path
+        self.config = config
         self.proc = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             start_new_session=True,
