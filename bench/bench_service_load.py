@@ -403,8 +403,29 @@ async def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
     return result
 
 
+def derived(tasks: int, usage: dict[str, Any]) -> dict[str, float]:
+    """CPU per task by process, the cores other work on the machine took, and the ceiling the
+    service's CPU per task sets on one core (its event loop, inline SQLite included, is one thread)."""
+    cpu = usage["cpu_s"]
+    ours = cpu["service"] + cpu["service_children_seen"] + cpu["fake_llm"] + cpu["client"]
+    return {
+        "service_cpu_ms_per_task": cpu["service"] / tasks * 1000,
+        "children_cpu_ms_per_task": cpu["service_children_seen"] / tasks * 1000,
+        "fake_llm_and_client_cpu_ms_per_task": (cpu["fake_llm"] + cpu["client"]) / tasks * 1000,
+        "other_work_cores": max(0.0, cpu["machine_busy"] - ours) / usage["wall_s"],
+        "service_one_core_ceiling_tasks_per_s": tasks / cpu["service"] if cpu["service"] else float("nan"),
+    }
+
+
 def describe(row: str, r: dict[str, Any]) -> str:
     u = r["usage"]
+    d = r["derived"] = derived(r["tasks"], u)
+    cost = (
+        f"CPU per task: service {d['service_cpu_ms_per_task']:.1f} ms (one core: "
+        f"{d['service_one_core_ceiling_tasks_per_s']:.0f} tasks/s), children {d['children_cpu_ms_per_task']:.1f} ms, "
+        f"fake LLM + client {d['fake_llm_and_client_cpu_ms_per_task']:.1f} ms; other work on the machine "
+        f"{d['other_work_cores']:.2f} cores"
+    )
     cpu = ", ".join(f"{k} {v:.1f}" for k, v in u["cpu_s"].items())
     rss = (
         f"service peak RSS {u['peak_rss_mb']:.0f} MB, children RSS {u['peak_children_rss_mb']:.0f} MB, "
@@ -417,7 +438,7 @@ def describe(row: str, r: dict[str, Any]) -> str:
             f"approve -> first tool call: server p50 {s['p50']:.1f} ms, p95 {s['p95']:.1f} ms, max {s['max']:.1f}; "
             f"client p50 {c['p50']:.1f}, p95 {c['p95']:.1f}; claim p50 {r['claim_ms']['p50']:.1f}, servers p50 "
             f"{r['servers_ms']['p50']:.1f}; warm handed out {r['handed_out']}/{r['tasks']}, missed {r['missed']}; "
-            f"{rss}; CPU s: {cpu}"
+            f"{rss}; CPU s: {cpu}; {cost}"
         )
     t = r["task_ms"]
     ph = r["phases_ms"]
@@ -435,7 +456,7 @@ def describe(row: str, r: dict[str, Any]) -> str:
         f"{r['service_log_warnings']}; slowest submits {r['slowest_submits'][:3]}; connections "
         f"{r['connections_opened']}; workspaces left {r['workspaces_left_after_3s']}, children alive "
         f"{r['service_children_after_3s']}; lease lost on renewal, of the sampled tasks: {r.get('lease_lost_sampled')} "
-        f"(of which started twice: {r.get('lease_lost_sampled_and_rerun')})"
+        f"(of which started twice: {r.get('lease_lost_sampled_and_rerun')}); {cost}"
     )
 
 
@@ -475,8 +496,9 @@ def main() -> None:
     args = parser.parse_args()
     if not TIME_SERVER.exists():
         raise SystemExit(f"{TIME_SERVER} missing: run scripts/install-test-servers.sh")
-    if args.profile:
-        Path(args.profile).mkdir(parents=True, exist_ok=True)
+    for folder in (args.profile, args.py_spy):
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
     results = anyio.run(main_async, args)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
