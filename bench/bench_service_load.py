@@ -237,7 +237,7 @@ async def burst(service: Service, args: argparse.Namespace, fake_pid: int) -> di
     tasks = await all_tasks(client)
     mine = [tasks[i] for i in ids if i in tasks]
     statuses = Counter(t["status"] for t in mine)
-    failures = []
+    failures: list[Any] = []
     for t in mine:
         if t["status"] != "completed" and len(failures) < 5:
             failures.append((await client.request("GET", f"/v1/tasks/{t['id']}")).json())

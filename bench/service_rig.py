@@ -224,7 +224,7 @@ class Service:
 
 def _cpu(proc: psutil.Process) -> float:
     t = proc.cpu_times()
-    return t.user + t.system
+    return float(t.user + t.system)
 
 
 class Sampler(threading.Thread):
