@@ -5,7 +5,8 @@
     .venv/bin/python -m bench.bench_service_load --row warm --tasks 20            # prewarm 1, one task per s
     .venv/bin/python -m bench.bench_service_load --row shared --tasks 1000 --delay 0.3
     ... --repeat 2        # run the row again (each run: a fresh service and database)
-    ... --profile DIR     # the service under cProfile (slower; for where the time goes, not figures)
+    ... --profile DIR     # the service under cProfile, its whole life (start-up included; slower)
+    ... --py-spy DIR --py-spy-bin PATH   # py-spy on the service during the measured part only
 
 The rig (processes, sampler, py-spy) is ``service_rig.py``; reading the results, ``service_report.py``.
 Everything on 127.0.0.1, three processes besides the MCP servers: this client, ``agent-runtime serve``
