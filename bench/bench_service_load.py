@@ -227,6 +227,7 @@ async def burst(service: Service, args: argparse.Namespace, fake_pid: int) -> di
         "connections_opened": client.connections_opened,
         "peak_unfinished_tasks": in_flight_peak,
         "phases_ms": task_phases,
+        "finished_at": {t["id"]: t["updated_at"] for t in mine},
         "workspaces_left_after_3s": len(left),
         "service_children_after_3s": children,
         "usage": usage,
@@ -343,6 +344,14 @@ async def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
             rerun = set(result["phases_ms"].pop("rerun_ids"))
             result["lease_lost_sampled"] = len(lost & sampled)
             result["lease_lost_sampled_and_rerun"] = len(lost & rerun)
+        if "finished_at" in result:  # when was each lease lost, after the task's last update (its end)?
+            finished = result.pop("finished_at")
+            after = [
+                (ts(e["timestamp"]) - ts(finished[e["task_id"]])) * 1000
+                for e in logged
+                if e.get("event") == "lease_lost_on_renew" and e.get("task_id") in finished
+            ]
+            result["lease_lost_ms_after_task_finished"] = summary(after)
         if profile is not None and profile.exists():
             (profile.with_suffix(".txt")).write_text(top_costs(profile))
             log(f"  profile: {profile.with_suffix('.txt')}")

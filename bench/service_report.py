@@ -68,6 +68,12 @@ def top_costs(profile: Path, limit: int = 30) -> str:
     return out.getvalue()
 
 
+def _range(s: dict[str, float] | None) -> str:
+    if not s or not s.get("n"):
+        return "-"
+    return f"{s['min']:.0f} to {s['max']:.0f} ms (p50 {s['p50']:.0f}, n={s['n']:.0f})"
+
+
 def derived(tasks: int, usage: dict[str, Any]) -> dict[str, float]:
     """CPU per task by process, the cores other work on the machine took, and the ceiling the
     service's CPU per task sets on one core (its event loop, inline SQLite included, is one thread)."""
@@ -121,5 +127,6 @@ def describe(row: str, r: dict[str, Any]) -> str:
         f"{r['service_log_warnings']}; slowest submits {r['slowest_submits'][:3]}; connections "
         f"{r['connections_opened']}; workspaces left {r['workspaces_left_after_3s']}, children alive "
         f"{r['service_children_after_3s']}; lease lost on renewal, of the sampled tasks: {r.get('lease_lost_sampled')} "
-        f"(of which started twice: {r.get('lease_lost_sampled_and_rerun')}); {cost}"
+        f"(of which started twice: {r.get('lease_lost_sampled_and_rerun')}), logged this long after the task "
+        f"finished: {_range(r.get('lease_lost_ms_after_task_finished'))}; {cost}"
     )
