@@ -16,6 +16,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 from agent_runtime.domain.events import PlanningStarted, TaskCancelled, TextDelta
 from agent_runtime.domain.records import Lease
@@ -158,6 +159,26 @@ async def test_a_lease_lost_on_renewal_stops_its_job_only(backend: str, tmp_path
             while rig.renewed[renewals:].count(kept) < 2:
                 await rig.renewal.wait()
         assert kept not in rig.jobs.ended
+
+
+async def test_a_job_that_ended_its_own_lease_is_left_to_finish_up(backend: str, tmp_path: Path) -> None:
+    # The job commits its task's end (the lease ends with it: same epoch, no owner), then finishes
+    # up, as an execution stops the task's servers after committing task_completed. Renewals fail
+    # meanwhile; that is not a lost lease: the job is neither stopped nor reported.
+    async with running(backend, tmp_path, heartbeat_seconds=0.05) as rig:
+        task_id, clock = await _started(rig), await _started(rig)
+        async with rig.store.transaction(task_id, rig.jobs.started[task_id]) as tx:
+            tx.transition(TaskStatus.FAILED, error={"code": "internal_error", "message": "ended by its job"})
+        with capture_logs() as logs:
+            renewals = len(rig.renewed)
+            with anyio.fail_after(WAIT):  # a round renews every lease before the next round starts
+                while rig.renewed[renewals:].count(task_id) < 1 or rig.renewed[renewals:].count(clock) < 3:
+                    await rig.renewal.wait()
+        assert rig.jobs.ended == {}
+        assert [e for e in logs if e["event"] == "lease_lost_on_renew"] == []
+        rig.jobs.release.set()
+        await rig.jobs.until("ended", task_id)
+        assert rig.jobs.ended[task_id] == "released"
 
 
 async def test_a_cancel_committed_here_stops_the_job_through_the_bus(backend: str, tmp_path: Path) -> None:

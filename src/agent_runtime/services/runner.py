@@ -238,9 +238,21 @@ class Runner:
         except Exception:
             log.exception("lease_renew_failed", task_id=slot.lease.task_id)
             return
-        if not ok and self._running(slot):  # (a job that just ended gave its lease up)
+        if not ok and self._running(slot) and not await self._ended_by_its_job(slot):
             log.warning("lease_lost_on_renew", task_id=slot.lease.task_id)
             self._stop(slot)
+
+    async def _ended_by_its_job(self, slot: _Slot) -> bool:
+        """Whether the job's own commit ended its lease: the task left the leased states (it
+        finished, or waits for a person) at the job's epoch, with no owner. The job is finishing up
+        (an execution stops the task's servers after committing ``task_completed``): not a lost
+        lease, so it is not stopped. A takeover, a cancel or a hand-off moves the epoch on."""
+        try:
+            task = await self.store.get_task(slot.lease.task_id)
+        except Exception as exc:  # unknown: treat it as lost, as before
+            log.warning("lease_check_failed", task_id=slot.lease.task_id, error=f"{type(exc).__name__}: {exc}")
+            return False
+        return task.lease_epoch == slot.lease.epoch and task.lease_owner is None
 
     def _on_event(self, slot: _Slot, event: Event) -> None:
         if event.type == EventType.TASK_CANCELLED:
