@@ -9,7 +9,7 @@ tasks at once each open the server (a task-scoped instance, or the shared one), 
 Modes: ``spawn`` (``fork_server: false``: a fresh interpreter per task), ``fork`` (the default: a
 fresh child of the fork server per task) and ``shared`` (``scope: shared``, one instance). This is
 the pool-level part of issue 16's table; the through-the-service figures with the fake LLM are
-not measured by this script.
+``bench/bench_service_load.py``'s.
 """
 
 from __future__ import annotations
