@@ -52,8 +52,20 @@ async def test_a_profile_sets_prompts_models_and_servers_of_planner_and_executor
     registry = write_registry(tmp_path, extra=SECOND_SERVER)
     with serve_on_loopback(fake) as url:
         role = _role(url)
+        cheap, dear = (
+            {"input_usd_per_mtok": 0.01, "output_usd_per_mtok": 0.01},
+            {
+                "input_usd_per_mtok": 1000,
+                "output_usd_per_mtok": 1000,
+            },
+        )
+        prices = {"models": {"gpt-primary": cheap, "gpt-narrow": dear, "gpt-narrow-exec": dear}}
         settings = make_settings(
-            tmp_path, registry=registry, llm={"planner": role, "executor": role}, profiles={"path": str(profiles)}
+            tmp_path,
+            registry=registry,
+            llm={"planner": role, "executor": role},
+            profiles={"path": str(profiles)},
+            pricing=prices,
         )
         async with live_service(settings) as live:
             created = await live.submit("echo hi", profile="narrow")
@@ -72,7 +84,12 @@ async def test_a_profile_sets_prompts_models_and_servers_of_planner_and_executor
 
             plain = await live.submit("echo hi")  # the default profile: today's prompts and models
             assert plain["profile"] == "general"
-            await live.wait_for(plain["id"], "approval_required")
+            plain_events = await live.wait_for(plain["id"], "approval_required")
+            plain_proposed = next(e["data"] for e in plain_events if e["sse_event"] == "plan_proposed")
+
+    # The same plan is estimated with each task's own models: the profile's cost a hundred thousand
+    # times more here.
+    assert proposed["estimate"]["cost_usd"] > 1000 * plain_proposed["estimate"]["cost_usd"] > 0
 
     [planning] = [r for r in narrow if "response_format" in r.body]
     assert planning.body["model"] == "gpt-narrow"

@@ -22,6 +22,7 @@ from agent_runtime.domain.events import ApprovalRequired, PlanEstimate, TaskAppr
 from agent_runtime.domain.plan import Plan
 from agent_runtime.domain.records import StepUsage, TaskRecord
 from agent_runtime.domain.states import TaskStatus
+from agent_runtime.errors import ServiceError
 from agent_runtime.llm.base import Usage
 from agent_runtime.policy.decisions import (
     Allow,
@@ -38,6 +39,7 @@ from agent_runtime.policy.engine import decide_call, decide_plan
 from agent_runtime.policy.estimate import Estimate, StepSample, estimate_plan
 from agent_runtime.policy.loader import PolicyHolder
 from agent_runtime.policy.pricing import PriceTable
+from agent_runtime.profiles.model import TaskProfile
 from agent_runtime.settings import Budget, Settings
 from agent_runtime.store.tx import TaskTx
 from agent_runtime.tools.base import ToolInfo
@@ -122,7 +124,7 @@ class Governance:
         """For the planner's repair attempt: the problems a ``deny`` decision names (else none)."""
 
         def check(plan: Plan) -> list[str]:
-            decision = self.decide_plan(task, plan, self.estimate(plan, None))
+            decision = self.decide_plan(task, plan, self.estimate(plan, None, task=task))
             if isinstance(decision, DenyPlan):
                 return [r.describe() for r in decision.refusals] or ["refused by the approval policy"]
             return []
@@ -135,13 +137,23 @@ class Governance:
         merged: Budget = self.settings.budgets.merged(override)
         return {k: float(v) for k, v in merged.model_dump(exclude_none=True).items()}
 
-    def estimate(self, plan: Plan, planner_usage: Usage | None, history: Sequence[StepSample] = ()) -> Estimate:
+    def estimate(
+        self,
+        plan: Plan,
+        planner_usage: Usage | None,
+        history: Sequence[StepSample] = (),
+        *,
+        task: TaskRecord | None = None,
+    ) -> Estimate:
+        """``plan``'s estimate, priced with the models ``task``'s agent profile names (else the
+        service's own)."""
+        planner, executor = _profile_models(task)
         return estimate_plan(
             plan,
             planner_usage,
             history,
-            planner_model=self.planner_model,
-            executor_model=self.executor_model,
+            planner_model=planner or self.planner_model,
+            executor_model=executor or self.executor_model,
             prices=self.prices,
         )
 
@@ -151,7 +163,7 @@ class Governance:
         """The decision for a new plan version of ``task``, with its estimate from the history of
         similar steps. An operator's edit (``edited``) is never approved automatically: the person
         who wrote it is not a second pair of eyes."""
-        estimate = self.estimate(plan, planner_usage, await self.history())
+        estimate = self.estimate(plan, planner_usage, await self.history(), task=task)
         decision = self.decide_plan(task, plan, estimate)
         if edited and isinstance(decision, AutoApprove):
             decision = RequireApproval(rule_id=None, count=self.settings.approvals.required, budget=decision.budget)
@@ -234,3 +246,15 @@ class Proposal:
                 on_expiry=decision.on_expiry if expires is not None else None,
             )
         )
+
+
+def _profile_models(task: TaskRecord | None) -> tuple[str | None, str | None]:
+    """The planner and executor models ``task``'s profile snapshot names (``None``: the role's own).
+    A snapshot that fails its hash is the planning job's to refuse; here it names no model."""
+    if task is None:
+        return None, None
+    try:
+        profile = TaskProfile.of_task(task).profile
+    except ServiceError:
+        return None, None
+    return profile.planner.model, profile.executor.model
