@@ -16,6 +16,11 @@ Rules:
   ids of steps it depends on.
 - Use as few steps as the request needs; at most {max_steps}.
 - Never invent tools. A step can only do what its listed tools allow.
+- Steps that do not depend on each other may run at the same time: list a dependency only when a step
+  needs another's result.
+- Optional: on_failure (for the plan, or for a step) says what happens when a step fails: retry it
+  (attempts, backoff_seconds), skip it, or replan the remaining steps; leave it out to fail the task.
+  Set verify to true when the request's success should be checked against the step results.
 """
 
 EXECUTOR_SYSTEM = """\
