@@ -76,9 +76,10 @@ class ExecutionJournal(Protocol):
     async def llm_used(self, step_id: str | None, response: LLMResponse) -> None:
         """Record one model call's usage (tokens, cost) against the task's budget."""
 
-    def check_budget(self, before: Literal["llm", "tool"], *, calls: int = 0) -> None:
+    def check_budget(self, before: Literal["llm", "tool"], *, calls: int = 0, step_id: str | None = None) -> None:
         """Raise :class:`BudgetExceededError` if the next model call, or the next ``calls`` tool
-        calls, would overrun the budget."""
+        calls, would overrun the budget. ``step_id``: the calls are reserved for that step until
+        it makes them (parallel steps cannot pass the limit together)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -234,7 +234,8 @@ class ExecutorAgent:
                 return response.text
             # The whole turn fits the budget, or none of it runs: paused here, the step resumes by
             # asking the model again, so no call of the turn is lost.
-            journal.check_budget("tool", calls=sum(1 for r in response.tool_calls if r.name in allowed))
+            allowed_calls = sum(1 for r in response.tool_calls if r.name in allowed)
+            journal.check_budget("tool", calls=allowed_calls, step_id=step.id)
             messages.append(Message(role="assistant", content=response.text, tool_calls=response.tool_calls))
             for index, request in enumerate(response.tool_calls):
                 # A sibling paused the task: the rest of this turn is asked for again on resume.

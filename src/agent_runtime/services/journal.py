@@ -224,7 +224,7 @@ class StoreJournal:
     ) -> str:
         call_id = retry_of if retry_of is not None else new_id("call")
         if retry_of is None:
-            self.meter.tool_call()
+            self.meter.tool_call(step_id)
         usage = self.meter.tick()
 
         def record(tx: TaskTx) -> None:
@@ -347,9 +347,9 @@ class StoreJournal:
         """What the task has spent, this run included."""
         return self.meter.usage
 
-    def check_budget(self, before: Literal["llm", "tool"], *, calls: int = 0) -> None:
+    def check_budget(self, before: Literal["llm", "tool"], *, calls: int = 0, step_id: str | None = None) -> None:
         """See :meth:`UsageMeter.check`."""
-        self.meter.check(before, calls=calls)
+        self.meter.check(before, calls=calls, step_id=step_id)
 
     async def progress(
         self, call_id: str, step_id: str, progress: float, total: float | None, message: str | None
@@ -360,6 +360,7 @@ class StoreJournal:
         self.stage(lambda tx: tx.emit(event))
 
     async def step_completed(self, step_id: str, output: str) -> None:
+        self.meter.release(step_id)
         def record(tx: TaskTx) -> None:
             tx.update_step(self.plan_version, step_id, status=StepStatus.COMPLETED, output=output, finished_at=tx.now)
             tx.emit(StepCompleted(step_id=step_id, output=output))
@@ -368,6 +369,7 @@ class StoreJournal:
         self._observe_step(step_id, "completed")
 
     async def step_failed(self, step_id: str, error: ServiceError) -> None:
+        self.meter.release(step_id)
         body = {"code": error.code.value, "message": error.message}
 
         def record(tx: TaskTx) -> None:
@@ -398,6 +400,7 @@ class StoreJournal:
         self._observe(tool, "cancelled", 0.0)
 
     def step_cancelled(self, step_id: str, reason: str) -> None:
+        self.meter.release(step_id)
         body = {"code": "cancelled", "message": reason}
 
         def record(tx: TaskTx) -> None:

@@ -39,6 +39,8 @@ class UsageMeter:
         self._limits = Budget.model_validate(self.budget) if self.budget else None
         self._price = price
         self._clock = time.monotonic()
+        self._reserved: dict[str, int] = {}
+        """step id -> tool calls its current turn passed the check for and has not made yet."""
 
     def model_call(
         self,
@@ -64,8 +66,14 @@ class UsageMeter:
             step_id=step_id,
         )
 
-    def tool_call(self) -> None:
+    def tool_call(self, step_id: str | None = None) -> None:
         self.usage["tool_calls"] += 1
+        if step_id is not None and self._reserved.get(step_id):
+            self._reserved[step_id] -= 1
+
+    def release(self, step_id: str) -> None:
+        """The step ended: the calls its last turn reserved and did not make are free again."""
+        self._reserved.pop(step_id, None)
 
     def tick(self) -> dict[str, float]:
         """Count the time since the last tick as execution time; the usage to write."""
@@ -74,11 +82,13 @@ class UsageMeter:
         self._clock = now
         return dict(self.usage)
 
-    def check(self, before: Literal["llm", "tool"], *, calls: int = 0) -> None:
+    def check(self, before: Literal["llm", "tool"], *, calls: int = 0, step_id: str | None = None) -> None:
         """Raise :class:`BudgetExceededError` if the next call may not start. Tokens, cost and time
         are known only after a call, so nothing new starts once one of them reached its limit (an
         unpriced model's cost breaches a cost limit: fail closed). Tool calls are known before: the
-        next ``calls`` may take the count up to the limit, not past it."""
+        next ``calls`` may take the count up to the limit, not past it, counting the calls other
+        steps' turns passed this check for and have not made yet; with ``step_id`` they are reserved
+        for that step (its next check, or its end, frees what it did not make)."""
         self.tick()
         budget = self._limits
         if budget is None:
@@ -92,7 +102,11 @@ class UsageMeter:
             wall_seconds=u["wall_seconds"],
         )
         found: list[str] = [b.limit for b in breaches(budget, spent) if b.limit != "tool_calls"]
-        if before == "tool" and calls and budget.tool_calls is not None and u["tool_calls"] + calls > budget.tool_calls:
-            found.append("tool_calls")
+        if before == "tool" and calls and budget.tool_calls is not None:
+            others = sum(n for step, n in self._reserved.items() if step != step_id)
+            if u["tool_calls"] + others + calls > budget.tool_calls:
+                found.append("tool_calls")
         if found:
             raise BudgetExceededError(found[0], dict(u), dict(self.budget))
+        if before == "tool" and step_id is not None:
+            self._reserved[step_id] = calls
