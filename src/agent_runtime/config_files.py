@@ -1,4 +1,4 @@
-"""Reading the service's YAML files (policy, profiles) with errors that name file, key and problem.
+"""Reading the service's YAML files (tool registry, policy, profiles) with errors that name file, key and problem.
 
 One wording for every file: ``<file>: cannot read <what>: <reason>``, ``<file>: not valid YAML: …``,
 and for a validation error ``<file>: <where>: <key>: <problem>`` joined with ``; ``.

@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agent_runtime.config_files import problem, read_yaml
 from agent_runtime.errors import ConfigError
 from agent_runtime.settings import ToolSettings
 
@@ -257,14 +257,7 @@ class Registry:
 def load_registry(path: Path | str) -> Registry:
     """Read and validate a registry file; raise :class:`ConfigError` naming file, server, key, problem."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read tool registry: {exc.strerror}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    data = read_yaml(path, "tool registry")
     registry = Registry.from_data(data, base_dir=path.parent, source=str(path))
     return Registry(servers=registry.servers, base_dir=registry.base_dir, path=path.resolve())
 
@@ -283,9 +276,7 @@ def _describe(exc: ValidationError, data: dict[str, Any], source: str) -> str:
             loc = loc[2:]
             if loc and loc[0] in ("local_stdio", "remote_http"):
                 loc = loc[1:]  # the discriminator tag pydantic inserts
-        key = ".".join(str(part) for part in loc)
-        message = str(err["msg"]).removeprefix("Value error, ")
-        problems.append(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+        problems.append(problem(where, loc, str(err["msg"])))
     return "; ".join(problems)
 
 
