@@ -1,4 +1,5 @@
-"""Policies, budgets, prices and webhooks: what the service decides, limits and tells others."""
+"""Policies, budgets, prices, webhooks, agent profiles and sessions: what the service decides,
+limits and tells others, and what its agents are told."""
 
 from __future__ import annotations
 
