@@ -43,6 +43,8 @@ async def test_schemathesis_finds_no_contract_failure(tmp_path: Path) -> None:
                     "--header",
                     f"Authorization: Bearer {key}",
                     "--no-color",
+                    "--workers",  # operations split over two workers: the same examples, half the wall time
+                    "2",
                 ],
                 check=False,
                 cwd=tmp_path,
