@@ -236,8 +236,9 @@ class TaskOut(BaseModel):
     )
     gate_expires_at: datetime | None = None
     usage: dict[str, float] | None = Field(
-        default=None, description="Spent so far: input_tokens, output_tokens, cost_usd, tool_calls, wall_seconds, "
-        "unpriced_calls (model calls with no price: cost_usd is then a lower bound and a cost limit counts as reached)"
+        default=None,
+        description="Spent so far: input_tokens, output_tokens, cost_usd, tool_calls, wall_seconds, "
+        "unpriced_calls (model calls with no price: cost_usd is then a lower bound and a cost limit counts as reached)",
     )
     budget: dict[str, float] | None = Field(default=None, description="The task's limits (absent: no limit)")
     estimate: dict[str, Any] | None = Field(default=None, description="The current plan version's estimate")

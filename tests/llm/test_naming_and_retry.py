@@ -169,7 +169,6 @@ async def test_key_fragments_quoted_by_the_provider_are_masked() -> None:
     assert "[redacted]" in caught.value.message
 
 
-
 async def test_a_connection_error_names_the_endpoint_and_the_cause() -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -183,6 +182,9 @@ async def test_a_connection_error_names_the_endpoint_and_the_cause() -> None:
         finally:
             await client.aclose()
         message = caught.value.message
-        assert f"127.0.0.1:{port}" in message and "ConnectError" in message, message
+        # Not a timeout, though the SDKs' aiohttp transport raises a ConnectTimeout for it.
+        assert not isinstance(caught.value, LLMTimeoutError)
+        assert f"cannot reach http://127.0.0.1:{port}/" in message and "ConnectionRefusedError" in message, message
+        assert caught.value.retryable
         assert caught.value.details["endpoint"].startswith(f"http://127.0.0.1:{port}/")
         assert "sk-test" not in message

@@ -6,7 +6,7 @@
 merged, as the API wants roles to alternate. ``generate_structured`` uses ``messages.parse``
 with ``output_format=schema`` (sent as ``output_config.format``) and validates the reply.
 The Messages API of this SDK generation has no ``temperature`` parameter, so that setting is
-not sent to Anthropic.
+not sent to Anthropic. Requests go through the SDK's aiohttp transport (why: :mod:`.base`).
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ class AnthropicClient(LLMClient):
             base_url=resolved.base_url,
             timeout=resolved.timeout_seconds,
             max_retries=0,
-            http_client=http_client,
+            # aiohttp's connection pool, not httpx2's: see llm/base.py.
+            http_client=http_client if http_client is not None else anthropic.DefaultAioHttpClient(),
         )
 
     async def aclose(self) -> None:

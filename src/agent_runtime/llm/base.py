@@ -3,6 +3,15 @@
 Messages and tool specs here are provider-neutral. Tool names are our namespaced ``server.tool``
 form; adapters translate them to whatever the provider accepts (OpenAI and Anthropic allow only
 ``[a-zA-Z0-9_-]``) and back, so callers never see the wire names.
+
+Both adapters send their requests through the SDKs' own aiohttp transport (``DefaultAioHttpClient``,
+the ``[aiohttp]`` extra) instead of their default httpx2 pool. httpx2's pool checks every pooled
+connection on each request (``_assign_requests_to_connections`` -> ``has_expired`` -> a socket
+readability probe), so with a few dozen model calls in flight a quarter of the service's CPU went to
+that bookkeeping; aiohttp's pool hands out an idle connection without the scan. Measured through the
+service: 23.5-25.6 -> 16.4-17.2 ms of service CPU per task, 39-42 -> 58-61 tasks/s
+(docs/benchmarks.md, "Real MCP servers through the service"). Tests pass an in-process httpx2
+client bound to the fake LLM instead; the loopback tests go through aiohttp.
 """
 
 from __future__ import annotations

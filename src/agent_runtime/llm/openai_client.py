@@ -4,7 +4,8 @@
 and assembles the streamed tool-call fragments. ``generate_structured`` sends the pydantic schema
 as a strict ``json_schema`` response format via ``chat.completions.parse`` and validates the
 reply. Tool names cross the wire in provider-safe form (:mod:`.naming`); SDK retries are off
-and :mod:`.retry` does the retrying and error translation.
+and :mod:`.retry` does the retrying and error translation. Requests go through the SDK's aiohttp
+transport (``openai.DefaultAioHttpClient``; why: :mod:`.base`).
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ class OpenAIClient(LLMClient):
             base_url=resolved.base_url,
             timeout=resolved.timeout_seconds,
             max_retries=0,
-            http_client=http_client,
+            # aiohttp's connection pool, not httpx2's: see llm/base.py.
+            http_client=http_client if http_client is not None else openai.DefaultAioHttpClient(),
         )
 
     async def aclose(self) -> None:

@@ -95,7 +95,7 @@ def translate_error(exc: BaseException, *, provider: str, errors: SDKErrors) -> 
     """Map an SDK (or transport) exception to our error family; ``retryable`` says what to do."""
     if isinstance(exc, LLMError):
         return exc
-    if isinstance(exc, (errors.timeout, httpx2.TimeoutException)):
+    if isinstance(exc, (errors.timeout, httpx2.TimeoutException)) and not _refused(exc):
         endpoint = _endpoint(exc)
         return LLMTimeoutError(
             f"{provider}: request to {endpoint} timed out", provider=provider, retryable=True,
@@ -147,11 +147,28 @@ def _endpoint(exc: BaseException) -> str:
     return str(url).split("?", 1)[0]
 
 
-def _cause(exc: BaseException) -> str:
-    """The innermost cause of a transport failure, e.g. ``ConnectError: [Errno 111] Connection refused``."""
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from (or during), outermost first."""
+    chain = [exc]
     root = exc
     while root.__cause__ is not None or (root.__context__ is not None and not root.__suppress_context__):
         root = root.__cause__ or root.__context__  # type: ignore[assignment]
+        chain.append(root)
+    return chain
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether a "timeout" is really a failed connect (an ``OSError`` that is not a timeout).
+
+    The SDKs' aiohttp transport maps every ``aiohttp.ClientConnectionError``, a refused connection
+    included, to ``httpx2.ConnectTimeout``; the cause chain keeps the real reason.
+    """
+    return any(isinstance(link, OSError) and not isinstance(link, TimeoutError) for link in _causes(exc))
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost cause of a transport failure, e.g. ``ConnectionRefusedError: [Errno 111] …``."""
+    root = _causes(exc)[-1]
     text = str(root).strip()
     return f"{type(root).__name__}: {text[:200]}" if text else type(root).__name__
 

@@ -361,6 +361,7 @@ class StoreJournal:
 
     async def step_completed(self, step_id: str, output: str) -> None:
         self.meter.release(step_id)
+
         def record(tx: TaskTx) -> None:
             tx.update_step(self.plan_version, step_id, status=StepStatus.COMPLETED, output=output, finished_at=tx.now)
             tx.emit(StepCompleted(step_id=step_id, output=output))

@@ -34,8 +34,6 @@ D = t.webhook_deliveries
 OUT = t.webhook_outbox
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class Claimed:
     """A delivery this replica may send now, with what it sends."""

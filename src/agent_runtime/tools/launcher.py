@@ -138,8 +138,7 @@ class Launcher:
         cap = self.settings.max_server_processes
         if count > cap:
             raise ToolServerError(
-                f"{owner} needs {count} tool-server processes at once but "
-                f"tools.max_server_processes is {cap}",
+                f"{owner} needs {count} tool-server processes at once but tools.max_server_processes is {cap}",
                 details={"needed": count, "max_server_processes": cap},
             )
         if count == 0:

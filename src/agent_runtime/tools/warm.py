@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+
 @dataclass
 class _Instance:
     entry: StdioServer
