@@ -14,7 +14,15 @@ from agent_runtime.errors import LLMAuthError, LLMError, LLMRateLimitError, LLMT
 from agent_runtime.llm.base import LLMClient, Message, ToolCallRequest, ToolSpec, Usage
 from agent_runtime.llm.factory import build_llm_client
 from agent_runtime.settings import Provider
-from agent_runtime.testing import FakeLLM, RecordedRequest, Reply, ScriptedCall, resolved_for, serve_on_loopback
+from agent_runtime.testing import (
+    TEST_MODELS,
+    FakeLLM,
+    RecordedRequest,
+    Reply,
+    ScriptedCall,
+    resolved_for,
+    serve_on_loopback,
+)
 
 ClientFactory = Callable[..., LLMClient]  # the ``make_client`` fixture
 READ_FILE = ToolSpec(
@@ -314,3 +322,41 @@ def test_anthropic_turns_alternate_even_around_empty_turns() -> None:
     assert [b["type"] for b in wire[0]["content"]] == ["text", "text"]  # type: ignore[index]
     assert [b["type"] for b in wire[1]["content"]] == ["text", "tool_use"]  # type: ignore[index]
     assert [b["type"] for b in wire[2]["content"]] == ["tool_result", "text"]  # type: ignore[index]
+
+
+async def test_openai_requests_carry_what_the_sdks_typed_methods_would_send(fake: FakeLLM) -> None:
+    """The adapter posts Chat Completions bodies itself (``client.post``, no per-call transform)."""
+    from openai.lib._parsing._completions import type_to_response_format_param  # the SDK's own
+
+    fake.script(Reply(json=_plan().model_dump(mode="json")), Reply(text="hi"), Reply(text="again"))
+    plain = build_llm_client(resolved_for("openai"), http_client=fake.http_client())
+    warm = build_llm_client(resolved_for("openai", temperature=0.2), http_client=fake.http_client())
+    try:
+        await plain.generate_structured(system="plan it", messages=USER, schema=Plan)
+        await plain.generate(system="exec", messages=USER, tools=[])
+        await warm.generate(system="exec", messages=USER, tools=[READ_FILE])
+    finally:
+        await plain.aclose()
+        await warm.aclose()
+
+    structured, untooled, tooled = (request.body for request in fake.requests)
+    assert structured["response_format"] == type_to_response_format_param(Plan)
+    assert structured["model"] == TEST_MODELS["openai"] and structured["max_completion_tokens"] == 256
+    assert "stream" not in structured and "temperature" not in structured
+    assert untooled["stream"] is True and untooled["stream_options"] == {"include_usage": True}
+    assert "tools" not in untooled and "temperature" not in untooled
+    assert tooled["temperature"] == 0.2
+    assert tooled["tools"] == [
+        {"type": "function", "function": {"name": "files__read_file", "description": "Read a text file",
+                                          "parameters": READ_FILE.input_schema}}
+    ]  # fmt: skip
+
+
+async def test_openai_structured_output_without_content_is_an_llm_error(fake: FakeLLM) -> None:
+    fake.script(Reply(text=""))
+    client = build_llm_client(resolved_for("openai", max_retries=0), http_client=fake.http_client())
+    try:
+        with pytest.raises(LLMError, match="no structured output for Plan: no content"):
+            await client.generate_structured(system="", messages=USER, schema=Plan)
+    finally:
+        await client.aclose()
