@@ -77,14 +77,14 @@ async def task_counts(client: HttpClient) -> Counter[str]:
 
 
 async def run_to_end(client: HttpClient, task_id: str, timeout: float = 120) -> str:
-    """Follow a task's stream to its end; its terminal event type."""
+    """Follow a task's stream to its end; its terminal event type (with its data if it failed)."""
     last = ""
     with anyio.fail_after(timeout):
         async with client.events(f"/v1/tasks/{task_id}/stream") as stream:
             async for event in stream:
                 last = event.event
                 if last in {f"task_{s}" for s in TERMINAL}:
-                    break
+                    return last if last == "task_completed" else f"{last}: {event.data}"
     return last
 
 
@@ -319,7 +319,9 @@ async def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
         tmp = Path(tmp_name)
         scope = "shared" if args.row == "shared" else "task"
         registry = registry_text(scope=scope, prewarm=1 if args.row == "warm" else 0, instances=args.instances)
-        config = write_service_config(tmp, registry, auto_approve=args.row != "warm", **overrides(args.set))
+        config = write_service_config(
+            tmp, registry, auto_approve=args.row != "warm", provider=args.provider, **overrides(args.set)
+        )
         fake = FakeLLMProcess(args.delay)
         profile = Path(args.profile) / f"{args.row}-{args.tasks}-{run}.prof" if args.profile else None
         service = Service(config, fake.root, tmp / "service.log", profile=profile)
@@ -378,6 +380,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--row", choices=["fork", "shared", "warm"], required=True)
     parser.add_argument("--tasks", type=int, default=40)
+    parser.add_argument("--provider", choices=["openai", "anthropic"], default="openai", help="the wire the fake speaks")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds the fake LLM holds every reply")
     parser.add_argument("--instances", type=int, default=1, help="shared row: instances of the shared server")
     parser.add_argument("--submitters", type=int, default=64, help="burst rows: submit requests in flight at most")

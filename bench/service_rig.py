@@ -8,7 +8,7 @@
   the fake is never the queue under test. It prints ``{"port": ...}`` once it listens.
 * :class:`Service` runs ``agent-runtime serve`` (optionally under ``python -m cProfile``) in its own
   process group with the config :func:`write_service_config` writes: SQLite, the given registry,
-  optionally a policy file, the OpenAI provider pointed at the fake LLM.
+  optionally a policy file, the OpenAI (or Anthropic) provider pointed at the fake LLM.
 * :class:`Sampler` is a thread that samples, every ``interval`` seconds, the RSS of the service
   process and of its children (summed), how many children are alive, and the CPU each process used
   (a child born during the run from its birth to the last sample that saw it). The
@@ -138,7 +138,9 @@ AUTO_APPROVE_POLICY = {
 }
 
 
-def write_service_config(tmp: Path, registry: str, *, auto_approve: bool, **sections: dict[str, Any]) -> Path:
+def write_service_config(
+    tmp: Path, registry: str, *, auto_approve: bool, provider: str = "openai", **sections: dict[str, Any]
+) -> Path:
     (tmp / "tool_registry.yaml").write_text(registry)
     config: dict[str, Any] = {
         "server": {"log_format": "json", "log_level": "warning", "shutdown_grace_seconds": 5},
@@ -148,7 +150,7 @@ def write_service_config(tmp: Path, registry: str, *, auto_approve: bool, **sect
             "workspace_root": str(tmp / "workspaces"),
             "connect_timeout_seconds": 120,
         },
-        "llm": {"planner": {"provider": "openai"}, "executor": {"provider": "openai"}},
+        "llm": {"planner": {"provider": provider}, "executor": {"provider": provider}},
         "auth": {"mode": "disabled"},
     }
     if auto_approve:
@@ -172,6 +174,7 @@ class Service:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_", "AGENT_RUNTIME_"))}
         env.update(OPENAI_API_KEY="sk-test-not-a-real-key", OPENAI_BASE_URL=f"{llm_root}/v1")
+        env.update(ANTHROPIC_API_KEY="sk-test-not-a-real-key", ANTHROPIC_BASE_URL=llm_root)
         serve = ["serve", "--config", str(config), "--port", str(self.port)]
         if profile is None:
             command = [str(AGENT_RUNTIME), *serve]

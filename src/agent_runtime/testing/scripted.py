@@ -113,19 +113,19 @@ class ScriptedModel:
     # -- served behind the wire-protocol fake ------------------------------------------------------
 
     def __call__(self, request: RecordedRequest) -> Reply:
-        """The :data:`~agent_runtime.testing.fake_server.Responder` for OpenAI Chat Completions requests."""
+        """The :data:`~agent_runtime.testing.fake_server.Responder`: OpenAI Chat Completions or Anthropic Messages."""
         body = request.body
-        messages: list[dict[str, Any]] = body["messages"]
-        conversation = "\n".join(str(m.get("content") or "") for m in messages)
+        turns = _anthropic_turns(body) if request.api == "anthropic" else _openai_turns(body)
+        conversation = "\n".join(text for _, text in turns)
         # Usage as a provider would count it, roughly: four characters a token of what was sent
         # (messages and tool schemas) and of what comes back.
-        sent = tokens(json.dumps(messages) + json.dumps(body.get("tools") or []))
-        if "response_format" in body:
-            name = str((body["response_format"].get("json_schema") or {}).get("name", ""))
-            answer_json = self.structured_for(name, conversation)
+        sent = tokens(json.dumps(body["messages"]) + json.dumps(body.get("tools") or []))
+        schema_name = _structured_schema_name(request.api, body)
+        if schema_name is not None:
+            answer_json = self.structured_for(schema_name, conversation)
             return Reply(json=answer_json, input_tokens=sent, output_tokens=tokens(json.dumps(answer_json)))
-        results = [str(m["content"]) for m in messages if m["role"] == "tool"]
-        answer = self.turn(conversation, messages[-1]["role"], str(messages[-1]["content"]), results)
+        results = [text for role, text in turns if role == "tool"]
+        answer = self.turn(conversation, turns[-1][0], turns[-1][1], results)
         if isinstance(answer, str):
             return Reply(text=pieces(answer, self.text_deltas), input_tokens=sent, output_tokens=tokens(answer))
         calls = [ScriptedCall(name=wire(tool), arguments=args) for tool, args in answer]
@@ -200,6 +200,43 @@ class ScriptedLLM(LLMClient):
             response = LLMResponse(text="", tool_calls=requests, usage=Usage(1, 1), stop_reason="tool_use")
         self.spans.append((started, time.time() - in_callback))
         return response
+
+
+def _structured_schema_name(api: str, body: dict[str, Any]) -> str | None:
+    """The schema's name when ``body`` asks for structured output, else None."""
+    if api == "anthropic":  # its format carries no name: the pydantic schema's title is the model's name
+        schema = ((body.get("output_config") or {}).get("format") or {}).get("schema")
+        return None if schema is None else str(schema.get("title", ""))
+    if "response_format" in body:
+        return str((body["response_format"].get("json_schema") or {}).get("name", ""))
+    return None
+
+
+def _openai_turns(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """(role, text) of each Chat Completions message."""
+    return [(str(m["role"]), str(m.get("content") or "")) for m in body["messages"]]
+
+
+def _anthropic_turns(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """(role, text) of the system prompt and each Messages API block, a ``tool_result`` as a "tool" turn."""
+    system = body.get("system") or ""
+    turns: list[tuple[str, str]] = [("system", _text_of(system))] if system else []
+    for message in body["messages"]:
+        content = message["content"]
+        if isinstance(content, str):
+            turns.append((str(message["role"]), content))
+            continue
+        for block in content:
+            if block["type"] == "text":
+                turns.append((str(message["role"]), str(block["text"])))
+            elif block["type"] == "tool_result":
+                inner = block.get("content") or ""
+                turns.append(("tool", _text_of(inner)))
+    return turns
+
+
+def _text_of(content: str | list[dict[str, Any]]) -> str:
+    return content if isinstance(content, str) else "".join(str(block.get("text", "")) for block in content)
 
 
 def _conversation(messages: list[Message]) -> str:
