@@ -380,7 +380,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--row", choices=["fork", "shared", "warm"], required=True)
     parser.add_argument("--tasks", type=int, default=40)
-    parser.add_argument("--provider", choices=["openai", "anthropic"], default="openai", help="the wire the fake speaks")
+    parser.add_argument("--provider", choices=["openai", "anthropic"], default="openai", help="the LLM wire")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds the fake LLM holds every reply")
     parser.add_argument("--instances", type=int, default=1, help="shared row: instances of the shared server")
     parser.add_argument("--submitters", type=int, default=64, help="burst rows: submit requests in flight at most")
