@@ -8,8 +8,9 @@ import time
 
 import httpx2
 import pytest
+import structlog
 
-from agent_runtime.errors import LLMAuthError, LLMError, LLMRateLimitError, LLMTimeoutError
+from agent_runtime.errors import ConfigError, LLMAuthError, LLMError, LLMRateLimitError, LLMTimeoutError
 from agent_runtime.llm.base import Message
 from agent_runtime.llm.factory import build_llm_client
 from agent_runtime.llm.naming import WIRE_NAME_RE, ToolNameMap, plain_wire_name
@@ -175,12 +176,14 @@ async def test_a_connection_error_names_the_endpoint_and_the_cause() -> None:
         port = s.getsockname()[1]
     providers: tuple[Provider, ...] = ("openai", "anthropic")
     for provider in providers:
-        client = build_llm_client(resolved_for(provider, root=f"http://127.0.0.1:{port}", max_retries=0))
+        client = build_llm_client(resolved_for(provider, root=f"http://127.0.0.1:{port}", max_retries=1))
         try:
-            with pytest.raises(LLMError) as caught:
+            with structlog.testing.capture_logs() as logs, pytest.raises(LLMError) as caught:
                 await client.generate(system="s", messages=[Message(role="user", content="hi")], tools=[])
         finally:
             await client.aclose()
+        [retry] = [entry for entry in logs if entry["event"] == "llm_retry"]
+        assert retry["error"] == caught.value.message and retry["error_code"] == "llm_error"  # says what failed
         message = caught.value.message
         # Not a timeout, though the SDKs' aiohttp transport raises a ConnectTimeout for it.
         assert not isinstance(caught.value, LLMTimeoutError)
@@ -188,3 +191,11 @@ async def test_a_connection_error_names_the_endpoint_and_the_cause() -> None:
         assert caught.value.retryable
         assert caught.value.details["endpoint"].startswith(f"http://127.0.0.1:{port}/")
         assert "sk-test" not in message
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_base_url_with_user_info_is_refused_at_start_without_echoing_it(provider: Provider) -> None:
+    with pytest.raises(ConfigError) as caught:
+        build_llm_client(resolved_for(provider, root="https://gateway-user:s3cret@llm.example.internal"))
+    assert "user info" in caught.value.message and "API key" in caught.value.message
+    assert "s3cret" not in caught.value.message and "gateway-user" not in caught.value.message

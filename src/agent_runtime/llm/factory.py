@@ -9,6 +9,7 @@ before any SDK is touched.
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import httpx2
 
@@ -66,6 +67,13 @@ def _build_one(resolved: ResolvedLLM, http_client: httpx2.AsyncClient | None) ->
             f"llm provider {resolved.provider!r} has no API key: set {env} "
             f"(or llm.<role>.api_key in the config file), or choose provider 'offline' "
             "to run with the offline test model"
+        )
+    if resolved.base_url is not None and "@" in urlsplit(resolved.base_url).netloc:
+        # The SDKs authenticate with the key's header; user info would be a second credential
+        # (aiohttp refuses the pair) and would show wherever the endpoint is named.
+        raise ConfigError(
+            f"llm provider {resolved.provider!r}: the base URL carries user info (user:password@): "
+            "remove it and give the key as the provider's API key; a proxy goes in HTTPS_PROXY"
         )
     if resolved.provider == "openai":
 

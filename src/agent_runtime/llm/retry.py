@@ -136,15 +136,15 @@ def translate_error(exc: BaseException, *, provider: str, errors: SDKErrors) -> 
 
 
 def _endpoint(exc: BaseException) -> str:
-    """The URL the failed request went to, without its query (the SDKs send keys as headers)."""
+    """The URL the failed request went to, without user info or query (the SDKs send keys as headers)."""
     try:
         request = getattr(exc, "request", None)
     except RuntimeError:  # httpx2 raises when a transport error carries no request
         request = None
     url = getattr(request, "url", None)
-    if url is None:
+    if not isinstance(url, httpx2.URL):
         return "the provider's endpoint"
-    return str(url).split("?", 1)[0]
+    return f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}{url.path}"
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
@@ -220,6 +220,7 @@ async def call_with_retries(
                 "llm_retry",
                 provider=provider,
                 error_code=error.code.value,
+                error=error.message,  # translated: keys masked, the endpoint without user info or query
                 status=error.details.get("status"),
                 attempt=tries,
                 delay_seconds=round(delay, 3),
