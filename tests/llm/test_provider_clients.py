@@ -360,3 +360,19 @@ async def test_openai_structured_output_without_content_is_an_llm_error(fake: Fa
             await client.generate_structured(system="", messages=USER, schema=Plan)
     finally:
         await client.aclose()
+
+
+async def test_requests_go_through_the_proxy_the_environment_names(
+    fake: FakeLLM, provider: Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDKs' aiohttp transport keeps httpx2's proxy variables: the fake stands in as the proxy."""
+    fake.script(Reply(text="via the proxy"))
+    with serve_on_loopback(fake) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        client = build_llm_client(resolved_for(provider, "http://llm.example.invalid"))
+        try:
+            response = await client.generate(system="", messages=USER, tools=[])
+        finally:
+            await client.aclose()
+    assert response.text == "via the proxy"
+    assert fake.requests[0].headers["host"] == "llm.example.invalid"
