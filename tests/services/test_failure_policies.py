@@ -1,8 +1,8 @@
 """Failure policies (``on_failure``: retry, skip, replan), replan bounds and verification.
 
 Through the public API of the running service, with the real executor and planner, the scripted
-model behind the real OpenAI SDK, and the example MCP server, whose own call log proves what ran.
-A step fails the way real steps do: it asks for more tool calls than ``max_tool_calls_per_step``.
+model behind the real OpenAI SDK (and the Anthropic SDK where a test says so), and the example MCP
+server, whose own call log proves what ran. A step fails the way real steps do: it asks for more tool calls than ``max_tool_calls_per_step``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from agent_runtime.testing import ScriptedModel, ToolCalls, openai_overrides
+from agent_runtime.settings import Provider
+from agent_runtime.testing import ScriptedModel, ToolCalls, wire_overrides
 from tests.support.databases import database_url
 from tests.support.harness import Live, live_service, make_settings, read_stream, write_registry
 
@@ -43,7 +44,13 @@ def _too_many(text: str) -> ToolCalls:
 
 @asynccontextmanager
 async def _service(
-    tmp: Path, model: ScriptedModel, *, backend: str = "sqlite", policy: str | None = None, **limits: Any
+    tmp: Path,
+    model: ScriptedModel,
+    *,
+    backend: str = "sqlite",
+    provider: Provider = "openai",
+    policy: str | None = None,
+    **limits: Any,
 ) -> AsyncIterator[tuple[Live, Path]]:
     log = tmp / "calls.jsonl"
     sections: dict[str, Any] = {}
@@ -59,7 +66,7 @@ async def _service(
             limits={"max_tool_calls_per_step": 2, **limits},
             **sections,
         )
-        async with live_service(settings, openai_overrides(model.fake())) as live:
+        async with live_service(settings, wire_overrides(model.fake(), provider)) as live:
             yield live, log
 
 
@@ -205,11 +212,12 @@ async def test_a_replan_keeps_the_completed_steps_and_runs_only_the_new_ones_onc
     assert [tool for tool, _ in _started(log)] == ["add", "echo", "echo", "multiply"]
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])  # the plan's optional fields on either wire
 async def test_replans_are_bounded_by_max_replans_and_a_replanned_version_goes_through_the_policy(
-    tmp_path: Path,
+    tmp_path: Path, provider: Provider
 ) -> None:
     model, _seen = _replanning(fixed=False)
-    async with _service(tmp_path, model, policy=AUTO_APPROVE, max_replans=1) as (live, log):
+    async with _service(tmp_path, model, provider=provider, policy=AUTO_APPROVE, max_replans=1) as (live, log):
         task_id = (await live.submit("add, echo, multiply"))["id"]
         events = await read_stream(live.client, task_id, timeout=90)
         task = await live.task(task_id)
@@ -229,13 +237,14 @@ async def test_replans_are_bounded_by_max_replans_and_a_replanned_version_goes_t
     assert [tool for tool, _ in _started(log)].count("add") == 1
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
 async def test_verification_records_the_verdict_in_the_result_and_a_not_met_task_still_completes(
-    tmp_path: Path, backend: str
+    tmp_path: Path, backend: str, provider: Provider
 ) -> None:
     plan = {"summary": "add", "verify": True, "steps": [_step("s1", "example.add")]}
     model = ScriptedModel(plan, {"s1": [("example.add", {"a": 1, "b": 1})]},
                           verdict={"met": False, "reason": "the request asked for 3"})  # fmt: skip
-    async with _service(tmp_path, model, backend=backend) as (live, _log):
+    async with _service(tmp_path, model, backend=backend, provider=provider) as (live, _log):
         task_id = (await live.submit("add"))["id"]
         await live.wait_for(task_id, "approval_required")
         await live.approve(task_id, 1)

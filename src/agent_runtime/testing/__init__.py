@@ -1,7 +1,8 @@
 """Test doubles for agent-runtime's users, its own tests and its benchmarks; never imported by the service.
 
 * :class:`ScriptedModel` (``scripted.py``): the scripted test model. ``model.client()`` answers in
-  process with zero latency; ``model.fake()`` answers the same way through the real OpenAI SDK.
+  process with zero latency; ``model.fake()`` answers the same way through the real OpenAI or Anthropic SDK
+  (``openai_overrides(fake)``, ``wire_overrides(fake, provider)``).
 * :class:`FakeLLM` (``fake_server.py``): a fake server speaking the OpenAI Chat Completions and
   Anthropic Messages wire protocols, scripted reply by reply or by a responder; in process
   (``fake.http_client()``) or on loopback (``serve_on_loopback``).
@@ -30,6 +31,7 @@ from agent_runtime.testing.scripted import (
     one_step_plan,
     openai_overrides,
     wire,
+    wire_overrides,
 )
 
 __all__ = [
@@ -50,4 +52,5 @@ __all__ = [
     "resolved_for",
     "serve_on_loopback",
     "wire",
+    "wire_overrides",
 ]

@@ -35,6 +35,7 @@ from agent_runtime.llm.base import (
 )
 from agent_runtime.llm.factory import build_llm_client
 from agent_runtime.runtime import Overrides
+from agent_runtime.settings import Provider
 from agent_runtime.testing.fake_server import FakeLLM, RecordedRequest, Reply, ScriptedCall, resolved_for
 
 ToolCalls = list[tuple[str, dict[str, Any]]]
@@ -243,10 +244,15 @@ def _conversation(messages: list[Message]) -> str:
     return "\n".join(m.content for m in messages)
 
 
+def wire_overrides(fake: FakeLLM, provider: Provider) -> Overrides:
+    """Planner and executor both ``provider``'s real SDK, talking to ``fake`` in process."""
+    client: LLMClient = build_llm_client(resolved_for(provider), http_client=fake.http_client())
+    return Overrides(planner_llm=client, executor_llm=client)
+
+
 def openai_overrides(fake: FakeLLM) -> Overrides:
     """Planner and executor both the real OpenAI SDK, talking to ``fake`` in process."""
-    client: LLMClient = build_llm_client(resolved_for("openai"), http_client=fake.http_client())
-    return Overrides(planner_llm=client, executor_llm=client)
+    return wire_overrides(fake, "openai")
 
 
 def one_step_plan(tool: str, step_id: str = "s1") -> dict[str, Any]:
