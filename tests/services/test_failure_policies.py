@@ -2,7 +2,8 @@
 
 Through the public API of the running service, with the real executor and planner, the scripted
 model behind the real OpenAI SDK (and the Anthropic SDK where a test says so), and the example MCP
-server, whose own call log proves what ran. A step fails the way real steps do: it asks for more tool calls than ``max_tool_calls_per_step``.
+server, whose own call log proves what ran. A step fails the way real steps do: it asks for more
+tool calls than ``max_tool_calls_per_step``.
 """
 
 from __future__ import annotations
