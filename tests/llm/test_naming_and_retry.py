@@ -6,6 +6,8 @@ import email.utils
 import socket
 import time
 
+import anyio
+import anyio.abc
 import httpx2
 import pytest
 import structlog
@@ -168,6 +170,32 @@ async def test_key_fragments_quoted_by_the_provider_are_masked() -> None:
     assert "abc1" not in caught.value.message
     assert "xyz9" not in caught.value.message
     assert "[redacted]" in caught.value.message
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_server_that_drops_the_connection_is_unreachable_not_a_timeout(provider: Provider) -> None:
+    accepted = anyio.Event()
+
+    async def drop(stream: anyio.abc.SocketStream) -> None:  # reads the request, closes without a reply
+        await stream.receive()
+        accepted.set()
+        await stream.aclose()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    client = build_llm_client(resolved_for(provider, root=f"http://127.0.0.1:{port}", max_retries=0))
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, drop)
+        try:
+            with pytest.raises(LLMError) as caught:
+                await client.generate(system="s", messages=[Message(role="user", content="hi")], tools=[])
+        finally:
+            await client.aclose()
+            tg.cancel_scope.cancel()
+    assert accepted.is_set()
+    assert not isinstance(caught.value, LLMTimeoutError)
+    assert caught.value.message.startswith(f"{provider}: cannot reach http://127.0.0.1:{port}/"), caught.value.message
+    assert caught.value.retryable
 
 
 async def test_a_connection_error_names_the_endpoint_and_the_cause() -> None:

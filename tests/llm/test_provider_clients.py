@@ -376,3 +376,15 @@ async def test_requests_go_through_the_proxy_the_environment_names(
             await client.aclose()
     assert response.text == "via the proxy"
     assert fake.requests[0].headers["host"] == "llm.example.invalid"
+
+
+async def test_openai_structured_output_cut_short_by_the_token_limit_says_so(fake: FakeLLM) -> None:
+    half = json.dumps(_plan().model_dump(mode="json"))[:40]
+    fake.script(Reply(text=half, finish_reason="length"))
+    client = build_llm_client(resolved_for("openai", max_retries=0), http_client=fake.http_client())
+    try:
+        with pytest.raises(LLMError, match="Plan was cut short .*raise llm.<role>.max_output_tokens") as caught:
+            await client.generate_structured(system="", messages=USER, schema=Plan)
+    finally:
+        await client.aclose()
+    assert caught.value.details["finish_reason"] == "length" and not caught.value.retryable

@@ -66,6 +66,11 @@ OPENAI_ERRORS = SDKErrors(
 )
 TOOL_ERROR_PREFIX = "[tool error] "
 CHAT_COMPLETIONS = "/chat/completions"
+# A structured reply that stopped for these reasons is not the whole answer (what parse() raised on).
+CUT_SHORT = {
+    "length": "it reached max_output_tokens: raise llm.<role>.max_output_tokens",
+    "content_filter": "the provider's content filter stopped it",
+}
 ChunkStream = openai.AsyncStream[ChatCompletionChunk]
 # Stop reasons in one vocabulary across providers (Anthropic's words).
 STOP_REASONS = {
@@ -121,7 +126,15 @@ class OpenAIClient(LLMClient):
 
         async def attempt() -> tuple[ModelT, Usage]:
             completion = await self._client.post(CHAT_COMPLETIONS, cast_to=ChatCompletion, body=body)
-            message = completion.choices[0].message if completion.choices else None
+            choice = completion.choices[0] if completion.choices else None
+            if choice is not None and choice.finish_reason in CUT_SHORT:
+                why = CUT_SHORT[choice.finish_reason]
+                raise LLMError(
+                    f"openai: structured output for {schema.__name__} was cut short ({why})",
+                    provider=self.provider,
+                    details={"finish_reason": choice.finish_reason},
+                )
+            message = choice.message if choice is not None else None
             if message is None or message.refusal or not message.content:
                 reason = message.refusal if message is not None and message.refusal else "no content"
                 raise LLMError(

@@ -95,7 +95,7 @@ def translate_error(exc: BaseException, *, provider: str, errors: SDKErrors) -> 
     """Map an SDK (or transport) exception to our error family; ``retryable`` says what to do."""
     if isinstance(exc, LLMError):
         return exc
-    if isinstance(exc, (errors.timeout, httpx2.TimeoutException)) and not _refused(exc):
+    if isinstance(exc, (errors.timeout, httpx2.TimeoutException)) and not _connection_failed(exc):
         endpoint = _endpoint(exc)
         return LLMTimeoutError(
             f"{provider}: request to {endpoint} timed out", provider=provider, retryable=True,
@@ -157,13 +157,17 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return chain
 
 
-def _refused(exc: BaseException) -> bool:
-    """Whether a "timeout" is really a failed connect (an ``OSError`` that is not a timeout).
+def _connection_failed(exc: BaseException) -> bool:
+    """Whether a "timeout" is really a failed connection: no timeout among its causes, but an
+    ``OSError`` (a refused connect) or an aiohttp error (the server closed the connection).
 
-    The SDKs' aiohttp transport maps every ``aiohttp.ClientConnectionError``, a refused connection
-    included, to ``httpx2.ConnectTimeout``; the cause chain keeps the real reason.
+    The SDKs' aiohttp transport maps every ``aiohttp.ClientConnectionError`` to
+    ``httpx2.ConnectTimeout``; the cause chain keeps the real reason.
     """
-    return any(isinstance(link, OSError) and not isinstance(link, TimeoutError) for link in _causes(exc))
+    causes = _causes(exc)[1:]
+    if any(isinstance(link, TimeoutError) for link in causes):
+        return False
+    return any(isinstance(link, OSError) or type(link).__module__.startswith("aiohttp") for link in causes)
 
 
 def _cause(exc: BaseException) -> str:

@@ -85,6 +85,8 @@ class Reply:
     output_tokens: int = 7
     stream_error: str | None = None
     """Streaming only: an in-stream error event of this type (e.g. ``overloaded_error``) after the text."""
+    finish_reason: str | None = None
+    """OpenAI, not streamed: the choice's ``finish_reason`` (e.g. ``length``) instead of ``stop``/``tool_calls``."""
 
     @classmethod
     def error(cls, status: int, *, retry_after: str | None = None, message: str = "scripted error") -> Reply:
@@ -242,7 +244,7 @@ def _openai_completion(reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
             }
             for i, c in enumerate(reply.tool_calls)
         ]
-    finish = "tool_calls" if reply.tool_calls else "stop"
+    finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
