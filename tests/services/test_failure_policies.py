@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,43 @@ async def test_a_step_with_retry_runs_again_after_its_backoff_and_each_failed_at
     # Each failed attempt made its two calls; the third made one; nothing was made twice.
     texts = [args["text"] for _tool, args in _started(log)]
     assert texts == ["attempt 1"] * 2 + ["attempt 2"] * 2 + ["attempt 3"]
+
+
+CALL_GATE = """
+call_rules:
+  - id: notes-gate
+    match: {name: [example.write_note]}
+    decision: require_call_approval
+"""
+
+
+async def test_a_sibling_at_a_call_gate_pauses_the_task_at_once_while_a_step_waits_out_its_backoff(
+    tmp_path: Path,
+) -> None:
+    """The backoff is ten minutes: the pause does not wait for it, and the wait is kept for later."""
+    flaky = _step("flaky", "example.echo", on_failure={"action": "retry", "attempts": 2, "backoff_seconds": 600})
+    note = {**_step("note", "example.wait"), "tools": ["example.wait", "example.write_note"]}
+    plan = {"summary": "a flaky echo beside a gated note", "steps": [flaky, note]}
+    calls: dict[str, ToolCalls] = {
+        "flaky": _too_many("flaky"),
+        # A second of waiting first: by then the flaky step failed and sleeps in its backoff.
+        "note": [("example.wait", {"seconds": 1, "steps": 1}), ("example.write_note", {"name": "n", "text": "t"})],
+    }
+    async with _service(tmp_path, ScriptedModel(plan, calls), policy=CALL_GATE) as (live, _log):
+        task_id = (await live.submit("flaky and a note"))["id"]
+        await live.wait_for(task_id, "approval_required")
+        assert (await live.approve(task_id, 1)).status_code == 202
+        paused = await live.wait_for(task_id, "call_approval_required", timeout=30)
+        at_gate = await live.task(task_id)
+        cancelled = await live.client.post(f"/v1/tasks/{task_id}/cancel", json={"reason": "test over"})
+
+    assert [r["step_id"] for r in _of(paused, "step_retrying")] == ["flaky"]
+    assert at_gate["status"] == "needs_attention"
+    steps = {step["id"]: step for step in at_gate["plan"]["steps"]}
+    assert steps["flaky"]["status"] == "pending" and steps["flaky"]["error"]["attempt"] == 1
+    retry_at = datetime.fromisoformat(steps["flaky"]["error"]["retry_at"])
+    assert retry_at - datetime.now(UTC) > timedelta(minutes=5)  # kept for when the task resumes
+    assert cancelled.status_code == 200, cancelled.text
 
 
 async def test_a_retried_step_that_keeps_failing_fails_the_task_after_its_attempts(tmp_path: Path) -> None:

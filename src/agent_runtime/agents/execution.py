@@ -164,7 +164,8 @@ class StepStopped(Exception):
 @dataclass
 class StopSignal:
     """Asks running steps to stop at their next safe point: before a model call, before a tool
-    call. A model call in flight is abandoned (cancelled); a tool call in flight finishes."""
+    call. A model call in flight is abandoned (cancelled), as is a retry's backoff (the wait is
+    recorded: it goes on when the task resumes); a tool call in flight finishes."""
 
     requested: bool = False
     _model_calls: set[anyio.CancelScope] = field(default_factory=set)
@@ -178,9 +179,14 @@ class StopSignal:
         if self.requested:
             raise StepStopped
 
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` (a retry's backoff), or raise :class:`StepStopped` once a stop is requested."""
+        with self.model_call():
+            await anyio.sleep(seconds)
+
     @contextmanager
     def model_call(self) -> Iterator[None]:
-        """Around a model call: abandoned (as :class:`StepStopped`) when a stop is requested."""
+        """Around a model call (or a wait): abandoned (as :class:`StepStopped`) when a stop is requested."""
         self.check()
         with anyio.CancelScope() as scope:
             self._model_calls.add(scope)

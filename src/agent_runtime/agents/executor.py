@@ -141,7 +141,7 @@ class ExecutorAgent:
                                          journal=journal, resumed=again, stop=stop)  # fmt: skip
 
                 try:
-                    run = failures.run(step, attempt, resumed=resumed) if failures else attempt(resumed)
+                    run = failures.run(step, attempt, resumed=resumed, stop=stop) if failures else attempt(resumed)
                     outputs[step.id] = await run
                 except anyio.get_cancelled_exc_class():
                     journal.step_cancelled(step.id, "cancelled: another step of the task failed")

@@ -22,9 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-import anyio
-
-from agent_runtime.agents.execution import PAUSES
+from agent_runtime.agents.execution import PAUSES, StopSignal
 from agent_runtime.domain.events import Event
 from agent_runtime.domain.plan import Plan, PlanStep
 from agent_runtime.errors import ErrorCode, LeaseLostError, ServiceError
@@ -45,7 +43,7 @@ class StepRunner(Protocol):
     """Runs one step for the executor's scheduler: ``attempt(resumed)`` runs it once; the runner
     may run it again, or answer for it (a skipped step's note)."""
 
-    async def run(self, step: PlanStep, attempt: Attempt, *, resumed: bool) -> str: ...
+    async def run(self, step: PlanStep, attempt: Attempt, *, resumed: bool, stop: StopSignal) -> str: ...
 
 
 class FailureJournal(Protocol):
@@ -118,14 +116,16 @@ class FailurePolicies:
         self.prior = dict(prior or {})
         self._now: Clock = clock or (lambda: datetime.now(UTC))
 
-    async def run(self, step: PlanStep, attempt: Attempt, *, resumed: bool) -> str:
+    async def run(self, step: PlanStep, attempt: Attempt, *, resumed: bool, stop: StopSignal) -> str:
+        """Run ``step`` under its policy; a backoff ends early (:class:`StepStopped`) on a ``stop``
+        (a sibling paused the task): the wait is recorded, and goes on when the task resumes."""
         policy = self.plan.failure_policy(step)
         prior = self.prior.pop(step.id, PriorAttempts())
         failed = prior.failed
         # A failure recorded before a crash: acted on now (with ``fail``, the step runs again, as before).
         error = prior.pending_error if policy.action != "fail" else None
         if prior.retry_at is not None and not resumed:
-            await self._wait_until(prior.retry_at)
+            await self._wait_until(prior.retry_at, stop)
         while True:
             if error is None:
                 try:
@@ -138,7 +138,7 @@ class FailurePolicies:
             if policy.action == "retry" and failed < policy.max_attempts:
                 retry_at = self._now() + timedelta(seconds=policy.backoff(failed))
                 await self.journal.step_retrying(step.id, error, failed, policy.max_attempts, retry_at)
-                await self._wait_until(retry_at)
+                await self._wait_until(retry_at, stop)
                 error, resumed = None, False
                 continue
             if policy.action == "skip":
@@ -148,7 +148,7 @@ class FailurePolicies:
                 raise ReplanRequested(step.id, error, failed)
             raise error
 
-    async def _wait_until(self, when: datetime) -> None:
+    async def _wait_until(self, when: datetime, stop: StopSignal) -> None:
         seconds = (when - self._now()).total_seconds()
         if seconds > 0:
-            await anyio.sleep(seconds)
+            await stop.sleep(seconds)
