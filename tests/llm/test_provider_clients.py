@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import anyio
 import pytest
+import trustme
 from pydantic import BaseModel
 
 from agent_runtime.domain.plan import Plan, PlanStep
@@ -388,3 +390,36 @@ async def test_openai_structured_output_cut_short_by_the_token_limit_says_so(fak
     finally:
         await client.aclose()
     assert caught.value.details["finish_reason"] == "length" and not caught.value.retryable
+
+
+async def test_https_to_the_provider_verifies_its_certificate_against_ssl_cert_file(
+    fake: FakeLLM, provider: Provider, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A private CA (a corporate gateway) is trusted through SSL_CERT_FILE, and only then."""
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    chain, key, ca_file = tmp_path / "chain.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    issued.private_key_pem.write_to_path(str(key))
+    chain.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    ca.cert_pem.write_to_path(str(ca_file))
+    fake.script(Reply(text="over TLS"))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    with serve_on_loopback(fake, tls=(str(chain), str(key))) as root:
+        assert root.startswith("https://")
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        untrusted = build_llm_client(resolved_for(provider, root, max_retries=0))
+        try:
+            with pytest.raises(LLMError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed") as caught:
+                await untrusted.generate(system="", messages=USER, tools=[])
+        finally:
+            await untrusted.aclose()
+        assert caught.value.message.startswith(f"{provider}: cannot reach {root}/")
+
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+        trusted = build_llm_client(resolved_for(provider, root))
+        try:
+            response = await trusted.generate(system="", messages=USER, tools=[])
+        finally:
+            await trusted.aclose()
+    assert response.text == "over TLS"
+    assert len(fake.requests) == 1  # the refused handshake sent nothing

@@ -350,19 +350,25 @@ class _ThreadedServer(uvicorn.Server):
 
 
 @contextmanager
-def serve_on_loopback(fake: FakeLLM, *, startup_timeout: float = 10.0) -> Iterator[str]:
-    """Serve ``fake`` with uvicorn on 127.0.0.1 (free port) in a thread; yield its root URL."""
+def serve_on_loopback(
+    fake: FakeLLM, *, startup_timeout: float = 10.0, tls: tuple[str, str] | None = None
+) -> Iterator[str]:
+    """Serve ``fake`` with uvicorn on 127.0.0.1 (free port) in a thread; yield its root URL.
+
+    ``tls``: (certificate chain file, key file): serve HTTPS instead."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(fake.app, lifespan="off", log_config=None, log_level="warning", access_log=False, ws="none")
+    certfile, keyfile = tls if tls is not None else (None, None)
+    config = uvicorn.Config(fake.app, lifespan="off", log_config=None, log_level="warning", access_log=False, ws="none",
+                            ssl_certfile=certfile, ssl_keyfile=keyfile)  # fmt: skip
     server = _ThreadedServer(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="fake-llm", daemon=True)
     thread.start()
     try:
         if not server.ready.wait(startup_timeout) or not server.started:
             raise RuntimeError("fake LLM server did not start")
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         fake._release.set()
         server.should_exit = True
