@@ -367,17 +367,29 @@ async def test_openai_structured_output_without_content_is_an_llm_error(fake: Fa
 async def test_requests_go_through_the_proxy_the_environment_names(
     fake: FakeLLM, provider: Provider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The SDKs' aiohttp transport keeps httpx2's proxy variables: the fake stands in as the proxy."""
-    fake.script(Reply(text="via the proxy"))
+    """The SDKs' aiohttp transport keeps httpx2's proxy variables (HTTP_PROXY, NO_PROXY): the fake
+    stands in as the proxy."""
+    fake.script(Reply(text="via the proxy"), Reply(text="direct"))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
     with serve_on_loopback(fake) as proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy)
-        client = build_llm_client(resolved_for(provider, "http://llm.example.invalid"))
+        via_proxy = build_llm_client(resolved_for(provider, "http://llm.example.invalid"))
         try:
-            response = await client.generate(system="", messages=USER, tools=[])
+            response = await via_proxy.generate(system="", messages=USER, tools=[])
         finally:
-            await client.aclose()
+            await via_proxy.aclose()
+        # NO_PROXY: straight to the endpoint, though the proxy named now is a port nobody serves.
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        direct = build_llm_client(resolved_for(provider, proxy, max_retries=0))
+        try:
+            answer = await direct.generate(system="", messages=USER, tools=[])
+        finally:
+            await direct.aclose()
     assert response.text == "via the proxy"
     assert fake.requests[0].headers["host"] == "llm.example.invalid"
+    assert answer.text == "direct"
 
 
 async def test_openai_structured_output_cut_short_by_the_token_limit_says_so(fake: FakeLLM) -> None:
