@@ -37,7 +37,7 @@ from agent_runtime.llm.base import (
     Usage,
 )
 from agent_runtime.llm.naming import ToolNameMap
-from agent_runtime.llm.retry import RetryPolicy, SDKErrors, call_with_retries, translate_error
+from agent_runtime.llm.retry import RetryPolicy, SDKErrors, call_with_retries, schema_mismatch, translate_error
 from agent_runtime.settings import ResolvedLLM
 
 ANTHROPIC_ERRORS = SDKErrors(
@@ -91,11 +91,7 @@ class AnthropicClient(LLMClient):
                     output_format=schema,
                 )
             except pydantic.ValidationError as exc:
-                raise LLMError(
-                    f"anthropic: structured output does not match {schema.__name__}: "
-                    f"{exc.error_count()} validation error(s)",
-                    provider=self.provider,
-                ) from exc
+                raise schema_mismatch(self.provider, schema, exc) from exc
             parsed = reply.parsed_output
             if parsed is None:
                 raise LLMError(

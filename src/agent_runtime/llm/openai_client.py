@@ -55,7 +55,7 @@ from agent_runtime.llm.base import (
     Usage,
 )
 from agent_runtime.llm.naming import ToolNameMap
-from agent_runtime.llm.retry import RetryPolicy, SDKErrors, call_with_retries, translate_error
+from agent_runtime.llm.retry import RetryPolicy, SDKErrors, call_with_retries, schema_mismatch, translate_error
 from agent_runtime.settings import ResolvedLLM
 
 OPENAI_ERRORS = SDKErrors(
@@ -144,11 +144,7 @@ class OpenAIClient(LLMClient):
             try:
                 parsed = schema.model_validate_json(message.content)
             except pydantic.ValidationError as exc:
-                raise LLMError(
-                    f"openai: structured output does not match {schema.__name__}: "
-                    f"{exc.error_count()} validation error(s)",
-                    provider=self.provider,
-                ) from exc
+                raise schema_mismatch(self.provider, schema, exc) from exc
             usage = completion.usage
             return parsed, Usage(
                 input_tokens=usage.prompt_tokens if usage else 0,

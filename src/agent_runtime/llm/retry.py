@@ -22,7 +22,9 @@ from typing import Any, TypeVar
 
 import anyio
 import httpx2
+import pydantic
 import structlog
+from pydantic import BaseModel
 
 from agent_runtime.errors import LLMAuthError, LLMError, LLMRateLimitError, LLMTimeoutError
 from agent_runtime.settings import ResolvedLLM
@@ -132,6 +134,14 @@ def translate_error(exc: BaseException, *, provider: str, errors: SDKErrors) -> 
     retryable = kind in STREAM_RETRYABLE_TYPES
     return LLMError(
         f"{provider}: {type(exc).__name__}: {message}", provider=provider, retryable=retryable, details=details
+    )
+
+
+def schema_mismatch(provider: str, schema: type[BaseModel], exc: pydantic.ValidationError) -> LLMError:
+    """A structured reply that does not validate against ``schema`` (not retried: the model chose it)."""
+    return LLMError(
+        f"{provider}: structured output does not match {schema.__name__}: {exc.error_count()} validation error(s)",
+        provider=provider,
     )
 
 
