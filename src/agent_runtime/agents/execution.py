@@ -93,6 +93,24 @@ class CallCheck:
     expire_after_seconds: float | None = None
     on_expiry: Literal["reject", "cancel"] = "reject"
 
+    def gate_record(self) -> dict[str, Any]:
+        """What a gated call's record keeps of this check, so that the gate can be opened again
+        as it was (a parallel step's call waits while a sibling's gate is decided)."""
+        return {"rule": self.rule, "roles": list(self.roles), "expire_after_seconds": self.expire_after_seconds,
+                "on_expiry": self.on_expiry}  # fmt: skip
+
+    @classmethod
+    def from_gate_record(cls, gate: dict[str, Any]) -> CallCheck:
+        seconds = gate.get("expire_after_seconds")
+        on_expiry: Literal["reject", "cancel"] = "cancel" if gate.get("on_expiry") == "cancel" else "reject"
+        return cls(
+            "gate",
+            rule=gate.get("rule"),
+            roles=tuple(gate.get("roles") or ()),
+            expire_after_seconds=float(seconds) if seconds is not None else None,
+            on_expiry=on_expiry,
+        )
+
 
 ALLOW = CallCheck("allow")
 CallPolicy = Callable[[str, dict[str, Any]], CallCheck]

@@ -349,8 +349,7 @@ class ExecutorAgent:
         ``arguments``), or, with no decision yet, pause again. A denial is recorded as refused."""
         decision = (call.result or {}).get("decision")
         if not isinstance(decision, dict):
-            gate = (call.result or {}).get("gate") or {}
-            check = CallCheck("gate", rule=gate.get("rule"), roles=tuple(gate.get("roles") or ()))
+            check = CallCheck.from_gate_record((call.result or {}).get("gate") or {})
             raise CallGatedError(call.id, step.id, call.tool_name, call.arguments, check)
         tool = str(decision.get("tool", call.tool_name))
         arguments = decision.get("arguments", call.arguments)

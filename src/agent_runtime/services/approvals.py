@@ -17,12 +17,13 @@ With authentication disabled nobody is identified, so the people-comparing rules
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 from agent_runtime.domain.identity import Permission, Principal
+from agent_runtime.domain.plan import Plan
 from agent_runtime.domain.records import ApprovalRecord, PlanVersionRecord, TaskRecord, ToolCallRecord
 from agent_runtime.domain.states import TaskStatus, ToolCallStatus
 from agent_runtime.errors import ContentHashMismatchError, ForbiddenError, NotFoundError, SelfApprovalForbiddenError
@@ -34,6 +35,8 @@ from agent_runtime.tools.base import ToolInfo
 
 OPERATOR = "operator:"
 """Prefix of a plan version's author when an operator wrote it by editing."""
+POLICY = "policy:"
+"""Prefix of the actor of an approval the approval policy recorded (``policy:<rule id>``)."""
 EXCERPT = 200
 
 
@@ -68,15 +71,35 @@ def check_hash(task: TaskRecord, version: PlanVersionRecord, content_hash: str |
 
 
 def approvers_of(
-    records: Sequence[ApprovalRecord], version: PlanVersionRecord, earlier: Sequence[PlanVersionRecord] = ()
+    records: Sequence[ApprovalRecord],
+    version: PlanVersionRecord,
+    earlier: Sequence[PlanVersionRecord] = (),
+    roles: Collection[str] = (),
 ) -> list[str]:
     """Distinct subjects whose approvals count for ``version`` (same version number and hash).
     ``earlier``: with a ``sticky`` policy rule, the task's other versions; an approval of one of
-    them counts too when ``version``'s steps and tools are a subset of it (Atlantis' rule)."""
-    counted = {version.version: version.content_hash}
-    for other in earlier:
-        if other.version != version.version and is_scope_subset(version.plan, other.plan):
-            counted[other.version] = other.content_hash
+    them counts too when ``version``'s steps and tools are a subset of it (Atlantis' rule).
+    ``roles``: the gate's roles (see :func:`carried_approvers`)."""
+    counted = {version.version: version.content_hash} | _covering(version.plan, earlier, skip=version.version)
+    return _approvers(records, counted, roles)
+
+
+def carried_approvers(
+    records: Sequence[ApprovalRecord], plan: Plan, earlier: Sequence[PlanVersionRecord], roles: Collection[str] = ()
+) -> list[str]:
+    """Under a ``sticky`` rule, before a new version of ``plan`` is written: the people whose
+    approval of an earlier version covers it (its steps and tools a subset of that version's).
+    Only a person's approval carries (never ``policy:<rule>``), and with ``roles`` only one given
+    while the approver held one of them."""
+    return _approvers(records, _covering(plan, earlier), roles)
+
+
+def _covering(plan: Plan, earlier: Sequence[PlanVersionRecord], skip: int | None = None) -> dict[int, str]:
+    """Version -> hash of the ``earlier`` versions whose scope covers ``plan``."""
+    return {v.version: v.content_hash for v in earlier if v.version != skip and is_scope_subset(plan, v.plan)}
+
+
+def _approvers(records: Sequence[ApprovalRecord], counted: dict[int, str], roles: Collection[str]) -> list[str]:
     out: list[str] = []
     for r in records:
         if (
@@ -84,6 +107,8 @@ def approvers_of(
             and r.plan_version in counted
             and r.content_hash in (None, counted[r.plan_version])
             and r.actor is not None
+            and not r.actor.startswith(POLICY)
+            and (not roles or r.actor_roles is None or bool(set(roles) & set(r.actor_roles)))
             and r.actor not in out
         ):
             out.append(r.actor)
@@ -187,7 +212,7 @@ class ApprovalQueries:
         if who.authenticated and not self.settings.allow_self_approval and plan.author == f"{OPERATOR}{who.subject}":
             return None
         earlier = await self.store.plan_versions(task.id) if gate.get("sticky") else []
-        approvers = approvers_of(await self.store.approvals(task.id), plan, earlier)
+        approvers = approvers_of(await self.store.approvals(task.id), plan, earlier, roles)
         if who.authenticated and who.subject in approvers:
             return None
         required = int(gate.get("required") or self.settings.required)

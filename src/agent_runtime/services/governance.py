@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -20,7 +20,7 @@ import structlog
 from agent_runtime.agents.execution import CallCheck, CallPolicy
 from agent_runtime.domain.events import ApprovalRequired, PlanEstimate, TaskApproved
 from agent_runtime.domain.plan import Plan
-from agent_runtime.domain.records import StepUsage, TaskRecord
+from agent_runtime.domain.records import ApprovalRecord, PlanVersionRecord, StepUsage, TaskRecord
 from agent_runtime.domain.states import TaskStatus
 from agent_runtime.errors import ServiceError
 from agent_runtime.llm.base import Usage
@@ -40,6 +40,7 @@ from agent_runtime.policy.estimate import Estimate, StepSample, estimate_plan
 from agent_runtime.policy.loader import PolicyHolder
 from agent_runtime.policy.pricing import PriceTable
 from agent_runtime.profiles.model import TaskProfile
+from agent_runtime.services.approvals import POLICY, carried_approvers
 from agent_runtime.settings import Budget, Settings
 from agent_runtime.store.tx import TaskTx
 from agent_runtime.tools.base import ToolInfo
@@ -197,6 +198,8 @@ class Proposal:
     decision: PlanDecision
     estimate: PlanEstimate | None
     budget: dict[str, float]
+    carried: tuple[str, ...] = ()
+    """Under a ``sticky`` rule: who approved an earlier version that covers this one."""
 
     @classmethod
     def of(
@@ -217,6 +220,20 @@ class Proposal:
     def refused(self) -> DenyPlan | None:
         return self.decision if isinstance(self.decision, DenyPlan) else None
 
+    @property
+    def sticky(self) -> bool:
+        return isinstance(self.decision, RequireApproval) and self.decision.sticky
+
+    def carrying(self, records: Sequence[ApprovalRecord], earlier: Sequence[PlanVersionRecord], plan: Plan) -> Proposal:
+        """Under a ``sticky`` rule, the approvals of the task's ``earlier`` versions that cover
+        ``plan`` (Atlantis' rule): with as many as the rule needs, the new version is approved
+        when written; with fewer, they count towards its gate."""
+        decision = self.decision
+        if not (isinstance(decision, RequireApproval) and decision.sticky):
+            return self
+        carried = carried_approvers(records, plan, earlier, decision.roles or ())
+        return replace(self, carried=tuple(carried))
+
     def apply(self, tx: TaskTx, version: int, content_hash: str) -> None:
         """Write the decision with plan version ``version`` (in ``tx``, awaiting approval): an
         automatic approval recorded as ``policy:<rule>``, or the gate a person must pass."""
@@ -229,6 +246,16 @@ class Proposal:
             tx.emit(TaskApproved(plan_version=version, actor=actor, content_hash=content_hash, approvers=[actor]))
             return
         assert isinstance(decision, RequireApproval), decision  # a DenyPlan is refused before
+        if self.carried and len(self.carried) >= decision.count:
+            actor = f"{POLICY}{decision.rule_id}"
+            kept = ", ".join(self.carried)
+            reason = f"within the scope of an approved version (sticky rule): the approvals of {kept} carry over"
+            tx.add_approval(version, "approved", actor, reason, content_hash=content_hash)
+            tx.transition(TaskStatus.APPROVED, approved_plan_version=version, gate=None, gate_expires_at=None)
+            tx.emit(
+                TaskApproved(plan_version=version, actor=actor, content_hash=content_hash, approvers=list(self.carried))
+            )
+            return
         expires = tx.now + decision.expire_after if decision.expire_after is not None else None
         roles = sorted(decision.roles or ())
         gate = {

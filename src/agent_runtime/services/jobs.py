@@ -173,6 +173,9 @@ class TaskJobs:
         if refused is not None:  # the policy changed (a reload) since the planner's check
             await self._fail(lease, PlanInvalidError(refused.message(), problems=[refused.message()]))
             return
+        if proposal is not None and proposal.sticky:  # a replan or revision may keep an earlier approval
+            earlier = await self.store.plan_versions(task.id)
+            proposal = proposal.carrying(await self.store.approvals(task.id), earlier, outcome.plan)
         async with self.store.transaction(lease.task_id, lease) as tx:
             version = tx.add_plan_version(outcome.plan, outcome.author)
             if replanning is not None:

@@ -325,9 +325,8 @@ class StoreJournal:
         """Record a call a policy gate stopped before it was sent; the caller pauses the task (see
         ``services.jobs``), committing this record with the pause."""
         call_id = new_id("call")
-        gate = {"rule": check.rule, "roles": list(check.roles), "on_expiry": check.on_expiry}
         status = ToolCallStatus.AWAITING_DECISION
-        self.stage(_unsent_call(call_id, step_id, turn, index, tool, arguments, status, {"gate": gate}))
+        self.stage(_unsent_call(call_id, step_id, turn, index, tool, arguments, status, {"gate": check.gate_record()}))
         return call_id
 
     async def llm_used(self, step_id: str | None, response: LLMResponse) -> None:

@@ -256,7 +256,9 @@ class TaskService:
             sticky = bool(gate.get("sticky"))
             if (required > 1 or sticky) and seen.last_seq is None:
                 raise rules.Raced(with_approvals=True)  # the policy's gate needs the approvals read
-            approvers = rules.approvers_of(seen.approvals, version, seen.versions if sticky else ())
+            approvers = rules.approvers_of(
+                seen.approvals, version, seen.versions if sticky else (), list(gate.get("roles") or ())
+            )
             if who.subject in approvers:
                 return task, False  # this approver's approval of this version is already counted
             approvers.append(who.subject)
@@ -337,7 +339,10 @@ class TaskService:
             raise InputValidationError(
                 "the edited plan is invalid: " + "; ".join(problems), details={"field": "plan", "problems": problems}
             )
-        seen = await self._partial_approvals(task)
+        sticky = proposal is not None and proposal.sticky
+        seen = await self._partial_approvals(task, sticky=sticky)
+        if proposal is not None and sticky:
+            proposal = proposal.carrying(seen.approvals, seen.versions, plan)
         replanned = await recovery.replan_context(self.store, task)  # the version that ran, if one did
         async with self._commands.transaction(task_id) as tx:
             visible(tx.task, who)
@@ -379,11 +384,14 @@ class TaskService:
 
     # -- helpers --------------------------------------------------------------------------------
 
-    async def _partial_approvals(self, task: TaskRecord) -> rules.Snapshot:
+    async def _partial_approvals(self, task: TaskRecord, *, sticky: bool = False) -> rules.Snapshot:
         """Read, before a revision or an edit, the approvals that may be discarded (only when the
-        task needs several: ``approvals.required`` or its policy gate's ``required``)."""
+        task needs several: ``approvals.required`` or its policy gate's ``required``), or that may
+        carry over to the new version (``sticky``: its policy rule is)."""
         several = int((task.gate or {}).get("required") or 0) > 1
-        return await rules.decision_snapshot(self.store, self.approvals, task.id, None, with_approvals=several)
+        return await rules.decision_snapshot(
+            self.store, self.approvals, task.id, None, with_approvals=several or sticky
+        )
 
     def _discard_partial(self, tx: TaskTx, version: int, seen: rules.Snapshot, new_plan: Plan | None = None) -> None:
         """A new plan version is coming: approvals of ``version`` that did not reach the count the
