@@ -1,5 +1,7 @@
-"""Approval scope across plan versions and gates reopened: a sticky rule keeps an earlier approval
-for a replanned version within its scope; a call gate that pauses the task again keeps its expiry.
+"""Approval scope across plan versions, gates reopened and the planner's spending: a sticky rule
+keeps an earlier approval for a replanned version within its scope; a call gate that pauses the
+task again keeps its expiry; a revision is held to the budget, and a failed planning still counts
+what its model calls spent.
 
 Through the real service (HTTP, the real OpenAI SDK against the wire fake, the example MCP server
 as a process), on SQLite and PostgreSQL."""
@@ -192,3 +194,68 @@ call_rules:
     assert task["gate"]["on_expiry"] == "cancel" and task["gate_expires_at"] is not None
     assert _types(done)[-1] == "task_completed"
     assert sorted(args["name"] for _tool, args in _calls(log)) == ["s1", "s2"]
+
+
+# -- the planner's spending ---------------------------------------------------------------------
+
+
+async def test_a_revision_that_finds_the_budget_spent_pauses_before_the_planner_call(
+    tmp_path: Path, backend: str
+) -> None:
+    policy = """
+plan_rules:
+  - id: tight
+    match: {}
+    decision: require_approval
+    budget: {input_tokens: 1}
+"""
+    model = ScriptedModel({"summary": "echo", "steps": [_step("s1", "example.echo")]}, {"s1": []})
+    async with _service(tmp_path, model, policy=policy, backend=backend) as (live, _log):
+        task_id = (await live.submit("echo"))["id"]
+        proposed = await live.wait_for(task_id, "approval_required")
+        revised = await live.client.post(f"/v1/tasks/{task_id}/revise", json={"feedback": "shorter"})
+        assert revised.status_code == 202, revised.text
+        paused = await read_stream(live.client, task_id, after=proposed[-1]["sse_id"], until="budget_exceeded")
+        task = await live.task(task_id)
+        inbox = (await live.client.get("/v1/approvals")).json()["items"]
+        raised = await live.client.post(f"/v1/tasks/{task_id}/budget", json={"input_tokens": 1_000_000})
+        assert raised.status_code == 200, raised.text
+        replanned = await read_stream(live.client, task_id, after=paused[-1]["sse_id"], until="approval_required")
+        v2 = await live.task(task_id)
+        approved = await live.approve(task_id, 2)
+        assert approved.status_code == 202, approved.text
+        done = await read_stream(live.client, task_id, after=replanned[-1]["sse_id"])
+    spent_on_v1 = sum(e["data"]["input_tokens"] for e in proposed if e["type"] == "llm_usage")
+    assert spent_on_v1 > 1
+    assert _types(paused)[-3:] == ["revision_requested", "planning_started", "budget_exceeded"]
+    assert paused[-1]["data"]["limit"] == "input_tokens"
+    assert paused[-1]["data"]["spent"]["input_tokens"] == spent_on_v1  # no planner call was made
+    assert task["status"] == "needs_attention" and task["gate"] == {
+        **task["gate"],
+        "kind": "budget",
+        "phase": "planning",
+    }
+    item = next(i for i in inbox if i["task_id"] == task_id)
+    assert item["kind"] == "budget" and item["plan_version"] == 1
+    assert raised.json()["status"] == "queued"
+    assert _types(replanned)[:2] == ["budget_raised", "planning_started"] and "plan_proposed" in _types(replanned)
+    assert v2["current_plan_version"] == 2
+    assert v2["budget"]["input_tokens"] == 1_000_000  # the new version's rule did not lower the raise
+    assert v2["usage"]["input_tokens"] > spent_on_v1
+    assert _types(done)[-1] == "task_completed"
+
+
+async def test_a_planning_that_fails_still_records_what_its_model_calls_spent(tmp_path: Path, backend: str) -> None:
+    model = ScriptedModel({"summary": "nope", "steps": [_step("s1", "example.nope")]}, {})
+    async with _service(tmp_path, model, backend=backend) as (live, _log):
+        task_id = (await live.submit("use a tool that does not exist"))["id"]
+        events = await read_stream(live.client, task_id)
+        task = await live.task(task_id)
+    types = _types(events)
+    assert types[-1] == "task_failed" and task["error"]["code"] == "plan_invalid"
+    # Each call recorded with the job's next write: the repair request, then the failure.
+    assert types.count("llm_usage") == 2
+    assert types.index("llm_usage") < types.index("plan_invalid")
+    used = [e["data"] for e in events if e["type"] == "llm_usage"]
+    assert all(u["role"] == "planner" and u["input_tokens"] > 0 for u in used)
+    assert task["usage"]["input_tokens"] == sum(u["input_tokens"] for u in used)

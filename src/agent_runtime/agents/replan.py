@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agent_runtime.agents import prompts
-from agent_runtime.agents.planner import InvalidHandler, PlannerAgent, PlanOutcome
+from agent_runtime.agents.planner import InvalidHandler, PlannerAgent, PlannerMeter, PlanOutcome
 from agent_runtime.domain.plan import Plan, PlanStep
 from agent_runtime.llm.base import ToolSpec
 
@@ -58,6 +58,7 @@ async def replan(
     feedback: str | None = None,
     on_invalid: InvalidHandler | None = None,
     check: Callable[[Plan], list[str]] | None = None,
+    meter: PlannerMeter | None = None,
 ) -> PlanOutcome:
     """Ask ``planner`` for the remaining steps of plan ``version`` (new ids start ``v<version>-``)."""
     completed = {s.id: (s, context.outputs[s.id]) for s in context.kept()}
@@ -65,5 +66,5 @@ async def replan(
         prompt, tools, completed, context.failed, context.remaining(), f"v{version}-", feedback
     )
     return await planner.plan(
-        prompt, tools, on_invalid=on_invalid, check=check, request=request, complete=context.merge
+        prompt, tools, on_invalid=on_invalid, check=check, request=request, complete=context.merge, meter=meter
     )

@@ -58,11 +58,11 @@ S = TaskStatus
 
 TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     S.QUEUED: frozenset({S.PLANNING, S.FAILED, S.CANCELLED}),
-    S.PLANNING: frozenset({S.AWAITING_APPROVAL, S.FAILED, S.CANCELLED}),
+    S.PLANNING: frozenset({S.AWAITING_APPROVAL, S.FAILED, S.CANCELLED, S.NEEDS_ATTENTION}),
     S.AWAITING_APPROVAL: frozenset({S.AWAITING_APPROVAL, S.APPROVED, S.REJECTED, S.QUEUED, S.CANCELLED}),
     S.APPROVED: frozenset({S.EXECUTING, S.FAILED, S.CANCELLED}),
     S.EXECUTING: frozenset({S.COMPLETED, S.FAILED, S.NEEDS_ATTENTION, S.CANCELLED, S.QUEUED}),
-    S.NEEDS_ATTENTION: frozenset({S.APPROVED, S.FAILED, S.CANCELLED}),
+    S.NEEDS_ATTENTION: frozenset({S.APPROVED, S.FAILED, S.CANCELLED, S.QUEUED}),
     S.COMPLETED: frozenset(),
     S.FAILED: frozenset({S.APPROVED}),
     S.REJECTED: frozenset(),
@@ -73,7 +73,9 @@ TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
 ``approved`` may fail directly when a worker cannot even start on them. ``failed → approved`` is a
 retry from where execution failed (``POST /v1/tasks/{id}/retry``): the only way out of a final state.
 ``executing → queued`` is a replan: a step whose ``on_failure`` is ``replan`` failed, and the task
-goes back to the planner for its steps not yet completed (``agents/replan.py``)."""
+goes back to the planner for its steps not yet completed (``agents/replan.py``). ``planning →
+needs_attention`` is a spent budget before a revision's or a replan's model call; raising it goes
+``needs_attention → queued`` (planning again)."""
 
 TERMINAL: frozenset[TaskStatus] = frozenset({S.COMPLETED, S.FAILED, S.REJECTED, S.CANCELLED})
 """Final states: the task's stream ends there. ``failed`` is final unless an operator retries it."""

@@ -225,7 +225,8 @@ class ApprovalQueries:
         )
 
     async def _attention_item(self, task: TaskRecord, gate: dict[str, Any]) -> InboxItem | None:
-        version = task.approved_plan_version
+        # (A budget spent while planning a revision: the version it revises, never approved.)
+        version = task.approved_plan_version or task.current_plan_version
         if version is None:
             return None
         plan = await self.store.plan_version(task.id, version)

@@ -298,7 +298,9 @@ class Gates:
                         details={"field": key, "current": current.get(key), "spent": spent.get(key)},
                     )
             raised = {**(task.budget or {}), **budget}
-            tx.transition(TaskStatus.APPROVED, budget=raised, gate=None, gate_expires_at=None)
+            planning = (task.gate or {}).get("phase") == "planning"  # a revision or a replan: plan again
+            target = TaskStatus.QUEUED if planning else TaskStatus.APPROVED
+            tx.transition(target, budget=raised, gate=None, gate_expires_at=None)
             tx.emit(BudgetRaised(actor=who.subject, budget=raised))
         return tx.task
 

@@ -237,7 +237,10 @@ class Proposal:
     def apply(self, tx: TaskTx, version: int, content_hash: str) -> None:
         """Write the decision with plan version ``version`` (in ``tx``, awaiting approval): an
         automatic approval recorded as ``policy:<rule>``, or the gate a person must pass."""
-        tx.update(estimate=self.estimate.model_dump() if self.estimate else None, budget=self.budget)
+        # A new version never lowers a limit the task already had (an approver may have raised it).
+        had = tx.task.budget or {}
+        budget = {k: max(v, float(had.get(k, v))) for k, v in self.budget.items()}
+        tx.update(estimate=self.estimate.model_dump() if self.estimate else None, budget=budget)
         decision = self.decision
         if isinstance(decision, AutoApprove):
             actor = decision.actor

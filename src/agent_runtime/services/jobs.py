@@ -12,7 +12,6 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -22,15 +21,12 @@ import structlog
 from agent_runtime.agents.execution import BudgetExceededError, CallGatedError, ExecutorLimits, InDoubtError, StepTools
 from agent_runtime.agents.executor import ExecutorAgent
 from agent_runtime.agents.failure import FailurePolicies, ReplanRequested, Verifier, skipped_note
-from agent_runtime.agents.planner import PlannerAgent, PlanOutcome
+from agent_runtime.agents.planner import PlannerAgent
 from agent_runtime.agents.replan import replan
 from agent_runtime.domain.events import (
     ApprovalRequired,
-    BudgetExceeded,
-    CallApprovalRequired,
     ErrorBody,
     ExecutionStarted,
-    NeedsAttention,
     PlanInvalid,
     PlanningStarted,
     PlanProposed,
@@ -47,12 +43,12 @@ from agent_runtime.llm.base import LLMClient, ToolSpec
 from agent_runtime.observability.metrics import Metrics
 from agent_runtime.observability.tracing import Tracing
 from agent_runtime.profiles.model import TaskProfile
-from agent_runtime.services import recovery
+from agent_runtime.services import pauses, recovery
 from agent_runtime.services.artifacts import ArtifactStore
 from agent_runtime.services.governance import Governance
 from agent_runtime.services.journal import StoreJournal
 from agent_runtime.services.sessions import Sessions
-from agent_runtime.services.usage import UsageMeter
+from agent_runtime.services.usage import PlannerSpend
 from agent_runtime.settings import Settings
 from agent_runtime.store.store import TaskStore
 from agent_runtime.store.tx import TaskTx
@@ -144,14 +140,19 @@ class TaskJobs:
 
         async def on_invalid(problems: list[str]) -> None:
             async with self.store.transaction(lease.task_id, lease) as tx:
+                spend.write(tx)
                 tx.emit(PlanInvalid(problems=problems))
 
         check = gov.refusals(task) if gov is not None else None
+        # A revision or a replan is held to the task's budget; a first plan is not: the policy
+        # decides the budget with it (a rule may set one). Either way every call is counted.
+        spend = PlannerSpend(task.usage, task.budget, gov.price if gov is not None else None, llm.model)
         try:
             if replanning is not None:
                 version = (task.current_plan_version or 0) + 1
                 outcome = await replan(planner, task.prompt, specs, replanning[0], version=version,
-                                       feedback=task.revision_feedback, on_invalid=on_invalid, check=check)  # fmt: skip
+                                       feedback=task.revision_feedback, on_invalid=on_invalid, check=check,
+                                       meter=spend)  # fmt: skip
             else:
                 outcome = await planner.plan(
                     task.prompt,
@@ -161,17 +162,23 @@ class TaskJobs:
                     on_invalid=on_invalid,
                     check=check,
                     history=await self._history(task),
+                    meter=spend,
                 )
         except LeaseLostError:
             raise
+        except BudgetExceededError as exc:
+            async with self.store.transaction(lease.task_id, lease) as tx:
+                spend.write(tx)
+                pauses.budget_gate(exc, phase="planning")(tx)
+            return
         except ServiceError as exc:
-            await self._fail(lease, exc)
+            await self._fail(lease, exc, spend=spend)
             return
         offline = llm.provider == "offline"
         proposal = await gov.propose(task, outcome.plan, outcome.usage) if gov is not None else None
         refused = proposal.refused() if proposal is not None else None
         if refused is not None:  # the policy changed (a reload) since the planner's check
-            await self._fail(lease, PlanInvalidError(refused.message(), problems=[refused.message()]))
+            await self._fail(lease, PlanInvalidError(refused.message(), problems=[refused.message()]), spend=spend)
             return
         if proposal is not None and proposal.sticky:  # a replan or revision may keep an earlier approval
             earlier = await self.store.plan_versions(task.id)
@@ -194,20 +201,13 @@ class TaskJobs:
                     profile_hash=profile.hash,
                 )
             )
-            self._planner_usage(tx, outcome, llm.model)
+            spend.write(tx)
             if proposal is None:
                 tx.emit(ApprovalRequired(plan_version=version))
             else:
                 proposal.apply(tx, version, outcome.plan.content_hash())
         if self.metrics is not None:
             self.metrics.observe_planning(time.perf_counter() - started, "proposed")
-
-    def _planner_usage(self, tx: TaskTx, outcome: PlanOutcome, planner_model: str) -> None:
-        """Each planner call's tokens and cost, recorded with the plan (the task's usage so far)."""
-        meter = UsageMeter(tx.task.usage, price=self.governance.price if self.governance else None)
-        for call in outcome.calls:  # ``call.model``: the model that answered (a fallback's, if it did)
-            tx.emit(meter.model_call("planner", call.model or planner_model, call.input_tokens, call.output_tokens))
-        tx.update(usage=meter.usage)
 
     # -- execution ------------------------------------------------------------------------------
 
@@ -304,20 +304,11 @@ class TaskJobs:
                     executor, task.id, task.prompt, plan, status, outputs, journal, complete, failures, verifier
                 )
             except InDoubtError as exc:
-                await journal.commit(
-                    _needs_attention(
-                        NeedsAttention(
-                            tool_call_id=exc.call.id,
-                            tool=exc.call.tool_name,
-                            step_id=exc.call.step_id,
-                            reason=exc.message,
-                        )
-                    )
-                )
+                await journal.commit(pauses.in_doubt(exc))
             except CallGatedError as exc:
-                await journal.commit(_call_gate(exc))
+                await journal.commit(pauses.call_gate(exc))
             except BudgetExceededError as exc:
-                await journal.commit(_budget_gate(exc))
+                await journal.commit(pauses.budget_gate(exc))
             except LeaseLostError:
                 raise
             except ReplanRequested as exc:
@@ -375,11 +366,15 @@ class TaskJobs:
         info = self.catalog.get(name)
         return bool(info and info.safe_to_repeat)
 
-    async def _fail(self, lease: Lease, exc: ServiceError, *, version: int | None = None) -> None:
+    async def _fail(
+        self, lease: Lease, exc: ServiceError, *, version: int | None = None, spend: PlannerSpend | None = None
+    ) -> None:
         error = {"code": exc.code.value, "message": exc.message, **({"details": exc.details} if exc.details else {})}
         async with self.store.transaction(lease.task_id, lease) as tx:
             if is_terminal(tx.task.status):
                 return
+            if spend is not None:  # what the planner spent before it failed
+                spend.write(tx)
             if version is not None:
                 tx.update_steps_where(version, {StepStatus.PENDING}, status=StepStatus.SKIPPED)
                 tx.update_steps_where(
@@ -423,45 +418,3 @@ class TaskJobs:
                 # unless kept by policy. Needs-attention and handed-back tasks keep theirs.
                 if completed or is_terminal((await self.store.get_task(task_id)).status):
                     await self.pool.workspaces.remove(task_id)
-
-
-def _call_gate(exc: CallGatedError) -> Callable[[TaskTx], None]:
-    """Pause at a policy gate: the call (recorded as awaiting a decision) and what deciding it
-    takes are on the task (``gate``), with the expiry timer (``gate_expires_at``)."""
-    check = exc.check
-
-    def pause(tx: TaskTx) -> None:
-        expires = tx.now + timedelta(seconds=check.expire_after_seconds) if check.expire_after_seconds else None
-        gate = {"kind": "call", "call_id": exc.call_id, "rule": check.rule, "roles": list(check.roles),
-                "on_expiry": check.on_expiry}  # fmt: skip
-        tx.transition(TaskStatus.NEEDS_ATTENTION, gate=gate, gate_expires_at=expires)
-        tx.emit(
-            CallApprovalRequired(
-                call_id=exc.call_id,
-                step_id=exc.step_id,
-                tool=exc.tool,
-                arguments=exc.arguments,
-                rule=check.rule or "",
-                roles=list(check.roles),
-                expires_at=expires,
-                on_expiry=check.on_expiry if expires else None,
-            )
-        )
-
-    return pause
-
-
-def _budget_gate(exc: BudgetExceededError) -> Callable[[TaskTx], None]:
-    def pause(tx: TaskTx) -> None:
-        tx.transition(TaskStatus.NEEDS_ATTENTION, gate={"kind": "budget", "limit": exc.limit}, gate_expires_at=None)
-        tx.emit(BudgetExceeded(limit=exc.limit, spent=exc.spent, budget=exc.budget))
-
-    return pause
-
-
-def _needs_attention(event: NeedsAttention) -> Callable[[TaskTx], None]:
-    def pause(tx: TaskTx) -> None:
-        tx.transition(TaskStatus.NEEDS_ATTENTION)
-        tx.emit(event)
-
-    return pause

@@ -14,8 +14,10 @@ from typing import Literal
 
 from agent_runtime.agents.execution import BudgetExceededError
 from agent_runtime.domain.events import LLMUsage
+from agent_runtime.llm.base import Usage
 from agent_runtime.policy.budget import Spent, breaches
 from agent_runtime.settings import Budget
+from agent_runtime.store.tx import TaskTx
 
 Pricer = Callable[[str, int, int], float | None]
 """``price(model, input_tokens, output_tokens)``: USD, or None for a model without a price."""
@@ -82,14 +84,18 @@ class UsageMeter:
         self._clock = now
         return dict(self.usage)
 
-    def check(self, before: Literal["llm", "tool"], *, calls: int = 0, step_id: str | None = None) -> None:
+    def check(
+        self, before: Literal["llm", "tool"], *, calls: int = 0, step_id: str | None = None, clock: bool = True
+    ) -> None:
         """Raise :class:`BudgetExceededError` if the next call may not start. Tokens, cost and time
         are known only after a call, so nothing new starts once one of them reached its limit (an
         unpriced model's cost breaches a cost limit: fail closed). Tool calls are known before: the
         next ``calls`` may take the count up to the limit, not past it, counting the calls other
         steps' turns passed this check for and have not made yet; with ``step_id`` they are reserved
-        for that step (its next check, or its end, frees what it did not make)."""
-        self.tick()
+        for that step (its next check, or its end, frees what it did not make). ``clock``: count the
+        time since the last check as execution time (not while planning)."""
+        if clock:
+            self.tick()
         budget = self._limits
         if budget is None:
             return
@@ -110,3 +116,39 @@ class UsageMeter:
             raise BudgetExceededError(found[0], dict(u), dict(self.budget))
         if before == "tool" and step_id is not None:
             self._reserved[step_id] = calls
+
+
+class PlannerSpend:
+    """The planning job's model calls (:class:`~agent_runtime.agents.planner.PlannerMeter`): the
+    task's budget is checked before each, and each is counted and written with the job's next
+    transaction (its repair request, the proposal or the failure), so a planning that fails still
+    counts what it spent. A crash before that transaction loses the count with the planning itself,
+    which runs again."""
+
+    def __init__(
+        self,
+        usage: Mapping[str, float] | None,
+        budget: Mapping[str, float] | None,
+        price: Pricer | None,
+        model: str,
+    ) -> None:
+        self.meter = UsageMeter(usage, budget, price)
+        self._model = model
+        self._unwritten: list[LLMUsage] = []
+
+    def before_call(self) -> None:
+        self.meter.check("llm", clock=False)
+
+    def called(self, usage: Usage) -> None:
+        # ``usage.model``: the model that answered (a fallback's, when the primary was out)
+        model = usage.model or self._model
+        self._unwritten.append(self.meter.model_call("planner", model, usage.input_tokens, usage.output_tokens))
+
+    def write(self, tx: TaskTx) -> None:
+        """Record the calls not yet written, with the task's usage so far."""
+        if not self._unwritten:
+            return
+        for event in self._unwritten:
+            tx.emit(event)
+        tx.update(usage=dict(self.meter.usage))
+        self._unwritten.clear()
