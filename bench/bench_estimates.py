@@ -48,7 +48,7 @@ SHAPES: list[list[tuple[str, int]]] = [
     [("multiply", 1), ("add", 1), ("list", 1)],
     [("echo", 3), ("add", 1), ("multiply", 2), ("list", 1)],
 ]
-KEYS = ("input_tokens", "output_tokens", "tool_calls", "wall_seconds")
+KEYS = ("input_tokens", "output_tokens", "cost_usd", "tool_calls", "wall_seconds")
 
 
 def _plan(shape: list[tuple[str, int]]) -> dict[str, Any]:

@@ -101,11 +101,12 @@ CASES: list[tuple[TaskEvent, dict[str, Any]]] = [
     ),
     (
         ApprovalRequired(plan_version=3),
-        {"plan_version": 3, "rule": None, "roles": [], "required": 1, "expires_at": None, "on_expiry": None},
+        {"plan_version": 3, "rule": None, "roles": [], "required": 1, "expires_at": None, "on_expiry": None,
+         "passed_over": []},  # fmt: skip
     ),
     (
         PlanEdited(plan_version=3, based_on=2, content_hash="sha256:ab", actor=None),
-        {"plan_version": 3, "based_on": 2, "content_hash": "sha256:ab", "actor": None},
+        {"plan_version": 3, "based_on": 2, "content_hash": "sha256:ab", "actor": None, "estimate": None},
     ),
     (
         RevisionRequested(plan_version=1, feedback="fewer steps", actor="ana"),

@@ -259,3 +259,27 @@ async def test_a_planning_that_fails_still_records_what_its_model_calls_spent(tm
     used = [e["data"] for e in events if e["type"] == "llm_usage"]
     assert all(u["role"] == "planner" and u["input_tokens"] > 0 for u in used)
     assert task["usage"]["input_tokens"] == sum(u["input_tokens"] for u in used)
+
+
+async def test_an_auto_approve_rule_passed_over_for_a_risky_tool_is_named_and_an_edit_carries_its_estimate(
+    tmp_path: Path,
+) -> None:
+    policy = """
+plan_rules:
+  - id: notes-ok
+    match: {any_tool: {name: [example.write_note]}}
+    decision: auto_approve
+"""
+    model = ScriptedModel({"summary": "note", "steps": [_step("s1", "example.write_note")]}, {"s1": []})
+    edited = {"summary": "echo instead", "steps": [_step("s1", "example.echo")]}
+    async with _service(tmp_path, model, policy=policy) as (live, _log):
+        task_id = (await live.submit("write a note"))["id"]
+        proposed = await live.wait_for(task_id, "approval_required")
+        edit = await live.client.put(f"/v1/tasks/{task_id}/plan", json={"base_version": 1, "plan": edited})
+        assert edit.status_code == 200, edit.text
+        events = await read_stream(live.client, task_id, after=proposed[-1]["sse_id"], until="approval_required")
+    passed_over = proposed[-1]["data"]["passed_over"]
+    assert len(passed_over) == 1 and "'notes-ok'" in passed_over[0] and "allow_risky" in passed_over[0]
+    plan_edited = next(e["data"] for e in events if e["type"] == "plan_edited")
+    assert plan_edited["estimate"]["tool_calls"] >= 1 and plan_edited["estimate"]["basis"] == "heuristic"
+    assert events[-1]["data"]["passed_over"] == []  # no auto_approve rule matched the edited plan

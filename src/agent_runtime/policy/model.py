@@ -186,18 +186,22 @@ class _Rule(_Model):
 
 class _PlanRule(_Rule):
     match: PlanMatch = Field(default_factory=PlanMatch)
+
+
+class _BudgetingRule(_PlanRule):
     budget: Budget | None = None
-    """Limits for tasks whose plan this rule decided, replacing the ``budgets:`` defaults it sets."""
+    """Limits for tasks whose plan this rule decided, replacing the ``budgets:`` defaults it sets
+    (not on ``deny``: a refused plan runs nothing)."""
 
 
-class AutoApproveRule(_PlanRule):
+class AutoApproveRule(_BudgetingRule):
     decision: Literal["auto_approve"]
     allow_risky: bool = False
     """Without it, the rule never applies to a plan with a destructive or open-world tool (a tool
     without hints counts as both, per the MCP defaults); evaluation goes on with the next rule."""
 
 
-class RequireApprovalRule(_PlanRule):
+class RequireApprovalRule(_BudgetingRule):
     decision: Literal["require_approval"]
     roles: list[str] | None = Field(default=None, min_length=1)
     """Roles an approver must hold (one of); default: anyone who may decide (approver, admin)."""

@@ -274,6 +274,7 @@ class Proposal:
                 required=decision.count,
                 expires_at=expires,
                 on_expiry=decision.on_expiry if expires is not None else None,
+                passed_over=list(decision.skipped),
             )
         )
 

@@ -355,7 +355,13 @@ class TaskService:
             tx.transition(TaskStatus.AWAITING_APPROVAL)
             tx.add_approval(base_version, "edited", actor, None, actor_roles=who.sorted_roles)
             tx.emit(
-                PlanEdited(plan_version=version, based_on=base_version, content_hash=plan.content_hash(), actor=actor)
+                PlanEdited(
+                    plan_version=version,
+                    based_on=base_version,
+                    content_hash=plan.content_hash(),
+                    actor=actor,
+                    estimate=proposal.estimate if proposal is not None else None,
+                )
             )
             if proposal is None:
                 tx.emit(ApprovalRequired(plan_version=version))

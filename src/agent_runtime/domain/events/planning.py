@@ -72,6 +72,10 @@ class ApprovalRequired(EventRecord):
     required: int = Field(default=1, description="Distinct approvers needed")
     expires_at: datetime | None = None
     on_expiry: Literal["reject", "cancel", "approve"] | None = None
+    passed_over: list[str] = Field(
+        default_factory=list,
+        description="auto_approve rules that matched this plan and why they did not approve it (risky tools)",
+    )
 
 
 class PlanEdited(EventRecord):
@@ -82,6 +86,7 @@ class PlanEdited(EventRecord):
     based_on: int
     content_hash: str
     actor: str | None
+    estimate: PlanEstimate | None = Field(default=None, description="The edited version's estimate")
 
 
 class RevisionRequested(EventRecord):
