@@ -113,13 +113,13 @@ async def test_a_plan_with_a_destructive_tool_waits_with_its_risk_shown(tmp_path
     assert item["estimate"]["input_tokens"] > 0
 
 
-async def test_a_deny_rule_drives_the_planners_repair(tmp_path: Path) -> None:
+async def test_a_deny_rule_drives_the_planners_repair(tmp_path: Path, backend: str) -> None:
     def plan(conversation: str) -> dict[str, Any]:
         # First the forbidden tool; told which rule refused it, the planner picks another.
         return one_step_plan("example.echo" if "refuses tool 'example.fail'" in conversation else "example.fail")
 
     model = ScriptedModel(plan, {"s1": [("example.echo", {"text": "repaired"})]})
-    async with _service(tmp_path, model) as (live, log):
+    async with _service(tmp_path, model, backend=backend) as (live, log):
         task_id = (await live.submit("try to fail"))["id"]
         events = await live.wait_for(task_id, "task_completed")
     invalid = next(e for e in events if e["type"] == "plan_invalid")
@@ -183,8 +183,8 @@ async def test_a_gated_call_waits_then_runs_once_approved(tmp_path: Path, backen
     assert _calls(log) == [("write_note", {"name": "n1", "text": "hello"})]
 
 
-async def test_a_denied_call_is_refused_and_the_model_carries_on(tmp_path: Path) -> None:
-    async with _service(tmp_path, _gated_model()) as (live, log):
+async def test_a_denied_call_is_refused_and_the_model_carries_on(tmp_path: Path, backend: str) -> None:
+    async with _service(tmp_path, _gated_model(), backend=backend) as (live, log):
         task_id = (await live.submit("write a note"))["id"]
         await live.wait_for(task_id, "approval_required")
         gate = await _at_gate(live, task_id)
@@ -200,8 +200,10 @@ async def test_a_denied_call_is_refused_and_the_model_carries_on(tmp_path: Path)
     assert _calls(log) == []
 
 
-async def test_an_edit_is_checked_against_the_schema_and_the_policy_of_the_tool_it_names(tmp_path: Path) -> None:
-    async with _service(tmp_path, _gated_model(), auth={"mode": "disabled"}) as (live, log):
+async def test_an_edit_is_checked_against_the_schema_and_the_policy_of_the_tool_it_names(
+    tmp_path: Path, backend: str
+) -> None:
+    async with _service(tmp_path, _gated_model(), auth={"mode": "disabled"}, backend=backend) as (live, log):
         task_id = (await live.submit("write a note"))["id"]
         await live.wait_for(task_id, "approval_required")
         gate = await _at_gate(live, task_id)
@@ -221,9 +223,9 @@ async def test_an_edit_is_checked_against_the_schema_and_the_policy_of_the_tool_
     assert _calls(log) == [("echo", {"text": "plain"})]
 
 
-async def test_an_edit_into_a_gated_tool_needs_that_rules_roles(tmp_path: Path) -> None:
+async def test_an_edit_into_a_gated_tool_needs_that_rules_roles(tmp_path: Path, backend: str) -> None:
     keys = {"mode": "keys", "bootstrap_admin_key": False, "key_cache_seconds": 0}
-    async with _service(tmp_path, _gated_model(), auth=keys) as (live, log):
+    async with _service(tmp_path, _gated_model(), auth=keys, backend=backend) as (live, log):
         submitter = await make_key(live, "sam", "acme", "submitter")
         approver = await make_key(live, "ann", "acme", "approver")
         admin = await make_key(live, "ada", "acme", "admin")
@@ -244,7 +246,7 @@ async def test_an_edit_into_a_gated_tool_needs_that_rules_roles(tmp_path: Path) 
 # -- expiry -------------------------------------------------------------------------------------
 
 
-async def test_a_call_gate_expires_once_and_the_call_is_refused(tmp_path: Path) -> None:
+async def test_a_call_gate_expires_once_and_the_call_is_refused(tmp_path: Path, backend: str) -> None:
     policy = """
 call_rules:
   - id: notes-gate
@@ -253,7 +255,7 @@ call_rules:
     expire_after: 1s
     on_expiry: reject
 """
-    async with _service(tmp_path, _gated_model(), policy=policy) as (live, log):
+    async with _service(tmp_path, _gated_model(), policy=policy, backend=backend) as (live, log):
         task_id = (await live.submit("write a note"))["id"]
         await live.wait_for(task_id, "approval_required")
         gate = await _at_gate(live, task_id)
@@ -327,7 +329,9 @@ async def test_a_malformed_policy_is_refused_on_reload_and_the_old_one_stays(tmp
     assert next(e for e in events if e["type"] == "task_approved")["data"]["actor"] == "policy:read-only"
 
 
-async def test_a_sticky_rule_keeps_approvals_for_a_version_that_only_narrows_the_plan(tmp_path: Path) -> None:
+async def test_a_sticky_rule_keeps_approvals_for_a_version_that_only_narrows_the_plan(
+    tmp_path: Path, backend: str
+) -> None:
     policy = """
 plan_rules:
   - id: two-eyes
@@ -346,7 +350,8 @@ plan_rules:
     narrower = {**plan, "steps": plan["steps"][:1]}
     wider = {**plan, "steps": [*plan["steps"], {**plan["steps"][1], "id": "s3", "tools": ["example.echo"]}]}
     keys = {"mode": "keys", "bootstrap_admin_key": False, "key_cache_seconds": 0}
-    async with _service(tmp_path, ScriptedModel(plan, {"s1": []}), policy=policy, auth=keys) as (live, _log):
+    model = ScriptedModel(plan, {"s1": []})
+    async with _service(tmp_path, model, policy=policy, auth=keys, backend=backend) as (live, _log):
         sam = await make_key(live, "sam", "acme", "submitter")
         ann, bob, cat = [await make_key(live, who, "acme", "approver") for who in ("ann", "bob", "cat")]
         task_id = await submit_as(live, sam, "write and read")

@@ -284,11 +284,8 @@ async def test_each_budget_limit_pauses_with_what_was_spent_and_raising_it_lets_
 
 
 async def test_cancelling_a_task_paused_by_its_budget_ends_it_cancelled(tmp_path: Path, backend: str) -> None:
-    spent_out = {"tool_calls": 0}
-    async with _service(tmp_path, _echo_model("x"), policy=READ_ONLY, backend=backend, budgets=spent_out) as (
-        live,
-        log,
-    ):
+    model, no_calls = _echo_model("x"), {"tool_calls": 0}
+    async with _service(tmp_path, model, policy=READ_ONLY, backend=backend, budgets=no_calls) as (live, log):
         task_id = (await live.submit("echo x"))["id"]
         await live.wait_for(task_id, "budget_exceeded")
         cancelled = await live.client.post(f"/v1/tasks/{task_id}/cancel", json={"reason": "too dear"})
