@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from agent_runtime.testing import ScriptedModel, serve_on_loopback
-from tests.support.databases import fresh_postgres_database, require_postgres
+from tests.support.databases import database_url, fresh_postgres_database, require_postgres
 from tests.support.harness import read_stream, write_registry
 from tests.support.process import AGENT_RUNTIME, ServiceProcess, write_config
 
@@ -57,6 +57,18 @@ async def pg_url() -> AsyncIterator[str]:
         yield url
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+async def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    async with database_url(str(request.param), tmp_path) as url:
+        yield url
+
+
+async def _migrate(config: Path, database: str) -> None:
+    """PostgreSQL is migrated by the operator, not by the service (database.auto_migrate's default there)."""
+    if database.startswith("postgresql"):
+        await anyio.run_process([str(AGENT_RUNTIME), "migrate", "--config", str(config)], check=True)
+
+
 def _config(tmp: Path, database_url: str, policy: str) -> tuple[Path, Path]:
     log = tmp / "calls.jsonl"
     path = tmp / "policy.yaml"
@@ -78,9 +90,10 @@ def _started(log: Path) -> list[dict[str, Any]]:
 
 
 async def test_a_call_gate_survives_kill_9_and_is_decided_on_the_restarted_service(
-    tmp_path: Path, llm_root: str
+    tmp_path: Path, llm_root: str, any_db: str
 ) -> None:
-    config, log = _config(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", GATE)
+    config, log = _config(tmp_path, any_db, GATE)
+    await _migrate(config, any_db)
     first = ServiceProcess(config, llm_root=llm_root, log_path=tmp_path / "service-1.log").start()
     try:
         async with httpx.AsyncClient(base_url=first.url, timeout=30) as client:
@@ -129,3 +142,36 @@ async def test_an_expiry_fires_once_across_two_replicas(tmp_path: Path, llm_root
         assert types[-1] == "task_cancelled"
         expired = next(e for e in events if e["sse_event"] == "approval_expired")["data"]
         assert (expired["kind"], expired["action"], expired["rule"]) == ("plan", "cancel", "hurry")
+
+
+async def test_a_call_gate_opened_on_one_replica_is_decided_through_another(
+    tmp_path: Path, llm_root: str, pg_url: str
+) -> None:
+    config, log = _config(tmp_path, pg_url, GATE)
+    await _migrate(config, pg_url)
+    one, two = (
+        ServiceProcess(config, llm_root=llm_root, log_path=tmp_path / f"service-{i}.log").start() for i in (1, 2)
+    )
+    try:
+        async with (
+            httpx.AsyncClient(base_url=one.url, timeout=30) as first,
+            httpx.AsyncClient(base_url=two.url, timeout=30) as second,
+        ):
+            task_id = (await first.post("/v1/tasks", json={"prompt": "write"})).json()["id"]
+            await read_stream(first, task_id, until="approval_required")
+            assert (await first.post(f"/v1/tasks/{task_id}/approve", json={"plan_version": 1})).status_code == 202
+            call_id = (await read_stream(first, task_id, until="call_approval_required"))[-1]["data"]["call_id"]
+            inbox = (await second.get("/v1/approvals")).json()["items"]
+            assert [(i["kind"], i["call"]["tool_call_id"]) for i in inbox] == [("call", call_id)]
+            assert _started(log) == []
+            decided = await second.post(f"/v1/tasks/{task_id}/calls/{call_id}/decision", json={"decision": "approve"})
+            assert decided.status_code == 200, decided.text
+            again = await first.post(f"/v1/tasks/{task_id}/calls/{call_id}/decision", json={"decision": "deny"})
+            events = await read_stream(second, task_id, timeout=60)
+    finally:
+        one.stop()
+        two.stop()
+    assert again.status_code == 409  # used once, whichever replica is asked
+    types = [e["sse_event"] for e in events]
+    assert types.count("call_decided") == 1 and types[-1] == "task_completed", types
+    assert [r["tool"] for r in _started(log)] == ["write_note"]
