@@ -248,8 +248,8 @@ class TaskService:
                 raise rules.Raced
             rules.check_hash(task, version, content_hash)
             rules.refuse_author(task, version, who, self.approvals)
+            _require_gate_roles(task, who, "approve")
             gate = task.gate or {}
-            require_roles(who, list(gate.get("roles") or ()), f"approve (policy rule {gate.get('rule')!r})")
             required = int(gate.get("required") or self.approvals.required)
             if seen.last_seq is not None and seen.last_seq != task.last_seq:
                 raise rules.Raced
@@ -287,6 +287,7 @@ class TaskService:
         async with self._commands.transaction(task_id) as tx:
             visible(tx.task, who)
             require_status(tx.task, TaskStatus.AWAITING_APPROVAL, "reject")
+            _require_gate_roles(tx.task, who, "reject")
             version = tx.task.current_plan_version or 0
             tx.transition(
                 TaskStatus.REJECTED,
@@ -308,6 +309,7 @@ class TaskService:
         async with self._commands.transaction(task_id) as tx:
             visible(tx.task, who)
             require_status(tx.task, TaskStatus.AWAITING_APPROVAL, "request a revision")
+            _require_gate_roles(tx.task, who, "request a revision")
             version = tx.task.current_plan_version or 0
             self._discard_partial(tx, version, seen)
             tx.transition(TaskStatus.QUEUED, revision_feedback=feedback, gate=None, gate_expires_at=None)
@@ -434,6 +436,13 @@ def require_status(task: TaskRecord, status: TaskStatus, action: str) -> None:
             f"cannot {action}: task is {task.status.value}, not {status.value}",
             details={"current_status": task.status.value, "current_plan_version": task.current_plan_version},
         )
+
+
+def _require_gate_roles(task: TaskRecord, who: Principal, action: str) -> None:
+    """The roles the policy rule that gated the plan names bind every decision on it, as a call
+    gate's roles bind a deny as well as an approve."""
+    gate = task.gate or {}
+    require_roles(who, list(gate.get("roles") or ()), f"{action} (policy rule {gate.get('rule')!r})")
 
 
 def cancel_in(tx: TaskTx, reason: str | None, actor: str | None, code: str = "cancelled") -> None:
