@@ -86,6 +86,27 @@ async def test_a_plan_rule_with_roles_refuses_and_hides_the_task_from_an_approve
     assert _calls(log) == [("echo", {"text": "hi"})]
 
 
+async def test_a_plan_rules_roles_also_bind_a_rejection_and_a_revision_request(tmp_path: Path) -> None:
+    # As a call gate's roles bind a deny, a plan rule's roles bind every decision on the plan.
+    policy = "plan_rules:\n  - {id: admins-only, match: {}, decision: require_approval, roles: [admin]}\n"
+    async with _service(tmp_path, _echo_model("hi"), policy=policy, auth=KEYS) as (live, _log):
+        sam = await make_key(live, "sam", "acme", "submitter")
+        ann = await make_key(live, "ann", "acme", "approver")
+        ada = await make_key(live, "ada", "acme", "admin")
+        task_id = await _submit(live, sam, "echo hi")
+        await wait_for_as(live.client, ann, task_id, "approval_required")
+        url = f"/v1/tasks/{task_id}"
+        reject = await live.client.post(f"{url}/reject", json={"reason": "no"}, headers=bearer(ann))
+        revise = await live.client.post(f"{url}/revise", json={"feedback": "again"}, headers=bearer(ann))
+        still = (await live.client.get(url, headers=bearer(ann))).json()
+        rejected = await live.client.post(f"{url}/reject", json={"reason": "no"}, headers=bearer(ada))
+    for refused in (reject, revise):
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["details"]["required_roles"] == ["admin"]
+    assert still["status"] == "awaiting_approval" and still["current_plan_version"] == 1
+    assert rejected.status_code == 200 and rejected.json()["status"] == "rejected", rejected.text
+
+
 async def test_a_call_gates_roles_apply_to_a_direct_approve_and_to_a_deny(tmp_path: Path) -> None:
     # POLICY: the read-only plan passes on its own; echoing "secret*" waits for an admin.
     model = ScriptedModel(
@@ -251,13 +272,13 @@ plan_rules:
     assert _calls(log) == [("echo", {"text": "a"}), ("echo", {"text": "b"})]  # the roomy task's only
 
 
-# The planner's one call spends 11 input and 7 output tokens (the wire fake's usage) priced as
-# gpt-4.1-mini; each limit lies above that and below what the first executor call adds, so the
-# task pauses before its tool call (wall time: a limit of 0 is reached before anything runs).
+# Each limit is below what planning alone spends (the task's usage counts its planner calls; a
+# limit of 0 wall seconds is reached before anything runs), so the task pauses at its first
+# executor check, before any model or tool call of its own.
 BREACHES = [
-    ("input_tokens", 15, 1_000_000),
-    ("output_tokens", 10, 1_000_000),
-    ("cost_usd", 0.00002, 1.0),
+    ("input_tokens", 1, 1_000_000),
+    ("output_tokens", 1, 1_000_000),
+    ("cost_usd", 0.000001, 1.0),
     ("wall_seconds", 0, 3600),
 ]
 
@@ -277,7 +298,8 @@ async def test_each_budget_limit_pauses_with_what_was_spent_and_raising_it_lets_
     exceeded = events[-1]["data"]
     assert exceeded["limit"] == limit and exceeded["budget"][limit] == allowed
     assert exceeded["spent"][limit] >= allowed
-    assert exceeded["spent"]["input_tokens"] > 0  # what was spent, the planner's call included
+    assert exceeded["spent"]["input_tokens"] == paused["usage"]["input_tokens"] > 0  # the planner's call
+    assert "tool_call_started" not in _types(events)
     assert paused["status"] == "needs_attention" and paused["gate"]["kind"] == "budget"
     assert _types(done)[0] == "budget_raised" and _types(done)[-1] == "task_completed", _types(done)
     assert _calls(log) == [("echo", {"text": "x"})]
