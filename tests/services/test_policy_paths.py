@@ -358,6 +358,26 @@ plan_rules:
     assert seen[admin][-1]["data"]["actor"] == "policy:admin-ro"
 
 
+async def test_a_call_rule_on_task_metadata_gates_only_the_tasks_that_carry_it(tmp_path: Path) -> None:
+    policy = (
+        READ_ONLY
+        + """call_rules:
+  - {id: prod-calls, match: {name: [example.echo], metadata: {env: prod}}, decision: require_call_approval}
+"""
+    )
+    async with _service(tmp_path, _echo_model("hi"), policy=policy) as (live, log):
+        plain = (await live.submit("echo"))["id"]
+        plain_events = await live.wait_for(plain, "task_completed")
+        assert _calls(log) == [("echo", {"text": "hi"})]
+        prod = (await live.submit("echo", metadata={"env": "prod"}))["id"]
+        gate = (await live.wait_for(prod, "call_approval_required"))[-1]["data"]
+        task = await live.task(prod)
+    assert "call_approval_required" not in _types(plain_events)
+    assert (gate["rule"], gate["tool"]) == ("prod-calls", "example.echo")
+    assert task["status"] == "needs_attention" and task["gate"]["kind"] == "call"
+    assert _calls(log) == [("echo", {"text": "hi"})]  # the prod task's call waits, unsent
+
+
 async def test_auto_approve_passes_a_destructive_plan_only_with_allow_risky(tmp_path: Path) -> None:
     policy = """
 plan_rules:
