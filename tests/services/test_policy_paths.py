@@ -8,8 +8,8 @@ against the wire fake, the example MCP server as a process whose own call log pr
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -408,37 +408,45 @@ plan_rules:
 # -- restart ------------------------------------------------------------------------------------
 
 
+Start = Callable[[float], AbstractAsyncContextManager[Live]]
+
+
 @asynccontextmanager
-async def _restartable(tmp: Path, backend: str, policy: str) -> AsyncIterator[Any]:
-    """A factory of services on one database: ``async with start(sweep_seconds) as live``."""
+async def _restartable(tmp: Path, backend: str, policy: str, model: ScriptedModel) -> AsyncIterator[tuple[Start, Path]]:
+    """Services on one database, one after another: ``async with start(sweep_seconds) as live``;
+    and the example server's call log."""
     path = tmp / "policy.yaml"
     path.write_text(policy)
-    registry = write_registry(tmp)
+    log = tmp / "calls.jsonl"
+    registry = write_registry(tmp, call_log=log)
     async with database_url(backend, tmp) as url:
 
-        def start(sweep_seconds: float) -> Any:
+        def start(sweep_seconds: float) -> AbstractAsyncContextManager[Live]:
             settings = make_settings(
                 tmp,
                 registry=registry,
                 database={"url": url, "auto_migrate": True},
                 policy={"path": str(path), "expiry_check_seconds": sweep_seconds, "estimate_history_seconds": 0},
             )
-            return live_service(settings, openai_overrides(_echo_model("x").fake()))
+            return live_service(settings, openai_overrides(model.fake()))
 
-        yield start
+        yield start, log
+
+
+# The first service sweeps once as it starts (before the task exists), then not for a minute; the
+# gate falls due while no service runs (stopping one takes far longer than 50 ms), and the second
+# service's first sweep fires it.
 
 
 async def test_a_plan_expiry_due_while_the_service_was_down_fires_once_after_restart(
     tmp_path: Path, backend: str
 ) -> None:
     policy = "plan_rules:\n  - {id: hurry, match: {}, decision: require_approval, expire_after: 0.05s}\n"
-    async with _restartable(tmp_path, backend, policy) as start:
-        # The first service sweeps once as it starts (before the task exists), then not for a minute.
+    async with _restartable(tmp_path, backend, policy, _echo_model("x")) as (start, _log):
         async with start(60) as first:
             task_id = (await first.submit("echo"))["id"]
             required = (await first.wait_for(task_id, "approval_required"))[-1]["data"]
-        expires_at = datetime.fromisoformat(required["expires_at"])
-        assert datetime.now(UTC) > expires_at  # due while no service ran (stopping takes far longer)
+        assert datetime.now(UTC) > datetime.fromisoformat(required["expires_at"])
         async with start(0.1) as second:
             events = await read_stream(second.client, task_id, timeout=30)
             task = await second.task(task_id)
@@ -447,3 +455,27 @@ async def test_a_plan_expiry_due_while_the_service_was_down_fires_once_after_res
     assert types.count("approval_expired") == 1 and types[-2:] == ["approval_expired", "task_rejected"], types
     assert task["status"] == "rejected" and task["error"]["code"] == "approval_expired"
     assert again == 0
+
+
+async def test_a_call_gate_due_while_the_service_was_down_refuses_the_call_once_after_restart(
+    tmp_path: Path, backend: str
+) -> None:
+    policy = """
+call_rules:
+  - {id: notes-gate, match: {name: [example.write_note]}, decision: require_call_approval, expire_after: 0.05s}
+"""
+    async with _restartable(tmp_path, backend, policy, _gated_model()) as (start, log):
+        async with start(60) as first:
+            task_id = (await first.submit("write a note"))["id"]
+            await first.wait_for(task_id, "approval_required")
+            gate = await _at_gate(first, task_id)
+        assert datetime.now(UTC) > datetime.fromisoformat(gate["expires_at"])
+        async with start(0.1) as second:
+            events = await read_stream(second.client, task_id, timeout=30)
+            again = await second.runtime.gates.expire_due()
+    types = _types(events)
+    assert types.count("approval_expired") == 1 and types[-1] == "task_completed", types
+    expired = next(e for e in events if e["type"] == "approval_expired")["data"]
+    assert (expired["kind"], expired["action"], expired["call_id"]) == ("call", "reject", gate["call_id"])
+    assert again == 0
+    assert _calls(log) == []
