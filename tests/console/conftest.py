@@ -62,7 +62,7 @@ REGISTRY_EXTRA = f"""\
     type: local_stdio
     config:
       command: ${{PYTHON}}
-      args: ["-c", "import sys; sys.stderr.write('{BROKEN_SERVER}\\n'); sys.exit(3)"]
+      args: ["-c", "import sys; print('{BROKEN_SERVER}', file=sys.stderr); sys.exit(3)"]
 """
 """The example server, with ``wait`` not safe to repeat (a call of it cut off by a lost lease is in
 doubt: the in-doubt test), and a server that writes to stderr and exits at start (the tools page)."""
