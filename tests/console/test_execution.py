@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from playwright.sync_api import expect
 
 from tests.console.conftest import Console, Service
@@ -25,21 +26,25 @@ async def _take_the_lease_away(live: Live, task_id: str) -> None:
         )
 
 
-def _in_doubt_task(service: Service) -> str:
-    """A task whose ``example.wait`` call (not safe to repeat here: see conftest's registry) lost its
-    worker's lease while it ran: recorded as started, never finished, so it is in doubt and the task
-    waits for an operator. The real store, runner and journal; no crash needed."""
-    task_id = service.submit(WAIT_PROMPT)
+@pytest.fixture(scope="module")
+def in_doubt(service: Service) -> dict[str, str]:
+    """Three tasks (one per way to resolve) whose ``example.wait`` call (not safe to repeat here: see
+    conftest's registry) lost its worker's lease while it ran: recorded as started, never finished,
+    so it is in doubt and the task waits for an operator. The real store, runner and journal; no
+    crash needed. Made together: the runner's takeovers overlap."""
+    ids = {action: service.submit(WAIT_PROMPT) for action in ("skip", "retry", "fail")}
     with service.client(service.approver) as approver:
-        approver.wait(task_id, until=frozenset({"awaiting_approval"}), timeout=30)
-        approver.approve(task_id, 1)
-        for event in approver.events(task_id):
-            if event.type == "tool_progress":
-                break  # example.wait is running: its start is stored, its end is not
-        service.portal.call(_take_the_lease_away, service.live, task_id)
-        waiting = approver.wait(task_id, until=frozenset({"needs_attention"}), timeout=30)
-    assert waiting.status == "needs_attention", waiting.status
-    return task_id
+        for task_id in ids.values():
+            approver.wait(task_id, until=frozenset({"awaiting_approval"}), timeout=30)
+            approver.approve(task_id, 1)
+            for event in approver.events(task_id):
+                if event.type == "tool_progress":
+                    break  # example.wait is running: its start is stored, its end is not
+            service.portal.call(_take_the_lease_away, service.live, task_id)
+        for task_id in ids.values():
+            waiting = approver.wait(task_id, until=frozenset({"needs_attention"}), timeout=30)
+            assert waiting.status == "needs_attention", waiting.status
+    return ids
 
 
 def _open(console: Console, task_id: str) -> None:
@@ -47,9 +52,11 @@ def _open(console: Console, task_id: str) -> None:
     expect(console.page.locator("#task-status")).to_have_text("needs_attention")
 
 
-def test_an_in_doubt_call_is_in_the_inbox_and_skipped_with_a_result_from_the_task_page(console: Console) -> None:
+def test_an_in_doubt_call_is_in_the_inbox_and_skipped_with_a_result_from_the_task_page(
+    console: Console, in_doubt: dict[str, str]
+) -> None:
     page, service = console.page, console.service
-    task_id = _in_doubt_task(service)
+    task_id = in_doubt["skip"]
     console.sign_in()
     card = page.locator(f"#inbox li[data-task-id='{task_id}']")
     expect(card).to_have_attribute("data-kind", "in_doubt")
@@ -73,9 +80,9 @@ def test_an_in_doubt_call_is_in_the_inbox_and_skipped_with_a_result_from_the_tas
     assert [(r["action"], r["actor"]) for r in resolved] == [("skip", "alice")]
 
 
-def test_an_in_doubt_call_retried_from_the_task_page_runs_again(console: Console) -> None:
-    page, service = console.page, console.service
-    task_id = _in_doubt_task(service)
+def test_an_in_doubt_call_retried_from_the_task_page_runs_again(console: Console, in_doubt: dict[str, str]) -> None:
+    page = console.page
+    task_id = in_doubt["retry"]
     console.sign_in()
     _open(console, task_id)
     page.locator("#attention .attention").get_by_role("button", name="Retry").click()
@@ -85,9 +92,11 @@ def test_an_in_doubt_call_retried_from_the_task_page_runs_again(console: Console
     expect(page.locator("#events li[data-type='attention_resolved']")).to_contain_text("retry")
 
 
-def test_failing_an_in_doubt_call_fails_the_task_and_the_log_marks_the_failure_as_an_error(console: Console) -> None:
-    page, service = console.page, console.service
-    task_id = _in_doubt_task(service)
+def test_failing_an_in_doubt_call_fails_the_task_and_the_log_marks_the_failure_as_an_error(
+    console: Console, in_doubt: dict[str, str]
+) -> None:
+    page = console.page
+    task_id = in_doubt["fail"]
     console.sign_in()
     _open(console, task_id)
     page.locator("#attention .attention").get_by_role("button", name="Fail the step").click()
