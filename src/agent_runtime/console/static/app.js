@@ -259,9 +259,10 @@ function poolTables(pool) {
   const text = (v) => (v === null || v === undefined ? "—" : typeof v === "object" ? brief(v) || "none" : String(v));
   const cell = (v) => h("td", {}, text(v));
   return [
-    h("div", { class: "table-wrap" }, h("table", { id: "pool", "aria-label": "Process pool" },
+    h("div", { class: "table-wrap" }, h("table", { id: "pool", class: "counters", "aria-label": "Process pool" },
       h("tbody", {}, rows.map(([k, v]) => h("tr", { dataset: { key: k } },
         h("th", { scope: "row" }, k.replace(/_/g, " ")), cell(v)))))),
+    h("h3", {}, "Warm instances per server"),
     h("div", { class: "table-wrap" }, h("table", { id: "warm", "aria-label": "Warm instances per server" },
       h("thead", {}, h("tr", {}, h("th", {}, "Server"), h("th", {}, "Target"), h("th", {}, "Ready"),
         h("th", {}, "Starting"), h("th", {}, "Last error"))),
