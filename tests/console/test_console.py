@@ -215,6 +215,8 @@ def test_phone_sized_viewport_keyboard_sign_in_and_approve(console: Console) -> 
     page.get_by_role("link", name="Tasks").click()
     expect(page.locator("tbody tr").first).to_be_visible()
     _assert_no_sideways_scroll(page, "the tasks list")
+    table = page.get_by_role("table", name="Tasks, newest first")
+    assert table.evaluate("t => t.scrollWidth <= t.parentElement.clientWidth"), "the tasks table scrolls sideways"
     console.shot("phone-tasks")
     page.get_by_role("link", name="Inbox").click()
     card.get_by_role("link").focus()

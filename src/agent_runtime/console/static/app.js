@@ -147,7 +147,8 @@ async function inboxPages(limit, pages, signal) {
 }
 
 async function inboxView(params, signal) {
-  const limit = /^[0-9]{1,3}$/.test(params.get("limit") || "") ? params.get("limit") : "50";
+  const asked = Number(params.get("limit"));
+  const limit = String(Number.isInteger(asked) && asked >= 1 && asked <= 200 ? asked : 50); // the API's bounds
   const list = h("ul", { class: "cards", id: "inbox", "aria-label": "Waiting for a decision" });
   const updated = h("p", { class: "muted", id: "inbox-updated" });
   let pages = 1;
