@@ -31,7 +31,11 @@ def in_doubt(service: Service) -> dict[str, str]:
     """Three tasks (one per way to resolve) whose ``example.wait`` call (not safe to repeat here: see
     conftest's registry) lost its worker's lease while it ran: recorded as started, never finished,
     so it is in doubt and the task waits for an operator. The real store, runner and journal; no
-    crash needed. Made together: the runner's takeovers overlap."""
+    crash needed. Made together: the runner's takeovers overlap.
+
+    The offline model calls ``example.wait`` with ``seconds: 1``: the lease is taken within
+    milliseconds of the call's first progress event, well inside that second, and the fixture
+    checks that every task did end up waiting for an operator."""
     ids = {action: service.submit(WAIT_PROMPT) for action in ("skip", "retry", "fail")}
     with service.client(service.approver) as approver:
         for task_id in ids.values():
