@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from agent_runtime.console import STATIC
+from tests.console.issuer import serve_authorization_server
 from tests.support.harness import live_service, make_settings
 
 
@@ -33,14 +34,26 @@ async def test_home_links_the_console_and_the_console_is_served_under_a_strict_p
 async def test_with_oidc_the_sign_in_config_names_the_issuer_and_the_policy_lets_the_page_reach_it(
     tmp_path: Path,
 ) -> None:
-    oidc = {"issuer": "https://login.example.com/realms/acme", "audience": "agent-console"}
-    settings = make_settings(tmp_path, auth={"mode": "keys+oidc", "oidc": oidc, "bootstrap_admin_key": False})
-    async with live_service(settings) as live:
-        config = (await live.client.get("/console/config.json")).json()
-        assert config["oidc"] == {"issuer": oidc["issuer"], "client_id": "agent-console", "scope": "openid"}
-        assert config["keys"] is True
-        page = await live.client.get("/console/")
-        assert "connect-src 'self' https://login.example.com;" in page.headers["content-security-policy"]
+    with serve_authorization_server() as issuer:  # its token endpoint is on another origin (port)
+        oidc = {"issuer": issuer.issuer.url, "audience": "agent-console"}
+        settings = make_settings(tmp_path, auth={"mode": "keys+oidc", "oidc": oidc, "bootstrap_admin_key": False})
+        async with live_service(settings) as live:
+            config = (await live.client.get("/console/config.json")).json()
+            assert config["oidc"] == {"issuer": oidc["issuer"], "client_id": "agent-console", "scope": "openid"}
+            assert config["keys"] is True
+            page = await live.client.get("/console/")
+            connect = f"connect-src 'self' {issuer.issuer.url} {issuer.token_origin};"
+            assert connect in page.headers["content-security-policy"]
+
+
+async def test_when_the_issuers_discovery_fails_the_policy_still_names_the_issuer(tmp_path: Path) -> None:
+    with serve_authorization_server() as issuer:
+        oidc = {"issuer": f"{issuer.issuer.url}/no-such-realm", "audience": "agent-console"}
+        settings = make_settings(tmp_path, auth={"mode": "keys+oidc", "oidc": oidc, "bootstrap_admin_key": False})
+        async with live_service(settings) as live:
+            page = await live.client.get("/console/")
+            assert page.status_code == 200
+            assert f"connect-src 'self' {issuer.issuer.url};" in page.headers["content-security-policy"]
 
 
 def test_the_assets_name_no_other_host_and_no_absolute_path() -> None:

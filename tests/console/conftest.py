@@ -29,12 +29,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent_runtime.client import Client
 from tests.console.issuer import AUDIENCE, AuthorizationServer, serve_authorization_server
-from tests.support.harness import Live, _Server, live_service
+from tests.support.harness import Live, _Server, live_service, write_registry
 from tests.support.identity import auth_settings, make_key
 
 CHROMIUM = Path("/usr/bin/chromium")
 POLICY = """\
 plan_rules:
+  - id: expiring
+    match: {metadata: {expiring: "yes"}}
+    decision: require_approval
+    expire_after: 2h
   - id: tight-budget
     match: {any_tool: {name: ["example.multiply"]}}
     decision: require_approval
@@ -46,9 +50,22 @@ call_rules:
     decision: require_call_approval
     roles: [approver]
 """
-"""The shared service's policy: calls to ``example.echo`` stop at a gate (the call-gate test), and a
-plan with ``example.multiply`` may make one tool call (the budget test); the other tests' plans use
-other tools, and wait for one approver (the default)."""
+"""The shared service's policy: calls to ``example.echo`` stop at a gate (the call-gate tests), a
+plan with ``example.multiply`` may make one tool call (the budget test), and a task submitted with
+metadata ``expiring: "yes"`` waits two hours for its approval (the expiry test); the other tests'
+plans use other tools, and wait for one approver (the default)."""
+BROKEN_SERVER = "the broken server cannot find its configuration"
+REGISTRY_EXTRA = f"""\
+    tools:
+      wait: {{idempotent: false}}
+  - id: broken
+    type: local_stdio
+    config:
+      command: ${{PYTHON}}
+      args: ["-c", "import sys; print('{BROKEN_SERVER}', file=sys.stderr); sys.exit(3)"]
+"""
+"""The example server, with ``wait`` not safe to repeat (a call of it cut off by a lost lease is in
+doubt: the in-doubt test), and a server that writes to stderr and exits at start (the tools page)."""
 
 
 @pytest.fixture(scope="session")
@@ -127,7 +144,10 @@ def service(tmp_path_factory: pytest.TempPathFactory, browser_type_launch_args: 
     policy.write_text(POLICY)
     with serve_authorization_server() as issuer, start_blocking_portal() as portal:
         oidc = {"issuer": issuer.issuer.url, "audience": AUDIENCE, "jwks_refresh_cooldown_seconds": 0}
-        settings = auth_settings(tmp, policy={"path": str(policy)}, auth={"mode": "keys+oidc", "oidc": oidc})
+        registry = write_registry(tmp, extra=REGISTRY_EXTRA)
+        settings = auth_settings(
+            tmp, registry=registry, policy={"path": str(policy)}, auth={"mode": "keys+oidc", "oidc": oidc}
+        )
         with portal.wrap_async_context_manager(live_service(settings)) as live:
             submitter, approver, admin = (
                 portal.call(make_key, live, subject, "default", role)

@@ -2,8 +2,10 @@
 
 Discovery, ``/authorize`` (which signs the user in at once and redirects back with a code),
 ``/token`` (which checks the PKCE verifier against the challenge before it issues an RS256 access
-token) and the JWKS the service verifies tokens with. CORS is open: the console fetches discovery
-and the token endpoint from its own origin.
+token) and the JWKS the service verifies tokens with. The token endpoint is served on a second port,
+another origin than the issuer's, as some identity providers publish it on another host (the
+console's page policy must allow both). CORS is open: the console fetches discovery and the token
+endpoint from its own origin.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ __all__ = ["AUDIENCE", "AuthorizationServer", "serve_authorization_server"]
 @dataclass
 class AuthorizationServer:
     issuer: Issuer
+    token_origin: str = ""
+    """Where ``/token`` is served: another origin than the issuer's."""
     codes: dict[str, dict[str, str]] = field(default_factory=dict)
     authorize_requests: list[dict[str, str]] = field(default_factory=list)
     token_requests: list[dict[str, str]] = field(default_factory=list)
@@ -59,7 +63,7 @@ def serve_authorization_server() -> Iterator[AuthorizationServer]:
                     {
                         "issuer": base,
                         "authorization_endpoint": f"{base}/authorize",
-                        "token_endpoint": f"{base}/token",
+                        "token_endpoint": f"{server_state.token_origin}/token",
                         "jwks_uri": f"{base}/jwks",
                     },
                 )
@@ -96,13 +100,14 @@ def serve_authorization_server() -> Iterator[AuthorizationServer]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server_state.issuer.url = f"http://127.0.0.1:{http.server_address[1]}"
+    servers = [ThreadingHTTPServer(("127.0.0.1", 0), Handler) for _ in range(2)]
+    server_state.issuer.url, server_state.token_origin = (f"http://127.0.0.1:{s.server_address[1]}" for s in servers)
     server_state.issuer.add_key("k1")
-    thread = threading.Thread(target=http.serve_forever, daemon=True)
-    thread.start()
+    for http in servers:
+        threading.Thread(target=http.serve_forever, daemon=True).start()
     try:
         yield server_state
     finally:
-        http.shutdown()
-        http.server_close()
+        for http in servers:
+            http.shutdown()
+            http.server_close()

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 
-from playwright.sync_api import expect
+from playwright.sync_api import Page, Route, expect
 
-from tests.console.conftest import Console
+from agent_runtime.services.keys import IssuedKey, KeyService
+from agent_runtime.store.keys import KeyStore
+from tests.console.conftest import BROKEN_SERVER, Console
+from tests.support.harness import Live
 
 PROMPT = "Write a note named hello saying hi, then read the note hello back."
 
@@ -161,17 +164,40 @@ def test_tasks_list_filters_by_status_and_pages(console: Console) -> None:
     console.shot("tasks")
 
 
-def test_tools_page_shows_catalogue_servers_and_pool(console: Console) -> None:
+def test_tools_page_shows_catalogue_servers_the_stderr_of_a_failed_start_and_the_pool(console: Console) -> None:
     page = console.page
     console.sign_in()
     page.get_by_role("link", name="Tools").click()
     catalogue = page.get_by_role("table", name="Tool catalogue")
     expect(catalogue).to_contain_text("example.echo")
     expect(catalogue).to_contain_text("example.write_note")
-    expect(page.get_by_role("list", name="Tool servers")).to_contain_text("example")
-    expect(page.get_by_role("list", name="Tool servers")).to_contain_text("ok")
-    expect(page.locator("#pool")).to_contain_text("warm")
+    servers = page.get_by_role("list", name="Tool servers").locator("li")
+    example = servers.filter(has=page.get_by_role("heading", name="example", exact=False)).filter(has_text="ok")
+    expect(example).to_have_count(1)
+    broken = servers.filter(has_text="broken")
+    expect(broken.locator(".badge")).to_have_text("unavailable")
+    tail = broken.locator("details")
+    expect(tail.locator("summary")).to_have_text("Error and stderr tail")
+    expect(tail.locator("pre")).to_contain_text(BROKEN_SERVER)  # what the server wrote before it exited
+
+    pool = page.get_by_role("table", name="Process pool")
+    expect(pool.locator("tr[data-key='max_server_processes'] th")).to_have_text("max server processes")
+    expect(pool.locator("tr[data-key='max_server_processes'] td")).to_have_text(re.compile(r"^[0-9]+$"))
+    expect(pool.locator("tr[data-key='warm handed_out'] th")).to_have_text("warm handed out")
+    warm = page.get_by_role("table", name="Warm instances per server")
+    expect(warm.locator("thead th")).to_have_text(["Server", "Target", "Ready", "Starting", "Last error"])
+    expect(warm.locator("tbody td")).to_have_text("No server keeps warm instances.")  # prewarm: 0
     console.shot("tools")
+
+
+def _assert_no_sideways_scroll(page: Page, what: str) -> None:
+    wide = page.evaluate(
+        "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > innerWidth + 1)"
+        ".map(e => e.tagName + '#' + e.id + '.' + e.className).slice(0, 5)"
+    )
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), (
+        f"{what} scrolls sideways on a phone: {wide}"
+    )
 
 
 def test_phone_sized_viewport_keyboard_sign_in_and_approve(console: Console) -> None:
@@ -184,19 +210,26 @@ def test_phone_sized_viewport_keyboard_sign_in_and_approve(console: Console) -> 
     page.keyboard.press("Enter")  # the form submits from the keyboard
     card = page.locator(f"#inbox li[data-task-id='{task_id}']")
     expect(card).to_be_visible()
+    _assert_no_sideways_scroll(page, "the inbox")
     console.shot("phone-inbox")
+    page.get_by_role("link", name="Tasks").click()
+    expect(page.locator("tbody tr").first).to_be_visible()
+    _assert_no_sideways_scroll(page, "the tasks list")
+    table = page.get_by_role("table", name="Tasks, newest first")
+    assert table.evaluate("t => t.scrollWidth <= t.parentElement.clientWidth"), "the tasks table scrolls sideways"
+    console.shot("phone-tasks")
+    page.get_by_role("link", name="Inbox").click()
     card.get_by_role("link").focus()
     page.keyboard.press("Enter")
     approve = page.get_by_role("button", name="Approve plan v1")
     expect(approve).to_be_visible()
-    no_sideways_scroll = "document.documentElement.scrollWidth <= window.innerWidth"
-    wide = page.evaluate(
-        "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > innerWidth + 1)"
-        ".map(e => e.tagName + '#' + e.id + '.' + e.className).slice(0, 5)"
-    )
-    assert page.evaluate(no_sideways_scroll), f"the task page scrolls sideways on a phone: {wide}"
+    _assert_no_sideways_scroll(page, "the task page")
     console.shot("phone-task")
-    approve.focus()
+    page.get_by_role("button", name="Edit the plan").click()
+    expect(page.locator("#plan-editor fieldset.step")).to_have_count(1)
+    _assert_no_sideways_scroll(page, "the plan editor")
+    console.shot("phone-editor")
+    page.get_by_role("button", name="Approve plan v1").focus()
     page.keyboard.press("Enter")
     expect(page.locator("#task-status")).to_have_text("completed", timeout=30_000)
 
@@ -205,6 +238,8 @@ def test_a_refused_key_keeps_the_operator_on_the_sign_in_form(console: Console) 
     page = console.page
     console.allow_console_error(r"status of 401")
     console.open()
+    expect(page.get_by_role("button", name="Sign in with OpenID Connect")).to_be_visible()
+    console.shot("sign-in")
     page.get_by_label("API key").fill("ar_not-a-real-key")
     page.get_by_role("button", name="Sign in", exact=True).click()
     expect(page.get_by_role("alert")).to_contain_text("That key was refused")
@@ -266,8 +301,94 @@ def test_a_spent_budget_is_raised_from_the_task_page_and_the_task_goes_on(consol
     expect(page.locator("#task-status")).to_have_text("needs_attention")
     expect(page.locator("#task-gate")).to_contain_text("a raised budget")
     expect(page.locator("#events li[data-type='budget_exceeded']")).to_have_count(1)
+
+    page.get_by_role("link", name="Inbox").click()
+    card = page.locator(f"#inbox li[data-task-id='{task_id}']")
+    expect(card).to_have_attribute("data-kind", "budget")
+    expect(card).to_contain_text("budget gate")
+    expect(card.locator(".usage")).to_contain_text("tool calls 1 of 1")
+    console.shot("inbox-budget")
+    card.get_by_role("link").click()
+    budget = page.locator("#attention .budget")
     budget.get_by_label("Tool calls").fill("5")
     page.get_by_role("button", name="Raise the budget").click()
     expect(page.locator("#task-status")).to_have_text("completed", timeout=30_000)
     expect(page.locator("#events li[data-type='budget_raised']")).to_have_count(1)
     expect(page.locator("#task-usage")).to_contain_text("of 5")
+
+
+async def _issue(live: Live) -> IssuedKey:
+    return await KeyService(KeyStore(live.runtime.store.engine)).create(
+        subject="bob", tenant="default", roles=["approver"]
+    )
+
+
+async def _revoke(live: Live, key_id: str) -> None:
+    await KeyService(KeyStore(live.runtime.store.engine)).revoke(key_id)
+
+
+def test_a_key_revoked_while_a_task_page_opens_its_stream_sends_the_operator_to_sign_in(console: Console) -> None:
+    page, service = console.page, console.service
+    console.allow_console_error(r"status of 401")
+    task_id = service.submit("Add 6 and 7.")
+    issued = service.portal.call(_issue, service.live)
+    console.sign_in(issued.key)
+    with service.client() as client:
+        client.wait(task_id, until=frozenset({"awaiting_approval"}), timeout=30)
+
+    def revoke_then_connect(route: Route) -> None:
+        # The task and its plan were read with the key; the stream is the first request it fails.
+        service.portal.call(_revoke, service.live, issued.record.id)
+        route.continue_()
+
+    page.route(re.compile(r"/v1/tasks/[^/]+/stream$"), revoke_then_connect)
+    page.goto(f"{service.url}/console/#/tasks/{task_id}")
+    expect(page.get_by_label("API key")).to_be_visible()
+    expect(page.locator("#main")).to_contain_text("Your key or token was refused or has expired")
+    expect(page.get_by_role("navigation", name="Console sections")).to_be_hidden()
+    assert page.evaluate("sessionStorage.getItem('agent-runtime.token')") is None
+
+
+def test_choosing_plan_versions_and_comparing_two_that_are_not_the_latest_pair(console: Console) -> None:
+    page, service = console.page, console.service
+    task_id = service.submit(PROMPT)
+    _open_task(console, task_id)
+    for version, feedback in ((2, "Also add 2 and 3."), (3, "Also multiply 4 by 5.")):
+        page.get_by_label("Feedback for the planner").fill(feedback)
+        page.get_by_role("button", name="Ask for a revision").click()
+        expect(page.locator("#binding-version")).to_have_text(f"v{version}")
+    with service.client() as client:
+        plans = {v.version: v.plan for v in client.plan_versions(task_id)}
+    assert sorted(plans) == [1, 2, 3]
+
+    shown = page.get_by_label("Show plan version")
+    expect(shown).to_have_value("3")
+    expect(page.locator("#plan")).to_contain_text("· current")
+    shown.select_option("1")
+    expect(shown).to_be_focused()  # the keyboard stays on the control
+    steps = page.locator("#plan-steps > li")
+    expect(steps).to_have_count(len(plans[1].steps))
+    expect(steps.locator("strong")).to_have_text([s.title for s in plans[1].steps])
+    expect(page.locator("#plan")).not_to_contain_text("· current")
+    expect(page.locator("#binding-version")).to_have_text("v3")  # what is approved does not follow the view
+
+    expect(page.get_by_label("From version")).to_have_value("2")  # the default: the last two
+    page.get_by_label("From version").select_option("1")
+    expect(page.get_by_role("region", name="Differences from v1 to v3")).to_be_visible()
+    expect(page.get_by_label("From version")).to_be_focused()
+    added = page.locator("#plan-diff .add")
+    removed = page.locator("#plan-diff .del")
+    new_tools = {t for s in plans[3].steps for t in s.tools} - {t for s in plans[1].steps for t in s.tools}
+    assert new_tools, plans
+    for tool in new_tools:
+        expect(added.filter(has_text=tool)).not_to_have_count(0)
+    expect(removed.filter(has_text=f"summary: {plans[1].summary}")).to_have_count(1)
+    expect(added.filter(has_text=f"summary: {plans[3].summary}")).to_have_count(1)
+    summary = page.locator("#diff-summary")
+    expect(summary).to_have_text(re.compile(r"^[0-9]+ lines added, [0-9]+ removed\.$"))
+    counts = summary.inner_text()
+    assert counts == f"{added.count()} lines added, {removed.count()} removed."
+    page.get_by_label("To version").select_option("1")
+    expect(summary).to_have_text("The same version.")
+    expect(added).to_have_count(0)
+    console.shot("task-versions")

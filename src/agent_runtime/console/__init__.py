@@ -11,8 +11,9 @@ need a token):
 * ``GET /`` — a small page linking the console and the API reference.
 * ``GET /console`` — redirects to ``console/`` (relative, so a path prefix is kept).
 * ``GET /console/`` — the page, under a strict Content-Security-Policy: scripts, styles and
-  connections from this origin only (plus the OpenID Connect issuer's origin when OIDC sign-in is
-  configured), no inline script.
+  connections from this origin only (plus, when OIDC sign-in is configured, the issuer's origin and
+  the origin of the token endpoint its discovery document names, which may be another host), no
+  inline script.
 * ``GET /console/config.json`` — what the sign-in form needs: the authentication mode and, with OIDC,
   the issuer and client id for the authorization-code flow with PKCE.
 * ``/console/assets/…`` — the static files.
@@ -20,10 +21,15 @@ need a token):
 
 from __future__ import annotations
 
+import json
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
+import structlog
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -31,6 +37,8 @@ from fastapi.staticfiles import StaticFiles
 from agent_runtime.api.auth import GuardedRoute, access
 from agent_runtime.api.deps import runtime_of
 from agent_runtime.domain.identity import Permission
+
+log = structlog.get_logger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 PUBLIC = access(Permission.PUBLIC)
@@ -47,17 +55,61 @@ _HOME = """<!doctype html>
 """
 
 
-def _issuer_origin(request: Request) -> str | None:
-    oidc = runtime_of(request).settings.auth
-    if not oidc.oidc_enabled or not oidc.oidc.issuer:
-        return None
-    parts = urlsplit(oidc.oidc.issuer)
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def console_csp(issuer_origin: str | None) -> str:
-    """The page's policy: everything from this origin, nothing inline; the OIDC issuer may be fetched."""
-    connect = "'self'" + (f" {issuer_origin}" if issuer_origin else "")
+class TokenEndpoints:
+    """The token endpoint each OIDC issuer's discovery document names, fetched when the page is
+    served (the page posts the authorization code there, so the page's policy must allow it) and
+    kept for ``ttl`` seconds; a failed fetch is retried after ``retry`` seconds."""
+
+    def __init__(self, ttl: float = 600, retry: float = 60) -> None:
+        self.ttl, self.retry = ttl, retry
+        self._known: dict[str, tuple[float, str | None]] = {}
+
+    async def get(self, issuer: str, timeout: float) -> str | None:
+        now = time.monotonic()
+        cached = self._known.get(issuer)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        found = await anyio.to_thread.run_sync(_token_endpoint, issuer, timeout)
+        self._known[issuer] = (now + (self.ttl if found else self.retry), found)
+        return found
+
+
+def _token_endpoint(issuer: str, timeout: float) -> str | None:
+    url = f"{issuer.rstrip('/')}/.well-known/openid-configuration"
+    if not url.startswith(("https://", "http://")):
+        return None
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            document = json.loads(response.read())
+    except (OSError, ValueError) as exc:
+        log.warning("console_oidc_discovery_failed", url=url, error=type(exc).__name__)
+        return None
+    endpoint = document.get("token_endpoint") if isinstance(document, dict) else None
+    return endpoint if isinstance(endpoint, str) and endpoint.startswith(("https://", "http://")) else None
+
+
+async def _connect_origins(request: Request) -> list[str]:
+    """Origins besides this one the page fetches: the OIDC issuer's and its token endpoint's."""
+    auth = runtime_of(request).settings.auth
+    if not auth.oidc_enabled or not auth.oidc.issuer:
+        return []
+    origins = [_origin(auth.oidc.issuer)]
+    endpoints: TokenEndpoints = request.app.state.console_token_endpoints
+    token = await endpoints.get(auth.oidc.issuer, auth.oidc.http_timeout_seconds)
+    if token is not None and _origin(token) not in origins:
+        origins.append(_origin(token))
+    return origins
+
+
+def console_csp(origins: list[str]) -> str:
+    """The page's policy: everything from this origin, nothing inline; ``origins`` may be fetched
+    too (the OIDC issuer and its token endpoint)."""
+    connect = " ".join(["'self'", *origins])
     return (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         f"connect-src {connect}; manifest-src 'self'; frame-ancestors 'none'; base-uri 'self'; "
@@ -81,7 +133,7 @@ async def console_page(request: Request) -> FileResponse:
     return FileResponse(
         STATIC / "index.html",
         media_type="text/html; charset=utf-8",
-        headers={"Content-Security-Policy": console_csp(_issuer_origin(request)), "Cache-Control": "no-cache"},
+        headers={"Content-Security-Policy": console_csp(await _connect_origins(request)), "Cache-Control": "no-cache"},
     )
 
 
@@ -99,5 +151,6 @@ async def console_config(request: Request) -> dict[str, Any]:
 
 def install(app: FastAPI) -> None:
     """The console's routes and its static files."""
+    app.state.console_token_endpoints = TokenEndpoints()
     app.router.routes.extend(router.routes)
     app.mount("/console/assets", StaticFiles(directory=STATIC), name="console-assets")

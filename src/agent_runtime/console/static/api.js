@@ -36,12 +36,14 @@ export async function api(path, { method = "GET", body, signal } = {}) {
   if (text) {
     try { data = JSON.parse(text); } catch { data = null; }
   }
-  if (!response.ok) {
-    const err = new ApiError(response.status, data);
-    if (response.status === 401) window.dispatchEvent(new CustomEvent("console:unauthenticated", { detail: err }));
-    throw err;
-  }
+  if (!response.ok) throw refused(new ApiError(response.status, data));
   return data;
+}
+
+// A 401 sends the operator back to the sign-in form (app.js listens), wherever it came from.
+function refused(err) {
+  if (err.status === 401) window.dispatchEvent(new CustomEvent("console:unauthenticated", { detail: err }));
+  return err;
 }
 
 export async function publicJson(path) {
@@ -65,7 +67,7 @@ export async function followEvents(path, { after = 0, signal, onEvent, onState }
       const response = await fetch(url(path), { headers: h, signal, cache: "no-store" });
       if (!response.ok) {
         const body = await response.json().catch(() => null);
-        throw new ApiError(response.status, body);
+        throw refused(new ApiError(response.status, body));
       }
       onState && onState("live");
       delay = 500;

@@ -3,7 +3,7 @@
 
 import { api, clearToken, publicJson, setToken, token } from "./api.js";
 import { finishOidc, startOidc } from "./auth.js";
-import { ago, badge, brief, duration, estimateText, field, h, statusBadge, usageText, when } from "./dom.js";
+import { ago, badge, brief, estimateText, expiresIn, field, h, statusBadge, tick, usageText, when } from "./dom.js";
 import { taskView } from "./task.js";
 import { fail, say, sleep } from "./ui.js";
 
@@ -34,7 +34,7 @@ async function route() {
     else link.removeAttribute("aria-current");
   }
   try {
-    if (section === "inbox") await inboxView(signal);
+    if (section === "inbox") await inboxView(params, signal);
     else if (section === "tasks" && parts[1]) await taskView(main, parts[1], signal);
     else if (section === "tasks") await tasksView(params, signal);
     else if (section === "tools") await toolsView(signal);
@@ -100,8 +100,9 @@ function riskBadges(risk) {
 
 function expiry(iso) {
   if (!iso) return null;
-  const left = (new Date(iso).getTime() - Date.now()) / 1000;
-  return left > 0 ? badge(`expires in ${duration(left)}`) : badge("expired", "risk");
+  const shown = badge(expiresIn(iso), "expiry");
+  if (new Date(iso).getTime() <= Date.now()) shown.classList.add("risk");
+  return shown;
 }
 
 function inboxCard(item) {
@@ -125,26 +126,55 @@ function inboxCard(item) {
     toolCount ? h("p", { class: "muted mono" }, item.tools.join(", ")) : null,
     (item.risky_tools || []).length ? h("p", { class: "muted" }, "Risky tools: ", h("span", { class: "mono" }, item.risky_tools.join(", "))) : null,
     h("p", { class: "muted" },
-      `submitted by ${item.submitted_by || "?"} · waiting ${ago(item.waiting_since || item.created_at)}`,
+      `submitted by ${item.submitted_by || "?"} · waiting `, ago(item.waiting_since || item.created_at),
       item.required > 1 ? ` · ${item.approvals}/${item.required} approvals` : ""));
 }
 
-async function inboxView(signal) {
+// The first `pages` pages of the inbox (`limit` items each, following next_cursor), so what
+// "Show more" brought in stays live too.
+async function inboxPages(limit, pages, signal) {
+  const items = [];
+  let cursor = null;
+  for (let n = 0; n < pages; n += 1) {
+    const query = new URLSearchParams({ limit });
+    if (cursor) query.set("cursor", cursor);
+    const page = await api(`/v1/approvals?${query}`, { signal });
+    items.push(...page.items);
+    cursor = page.next_cursor;
+    if (!cursor) break;
+  }
+  return { items, more: Boolean(cursor) };
+}
+
+async function inboxView(params, signal) {
+  const asked = Number(params.get("limit"));
+  const limit = String(Number.isInteger(asked) && asked >= 1 && asked <= 200 ? asked : 50); // the API's bounds
   const list = h("ul", { class: "cards", id: "inbox", "aria-label": "Waiting for a decision" });
   const updated = h("p", { class: "muted", id: "inbox-updated" });
+  let pages = 1;
+  let wake = () => {};
+  let focusFrom = null; // after "Show more": the first new card takes the focus
+  const more = h("button", {
+    type: "button", id: "inbox-more", hidden: true,
+    onclick: () => { pages += 1; focusFrom = list.children.length; more.disabled = true; wake(); },
+  }, "Show more");
   main.replaceChildren(h("h1", {}, "Inbox"),
     h("p", { class: "muted" }, "What waits for your decision in your tenant, newest first. New items appear on their own."),
-    list, updated);
+    list, h("div", { class: "row" }, more), updated);
   let shown = null;
   while (!signal.aborted) {
     try {
-      const page = await api("/v1/approvals?limit=50", { signal });
+      const page = await inboxPages(limit, pages, signal);
       const key = JSON.stringify(page.items);
       if (key !== shown) {
         shown = key;
         list.replaceChildren(...(page.items.length ? page.items.map(inboxCard)
           : [h("li", { class: "muted" }, "Nothing waits for you.")]));
       }
+      more.hidden = !page.more;
+      more.disabled = false;
+      if (focusFrom !== null && list.children[focusFrom]) list.children[focusFrom].querySelector("a").focus();
+      focusFrom = null;
       updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
     } catch (err) {
       if (signal.aborted) return;
@@ -154,7 +184,7 @@ async function inboxView(signal) {
       }
       fail(err);
     }
-    await sleep(2000, signal);
+    await new Promise((resolve) => { wake = resolve; sleep(2000, signal).then(resolve); });
   }
 }
 
@@ -219,7 +249,28 @@ async function toolsView(signal) {
         h("td", { class: "mono" }, t.name), h("td", {}, t.description || ""), h("td", {}, flag(t.read_only)),
         h("td", { class: "wide" }, flag(t.idempotent)), h("td", { class: "wide" }, flag(t.safe_to_repeat))))))),
     h("h2", {}, "Process pool and warm instances"),
-    h("pre", { id: "pool" }, JSON.stringify(data.pool || {}, null, 2)));
+    ...poolTables(data.pool || {}));
+}
+
+// The pool's counters in a two-column table, then one row per server with warm instances.
+function poolTables(pool) {
+  const { warm = {}, ...counters } = pool;
+  const { servers = {}, ...warmCounters } = warm;
+  const rows = [...Object.entries(counters), ...Object.entries(warmCounters).map(([k, v]) => [`warm ${k}`, v])];
+  const text = (v) => (v === null || v === undefined ? "—" : typeof v === "object" ? brief(v) || "none" : String(v));
+  const cell = (v) => h("td", {}, text(v));
+  return [
+    h("div", { class: "table-wrap" }, h("table", { id: "pool", class: "counters", "aria-label": "Process pool" },
+      h("tbody", {}, rows.map(([k, v]) => h("tr", { dataset: { key: k } },
+        h("th", { scope: "row" }, k.replace(/_/g, " ")), cell(v)))))),
+    h("h3", {}, "Warm instances per server"),
+    h("div", { class: "table-wrap" }, h("table", { id: "warm", "aria-label": "Warm instances per server" },
+      h("thead", {}, h("tr", {}, h("th", {}, "Server"), h("th", {}, "Target"), h("th", {}, "Ready"),
+        h("th", {}, "Starting"), h("th", {}, "Last error"))),
+      h("tbody", {}, Object.keys(servers).length ? Object.entries(servers).map(([id, s]) => h("tr", { dataset: { server: id } },
+        h("td", { class: "mono" }, id), cell(s.target), cell(s.ready), cell(s.starting), cell(s.last_error)))
+        : h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No server keeps warm instances."))))),
+  ];
 }
 
 // --- start -----------------------------------------------------------------------------------
@@ -238,6 +289,7 @@ document.getElementById("sign-out").addEventListener("click", () => {
 });
 
 async function start() {
+  setInterval(tick, 1000);
   try { config = await publicJson("console/config.json"); } catch (err) { fail(err); }
   if (config.oidc) {
     try { await finishOidc(config.oidc); } catch (err) { fail(err); }

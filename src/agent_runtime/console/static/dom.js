@@ -39,9 +39,33 @@ export function when(iso) {
   return Number.isNaN(d.getTime()) ? String(iso) : d.toLocaleString();
 }
 
-export function ago(iso) {
-  const seconds = Math.round((Date.now() - new Date(iso).getTime()) / 1000);
-  return duration(seconds) + " ago";
+// Texts that age: "expires in 5 min", "3 min ago". Each is a <span> carrying its instant, which
+// tick() (every second, from app.js) rewrites, so a view that keeps its DOM between polls still
+// shows the time left now, not when it was drawn.
+function leftText(iso, then) {
+  const left = (new Date(iso).getTime() - Date.now()) / 1000;
+  return left > 0 ? `expires in ${duration(left)}${then}` : "expired";
+}
+
+function agoText(iso) { return `${duration((Date.now() - new Date(iso).getTime()) / 1000)} ago`; }
+
+export function expiresIn(iso, then = "") {
+  return h("span", { class: "deadline", dataset: { deadline: iso, then } }, leftText(iso, then));
+}
+
+export function ago(iso) { return h("span", { dataset: { since: iso } }, agoText(iso)); }
+
+export function tick() {
+  for (const el of document.querySelectorAll("[data-deadline]")) {
+    const text = leftText(el.dataset.deadline, el.dataset.then || "");
+    if (el.textContent !== text) el.textContent = text;
+    const holder = el.closest(".badge");
+    if (holder) holder.classList.toggle("risk", text === "expired");
+  }
+  for (const el of document.querySelectorAll("[data-since]")) {
+    const text = agoText(el.dataset.since);
+    if (el.textContent !== text) el.textContent = text;
+  }
 }
 
 export function duration(seconds) {

@@ -4,7 +4,7 @@
 
 import { api, followEvents, isTerminal } from "./api.js";
 import { diffLines, planLines } from "./diff.js";
-import { brief, duration, estimateText, field, h, statusBadge, uid, usageText, when } from "./dom.js";
+import { brief, estimateText, expiresIn, field, h, statusBadge, uid, usageText, when } from "./dom.js";
 import { editorSection } from "./editor.js";
 import { fail, say } from "./ui.js";
 
@@ -70,6 +70,14 @@ export async function taskView(main, taskId, signal) {
   };
 
   function render() {
+    // A reload redraws sections: the control the operator was on gets the focus back.
+    const focused = document.activeElement && main.contains(document.activeElement) ? document.activeElement.id : "";
+    draw();
+    const again = focused && document.getElementById(focused);
+    if (again && again !== document.activeElement) again.focus();
+  }
+
+  function draw() {
     renderHead(sections.head, state.task);
     renderDecide(sections.decide, state, act, () => { state.editing = true; render(); });
     renderAttention(sections.attention, state, act);
@@ -128,11 +136,8 @@ function gateText(gate, expiresAt) {
   if (gate.roles && gate.roles.length) parts.push(`by ${gate.roles.join(" or ")}`);
   if (gate.required > 1) parts.push(`${gate.required} distinct approvers`);
   if (gate.limit) parts.push(`limit reached: ${brief(gate.limit)}`);
-  if (expiresAt) {
-    const left = (new Date(expiresAt).getTime() - Date.now()) / 1000;
-    parts.push(left > 0 ? `expires in ${duration(left)}${gate.on_expiry ? ` (then ${gate.on_expiry})` : ""}` : "expired");
-  }
-  return parts.join(" · ");
+  const text = parts.join(" · ");
+  return expiresAt ? [text, " · ", expiresIn(expiresAt, gate.on_expiry ? ` (then ${gate.on_expiry})` : "")] : text;
 }
 
 // --- decisions -------------------------------------------------------------------------------
