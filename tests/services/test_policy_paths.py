@@ -86,7 +86,7 @@ async def test_a_plan_rule_with_roles_refuses_and_hides_the_task_from_an_approve
     assert _calls(log) == [("echo", {"text": "hi"})]
 
 
-async def test_a_plan_rules_roles_also_bind_a_rejection_and_a_revision_request(tmp_path: Path) -> None:
+async def test_a_plan_rules_roles_also_bind_a_rejection_a_revision_request_and_an_edit(tmp_path: Path) -> None:
     # As a call gate's roles bind a deny, a plan rule's roles bind every decision on the plan.
     policy = "plan_rules:\n  - {id: admins-only, match: {}, decision: require_approval, roles: [admin]}\n"
     async with _service(tmp_path, _echo_model("hi"), policy=policy, auth=KEYS) as (live, _log):
@@ -98,9 +98,12 @@ async def test_a_plan_rules_roles_also_bind_a_rejection_and_a_revision_request(t
         url = f"/v1/tasks/{task_id}"
         reject = await live.client.post(f"{url}/reject", json={"reason": "no"}, headers=bearer(ann))
         revise = await live.client.post(f"{url}/revise", json={"feedback": "again"}, headers=bearer(ann))
+        plan = {"summary": "echo", "steps": [{"id": "s1", "title": "echo", "instruction": "echo hi",
+                                               "tools": ["example.echo"], "depends_on": []}]}  # fmt: skip
+        edit = await live.client.put(f"{url}/plan", json={"base_version": 1, "plan": plan}, headers=bearer(ann))
         still = (await live.client.get(url, headers=bearer(ann))).json()
         rejected = await live.client.post(f"{url}/reject", json={"reason": "no"}, headers=bearer(ada))
-    for refused in (reject, revise):
+    for refused in (reject, revise, edit):
         assert refused.status_code == 403, refused.text
         assert refused.json()["error"]["details"]["required_roles"] == ["admin"]
     assert still["status"] == "awaiting_approval" and still["current_plan_version"] == 1

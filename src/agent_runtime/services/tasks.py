@@ -329,6 +329,7 @@ class TaskService:
         who = allowed(principal or unauthenticated(actor), Permission.DECIDE)
         actor = who.subject
         task = await self.get(task_id, who)  # a task the caller may not see is 404 before its plan is judged
+        _require_gate_roles(task, who, "edit the plan")  # (and checked again in the transaction)
         profile = TaskProfile.of_task(task)  # the edit stays within the task's profile: its servers, its limit
         known = [name for name in self._known_tools() if profile.allows_server(name.partition(".")[0])]
         max_steps = profile.limit("max_steps_per_plan", self.limits.max_steps_per_plan)
@@ -349,6 +350,7 @@ class TaskService:
         async with self._commands.transaction(task_id) as tx:
             visible(tx.task, who)
             require_status(tx.task, TaskStatus.AWAITING_APPROVAL, "edit the plan")
+            _require_gate_roles(tx.task, who, "edit the plan")
             self._require_current(tx.task, base_version)
             self._discard_partial(tx, base_version, seen, plan)
             version = tx.add_plan_version(plan, f"{rules.OPERATOR}{actor}")
@@ -439,8 +441,8 @@ def require_status(task: TaskRecord, status: TaskStatus, action: str) -> None:
 
 
 def _require_gate_roles(task: TaskRecord, who: Principal, action: str) -> None:
-    """The roles the policy rule that gated the plan names bind every decision on it, as a call
-    gate's roles bind a deny as well as an approve."""
+    """The roles the policy rule that gated the plan names bind every decision on it (approve,
+    reject, revise, edit), as a call gate's roles bind a deny as well as an approve."""
     gate = task.gate or {}
     require_roles(who, list(gate.get("roles") or ()), f"{action} (policy rule {gate.get('rule')!r})")
 
