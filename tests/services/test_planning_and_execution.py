@@ -20,7 +20,8 @@ async def test_an_invalid_plan_gets_one_repair_attempt_with_the_problems(tmp_pat
     async with live_service(make_settings(tmp_path), openai_overrides(fake)) as live:
         created = await live.submit("echo something")
         events = await live.wait_for(created["id"], "approval_required")
-        types = [e["sse_event"] for e in events if e["sse_event"] != "llm_usage"]  # one per model call
+        events = [e for e in events if e["sse_event"] != "llm_usage"]  # one per model call
+        types = [e["sse_event"] for e in events]
         assert types == ["task_created", "planning_started", "plan_invalid", "plan_proposed", "approval_required"]
         assert events[2]["data"]["problems"] == ["step 's1' names unknown tool 'example.teleport'"]
         assert events[3]["data"]["attempts"] == 2
@@ -35,7 +36,8 @@ async def test_a_plan_invalid_twice_fails_the_task_with_a_clear_error(tmp_path: 
     async with live_service(make_settings(tmp_path), openai_overrides(fake)) as live:
         created = await live.submit("do it")
         events = await read_stream(live.client, created["id"])
-        assert [e["sse_event"] for e in events][-3:] == ["plan_invalid", "plan_invalid", "task_failed"]
+        kinds = [e["sse_event"] for e in events]
+        assert kinds[-5:] == ["llm_usage", "plan_invalid", "llm_usage", "plan_invalid", "task_failed"]
         error = events[-1]["data"]["error"]
         assert error["code"] == "plan_invalid"
         assert error["details"]["problems"] == ["the plan has no steps; produce at least one step"]

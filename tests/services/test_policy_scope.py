@@ -253,7 +253,7 @@ async def test_a_planning_that_fails_still_records_what_its_model_calls_spent(tm
         task = await live.task(task_id)
     types = _types(events)
     assert types[-1] == "task_failed" and task["error"]["code"] == "plan_invalid"
-    # Each call recorded with the job's next write: the repair request, then the failure.
+    # Each call is recorded with the job's next write (here the plan_invalid that follows it).
     assert types.count("llm_usage") == 2
     assert types.index("llm_usage") < types.index("plan_invalid")
     used = [e["data"] for e in events if e["type"] == "llm_usage"]
