@@ -168,3 +168,36 @@ async def test_service_errors_become_messages_and_exit_codes(tmp_path: Path) -> 
     assert usage.value.code == 2
     down = await CLI(f"http://127.0.0.1:{free_port()}")("tasks", "list")
     assert down.code == 1 and "cannot reach http://127.0.0.1:" in down.err
+
+
+async def test_under_json_every_failure_is_one_error_document_on_stdout_with_the_documented_exit_code(
+    tmp_path: Path,
+) -> None:
+    async with live_service(make_settings(tmp_path)) as live:
+        cli = CLI(live.url)
+        bad_metadata = await cli("tasks", "submit", "Add 2 and 3.", "--metadata", "no-equals-sign", "--json")
+        assert bad_metadata.code == 2
+        assert bad_metadata.json() == {
+            "error": {
+                "code": "usage_error",
+                "message": "--metadata takes KEY=VALUE, got 'no-equals-sign'",
+                "details": {},
+            }
+        }
+        assert "--metadata takes KEY=VALUE" in bad_metadata.err
+
+        task_id = (await cli("tasks", "submit", "Add 2 and 3.", "--wait", "--json")).json()["id"]
+        one = await cli("tasks", "diff", task_id, "--json")
+        assert one.code == 2 and one.json()["error"]["code"] == "usage_error"
+        assert "one plan version" in one.json()["error"]["message"]
+
+        invalid = await cli("tasks", "list", "--limit", "0", "--json")
+        assert invalid.code == 2 and invalid.json()["error"]["code"] == "validation_error"
+        wrong_state = await cli("tasks", "retry", task_id, "--json")
+        assert wrong_state.code == 1 and wrong_state.json()["error"]["code"] == "invalid_state"
+
+    down = await CLI(f"http://127.0.0.1:{free_port()}")("tasks", "list", "--json")
+    assert down.code == 1
+    error = down.json()["error"]
+    assert error["code"] == "connection_failed" and error["message"].startswith("cannot reach http://127.0.0.1:")
+    assert error["details"]["server"].startswith("http://127.0.0.1:")
