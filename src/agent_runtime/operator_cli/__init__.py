@@ -84,6 +84,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = _leaf(verbs, "approve", "commands:approve", "approve a plan version (default: the current one, shown)", common)
     p.add_argument("task")
     p.add_argument("--version", type=int, help="the plan version you approve (binding)")
+    p.add_argument(
+        "--hash",
+        metavar="SHA256",
+        help="the plan's content hash as you reviewed it (binding; without --version the current plan's is bound)",
+    )
 
     p = _leaf(verbs, "reject", "commands:reject", "reject the proposed plan", common)
     p.add_argument("task")
