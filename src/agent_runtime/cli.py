@@ -1,4 +1,5 @@
-"""The ``agent-runtime`` command: ``serve``, ``migrate``, and a few operator commands."""
+"""The ``agent-runtime`` command: ``serve``, ``migrate``, ``check-config``, ``keys``, and the operator
+commands (``tasks …``, ``approvals``). ``--help`` shows :data:`DESCRIPTION`, not this docstring."""
 
 from __future__ import annotations
 
@@ -104,8 +105,16 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+DESCRIPTION = """\
+Run the service (serve, migrate, check-config), manage its API keys (keys), and operate a running
+service from the command line: submit, inspect, approve and follow tasks (tasks ...), and see what
+waits for a decision (approvals). 'agent-runtime COMMAND --help' describes each command."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="agent-runtime", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="agent-runtime", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the HTTP service and its workers")
     serve.add_argument("--host")

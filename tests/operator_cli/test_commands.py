@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from agent_runtime.cli import build_parser
 from tests.operator_cli.cli_runner import CLI
 from tests.support.harness import free_port, live_service, make_settings
 
@@ -201,3 +202,11 @@ async def test_under_json_every_failure_is_one_error_document_on_stdout_with_the
     error = down.json()["error"]
     assert error["code"] == "connection_failed" and error["message"].startswith("cannot reach http://127.0.0.1:")
     assert error["details"]["server"].startswith("http://127.0.0.1:")
+
+
+def test_help_is_plain_text_without_the_docstrings_markup() -> None:
+    text = build_parser().format_help()
+    assert "``" not in text and ":data:" not in text
+    assert "operate a running\nservice from the command line" in text
+    approve = build_parser().parse_args(["tasks", "approve", "task_x", "--hash", "sha256:ab"])
+    assert (approve.version, approve.hash) == (None, "sha256:ab")

@@ -26,7 +26,11 @@ def _common() -> argparse.ArgumentParser:
         metavar="KEY",
         help="API key, sent as a bearer token (default: $AGENT_RUNTIME_API_KEY; prefer the variable)",
     )
-    group.add_argument("--json", action="store_true", help="print JSON (the API's own bodies) instead of text")
+    group.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON document (the API\'s own body; a failure: {"error": {"code", "message", "details"}})',
+    )
     return common
 
 
@@ -142,7 +146,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-o", "--output", metavar="PATH", help="where to write it (default: ./NAME; '-': stdout)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
 
-    p = _leaf(verbs, "watch", "watch:watch", "follow the task's events live (reconnects on its own)", common)
+    p = _leaf(
+        verbs,
+        "watch",
+        "watch:watch",
+        "follow the task's events live (reconnects on its own; --json: one event per line)",
+        common,
+    )
     p.add_argument("task")
     p.add_argument("--after", type=int, default=0, metavar="SEQ", help="start after this event (default: replay all)")
     p.add_argument(
