@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from agent_runtime.errors import ConfigError
+from agent_runtime.operator_cli import Parser
 from agent_runtime.operator_cli import register as register_operator_commands
 from agent_runtime.settings import Settings, load_settings
 
@@ -112,9 +113,9 @@ waits for a decision (approvals). 'agent-runtime COMMAND --help' describes each 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="agent-runtime", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    # Parser: its subcommands' parsers are Parsers too, so a usage error under --json is printed as JSON.
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser: argparse.ArgumentParser = Parser(prog="agent-runtime", description=DESCRIPTION, formatter_class=formatter)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the HTTP service and its workers")
     serve.add_argument("--host")

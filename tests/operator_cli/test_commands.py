@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from agent_runtime.cli import build_parser
+from agent_runtime.cli import build_parser, main
 from tests.operator_cli.cli_runner import CLI
 from tests.support.harness import free_port, live_service, make_settings
 
@@ -210,3 +211,29 @@ def test_help_is_plain_text_without_the_docstrings_markup() -> None:
     assert "operate a running\nservice from the command line" in text
     approve = build_parser().parse_args(["tasks", "approve", "task_x", "--hash", "sha256:ab"])
     assert (approve.version, approve.hash) == (None, "sha256:ab")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["tasks", "approve", "--json"], "the following arguments are required: task"),
+        (["tasks", "approve", "task_x", "--version", "two", "--json"], "argument --version: invalid int value: 'two'"),
+        (["tasks", "resolve", "task_x", "--action", "redo", "--json"], "argument --action: invalid choice: 'redo'"),
+        (["tasks", "--json"], "the following arguments are required: COMMAND"),
+    ],
+)
+def test_argument_errors_under_json_are_one_usage_error_document_and_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    printed = capsys.readouterr()
+    error = json.loads(printed.out)["error"]
+    assert error["code"] == "usage_error" and error["message"].startswith(message)
+    assert error["details"]["usage"].startswith("usage: agent-runtime tasks")
+    assert f"error: {message}" in printed.err  # argparse's own message, as without --json
+
+    with pytest.raises(SystemExit):
+        main([a for a in argv if a != "--json"])
+    assert capsys.readouterr().out == ""  # without --json: stderr only, as argparse does

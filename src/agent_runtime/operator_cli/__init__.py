@@ -9,10 +9,39 @@ parsers; a command's module is imported when it runs.
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
 
 from agent_runtime.operator_cli.codes import EPILOG
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors, when ``--json`` is among the arguments, are also printed as
+    the command's one JSON document: ``{"error": {"code": "usage_error", …}}`` on stdout, exit 2.
+
+    ``agent-runtime`` builds its top-level parser with this class, so every subcommand's parser is
+    one too (argparse makes subparsers of the parent's class).
+    """
+
+    _json = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._json = "--json" in (sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        if self._json:
+            usage = self.format_usage().strip()
+            body = {"error": {"code": "usage_error", "message": message, "details": {"usage": usage}}}
+            sys.stdout.write(json.dumps(body) + "\n")
+            sys.stdout.flush()
+        super().error(message)
 
 
 def _common() -> argparse.ArgumentParser:
