@@ -198,6 +198,9 @@ async def test_under_json_every_failure_is_one_error_document_on_stdout_with_the
         wrong_state = await cli("tasks", "retry", task_id, "--json")
         assert wrong_state.code == 1 and wrong_state.json()["error"]["code"] == "invalid_state"
 
+    raw = await CLI(f"http://127.0.0.1:{free_port()}")("tasks", "download", "task_x", "a.txt", "-o", "-", "--json")
+    assert raw.code == 2 and raw.json()["error"]["code"] == "usage_error"  # refused before any request
+
     down = await CLI(f"http://127.0.0.1:{free_port()}")("tasks", "list", "--json")
     assert down.code == 1
     error = down.json()["error"]
