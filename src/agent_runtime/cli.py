@@ -1,4 +1,5 @@
-"""The ``agent-runtime`` command: ``serve``, ``migrate``, and a few operator commands."""
+"""The ``agent-runtime`` command: ``serve``, ``migrate``, ``check-config``, ``keys``, and the operator
+commands (``tasks …``, ``approvals``). ``--help`` shows :data:`DESCRIPTION`, not this docstring."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 from agent_runtime.errors import ConfigError
+from agent_runtime.operator_cli import Parser
 from agent_runtime.operator_cli import register as register_operator_commands
 from agent_runtime.settings import Settings, load_settings
 
@@ -104,8 +106,16 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+DESCRIPTION = """\
+Run the service (serve, migrate, check-config), manage its API keys (keys), and operate a running
+service from the command line: submit, inspect, approve and follow tasks (tasks ...), and see what
+waits for a decision (approvals). 'agent-runtime COMMAND --help' describes each command."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="agent-runtime", description=__doc__)
+    # Parser: its subcommands' parsers are Parsers too, so a usage error under --json is printed as JSON.
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser: argparse.ArgumentParser = Parser(prog="agent-runtime", description=DESCRIPTION, formatter_class=formatter)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the HTTP service and its workers")
     serve.add_argument("--host")

@@ -145,3 +145,26 @@ async def test_an_unreachable_service_raises_connection_failed_naming_the_server
         with pytest.raises(ConnectionFailed) as failed:
             await client.get("task_x")
     assert failed.value.server == url and url in str(failed.value)
+
+
+async def test_approve_binds_the_content_hash_when_given_and_a_stale_one_is_refused_with_409(tmp_path: Path) -> None:
+    async with live_service(make_settings(tmp_path)) as live, AsyncClient(live.url) as client:
+        with anyio.fail_after(30):
+            first = await client.wait((await client.submit(PROMPT)).id)
+            second = await client.wait((await client.submit(PROMPT)).id)
+        assert first.plan is not None and second.plan is not None
+
+        def stale() -> None:  # the sync client: a hash the version does not have
+            with Client(live.url) as sync_client, pytest.raises(Conflict) as refused:
+                sync_client.approve(first.id, 1, "sha256:" + "0" * 64)
+            assert refused.value.status == 409 and refused.value.code == "content_hash_mismatch"
+            assert refused.value.details["content_hash"] == first.plan.content_hash  # type: ignore[union-attr]
+
+        await anyio.to_thread.run_sync(stale)
+        with pytest.raises(Conflict) as refused:
+            await client.approve(second.id, 1, first.plan.content_hash + "x")
+        assert refused.value.code == "content_hash_mismatch"
+        assert (await client.get(first.id)).status == "awaiting_approval"
+
+        approved = await client.approve(first.id, 1, first.plan.content_hash)
+        assert approved.status == "approved" and approved.approved_plan_version == 1

@@ -34,10 +34,12 @@ class Result:
 
 @dataclass
 class CLI:
-    server: str
+    server: str | None
+    """Passed as ``--server``; ``None``: none (``$AGENT_RUNTIME_SERVER`` or the default applies)."""
 
     async def __call__(self, *argv: str) -> Result:
-        args = build_parser().parse_args([*argv, "--server", self.server])
+        server = ["--server", self.server] if self.server is not None else []
+        args = build_parser().parse_args([*argv, *server])
         assert args.func.__module__ == "agent_runtime.operator_cli"
         out, err = io.StringIO(), io.StringIO()
         with anyio.fail_after(60):

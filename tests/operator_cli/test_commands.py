@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from agent_runtime.cli import build_parser, main
 from tests.operator_cli.cli_runner import CLI
 from tests.support.harness import free_port, live_service, make_settings
 
@@ -168,3 +170,73 @@ async def test_service_errors_become_messages_and_exit_codes(tmp_path: Path) -> 
     assert usage.value.code == 2
     down = await CLI(f"http://127.0.0.1:{free_port()}")("tasks", "list")
     assert down.code == 1 and "cannot reach http://127.0.0.1:" in down.err
+
+
+async def test_under_json_every_failure_is_one_error_document_on_stdout_with_the_documented_exit_code(
+    tmp_path: Path,
+) -> None:
+    async with live_service(make_settings(tmp_path)) as live:
+        cli = CLI(live.url)
+        bad_metadata = await cli("tasks", "submit", "Add 2 and 3.", "--metadata", "no-equals-sign", "--json")
+        assert bad_metadata.code == 2
+        assert bad_metadata.json() == {
+            "error": {
+                "code": "usage_error",
+                "message": "--metadata takes KEY=VALUE, got 'no-equals-sign'",
+                "details": {},
+            }
+        }
+        assert "--metadata takes KEY=VALUE" in bad_metadata.err
+
+        task_id = (await cli("tasks", "submit", "Add 2 and 3.", "--wait", "--json")).json()["id"]
+        one = await cli("tasks", "diff", task_id, "--json")
+        assert one.code == 2 and one.json()["error"]["code"] == "usage_error"
+        assert "one plan version" in one.json()["error"]["message"]
+
+        invalid = await cli("tasks", "list", "--limit", "0", "--json")
+        assert invalid.code == 2 and invalid.json()["error"]["code"] == "validation_error"
+        wrong_state = await cli("tasks", "retry", task_id, "--json")
+        assert wrong_state.code == 1 and wrong_state.json()["error"]["code"] == "invalid_state"
+
+    raw = await CLI(f"http://127.0.0.1:{free_port()}")("tasks", "download", "task_x", "a.txt", "-o", "-", "--json")
+    assert raw.code == 2 and raw.json()["error"]["code"] == "usage_error"  # refused before any request
+
+    down = await CLI(f"http://127.0.0.1:{free_port()}")("tasks", "list", "--json")
+    assert down.code == 1
+    error = down.json()["error"]
+    assert error["code"] == "connection_failed" and error["message"].startswith("cannot reach http://127.0.0.1:")
+    assert error["details"]["server"].startswith("http://127.0.0.1:")
+
+
+def test_help_is_plain_text_without_the_docstrings_markup() -> None:
+    text = build_parser().format_help()
+    assert "``" not in text and ":data:" not in text
+    assert "operate a running\nservice from the command line" in text
+    approve = build_parser().parse_args(["tasks", "approve", "task_x", "--hash", "sha256:ab"])
+    assert (approve.version, approve.hash) == (None, "sha256:ab")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["tasks", "approve", "--json"], "the following arguments are required: task"),
+        (["tasks", "approve", "task_x", "--version", "two", "--json"], "argument --version: invalid int value: 'two'"),
+        (["tasks", "resolve", "task_x", "--action", "redo", "--json"], "argument --action: invalid choice: 'redo'"),
+        (["tasks", "--json"], "the following arguments are required: COMMAND"),
+    ],
+)
+def test_argument_errors_under_json_are_one_usage_error_document_and_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    printed = capsys.readouterr()
+    error = json.loads(printed.out)["error"]
+    assert error["code"] == "usage_error" and error["message"].startswith(message)
+    assert error["details"]["usage"].startswith("usage: agent-runtime tasks")
+    assert f"error: {message}" in printed.err  # argparse's own message, as without --json
+
+    with pytest.raises(SystemExit):
+        main([a for a in argv if a != "--json"])
+    assert capsys.readouterr().out == ""  # without --json: stderr only, as argparse does

@@ -20,6 +20,10 @@ shutil.copy(path, os.environ["EDIT_SEEN"])
 mode = os.environ["EDIT_MODE"]
 if mode == "fail":
     sys.exit(3)
+if mode == "unknown_tool_then_give_up":
+    if open(path).read().startswith("# The service refused this plan"):
+        sys.exit(0)  # reopened with the problems: leave it as it is
+    mode = "unknown_tool"
 if mode != "same":
     plan = yaml.safe_load(open(path))
     first = plan["steps"][0]
@@ -107,3 +111,61 @@ async def test_an_edit_the_service_refuses_shows_its_validation_errors_and_chang
         await cli("tasks", "cancel", task_id)
         late = await cli("tasks", "edit", task_id)
         assert late.code == 1 and "is cancelled; only a plan awaiting approval can be edited" in late.err
+
+
+async def test_every_edit_outcome_under_json_is_one_json_document_on_stdout(
+    tmp_path: Path, editor: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with live_service(make_settings(tmp_path)) as live:
+        cli = CLI(live.url)
+        task_id = (await cli("tasks", "submit", PROMPT, "--wait", "--json")).json()["id"]
+
+        monkeypatch.setenv("EDIT_MODE", "same")
+        same = await cli("tasks", "edit", task_id, "--json")
+        assert same.code == 0 and same.err == ""
+        assert same.json()["id"] == task_id and same.json()["plan"]["version"] == 1  # nothing submitted
+
+        monkeypatch.setenv("EDIT_MODE", "unknown_tool")
+        refused = await cli("tasks", "edit", task_id, "--json")
+        assert refused.code == 2
+        error = refused.json()["error"]
+        assert error["code"] == "validation_error" and error["message"] == "the edited plan was refused (still v1)"
+        assert error["details"]["problems"] == ["step 'step-1' names unknown tool 'shell.exec'"]
+        assert "the edited plan was refused" in refused.err  # and for people, on stderr
+
+        monkeypatch.setenv("EDIT_MODE", "fail")
+        failed = await cli("tasks", "edit", task_id, "--json")
+        assert failed.code == 1
+        assert failed.json()["error"]["code"] == "editor_failed"
+        assert "the editor exited with status 3" in failed.json()["error"]["message"]
+
+        # On a terminal a refused edit reopens the editor; leaving the file as it was gives up.
+        monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+        monkeypatch.setenv("EDIT_MODE", "unknown_tool_then_give_up")
+        given_up = await cli("tasks", "edit", task_id, "--json")
+        assert given_up.code == 2
+        error = given_up.json()["error"]  # one document, though the service refused once before
+        assert error["code"] == "edit_abandoned"
+        assert error["details"]["problems"] == ["step 'step-1' names unknown tool 'shell.exec'"]
+
+        assert (await live.task(task_id))["current_plan_version"] == 1
+        await cli("tasks", "cancel", task_id)
+        late = await cli("tasks", "edit", task_id, "--json")
+        assert late.code == 1
+        assert late.json()["error"] == {
+            "code": "invalid_state",
+            "message": f"task {task_id} is cancelled; only a plan awaiting approval can be edited",
+            "details": {"current_status": "cancelled"},
+        }
+
+
+async def test_a_successful_edit_under_json_prints_the_task_with_its_new_version(
+    tmp_path: Path, editor: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with live_service(make_settings(tmp_path)) as live:
+        cli = CLI(live.url)
+        task_id = (await cli("tasks", "submit", PROMPT, "--wait", "--json")).json()["id"]
+        monkeypatch.setenv("EDIT_MODE", "shorten")
+        edited = await cli("tasks", "edit", task_id, "--json")
+        assert edited.code == 0, edited.err
+        assert edited.json()["plan"]["version"] == 2 and edited.json()["plan"]["summary"] == "Only write the todo note"

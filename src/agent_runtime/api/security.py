@@ -20,7 +20,6 @@ from agent_runtime.api.auth import SCHEME
 from agent_runtime.settings import CorsSettings
 
 STRICT_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-SWAGGER_CDN = "https://cdn.jsdelivr.net"
 _FIXED = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
 
 

@@ -98,8 +98,10 @@ class AsyncClient:
     async def plan_versions(self, task_id: str) -> list[PlanVersionOut]:
         return await self.call(calls.plan_versions(task_id))
 
-    async def approve(self, task_id: str, plan_version: int) -> TaskOut:
-        return await self.call(calls.approve(task_id, plan_version))
+    async def approve(self, task_id: str, plan_version: int, content_hash: str | None = None) -> TaskOut:
+        """Approve ``plan_version`` (binding); with ``content_hash``, only if the version's content is
+        still the one with that hash (else :class:`Conflict` ``content_hash_mismatch``)."""
+        return await self.call(calls.approve(task_id, plan_version, content_hash))
 
     async def reject(self, task_id: str, reason: str | None = None) -> TaskOut:
         return await self.call(calls.reject(task_id, reason))

@@ -79,8 +79,11 @@ def plan_versions(task_id: str) -> Call[list[PlanVersionOut]]:
     return Call("GET", _task(task_id, "/plan/versions"), _VERSIONS.validate_python)
 
 
-def approve(task_id: str, plan_version: int) -> Call[TaskOut]:
-    return Call("POST", _task(task_id, "/approve"), TaskOut.model_validate, json={"plan_version": plan_version})
+def approve(task_id: str, plan_version: int, content_hash: str | None = None) -> Call[TaskOut]:
+    """Approve ``plan_version``; with ``content_hash`` (as shown to the approver) the service also
+    refuses (409 ``content_hash_mismatch``) a version whose content is not the one shown."""
+    body = _body(plan_version=plan_version, content_hash=content_hash)
+    return Call("POST", _task(task_id, "/approve"), TaskOut.model_validate, json=body)
 
 
 def reject(task_id: str, reason: str | None = None) -> Call[TaskOut]:

@@ -97,8 +97,10 @@ class Client:
     def plan_versions(self, task_id: str) -> list[PlanVersionOut]:
         return self.call(calls.plan_versions(task_id))
 
-    def approve(self, task_id: str, plan_version: int) -> TaskOut:
-        return self.call(calls.approve(task_id, plan_version))
+    def approve(self, task_id: str, plan_version: int, content_hash: str | None = None) -> TaskOut:
+        """Approve ``plan_version`` (binding); with ``content_hash``, only if the version's content is
+        still the one with that hash (else :class:`Conflict` ``content_hash_mismatch``)."""
+        return self.call(calls.approve(task_id, plan_version, content_hash))
 
     def reject(self, task_id: str, reason: str | None = None) -> TaskOut:
         return self.call(calls.reject(task_id, reason))

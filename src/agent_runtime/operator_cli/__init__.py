@@ -9,10 +9,39 @@ parsers; a command's module is imported when it runs.
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
 
 from agent_runtime.operator_cli.codes import EPILOG
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors, when ``--json`` is among the arguments, are also printed as
+    the command's one JSON document: ``{"error": {"code": "usage_error", …}}`` on stdout, exit 2.
+
+    ``agent-runtime`` builds its top-level parser with this class, so every subcommand's parser is
+    one too (argparse makes subparsers of the parent's class).
+    """
+
+    _json = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._json = "--json" in (sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        if self._json:
+            usage = self.format_usage().strip()
+            body = {"error": {"code": "usage_error", "message": message, "details": {"usage": usage}}}
+            sys.stdout.write(json.dumps(body) + "\n")
+            sys.stdout.flush()
+        super().error(message)
 
 
 def _common() -> argparse.ArgumentParser:
@@ -26,7 +55,11 @@ def _common() -> argparse.ArgumentParser:
         metavar="KEY",
         help="API key, sent as a bearer token (default: $AGENT_RUNTIME_API_KEY; prefer the variable)",
     )
-    group.add_argument("--json", action="store_true", help="print JSON (the API's own bodies) instead of text")
+    group.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON document (the API\'s own body; a failure: {"error": {"code", "message", "details"}})',
+    )
     return common
 
 
@@ -84,6 +117,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = _leaf(verbs, "approve", "commands:approve", "approve a plan version (default: the current one, shown)", common)
     p.add_argument("task")
     p.add_argument("--version", type=int, help="the plan version you approve (binding)")
+    p.add_argument(
+        "--hash",
+        metavar="SHA256",
+        help="the plan's content hash as you reviewed it (binding; without --version the current plan's is bound)",
+    )
 
     p = _leaf(verbs, "reject", "commands:reject", "reject the proposed plan", common)
     p.add_argument("task")
@@ -137,7 +175,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-o", "--output", metavar="PATH", help="where to write it (default: ./NAME; '-': stdout)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
 
-    p = _leaf(verbs, "watch", "watch:watch", "follow the task's events live (reconnects on its own)", common)
+    p = _leaf(
+        verbs,
+        "watch",
+        "watch:watch",
+        "follow the task's events live (reconnects on its own; --json: one event per line)",
+        common,
+    )
     p.add_argument("task")
     p.add_argument("--after", type=int, default=0, metavar="SEQ", help="start after this event (default: replay all)")
     p.add_argument(

@@ -25,7 +25,9 @@ def artifacts(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 def download(client: Client, args: argparse.Namespace, out: Output) -> int:
     """Write the artifact to ``--output`` (default: its own name in the current folder; ``-``:
-    stdout). An existing file is kept unless ``--force``."""
+    stdout, so not with ``--json``). An existing file is kept unless ``--force``."""
+    if args.output == "-" and out.as_json:
+        raise UsageError("--output - writes the file itself to stdout; leave out --json (or name a file)")
     content = client.download_artifact(args.task, args.name)
     if args.output == "-":
         out.raw(content)

@@ -84,20 +84,25 @@ def show(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 
 def approve(client: Client, args: argparse.Namespace, out: Output) -> int:
-    version = args.version
+    """Approve ``--version`` (and ``--hash`` if given); without ``--version``, the current plan's
+    version and content hash as read (and shown) just before, so a plan changed in between is
+    refused (409 ``stale_plan_version`` or ``content_hash_mismatch``) rather than approved unseen."""
+    version, content_hash = args.version, args.hash
     if version is None:
         current = client.get(args.task)
         if current.plan is None:
             raise UsageError(f"task {current.id} has no plan to approve (status {current.status})")
         version = current.plan.version
+        if content_hash is None:
+            content_hash = current.plan.content_hash
         if not out.as_json:
             out.line(
                 "approving ",
                 (f"plan v{version}", "bold"),
-                f" ({current.plan.content_hash}) of {current.id}: ",
+                f" ({content_hash}) of {current.id}: ",
                 views.excerpt(current.plan.summary),
             )
-    task = client.approve(args.task, version)
+    task = client.approve(args.task, version, content_hash)
     return _answer(out, task, "approved")
 
 

@@ -73,34 +73,51 @@ def _problem_header(problems: list[str]) -> str:
 
 
 def edit(client: Client, args: argparse.Namespace, out: Output) -> int:
+    """Exit 0 once a new version is stored or nothing changed (``--json``: the task either way; an
+    unchanged plan keeps its version), 2 if the service refused the edit or it was given up, 1 if
+    the task is not awaiting approval or the editor failed."""
     task = client.get(args.task)
     if task.plan is None or task.status != "awaiting_approval":
-        out.error(f"task {task.id} is {task.status}; only a plan awaiting approval can be edited")
+        message = f"task {task.id} is {task.status}; only a plan awaiting approval can be edited"
+        out.error("invalid_state", message, details={"current_status": task.status})
         return Exit.FAILED
     base = task.plan.version
     header = HEADER.format(task=task.id, version=base)
     original = plan_yaml(current_plan(task))
     text = header + original
     interactive = sys.stdin.isatty()
+    refused: list[str] = []
     while True:
         try:
             edited = run_editor(text, f"{task.id}-v{base}")
         except EditAbandoned as exc:
-            out.error(str(exc))
+            out.error("editor_failed", str(exc))
             return Exit.FAILED
         if _without_comments(edited) == _without_comments(original):
-            out.line("plan unchanged; nothing submitted")
+            if out.as_json:
+                out.data(task)
+            else:
+                out.line("plan unchanged; nothing submitted")
             return Exit.OK
         if edited == text:
-            out.error("edit abandoned; the plan was not changed")
+            message = "edit abandoned; the plan was not changed"
+            out.error("edit_abandoned", message, details={"problems": refused})
             return Exit.USAGE
-        problems = _submit(client, task.id, base, edited, out)
-        if problems is None:
+        answer = _submit(client, task.id, base, edited)
+        if isinstance(answer, TaskOut):
+            if out.as_json:
+                out.data(answer)
+            else:
+                views.task_line(out, answer, "plan edited")
+                views.hint(out, answer)
             return Exit.OK
-        out.error(f"the edited plan was refused (still v{base})", problems)
+        refused = answer
+        message = f"the edited plan was refused (still v{base})"
         if not interactive:
+            out.error("validation_error", message, refused, details={"problems": refused})
             return Exit.USAGE
-        text = _problem_header(problems) + header + _without_header(edited)
+        out.complain(message, refused)  # the editor opens again; the one JSON answer comes at the end
+        text = _problem_header(refused) + header + _without_header(edited)
 
 
 def _without_header(text: str) -> str:
@@ -110,8 +127,8 @@ def _without_header(text: str) -> str:
     return "".join(lines)
 
 
-def _submit(client: Client, task_id: str, base: int, edited: str, out: Output) -> list[str] | None:
-    """Send the edited plan; ``None`` once accepted, else the problems to show."""
+def _submit(client: Client, task_id: str, base: int, edited: str) -> TaskOut | list[str]:
+    """Send the edited plan: the task once accepted, else the problems to show."""
     try:
         body: Any = yaml.safe_load(edited)
     except yaml.YAMLError as exc:
@@ -119,12 +136,6 @@ def _submit(client: Client, task_id: str, base: int, edited: str, out: Output) -
     if not isinstance(body, dict):
         return ["the plan must be a mapping with 'summary' and 'steps'"]
     try:
-        task = client.edit_plan(task_id, base, body)
+        return client.edit_plan(task_id, base, body)
     except InvalidRequest as exc:
         return problems_of(exc) or [exc.message]
-    if out.as_json:
-        out.data(task)
-    else:
-        views.task_line(out, task, "plan edited")
-        views.hint(out, task)
-    return None

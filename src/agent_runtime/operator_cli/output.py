@@ -65,15 +65,27 @@ class Output:
         if not self.as_json:
             self.errors.print(Text(text, style="dim"))
 
-    def error(self, message: str, problems: Sequence[str] = ()) -> None:
+    def error(
+        self, code: str, message: str, problems: Sequence[str] = (), details: dict[str, Any] | None = None
+    ) -> None:
+        """The command failed: the message on stderr; with ``--json`` also, as the command's one
+        document on stdout, ``{"error": {"code", "message", "details"}}`` (the service's own error shape)."""
+        if self.as_json:
+            self.data({"error": {"code": code, "message": message, "details": details or {}}})
+        self.complain(message, problems)
+
+    def complain(self, message: str, problems: Sequence[str] = ()) -> None:
+        """An error message on stderr only (``--json`` or not): for people, not scripts."""
         self.errors.print(Text.assemble(("agent-runtime: error: ", "bold red"), message))
         for problem in problems:
             self.errors.print(Text(f"  - {problem}"))
 
-    def api_error(self, exc: APIError) -> None:
+    def api_error(self, exc: APIError, hint: str | None = None) -> None:
+        """The service refused: its error as it sent it (``--json``), ``code: message`` on stderr
+        with the validation problems and ``hint`` (what to do about it) below."""
         if self.as_json:
             self.data({"error": {"code": exc.code, "message": exc.message, "details": exc.details}})
-        self.error(f"{exc.code}: {exc.message}", problems_of(exc))
+        self.complain(f"{exc.code}: {exc.message}", [*problems_of(exc), *([hint] if hint else [])])
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None) -> None:
         """A rich table on a terminal; otherwise a header line and aligned columns (awk-friendly)."""

@@ -92,8 +92,11 @@ def hint(out: Output, task: TaskOut) -> None:
     """What the operator can do next (stderr, only for people)."""
     tid = task.id
     if task.status == "awaiting_approval" and task.plan is not None:
-        version = task.plan.version
-        out.note(f"next: agent-runtime tasks approve {tid} --version {version}  (or reject, revise, edit, diff)")
+        plan = task.plan  # the version and hash shown above: approving binds both
+        out.note(
+            f"next: agent-runtime tasks approve {tid} --version {plan.version} --hash {plan.content_hash}"
+            "  (or reject, revise, edit, diff)"
+        )
     elif task.status == "needs_attention":
         kind = (task.gate or {}).get("kind")
         if kind == "call":
