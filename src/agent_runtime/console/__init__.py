@@ -21,15 +21,12 @@ need a token):
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
-import structlog
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -37,8 +34,7 @@ from fastapi.staticfiles import StaticFiles
 from agent_runtime.api.auth import GuardedRoute, access
 from agent_runtime.api.deps import runtime_of
 from agent_runtime.domain.identity import Permission
-
-log = structlog.get_logger(__name__)
+from agent_runtime.services.oidc import discovery
 
 STATIC = Path(__file__).parent / "static"
 PUBLIC = access(Permission.PUBLIC)
@@ -80,16 +76,10 @@ class TokenEndpoints:
 
 
 def _token_endpoint(issuer: str, timeout: float) -> str | None:
-    url = f"{issuer.rstrip('/')}/.well-known/openid-configuration"
-    if not url.startswith(("https://", "http://")):
-        return None
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            document = json.loads(response.read())
-    except (OSError, ValueError) as exc:
-        log.warning("console_oidc_discovery_failed", url=url, error=type(exc).__name__)
-        return None
-    endpoint = document.get("token_endpoint") if isinstance(document, dict) else None
+        endpoint = discovery(issuer, timeout).get("token_endpoint")
+    except ValueError:
+        return None  # (logged) the page's policy names the issuer only
     return endpoint if isinstance(endpoint, str) and endpoint.startswith(("https://", "http://")) else None
 
 

@@ -53,17 +53,11 @@ class OidcVerifier:
         return self._client
 
     def _discover(self) -> str:
-        issuer = (self.settings.issuer or "").rstrip("/")
-        url = f"{issuer}/.well-known/openid-configuration"
-        if not url.startswith(("https://", "http://")):
-            raise AuthenticationError("OIDC issuer is not an http(s) URL")
         try:
-            with urllib.request.urlopen(url, timeout=self.settings.http_timeout_seconds) as response:
-                document = json.loads(response.read())
-        except (OSError, ValueError) as exc:
-            log.warning("oidc_discovery_failed", url=url, error=type(exc).__name__)
-            raise AuthenticationError("cannot verify the token: the issuer's keys are unavailable") from None
-        jwks_uri = document.get("jwks_uri") if isinstance(document, dict) else None
+            document = discovery(self.settings.issuer or "", self.settings.http_timeout_seconds)
+        except ValueError as exc:
+            raise AuthenticationError(f"cannot verify the token: {exc}") from None
+        jwks_uri = document.get("jwks_uri")
         if not isinstance(jwks_uri, str):
             raise AuthenticationError("cannot verify the token: the issuer's discovery document has no jwks_uri")
         return jwks_uri
@@ -137,3 +131,20 @@ def _claim(claims: dict[str, Any], path: str | None) -> Any:
             return None
         value = value[part]
     return value
+
+
+def discovery(issuer: str, timeout: float) -> dict[str, Any]:
+    """The issuer's OpenID Connect discovery document (blocking: call it on a worker thread).
+    :class:`ValueError` (saying why, naming no secret) when it cannot be read."""
+    url = f"{issuer.rstrip('/')}/.well-known/openid-configuration"
+    if not url.startswith(("https://", "http://")):
+        raise ValueError("the OIDC issuer is not an http(s) URL")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            document = json.loads(response.read())
+    except (OSError, ValueError) as exc:
+        log.warning("oidc_discovery_failed", url=url, error=type(exc).__name__)
+        raise ValueError("the issuer's keys are unavailable") from None
+    if not isinstance(document, dict):
+        raise ValueError("the issuer's discovery document is not a JSON object")
+    return document
