@@ -18,10 +18,13 @@ import pytest
 
 from agent_runtime.domain.plan import Plan
 from agent_runtime.domain.records import ApprovalRecord, PlanVersionRecord
+from agent_runtime.llm.factory import build_llm_client
+from agent_runtime.runtime import Overrides
 from agent_runtime.services.approvals import carried_approvers
 from agent_runtime.testing import ScriptedModel, ToolCalls
+from agent_runtime.testing.fake_server import resolved_for
 from tests.services.test_policy import _calls, _service, _types
-from tests.support.harness import read_stream
+from tests.support.harness import live_service, make_settings, read_stream, write_registry
 from tests.support.identity import bearer, make_key, submit_as
 
 
@@ -283,3 +286,30 @@ plan_rules:
     plan_edited = next(e["data"] for e in events if e["type"] == "plan_edited")
     assert plan_edited["estimate"]["tool_calls"] >= 1 and plan_edited["estimate"]["basis"] == "heuristic"
     assert events[-1]["data"]["passed_over"] == []  # no auto_approve rule matched the edited plan
+
+
+async def test_a_cost_limit_after_a_model_without_a_price_is_not_raised_in_vain(tmp_path: Path) -> None:
+    model = ScriptedModel({"summary": "echo", "steps": [_step("s1", "example.echo")]}, {"s1": []})
+    fake = model.fake()
+    client = build_llm_client(resolved_for("openai", model="house-model"), http_client=fake.http_client())
+    policy = "plan_rules:\n  - {id: ro, match: {all_tools: {read_only: true}}, decision: auto_approve}\n"
+    log = tmp_path / "calls.jsonl"
+    (tmp_path / "policy.yaml").write_text(policy)
+    settings = make_settings(
+        tmp_path,
+        registry=write_registry(tmp_path, call_log=log),
+        policy={"path": str(tmp_path / "policy.yaml"), "estimate_history_seconds": 0},
+        budgets={"cost_usd": 1.0},
+    )
+    async with live_service(settings, Overrides(planner_llm=client, executor_llm=client)) as live:
+        task_id = (await live.submit("echo"))["id"]
+        paused = await live.wait_for(task_id, "budget_exceeded")
+        raised = await live.client.post(f"/v1/tasks/{task_id}/budget", json={"cost_usd": 100})
+        task = await live.task(task_id)
+        cancelled = await live.client.post(f"/v1/tasks/{task_id}/cancel", json={"reason": "unpriced model"})
+    assert paused[-1]["data"]["limit"] == "cost_usd" and paused[-1]["data"]["spent"]["unpriced_calls"] == 1
+    assert raised.status_code == 409, raised.text
+    error = raised.json()["error"]
+    assert error["details"]["field"] == "cost_usd" and "without a price" in error["message"]
+    assert task["status"] == "needs_attention" and task["budget"]["cost_usd"] == 1.0  # nothing changed
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"

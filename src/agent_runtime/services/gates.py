@@ -43,7 +43,7 @@ from agent_runtime.services.access import allowed, require_roles, visible
 from agent_runtime.services.governance import Governance
 from agent_runtime.services.handoff import Commands
 from agent_runtime.services.tasks import cancel_in, require_status
-from agent_runtime.services.usage import USAGE_KEYS
+from agent_runtime.services.usage import UNPRICED, USAGE_KEYS
 from agent_runtime.settings import ApprovalSettings
 from agent_runtime.store.store import TaskStore
 from agent_runtime.store.tx import TaskTx
@@ -298,6 +298,14 @@ class Gates:
                         details={"field": key, "current": current.get(key), "spent": spent.get(key)},
                     )
             raised = {**(task.budget or {}), **budget}
+            unpriced = int(spent.get(UNPRICED) or 0)
+            if "cost_usd" in raised and unpriced:  # the pause would come straight back
+                raise InvalidStateError(
+                    f"the task called a model without a price ({UNPRICED}: {unpriced}), so its cost is unknown and "
+                    "a cost_usd limit stays reached whatever it is raised to (fail closed): cancel the task, "
+                    "and add the model to pricing.models for the tasks after it",
+                    details={"current_status": task.status.value, "field": "cost_usd", UNPRICED: unpriced},
+                )
             planning = (task.gate or {}).get("phase") == "planning"  # a revision or a replan: plan again
             target = TaskStatus.QUEUED if planning else TaskStatus.APPROVED
             tx.transition(target, budget=raised, gate=None, gate_expires_at=None)
